@@ -1,0 +1,16 @@
+//! Formats that the device and the host must agree on, defined once.
+//!
+//! Everything here is `no_std` and free of `unsafe`: the loader parses flash with the same
+//! code the host tools use to write it, and the host unit tests exercise that code with
+//! hostile inputs. Parsing is total — every length and offset is checked and a bad input is
+//! an error value, never a panic or an out-of-bounds read.
+
+#![no_std]
+
+#[cfg(any(test, feature = "alloc"))]
+extern crate alloc;
+
+pub mod exit;
+pub mod package;
+pub mod slot;
+pub mod smc;

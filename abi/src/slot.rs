@@ -1,0 +1,243 @@
+//! The image slot: the set of packages one boot uses, as laid out in flash.
+//!
+//! A slot starts with a [`HEADER_LEN`]-byte header (little-endian):
+//!
+//! | offset | size | field |
+//! | --- | --- | --- |
+//! | 0 | 4 | magic `SSLT` |
+//! | 4 | 2 | format version ([`FORMAT_VERSION`]) |
+//! | 6 | 2 | number of packages |
+//! | 8 | 4 | bytes used by the slot, header included |
+//! | 12 | 4 | reserved, zero |
+//!
+//! Packages follow, each starting at a multiple of [`PACKAGE_ALIGN`] from the slot start.
+//! [`Slot::parse`] bounds the slot to the bytes it says it uses (which must fit in the
+//! flash region given), and [`Slot::packages`] yields every package or the first error.
+
+use crate::package::{self, Package};
+use core::fmt;
+
+pub const MAGIC: [u8; 4] = *b"SSLT";
+pub const FORMAT_VERSION: u16 = 1;
+pub const HEADER_LEN: usize = 16;
+/// Packages start on 4 KiB boundaries so that offsets read well in `septa inspect`.
+pub const PACKAGE_ALIGN: usize = 4096;
+/// More packages than this in one slot is refused.
+pub const MAX_PACKAGES: usize = 32;
+
+/// Why a slot was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    BadMagic,
+    UnsupportedFormat(u16),
+    /// The header claims more bytes than the slot region holds, or fewer than it needs.
+    BadLength {
+        claimed: usize,
+        region: usize,
+    },
+    TooManyPackages(usize),
+    /// Package number `index` (from 0) is malformed.
+    Package {
+        index: usize,
+        error: package::Error,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadMagic => write!(f, "bad slot magic (no Septa slot here)"),
+            Error::UnsupportedFormat(v) => write!(f, "unsupported slot format version {v}"),
+            Error::BadLength { claimed, region } => {
+                write!(f, "slot length {claimed} is outside 16..={region} bytes")
+            }
+            Error::TooManyPackages(n) => {
+                write!(f, "slot lists {n} packages, at most {MAX_PACKAGES} allowed")
+            }
+            Error::Package { index, error } => write!(f, "package {index}: {error}"),
+        }
+    }
+}
+
+/// A slot whose header is valid.
+#[derive(Clone, Copy, Debug)]
+pub struct Slot<'a> {
+    count: usize,
+    bytes: &'a [u8],
+}
+
+impl<'a> Slot<'a> {
+    /// Parses the slot header at the start of `region` (the whole flash region of the slot).
+    pub fn parse(region: &'a [u8]) -> Result<Slot<'a>, Error> {
+        let header = region.get(..HEADER_LEN).ok_or(Error::BadLength {
+            claimed: HEADER_LEN,
+            region: region.len(),
+        })?;
+        if header[0..4] != MAGIC {
+            return Err(Error::BadMagic);
+        }
+        let format = u16::from_le_bytes([header[4], header[5]]);
+        if format != FORMAT_VERSION {
+            return Err(Error::UnsupportedFormat(format));
+        }
+        let count = u16::from_le_bytes([header[6], header[7]]) as usize;
+        if count > MAX_PACKAGES {
+            return Err(Error::TooManyPackages(count));
+        }
+        let used = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
+        let bytes =
+            region
+                .get(..used)
+                .filter(|b| b.len() >= HEADER_LEN)
+                .ok_or(Error::BadLength {
+                    claimed: used,
+                    region: region.len(),
+                })?;
+        Ok(Slot { count, bytes })
+    }
+
+    pub fn package_count(&self) -> usize {
+        self.count
+    }
+
+    /// The packages with their offsets from the slot start, in slot order. Stops after the
+    /// first error.
+    pub fn packages(&self) -> Packages<'a> {
+        Packages {
+            slot: *self,
+            index: 0,
+            offset: PACKAGE_ALIGN,
+            failed: false,
+        }
+    }
+}
+
+/// Iterator over a slot's packages: `(offset, package)` or the error that stopped it.
+pub struct Packages<'a> {
+    slot: Slot<'a>,
+    index: usize,
+    offset: usize,
+    failed: bool,
+}
+
+impl<'a> Iterator for Packages<'a> {
+    type Item = Result<(usize, Package<'a>), Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.index >= self.slot.count {
+            return None;
+        }
+        let index = self.index;
+        let fail = |error| Error::Package { index, error };
+        let rest = self.slot.bytes.get(self.offset..).unwrap_or(&[]);
+        let result = Package::parse(rest).map_err(fail).map(|package| {
+            let at = self.offset;
+            self.offset = align_up(at + package.encoded_len());
+            (at, package)
+        });
+        self.failed = result.is_err();
+        self.index += 1;
+        Some(result)
+    }
+}
+
+const fn align_up(n: usize) -> usize {
+    n.div_ceil(PACKAGE_ALIGN) * PACKAGE_ALIGN
+}
+
+/// Builds a slot from encoded packages (header + payload each), in the order given.
+#[cfg(any(test, feature = "alloc"))]
+pub fn compose(packages: &[alloc::vec::Vec<u8>]) -> alloc::vec::Vec<u8> {
+    let mut out = alloc::vec![0u8; PACKAGE_ALIGN];
+    for package in packages {
+        out.extend_from_slice(package);
+        out.resize(align_up(out.len()), 0);
+    }
+    let count = u16::try_from(packages.len()).expect("too many packages");
+    let used = u32::try_from(out.len()).expect("slot larger than 4 GiB");
+    out[0..4].copy_from_slice(&MAGIC);
+    out[4..6].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    out[6..8].copy_from_slice(&count.to_le_bytes());
+    out[8..12].copy_from_slice(&used.to_le_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::package::{Header, Kind};
+    use alloc::vec::Vec;
+
+    fn pkg(kind: Kind, payload: &[u8]) -> Vec<u8> {
+        let mut v = Header::for_payload(kind, [1; 16], 1, payload)
+            .encode()
+            .to_vec();
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn two_package_slot() -> Vec<u8> {
+        compose(&[pkg(Kind::Monitor, &[1; 5000]), pkg(Kind::Kernel, b"kernel")])
+    }
+
+    #[test]
+    fn packages_are_found_at_aligned_offsets() {
+        let bytes = two_package_slot();
+        let slot = Slot::parse(&bytes).unwrap();
+        let found: Vec<_> = slot.packages().map(|p| p.unwrap()).collect();
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].0, PACKAGE_ALIGN);
+        assert_eq!(found[0].1.header.kind, Kind::Monitor);
+        assert_eq!(found[1].0, 3 * PACKAGE_ALIGN);
+        assert_eq!(found[1].1.payload, b"kernel");
+    }
+
+    #[test]
+    fn slot_longer_than_its_region_is_refused() {
+        let bytes = two_package_slot();
+        assert!(matches!(
+            Slot::parse(&bytes[..bytes.len() - 1]),
+            Err(Error::BadLength { .. })
+        ));
+    }
+
+    #[test]
+    fn package_past_the_used_length_is_an_error() {
+        let mut bytes = two_package_slot();
+        // Claim one more package than the slot holds.
+        bytes[6] = 3;
+        let slot = Slot::parse(&bytes).unwrap();
+        let last = slot.packages().last().unwrap();
+        assert!(matches!(last, Err(Error::Package { index: 2, .. })));
+    }
+
+    #[test]
+    fn corrupt_package_header_names_its_index() {
+        let mut bytes = two_package_slot();
+        bytes[3 * PACKAGE_ALIGN] ^= 0xff;
+        let slot = Slot::parse(&bytes).unwrap();
+        let errors: Vec<_> = slot.packages().filter_map(|p| p.err()).collect();
+        assert_eq!(
+            errors,
+            [Error::Package {
+                index: 1,
+                error: package::Error::BadMagic
+            }]
+        );
+    }
+
+    #[test]
+    fn header_errors() {
+        let good = two_package_slot();
+        let mut bad = good.clone();
+        bad[1] = 0;
+        assert_eq!(Slot::parse(&bad).unwrap_err(), Error::BadMagic);
+        let mut bad = good.clone();
+        bad[4] = 2;
+        assert_eq!(Slot::parse(&bad).unwrap_err(), Error::UnsupportedFormat(2));
+        let mut bad = good.clone();
+        bad[6] = 200;
+        assert_eq!(Slot::parse(&bad).unwrap_err(), Error::TooManyPackages(200));
+        assert!(Slot::parse(&good[..8]).is_err());
+    }
+}

@@ -1,0 +1,206 @@
+//! The security monitor's entry points: reset handoff, Monitor-mode vectors, the drop to the
+//! non-secure world and the power controls.
+//!
+//! The loader enters [`_start`] in Secure SVC. The monitor switches to Monitor mode for good,
+//! installs its vectors (MVBAR for SMCs, the crash vectors in the secure VBAR for anything
+//! unexpected), configures the Secure Configuration Register and drops to the kernel in
+//! Non-secure SVC. From then on it runs only when the kernel issues `smc #0`: the SMC entry
+//! saves the caller's registers on the monitor stack, [`septa_monitor::smc::dispatch`]
+//! decides, and the entry returns r0–r3 or powers the system off.
+
+#![no_std]
+#![no_main]
+
+use core::fmt::Write;
+use septa_abi::{exit, smc};
+use septa_armv7::crash::{self, ExceptionKind, FaultRegisters, TrapFrame};
+use septa_armv7::{mode, pl011::Pl011, regs, semihosting};
+use septa_monitor::smc::{Action, Call, dispatch};
+use septa_targets::qemu_virt as board;
+
+const STAGE: &str = "monitor";
+
+/// SCR for the normal world: NS, FIQ and async-abort masks writable by the normal world
+/// (FW, AW), secure instruction fetch from non-secure memory forbidden (SIF); SMC enabled,
+/// IRQ/FIQ/external aborts taken in the current world, no Hyp.
+const SCR_NORMAL_WORLD: u32 = (1 << 0) | (1 << 4) | (1 << 5) | (1 << 9);
+/// NSACR: the normal world gets no coprocessor access beyond CP14/CP15 (it has no FPU use).
+const NSACR_NORMAL_WORLD: u32 = 0;
+
+fn console() -> Pl011 {
+    // SAFETY: UART0 is the board's PL011; the MMU is off in the secure world.
+    unsafe { Pl011::new(board::UART0) }
+}
+
+/// The registers an SMC entry saves: r0–r12 and the return address.
+#[repr(C)]
+struct SmcFrame {
+    r: [u32; 13],
+    lr: u32,
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.start, "ax"
+    .arm
+    .global _start
+_start:
+    cps #0x16
+    ldr sp, =__stack_top
+    ldr r0, =__bss_start
+    ldr r1, =__bss_end
+    mov r2, #0
+1:  cmp r0, r1
+    strlo r2, [r0], #4
+    blo 1b
+    bl monitor_main
+    b .
+
+    .section .text.monitor_vectors, "ax"
+    .balign 32
+    .global monitor_vectors
+monitor_vectors:
+    b septa_crash_vectors + 0
+    b septa_crash_vectors + 4
+    b monitor_smc_entry
+    b septa_crash_vectors + 12
+    b septa_crash_vectors + 16
+    b septa_crash_vectors + 20
+    b septa_crash_vectors + 24
+    b septa_crash_vectors + 28
+
+monitor_smc_entry:
+    push {{r0-r12, lr}}
+    mov r0, sp
+    bl monitor_smc
+    pop {{r0-r12, lr}}
+    movs pc, lr
+
+    .global monitor_enter_normal_world
+monitor_enter_normal_world:
+    mov r2, #0x1d3
+    msr spsr_cxsf, r2
+    mov lr, r0
+    mcr p15, 0, r1, c1, c1, 0
+    isb
+    mov r0, #0
+    mov r1, #0
+    mov r2, #0
+    mov r3, #0
+    mov r4, #0
+    mov r5, #0
+    mov r6, #0
+    mov r7, #0
+    mov r8, #0
+    mov r9, #0
+    mov r10, #0
+    mov r11, #0
+    mov r12, #0
+    movs pc, lr
+    .ltorg
+"#
+);
+
+unsafe extern "C" {
+    static monitor_vectors: u8;
+    /// Sets SCR to `scr` and returns to `entry` in Non-secure SVC with A, I and F masked and
+    /// every general-purpose register cleared, so no secure value leaks to the normal world.
+    fn monitor_enter_normal_world(entry: usize, scr: u32) -> !;
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn monitor_main() -> ! {
+    // SAFETY: both tables are 32-byte aligned vector tables in the monitor image. The
+    // secure VBAR catches faults in the monitor itself; MVBAR takes the normal world's SMCs.
+    unsafe {
+        regs::write_vbar(crash::crash_vectors());
+        regs::write_mvbar((&raw const monitor_vectors) as u32);
+    }
+    regs::isb();
+    let mut out = console();
+    let world = if regs::read_scr() & 1 == 0 {
+        "secure"
+    } else {
+        "non-secure"
+    };
+    let _ = writeln!(
+        out,
+        "septa: {STAGE} {} {world} {}",
+        env!("CARGO_PKG_VERSION"),
+        mode::mode_name(regs::read_cpsr())
+    );
+    // SAFETY: NSACR only narrows what the normal world may do.
+    unsafe { regs::write_nsacr(NSACR_NORMAL_WORLD) };
+    let entry = board::KERNEL_RAM.base;
+    let _ = writeln!(
+        out,
+        "septa: monitor: entering the kernel at {entry:#010x}, non-secure svc"
+    );
+    // SAFETY: the loader copied and checked the kernel image at `entry`; SCR_NORMAL_WORLD
+    // is the documented normal-world configuration.
+    unsafe { monitor_enter_normal_world(entry, SCR_NORMAL_WORLD) }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn monitor_smc(frame: &mut SmcFrame) {
+    let caller_world = if regs::read_scr() & 1 != 0 {
+        smc::WORLD_NON_SECURE
+    } else {
+        smc::WORLD_SECURE
+    };
+    let call = Call {
+        function: frame.r[0],
+        args: [frame.r[1], frame.r[2], frame.r[3]],
+        caller_world,
+    };
+    match dispatch(call) {
+        Action::Return(values) => frame.r[..4].copy_from_slice(&values),
+        Action::PowerOff(status) => {
+            let _ = writeln!(console(), "septa: monitor: system off (status {status})");
+            semihosting::exit(status)
+        }
+        Action::Reset => {
+            let _ = writeln!(console(), "septa: monitor: system reset");
+            reset()
+        }
+    }
+}
+
+/// Resets the board by raising the secure GPIO line QEMU wires to its reset request.
+///
+/// The power-off line sits next to it and input pins read as pulled up, so both lines are
+/// made outputs driven low first; only then is the reset line raised.
+fn reset() -> ! {
+    const GPIODIR: usize = 0x400;
+    let data = |mask: u32| (board::SECURE_GPIO + ((mask as usize) << 2)) as *mut u32;
+    let reset = 1u32 << board::SECURE_GPIO_RESET_PIN;
+    let lines = reset | 1 << board::SECURE_GPIO_POWEROFF_PIN;
+    // SAFETY: SECURE_GPIO is the board's secure PL061. A write to the data register at
+    // offset (mask << 2) changes only the pins in `mask`; GPIODIR selects outputs.
+    unsafe {
+        core::ptr::write_volatile(data(lines), 0);
+        core::ptr::write_volatile((board::SECURE_GPIO + GPIODIR) as *mut u32, lines);
+        core::ptr::write_volatile(data(reset), reset);
+    }
+    loop {
+        regs::wait_for_interrupt();
+    }
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn septa_crash(kind: u32, frame: &TrapFrame) -> ! {
+    let _ = crash::write_exception_report(
+        &mut console(),
+        STAGE,
+        ExceptionKind::from_u32(kind),
+        frame,
+        &FaultRegisters::read(),
+    );
+    semihosting::exit(exit::CRASH)
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let _ = crash::write_panic_report(&mut console(), STAGE, info);
+    semihosting::exit(exit::CRASH)
+}

@@ -1,0 +1,95 @@
+//! QEMU run configurations: how each board's images are booted.
+//!
+//! `cargo xtask run`, the integration tests and the benchmarks all start QEMU through
+//! [`Config::args`], so the command a user copies from the README is the one the tests use.
+
+use septa_targets::qemu_virt;
+use std::path::{Path, PathBuf};
+
+/// The QEMU binary for every board.
+pub const QEMU: &str = "qemu-system-arm";
+
+/// Deterministic time: one guest nanosecond per instruction, idle time skipped.
+pub const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
+
+/// The images one boot uses, as composed by `cargo xtask build` under
+/// `target/septa/<board>/`.
+#[derive(Clone, Debug)]
+pub struct Images {
+    /// The boot ROM for secure flash 0: loader and fuse area.
+    pub rom: PathBuf,
+    /// Flash 1: the image slots.
+    pub flash: PathBuf,
+}
+
+impl Images {
+    /// The images in `dir` under their standard names.
+    pub fn in_dir(dir: &Path) -> Images {
+        Images {
+            rom: dir.join(ROM_FILE),
+            flash: dir.join(FLASH_FILE),
+        }
+    }
+}
+
+pub const ROM_FILE: &str = "rom.img";
+pub const FLASH_FILE: &str = "flash.img";
+
+/// One QEMU invocation for the `qemu-virt` board.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub images: Images,
+    /// Console on stdio with QEMU's monitor multiplexed (Ctrl-A X quits, Ctrl-A C switches
+    /// to the monitor), for interactive use. Otherwise serial on stdio and no monitor.
+    pub interactive: bool,
+    /// Run with [`ICOUNT`].
+    pub icount: bool,
+    /// Open the flash files read-only, so several QEMUs can share one image set (tests).
+    pub readonly: bool,
+    /// Serve QEMU's human monitor on this Unix socket (non-interactive runs only).
+    pub monitor_socket: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn args(&self) -> Vec<String> {
+        let mut args: Vec<String> = qemu_virt::QEMU_MACHINE
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        for (unit, file) in [(0, &self.images.rom), (1, &self.images.flash)] {
+            args.push("-drive".into());
+            let readonly = if self.readonly { ",readonly=on" } else { "" };
+            args.push(format!(
+                "if=pflash,unit={unit},format=raw,file={}{readonly}",
+                file.display()
+            ));
+        }
+        args.extend([
+            "-semihosting-config".into(),
+            "enable=on,target=native".into(),
+        ]);
+        if self.interactive {
+            args.push("-nographic".into());
+        } else {
+            args.extend(["-display", "none", "-serial", "stdio", "-monitor"].map(String::from));
+            args.push(match &self.monitor_socket {
+                Some(path) => format!("unix:{},server=on,wait=off", path.display()),
+                None => "none".into(),
+            });
+        }
+        if self.icount {
+            args.extend(ICOUNT.map(String::from));
+        }
+        args
+    }
+
+    /// The full command line, quoted for a shell, as the README shows it.
+    pub fn command_line(&self, extra: &[String]) -> String {
+        std::iter::once(QEMU.to_string())
+            .chain(self.args())
+            .chain(extra.iter().cloned())
+            .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}

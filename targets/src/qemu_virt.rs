@@ -1,0 +1,84 @@
+//! QEMU `virt` with `secure=on` and a Cortex-A7: the reference board.
+//!
+//! Physical map (QEMU 7.2 `hw/arm/virt.c`): flash 0 is visible to the secure world only and
+//! holds the boot ROM (loader + fuse area); flash 1 holds the image slots and is readable
+//! from both worlds; secure RAM at `0x0e00_0000` is secure-only. The non-secure RAM at
+//! `0x4000_0000` starts with QEMU's device tree, so the kernel is loaded 1 MiB above it.
+
+use crate::{Region, StageMemory};
+
+pub const NAME: &str = "qemu-virt";
+
+// ---- physical memory map --------------------------------------------------------------
+
+/// Secure flash 0: the boot ROM. 64 MiB, mapped at 0 in the secure address space only.
+pub const FLASH0: Region = Region::new(0x0000_0000, 64 << 20);
+/// Flash 1: the image slots. 64 MiB, readable from both worlds.
+pub const FLASH1: Region = Region::new(0x0400_0000, 64 << 20);
+/// Secure-only RAM.
+pub const SECURE_RAM: Region = Region::new(0x0e00_0000, 16 << 20);
+/// Non-secure RAM, as sized by the QEMU command line (`-m 128M`).
+pub const RAM: Region = Region::new(0x4000_0000, 128 << 20);
+/// The RAM QEMU fills with the device tree; never handed out.
+pub const DTB: Region = Region::new(0x4000_0000, 1 << 20);
+
+/// PL011 UART 0, the console of every stage.
+pub const UART0: usize = 0x0900_0000;
+/// GICv2 distributor and CPU interface.
+pub const GICD: usize = 0x0800_0000;
+pub const GICC: usize = 0x0801_0000;
+/// Secure-only PL061 GPIO wired to QEMU's `gpio-pwr` (device tree: gpio-restart on pin 1, gpio-poweroff on pin 0).
+pub const SECURE_GPIO: usize = 0x090b_0000;
+pub const SECURE_GPIO_RESET_PIN: u32 = 1;
+pub const SECURE_GPIO_POWEROFF_PIN: u32 = 0;
+
+// ---- boot ROM (flash 0) -----------------------------------------------------------------
+
+/// The loader is executed in place from the start of flash 0.
+pub const LOADER_ROM: Region = Region::new(FLASH0.base, 1 << 20);
+/// The fuse area: device secret, OEM public key and anti-rollback minimums, written by
+/// `septa provision`. Secure-only because flash 0 is.
+pub const FUSES: Region = Region::new(FLASH0.base + (1 << 20), 4 << 10);
+/// The loader's data, bss and stack: the top 1 MiB of secure RAM.
+pub const LOADER_RAM: Region = Region::new(SECURE_RAM.end() - (1 << 20), 1 << 20);
+
+// ---- image slots (flash 1) ------------------------------------------------------------
+
+/// Image slot A: a slot header followed by packages (see `septa_abi::slot`).
+pub const SLOT_A: Region = Region::new(FLASH1.base, 16 << 20);
+
+// ---- where the loader places the stages -------------------------------------------------
+
+/// The monitor's image, bss and stacks, at the bottom of secure RAM.
+pub const MONITOR_RAM: Region = Region::new(SECURE_RAM.base, 2 << 20);
+/// The kernel's image, bss and boot stacks, above the device tree.
+pub const KERNEL_RAM: Region = Region::new(DTB.end(), 4 << 20);
+
+/// Test builds only: a word that tests set with QEMU's `-device loader` to choose what a
+/// probe kernel does, followed by a word the probe keeps across a reset. The last page of
+/// RAM, which nothing else uses before the kernel's frame allocator runs.
+pub const TEST_BOOT_ARG: usize = RAM.end() - 0x1000;
+
+pub const LOADER_MEMORY: StageMemory = &[("ROM", LOADER_ROM), ("RAM", LOADER_RAM)];
+pub const MONITOR_MEMORY: StageMemory = &[("RAM", MONITOR_RAM)];
+pub const KERNEL_MEMORY: StageMemory = &[("RAM", KERNEL_RAM)];
+
+/// The QEMU machine arguments for this board (without the flash drives).
+pub const QEMU_MACHINE: &[&str] = &["-M", "virt,secure=on", "-cpu", "cortex-a7", "-m", "128M"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_regions_are_disjoint_and_inside_their_memories() {
+        assert!(SECURE_RAM.contains_range(MONITOR_RAM.base, MONITOR_RAM.size));
+        assert!(SECURE_RAM.contains_range(LOADER_RAM.base, LOADER_RAM.size));
+        assert!(MONITOR_RAM.end() <= LOADER_RAM.base);
+        assert!(RAM.contains_range(KERNEL_RAM.base, KERNEL_RAM.size));
+        assert!(KERNEL_RAM.base >= DTB.end());
+        assert!(FLASH0.contains_range(FUSES.base, FUSES.size));
+        assert!(LOADER_ROM.end() <= FUSES.base);
+        assert!(FLASH1.contains_range(SLOT_A.base, SLOT_A.size));
+    }
+}

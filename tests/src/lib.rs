@@ -1,0 +1,256 @@
+//! The harness the integration tests boot Septa with.
+//!
+//! Every boot runs under `-icount shift=0,sleep=off`, so guest time does not depend on how
+//! busy the host is; the wall-clock timeout is only a hang guard. A boot that hangs or
+//! fails an assertion shows the whole console in the test failure.
+//!
+//! The images come from `cargo xtask test`, which builds them and passes their directory in
+//! `SEPTA_IMAGES` (`target/septa/qemu-virt` by default).
+
+use septa_qemu::{Config, Images, QEMU};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use std::{fs, thread};
+
+/// How long any boot may take in wall time before it counts as hung.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// The directory of the default image set.
+pub fn images_dir() -> PathBuf {
+    match std::env::var_os("SEPTA_IMAGES") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/septa/qemu-virt"),
+    }
+}
+
+/// The default images, shared read-only between tests.
+pub fn default_images() -> Images {
+    Images::in_dir(&images_dir())
+}
+
+/// An image set built with test-only features (`cargo xtask test` builds them).
+pub fn variant_images(name: &str) -> Images {
+    Images::in_dir(&images_dir().join(name))
+}
+
+/// A private, writable copy of `images` for a test that modifies them.
+pub fn scratch_copy(images: &Images, test: &str) -> Images {
+    let dir = std::env::temp_dir().join(format!("septa-{test}-{}", std::process::id()));
+    fs::create_dir_all(&dir).expect("creating a scratch directory");
+    let copy = Images::in_dir(&dir);
+    fs::copy(&images.rom, &copy.rom).expect("copying rom.img (run `cargo xtask test`)");
+    fs::copy(&images.flash, &copy.flash).expect("copying flash.img (run `cargo xtask test`)");
+    copy
+}
+
+/// A QEMU boot being prepared.
+pub struct Boot {
+    config: Config,
+    extra: Vec<String>,
+}
+
+impl Boot {
+    pub fn new(images: Images) -> Boot {
+        Boot {
+            config: Config {
+                images,
+                interactive: false,
+                icount: true,
+                readonly: true,
+                monitor_socket: None,
+            },
+            extra: Vec::new(),
+        }
+    }
+
+    /// Extra QEMU arguments.
+    pub fn args<const N: usize>(mut self, args: [&str; N]) -> Boot {
+        self.extra.extend(args.map(String::from));
+        self
+    }
+
+    /// Stores `value` at physical `address` before the CPU starts (`-device loader`).
+    pub fn poke(self, address: usize, value: u32) -> Boot {
+        let device = format!("loader,addr={address:#x},data={value:#x},data-len=4");
+        self.args(["-device", &device])
+    }
+
+    /// Serves QEMU's monitor on a Unix socket for [`Running::monitor`].
+    pub fn with_monitor(mut self, path: PathBuf) -> Boot {
+        let _ = fs::remove_file(&path);
+        self.config.monitor_socket = Some(path);
+        self
+    }
+
+    pub fn spawn(self) -> Running {
+        let mut child = Command::new(QEMU)
+            .args(self.config.args())
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("starting {QEMU}: {e} (run `cargo xtask test`, which installs it)")
+            });
+        let console = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let console = Arc::clone(&console);
+            thread::spawn(move || collect(stream, &console));
+        }
+        Running {
+            child,
+            console,
+            monitor_socket: self.config.monitor_socket,
+        }
+    }
+
+    /// Boots and waits until QEMU exits (or the hang guard fires).
+    pub fn run(self) -> Outcome {
+        let mut running = self.spawn();
+        let deadline = Instant::now() + HANG_GUARD;
+        loop {
+            if let Some(status) = running.child.try_wait().expect("waiting for QEMU") {
+                // Let the reader threads drain the pipes.
+                thread::sleep(Duration::from_millis(50));
+                return Outcome {
+                    console: running.console(),
+                    status: status.code(),
+                    hung: false,
+                };
+            }
+            if Instant::now() > deadline {
+                running.kill();
+                return Outcome {
+                    console: running.console(),
+                    status: None,
+                    hung: true,
+                };
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn collect(mut stream: Box<dyn Read + Send>, console: &Mutex<String>) {
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        let text = String::from_utf8_lossy(&buf[..n]).replace('\r', "");
+        console.lock().unwrap().push_str(&text);
+    }
+}
+
+/// A QEMU that is still running.
+pub struct Running {
+    child: Child,
+    console: Arc<Mutex<String>>,
+    monitor_socket: Option<PathBuf>,
+}
+
+impl Running {
+    pub fn console(&self) -> String {
+        self.console.lock().unwrap().clone()
+    }
+
+    /// Waits until the console contains `text`; panics with the console on a timeout or exit.
+    pub fn wait_for(&mut self, text: &str) {
+        let deadline = Instant::now() + HANG_GUARD;
+        while !self.console().contains(text) {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                thread::sleep(Duration::from_millis(50));
+                panic!(
+                    "QEMU exited ({status}) before printing {text:?}; console:\n{}",
+                    self.console()
+                );
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!(
+                    "no {text:?} within {HANG_GUARD:?}; console:\n{}",
+                    self.console()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs one command on QEMU's own monitor and returns its output.
+    pub fn monitor(&mut self, command: &str) -> String {
+        use std::io::Write;
+        use std::os::unix::net::UnixStream;
+        let path = self
+            .monitor_socket
+            .as_ref()
+            .expect("Boot::with_monitor was not used");
+        let mut stream = UnixStream::connect(path).expect("connecting to QEMU's monitor");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut reply = read_until_prompt(&mut stream);
+        reply.clear();
+        writeln!(stream, "{command}").unwrap();
+        reply.push_str(&read_until_prompt(&mut stream));
+        reply
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn read_until_prompt(stream: &mut impl Read) -> String {
+    let mut text = Vec::new();
+    let mut byte = [0u8; 1];
+    while !text.ends_with(b"(qemu) ") {
+        match stream.read(&mut byte) {
+            Ok(1) => text.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&text).into_owned()
+}
+
+/// How a boot ended.
+#[derive(Debug)]
+pub struct Outcome {
+    pub console: String,
+    /// QEMU's exit status (the guest's power-off status), if it exited.
+    pub status: Option<i32>,
+    pub hung: bool,
+}
+
+impl Outcome {
+    /// Asserts QEMU exited with `status` and the console contains each of `texts`.
+    pub fn expect(&self, status: u32, texts: &[&str]) {
+        assert!(!self.hung, "QEMU hung; console:\n{}", self.console);
+        assert_eq!(
+            self.status,
+            Some(status as i32),
+            "exit status; console:\n{}",
+            self.console
+        );
+        for text in texts {
+            assert!(
+                self.console.contains(text),
+                "missing {text:?}; console:\n{}",
+                self.console
+            );
+        }
+    }
+}

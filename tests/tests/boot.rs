@@ -1,0 +1,218 @@
+//! The boot chain: loader (secure) → monitor (secure) → kernel (non-secure), the TrustZone
+//! address map as the kernel sees it, the SMC interface, and the loader's refusal of bad
+//! images.
+
+use septa_abi::exit;
+use septa_abi::package::{self, Kind};
+use septa_abi::slot::Slot;
+use septa_qemu::Images;
+use septa_targets::qemu_virt as board;
+use septa_tests::{Boot, default_images, scratch_copy, variant_images};
+use std::fs;
+
+/// Lines of `console` that start with `septa: <stage> ` followed by a version.
+fn stage_line<'a>(console: &'a str, stage: &str) -> &'a str {
+    let prefix = format!("septa: {stage} {}", env!("CARGO_PKG_VERSION"));
+    console
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line:\n{console}"))
+}
+
+#[test]
+fn boot_reaches_the_kernel_with_each_stage_in_its_world() {
+    let socket = std::env::temp_dir().join(format!("septa-monitor-{}.sock", std::process::id()));
+    let mut qemu = Boot::new(default_images())
+        .with_monitor(socket.clone())
+        .spawn();
+    qemu.wait_for("septa: kernel: idle");
+    let console = qemu.console();
+    assert!(
+        stage_line(&console, "loader").ends_with(" secure svc"),
+        "{console}"
+    );
+    assert!(
+        stage_line(&console, "monitor").ends_with(" secure mon"),
+        "{console}"
+    );
+    assert!(
+        stage_line(&console, "kernel").ends_with(" non-secure svc"),
+        "{console}"
+    );
+    let order: Vec<_> = ["loader", "monitor", "kernel"]
+        .iter()
+        .map(|s| console.find(stage_line(&console, s)).unwrap())
+        .collect();
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "stages out of order:\n{console}"
+    );
+
+    // QEMU's own view of the idle CPU, independent of anything the guest prints.
+    let registers = qemu.monitor("info registers");
+    assert!(
+        registers.contains(" NS svc32"),
+        "CPU not in non-secure SVC:\n{registers}"
+    );
+    let _ = fs::remove_file(socket);
+}
+
+#[test]
+fn kernel_reading_secure_ram_takes_a_data_abort() {
+    let outcome = Boot::new(variant_images("probe"))
+        .poke(board::TEST_BOOT_ARG, 1)
+        .run();
+    outcome.expect(
+        exit::CRASH,
+        &[
+            "septa: probe: reading 0x0e000000",
+            "septa: kernel CRASH: unexpected data abort",
+            "dfsr 0x00000008 (synchronous external abort, read)  dfar 0x0e000000",
+        ],
+    );
+    assert!(
+        !outcome.console.contains("NOT blocked"),
+        "{}",
+        outcome.console
+    );
+}
+
+#[test]
+fn kernel_reading_the_boot_rom_takes_a_data_abort() {
+    let outcome = Boot::new(variant_images("probe"))
+        .poke(board::TEST_BOOT_ARG, 2)
+        .run();
+    outcome.expect(
+        exit::CRASH,
+        &[
+            "septa: probe: reading 0x00000000",
+            "septa: kernel CRASH: unexpected data abort",
+            "dfsr 0x00000008 (synchronous external abort, read)  dfar 0x00000000",
+        ],
+    );
+    assert!(
+        !outcome.console.contains("NOT blocked"),
+        "{}",
+        outcome.console
+    );
+}
+
+#[test]
+fn unknown_smc_returns_not_supported_and_reset_then_off_work() {
+    let outcome = Boot::new(variant_images("probe"))
+        .poke(board::TEST_BOOT_ARG, 3)
+        .run();
+    outcome.expect(
+        exit::SUCCESS,
+        &[
+            "septa: probe: smc 0xb2000fff returned 0xffffffff",
+            "septa: probe: smc 0x12345678 returned 0xffffffff",
+            "septa: probe: SMCCC_VERSION returned 0x00010001",
+            "septa: probe: requesting system reset\nsepta: monitor: system reset\n",
+            "septa: probe: back after reset, requesting system off\nsepta: monitor: system off (status 0)",
+        ],
+    );
+    assert_eq!(
+        outcome.console.matches("septa: loader 0.1.0").count(),
+        2,
+        "{}",
+        outcome.console
+    );
+}
+
+/// The offset in flash.img of the first package of `kind` in slot A.
+fn package_offset(images: &Images, kind: Kind) -> usize {
+    let flash = fs::read(&images.flash).unwrap();
+    let slot_at = board::SLOT_A.base - board::FLASH1.base;
+    let slot = Slot::parse(&flash[slot_at..slot_at + board::SLOT_A.size]).unwrap();
+    let (offset, _) = slot
+        .packages()
+        .map(Result::unwrap)
+        .find(|(_, p)| p.header.kind == kind)
+        .unwrap();
+    slot_at + offset
+}
+
+/// Boots a copy of the default images after `tamper` changed its flash image; the loader
+/// must refuse it with `message` and never start the monitor.
+fn refused_after(test: &str, tamper: impl FnOnce(&mut Vec<u8>, usize), message: &str) {
+    let images = scratch_copy(&default_images(), test);
+    let kernel = package_offset(&images, Kind::Kernel);
+    let mut flash = fs::read(&images.flash).unwrap();
+    tamper(&mut flash, kernel);
+    fs::write(&images.flash, flash).unwrap();
+    let outcome = Boot::new(images.clone()).run();
+    outcome.expect(
+        exit::BOOT_REFUSED,
+        &[&format!(
+            "septa: loader: refusing to boot slot A: {message}"
+        )],
+    );
+    assert!(
+        !outcome.console.contains("septa: monitor"),
+        "monitor started:\n{}",
+        outcome.console
+    );
+    let _ = fs::remove_dir_all(images.rom.parent().unwrap());
+}
+
+#[test]
+fn corrupt_kernel_header_is_refused() {
+    refused_after(
+        "bad-magic",
+        |flash, kernel| flash[kernel] ^= 0xff,
+        "package 1: bad magic (not a Septa package)",
+    );
+}
+
+#[test]
+fn kernel_payload_with_a_flipped_byte_is_refused() {
+    refused_after(
+        "flipped-payload",
+        |flash, kernel| flash[kernel + package::HEADER_LEN + 100] ^= 0x01,
+        "package 1 (kernel): payload SHA-256 does not match the header (corrupt image)",
+    );
+}
+
+#[test]
+fn kernel_length_beyond_the_slot_is_refused() {
+    refused_after(
+        "huge-length",
+        |flash, kernel| flash[kernel + 28..kernel + 32].copy_from_slice(&u32::MAX.to_le_bytes()),
+        "package 1: truncated",
+    );
+}
+
+#[test]
+fn kernel_larger_than_its_ram_region_is_refused_before_any_copy() {
+    refused_after(
+        "too-large",
+        |flash, kernel| {
+            // A slot that claims the whole region and a kernel that claims more than the
+            // kernel's RAM region: the loader must refuse before copying a byte.
+            let slot_at = board::SLOT_A.base - board::FLASH1.base;
+            flash[slot_at + 8..slot_at + 12]
+                .copy_from_slice(&(board::SLOT_A.size as u32).to_le_bytes());
+            let len = (board::KERNEL_RAM.size + 4096) as u32;
+            flash[kernel + 28..kernel + 32].copy_from_slice(&len.to_le_bytes());
+        },
+        &format!(
+            "package 1 (kernel): payload of {} bytes does not fit the {:#x}-byte region at {:#010x}",
+            board::KERNEL_RAM.size + 4096,
+            board::KERNEL_RAM.size,
+            board::KERNEL_RAM.base
+        ),
+    );
+}
+
+#[test]
+fn slot_without_a_kernel_is_refused() {
+    refused_after(
+        "no-kernel",
+        |flash, _| {
+            let slot_at = board::SLOT_A.base - board::FLASH1.base;
+            flash[slot_at + 6] = 1; // only the monitor package remains listed
+        },
+        "no kernel package in the slot",
+    );
+}

@@ -1,0 +1,66 @@
+//! Turning a linked stage (ELF) into the raw image the loader copies.
+
+use anyhow::{Context, Result, bail};
+use object::elf::PT_LOAD;
+use object::read::elf::{ElfFile32, ProgramHeader};
+use object::{Endianness, Object};
+use std::path::Path;
+
+/// A raw memory image: the bytes to place at `base`.
+#[derive(Debug)]
+pub struct Flat {
+    pub base: u32,
+    pub bytes: Vec<u8>,
+    pub entry: u32,
+}
+
+/// Lays out the file contents of every `PT_LOAD` segment at its physical address. Segments
+/// with no file contents (bss, stacks) are left out: the stage zeroes them itself.
+pub fn flatten(elf: &[u8]) -> Result<Flat> {
+    let file = ElfFile32::<Endianness>::parse(elf).context("not a 32-bit ELF file")?;
+    let endian = file.endian();
+    let mut pieces = Vec::new();
+    for header in file.elf_program_headers() {
+        if header.p_type(endian) != PT_LOAD || header.p_filesz(endian) == 0 {
+            continue;
+        }
+        let data = header
+            .data(endian, elf)
+            .map_err(|_| anyhow::anyhow!("segment outside the file"))?;
+        pieces.push((header.p_paddr(endian), data));
+    }
+    let Some(base) = pieces.iter().map(|(addr, _)| *addr).min() else {
+        bail!("no loadable segment");
+    };
+    let end = pieces
+        .iter()
+        .map(|(addr, data)| *addr as usize + data.len())
+        .max()
+        .unwrap_or(0);
+    let mut bytes = vec![0u8; end - base as usize];
+    for (addr, data) in pieces {
+        let at = (addr - base) as usize;
+        bytes[at..at + data.len()].copy_from_slice(data);
+    }
+    Ok(Flat {
+        base,
+        bytes,
+        entry: file.entry() as u32,
+    })
+}
+
+/// Reads and flattens the ELF at `path`, which must be linked to start at `base`.
+pub fn flatten_file(path: &Path, base: usize) -> Result<Vec<u8>> {
+    let elf = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let flat = flatten(&elf).with_context(|| format!("{}", path.display()))?;
+    if flat.base as usize != base || flat.entry as usize != base {
+        bail!(
+            "{}: linked at {:#010x} with entry {:#010x}, but the board loads it at {base:#010x}; \
+             check the stage's linker script in targets/",
+            path.display(),
+            flat.base,
+            flat.entry
+        );
+    }
+    Ok(flat.bytes)
+}

@@ -1,0 +1,107 @@
+//! Composing the board images: the boot ROM (flash 0) and the slot flash (flash 1).
+
+use anyhow::{Context, Result, bail};
+use septa_abi::package::{Header, Kind};
+use septa_abi::slot;
+use septa_targets::qemu_virt as board;
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+/// One package to put into a slot.
+pub struct PackageSpec {
+    pub kind: Kind,
+    pub component_id: [u8; 16],
+    pub security_version: u32,
+    pub payload: Vec<u8>,
+}
+
+impl PackageSpec {
+    pub fn encode(&self) -> Vec<u8> {
+        let header = Header::for_payload(
+            self.kind,
+            self.component_id,
+            self.security_version,
+            &self.payload,
+        );
+        let mut bytes = header.encode().to_vec();
+        bytes.extend_from_slice(&self.payload);
+        bytes
+    }
+}
+
+/// The boot ROM: the loader at the start of flash 0, the rest (fuse area included) erased
+/// to zero until a device is provisioned.
+pub fn compose_rom(loader: &[u8]) -> Result<Vec<u8>> {
+    if loader.len() > board::LOADER_ROM.size {
+        bail!(
+            "the loader is {} bytes; the boot ROM holds {}",
+            loader.len(),
+            board::LOADER_ROM.size
+        );
+    }
+    let mut rom = vec![0u8; board::FLASH0.size];
+    rom[..loader.len()].copy_from_slice(loader);
+    Ok(rom)
+}
+
+/// Flash 1 with slot A holding `packages`.
+pub fn compose_flash(packages: &[PackageSpec]) -> Result<Vec<u8>> {
+    let encoded: Vec<Vec<u8>> = packages.iter().map(PackageSpec::encode).collect();
+    let slot = slot::compose(&encoded);
+    if slot.len() > board::SLOT_A.size {
+        bail!(
+            "slot A needs {} bytes; the board gives it {}",
+            slot.len(),
+            board::SLOT_A.size
+        );
+    }
+    let mut flash = vec![0u8; board::FLASH1.size];
+    let at = board::SLOT_A.base - board::FLASH1.base;
+    flash[at..at + slot.len()].copy_from_slice(&slot);
+    Ok(flash)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, so `path` is
+/// either the old file or the complete new one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut file = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(bytes)
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use septa_abi::slot::Slot;
+
+    #[test]
+    fn flash_holds_a_parsable_slot() {
+        let packages = [
+            PackageSpec {
+                kind: Kind::Monitor,
+                component_id: [1; 16],
+                security_version: 1,
+                payload: vec![1; 10],
+            },
+            PackageSpec {
+                kind: Kind::Kernel,
+                component_id: [2; 16],
+                security_version: 1,
+                payload: vec![2; 20],
+            },
+        ];
+        let flash = compose_flash(&packages).unwrap();
+        assert_eq!(flash.len(), board::FLASH1.size);
+        let slot = Slot::parse(&flash[..board::SLOT_A.size]).unwrap();
+        let kinds: Vec<_> = slot.packages().map(|p| p.unwrap().1.header.kind).collect();
+        assert_eq!(kinds, [Kind::Monitor, Kind::Kernel]);
+    }
+
+    #[test]
+    fn oversized_loader_is_refused() {
+        assert!(compose_rom(&vec![0; board::LOADER_ROM.size + 1]).is_err());
+    }
+}
