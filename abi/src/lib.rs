@@ -10,6 +10,7 @@
 #[cfg(any(test, feature = "alloc"))]
 extern crate alloc;
 
+pub mod app;
 pub mod exit;
 pub mod package;
 pub mod slot;

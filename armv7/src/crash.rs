@@ -98,22 +98,33 @@ impl FaultRegisters {
     }
 }
 
-/// Writes the report for an unexpected exception.
-pub fn write_exception_report(
+/// What a crash report says about the interrupted code.
+pub struct Interrupted<'a> {
+    /// The address of the instruction that caused the exception.
+    pub pc: u32,
+    /// The CPSR at the time (the exception's SPSR).
+    pub psr: u32,
+    /// r0–r12.
+    pub regs: &'a [u32; 13],
+}
+
+impl TrapFrame {
+    pub fn interrupted(&self, kind: ExceptionKind) -> Interrupted<'_> {
+        Interrupted {
+            pc: kind.faulting_pc(self.lr),
+            psr: self.spsr,
+            regs: &self.r,
+        }
+    }
+}
+
+/// Writes the fault-register line of a report: DFSR/DFAR for a data abort, IFSR/IFAR for a
+/// prefetch abort, nothing for other exceptions.
+pub fn write_fault_registers(
     out: &mut impl Write,
-    stage: &str,
     kind: ExceptionKind,
-    frame: &TrapFrame,
     faults: &FaultRegisters,
 ) -> fmt::Result {
-    writeln!(out, "septa: {stage} CRASH: unexpected {}", kind.name())?;
-    writeln!(
-        out,
-        "  pc {:#010x}  cpsr {:#010x} ({})",
-        kind.faulting_pc(frame.lr),
-        frame.spsr,
-        mode_name(frame.spsr)
-    )?;
     match kind {
         ExceptionKind::DataAbort => writeln!(
             out,
@@ -126,17 +137,36 @@ pub fn write_exception_report(
                 "read"
             },
             faults.dfar
-        )?,
+        ),
         ExceptionKind::PrefetchAbort => writeln!(
             out,
             "  ifsr {:#010x} ({})  ifar {:#010x}",
             faults.ifsr,
             fault::describe(faults.ifsr),
             faults.ifar
-        )?,
-        _ => {}
+        ),
+        _ => Ok(()),
     }
-    for (row, regs) in frame.r.chunks(4).enumerate() {
+}
+
+/// Writes the report for an unexpected exception.
+pub fn write_exception_report(
+    out: &mut impl Write,
+    stage: &str,
+    kind: ExceptionKind,
+    at: &Interrupted<'_>,
+    faults: &FaultRegisters,
+) -> fmt::Result {
+    writeln!(out, "septa: {stage} CRASH: unexpected {}", kind.name())?;
+    writeln!(
+        out,
+        "  pc {:#010x}  cpsr {:#010x} ({})",
+        at.pc,
+        at.psr,
+        mode_name(at.psr)
+    )?;
+    write_fault_registers(out, kind, faults)?;
+    for (row, regs) in at.regs.chunks(4).enumerate() {
         write!(out, " ")?;
         for (i, value) in regs.iter().enumerate() {
             write!(out, " r{:<2} {value:#010x}", row * 4 + i)?;

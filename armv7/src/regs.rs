@@ -58,6 +58,71 @@ cp15_register!(/// Data Fault Address Register.
 cp15_register!(/// Instruction Fault Address Register.
     read_ifar, write_ifar, "0", "c6", "c0", "2");
 
+cp15_register!(/// Translation Table Base Register 0 (the current process).
+    read_ttbr0, write_ttbr0, "0", "c2", "c0", "0");
+cp15_register!(/// Translation Table Base Register 1 (the kernel).
+    read_ttbr1, write_ttbr1, "0", "c2", "c0", "1");
+cp15_register!(/// Translation Table Base Control Register.
+    read_ttbcr, write_ttbcr, "0", "c2", "c0", "2");
+cp15_register!(/// Domain Access Control Register.
+    read_dacr, write_dacr, "0", "c3", "c0", "0");
+cp15_register!(/// Context ID Register: the ASID of the running process.
+    read_contextidr, write_contextidr, "0", "c13", "c0", "1");
+cp15_register!(/// Counter-timer frequency.
+    read_cntfrq, write_cntfrq, "0", "c14", "c0", "0");
+cp15_register!(/// Non-secure physical timer: timer value (down-counter).
+    read_cntp_tval, write_cntp_tval, "0", "c14", "c2", "0");
+cp15_register!(/// Non-secure physical timer: control.
+    read_cntp_ctl, write_cntp_ctl, "0", "c14", "c2", "1");
+
+macro_rules! cp15_operation {
+    ($(#[$doc:meta])* $name:ident, $op1:literal, $crn:literal, $crm:literal, $op2:literal) => {
+        $(#[$doc])*
+        ///
+        /// # Safety
+        ///
+        /// The caller guarantees the operation is what the surrounding code expects
+        /// (TLB and cache maintenance change what later accesses see).
+        #[inline(always)]
+        pub unsafe fn $name(value: u32) {
+            // SAFETY: delegated to the caller, see `# Safety`.
+            unsafe {
+                asm!(concat!("mcr p15, ", $op1, ", {}, ", $crn, ", ", $crm, ", ", $op2),
+                     in(reg) value, options(nostack, preserves_flags));
+            }
+        }
+    };
+}
+
+cp15_operation!(/// Invalidates the whole unified TLB.
+    tlbiall, "0", "c8", "c7", "0");
+cp15_operation!(/// Invalidates the TLB entries of one ASID.
+    tlbiasid, "0", "c8", "c7", "2");
+cp15_operation!(/// Invalidates the whole instruction cache to the point of unification.
+    iciallu, "0", "c7", "c5", "0");
+cp15_operation!(/// Invalidates the branch predictor.
+    bpiall, "0", "c7", "c5", "6");
+cp15_operation!(/// Cleans one data-cache line by address to the point of unification.
+    dccmvau, "0", "c7", "c11", "1");
+
+/// The physical counter (CNTPCT).
+#[inline(always)]
+pub fn read_cntpct() -> u64 {
+    let (low, high): (u32, u32);
+    // SAFETY: reading the counter has no side effects.
+    unsafe {
+        asm!("isb", "mrrc p15, 0, {}, {}, c14", out(reg) low, out(reg) high, options(nomem, nostack, preserves_flags))
+    };
+    ((high as u64) << 32) | low as u64
+}
+
+/// Data synchronization barrier.
+#[inline(always)]
+pub fn dsb() {
+    // SAFETY: a barrier changes no architectural state.
+    unsafe { asm!("dsb", options(nostack, preserves_flags)) };
+}
+
 /// The current program status register.
 #[inline(always)]
 pub fn read_cpsr() -> u32 {

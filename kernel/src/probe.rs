@@ -8,7 +8,8 @@
 //! 3. SMC checks: an unknown function id must return `NOT_SUPPORTED`; then a system reset,
 //!    and on the boot after it a system off.
 
-use crate::{console, monitor};
+use crate::console::console;
+use crate::monitor;
 use core::fmt::Write;
 use core::ptr::{read_volatile, write_volatile};
 use septa_abi::smc;

@@ -209,13 +209,10 @@ fn enter(entry: usize) -> ! {
 
 #[unsafe(no_mangle)]
 extern "C" fn septa_crash(kind: u32, frame: &TrapFrame) -> ! {
-    let _ = crash::write_exception_report(
-        &mut console(),
-        STAGE,
-        ExceptionKind::from_u32(kind),
-        frame,
-        &FaultRegisters::read(),
-    );
+    let kind = ExceptionKind::from_u32(kind);
+    let at = frame.interrupted(kind);
+    let _ =
+        crash::write_exception_report(&mut console(), STAGE, kind, &at, &FaultRegisters::read());
     semihosting::exit(exit::CRASH)
 }
 

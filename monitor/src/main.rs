@@ -131,6 +131,7 @@ extern "C" fn monitor_main() -> ! {
     );
     // SAFETY: NSACR only narrows what the normal world may do.
     unsafe { regs::write_nsacr(NSACR_NORMAL_WORLD) };
+    give_interrupts_to_normal_world();
     let entry = board::KERNEL_RAM.base;
     let _ = writeln!(
         out,
@@ -139,6 +140,28 @@ extern "C" fn monitor_main() -> ! {
     // SAFETY: the loader copied and checked the kernel image at `entry`; SCR_NORMAL_WORLD
     // is the documented normal-world configuration.
     unsafe { monitor_enter_normal_world(entry, SCR_NORMAL_WORLD) }
+}
+
+/// Puts every interrupt in Group 1 (non-secure) and opens the priority mask: the secure
+/// world takes no interrupts, and only the secure world can write GICD_IGROUPR or lower
+/// the mask out of the secure range (the normal world's writes to GICC_PMR are ignored
+/// while it is below 0x80). The kernel enables and prioritises its interrupts itself.
+fn give_interrupts_to_normal_world() {
+    const GICD_TYPER: usize = 0x004;
+    const GICD_IGROUPR: usize = 0x080;
+    const GICC_PMR: usize = 0x004;
+    // SAFETY: GICD and GICC are the board's GIC distributor and CPU interface; TYPER is
+    // read-only, IGROUPR only selects the group of each implemented interrupt line, and
+    // PMR only sets the priority threshold.
+    unsafe {
+        let typer = core::ptr::read_volatile((board::GICD + GICD_TYPER) as *const u32);
+        let words = (typer & 0x1f) as usize + 1;
+        for word in 0..words {
+            let igroupr = (board::GICD + GICD_IGROUPR + 4 * word) as *mut u32;
+            core::ptr::write_volatile(igroupr, u32::MAX);
+        }
+        core::ptr::write_volatile((board::GICC + GICC_PMR) as *mut u32, 0xff);
+    }
 }
 
 #[unsafe(no_mangle)]
@@ -189,13 +212,10 @@ fn reset() -> ! {
 
 #[unsafe(no_mangle)]
 extern "C" fn septa_crash(kind: u32, frame: &TrapFrame) -> ! {
-    let _ = crash::write_exception_report(
-        &mut console(),
-        STAGE,
-        ExceptionKind::from_u32(kind),
-        frame,
-        &FaultRegisters::read(),
-    );
+    let kind = ExceptionKind::from_u32(kind);
+    let at = frame.interrupted(kind);
+    let _ =
+        crash::write_exception_report(&mut console(), STAGE, kind, &at, &FaultRegisters::read());
     semihosting::exit(exit::CRASH)
 }
 

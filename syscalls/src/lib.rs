@@ -1,2 +1,141 @@
-//! The syscall ABI shared by the kernel and apps (filled by the kernel-core work).
+//! The syscall ABI shared by the kernel and apps, and the safe API apps are written against.
+//!
+//! ABI: `svc #0` with the syscall number in r7 and arguments in r0–r5; the result comes back
+//! in r0 (and r1 for a second word). A negative r0 is an [`Error`]. The table of numbers in
+//! [`Syscall`] is the only one: the kernel dispatches on it and this crate calls through it.
+//!
+//! App authors use the safe wrappers: [`log!`], [`sleep`], [`yield_now`], [`exit`] and
+//! [`info`]. Every pointer an app passes is checked by the kernel against the app's own
+//! mappings; a bad one is refused with [`Error::Fault`] and changes nothing.
+
 #![no_std]
+
+#[cfg(target_arch = "arm")]
+mod api;
+#[cfg(target_arch = "arm")]
+pub use api::*;
+
+/// Syscall numbers (r7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Syscall {
+    /// `exit(code)`: ends the calling app. Does not return.
+    Exit = 0,
+    /// `yield()`: lets other apps of the same priority run.
+    Yield = 1,
+    /// `sleep(ms)`: blocks for at least `ms` milliseconds.
+    Sleep = 2,
+    /// `log(ptr, len)`: prints one line on the console, tagged with the app's name.
+    Log = 3,
+    /// `info(ptr)`: fills an [`Info`] at `ptr`.
+    Info = 4,
+}
+
+impl Syscall {
+    pub fn from_u32(number: u32) -> Option<Syscall> {
+        Some(match number {
+            0 => Syscall::Exit,
+            1 => Syscall::Yield,
+            2 => Syscall::Sleep,
+            3 => Syscall::Log,
+            4 => Syscall::Info,
+            _ => return None,
+        })
+    }
+}
+
+/// Errors a syscall returns, as negative values in r0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum Error {
+    /// A malformed argument.
+    Invalid = -1,
+    /// A pointer or length outside the caller's own memory, or without the needed access.
+    Fault = -2,
+    /// No capability for this.
+    Access = -3,
+    /// Out of memory (the caller's quota or the system's).
+    NoMemory = -4,
+    /// No such syscall.
+    NoSys = -5,
+    /// The object is busy.
+    Busy = -6,
+}
+
+impl Error {
+    pub fn from_i32(value: i32) -> Option<Error> {
+        Some(match value {
+            -1 => Error::Invalid,
+            -2 => Error::Fault,
+            -3 => Error::Access,
+            -4 => Error::NoMemory,
+            -5 => Error::NoSys,
+            -6 => Error::Busy,
+            _ => return None,
+        })
+    }
+
+    /// The conventional name (`EFAULT`, …), as logs and docs use it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Error::Invalid => "EINVAL",
+            Error::Fault => "EFAULT",
+            Error::Access => "EACCES",
+            Error::NoMemory => "ENOMEM",
+            Error::NoSys => "ENOSYS",
+            Error::Busy => "EBUSY",
+        }
+    }
+
+    /// Splits a raw r0 into a result: negative values are errors.
+    pub fn check(raw: u32) -> Result<u32, Error> {
+        match Error::from_i32(raw as i32) {
+            Some(error) if (raw as i32) < 0 => Err(error),
+            _ => Ok(raw),
+        }
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The longest line `log` prints; longer input is refused with [`Error::Invalid`].
+pub const LOG_MAX: usize = 240;
+/// The longest app name.
+pub const NAME_MAX: usize = 16;
+
+/// What `info` tells an app about itself.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct Info {
+    /// The app's process id (its slot in the kernel's process table).
+    pub pid: u32,
+    /// Milliseconds since the kernel started scheduling.
+    pub uptime_ms: u32,
+    /// The app's name from its manifest, NUL-padded.
+    pub name: [u8; NAME_MAX],
+}
+
+impl Info {
+    pub fn name(&self) -> &str {
+        let len = self.name.iter().position(|&b| b == 0).unwrap_or(NAME_MAX);
+        core::str::from_utf8(&self.name[..len]).unwrap_or("?")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_values_are_errors() {
+        assert_eq!(Error::check(5), Ok(5));
+        assert_eq!(Error::check(-2i32 as u32), Err(Error::Fault));
+        assert_eq!(Error::check(-5i32 as u32), Err(Error::NoSys));
+        assert_eq!(Syscall::from_u32(4), Some(Syscall::Info));
+        assert_eq!(Syscall::from_u32(999), None);
+    }
+}

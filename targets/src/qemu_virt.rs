@@ -27,6 +27,8 @@ pub const UART0: usize = 0x0900_0000;
 /// GICv2 distributor and CPU interface.
 pub const GICD: usize = 0x0800_0000;
 pub const GICC: usize = 0x0801_0000;
+/// The interrupt (PPI) of the non-secure physical generic timer.
+pub const TIMER_IRQ: u32 = 30;
 /// Secure-only PL061 GPIO wired to QEMU's `gpio-pwr` (device tree: gpio-restart on pin 1, gpio-poweroff on pin 0).
 pub const SECURE_GPIO: usize = 0x090b_0000;
 pub const SECURE_GPIO_RESET_PIN: u32 = 1;

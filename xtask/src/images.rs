@@ -1,52 +1,128 @@
-//! Building the device crates and composing the board images.
+//! Building the device crates and apps, and composing the board images.
 
 use crate::setup::{self, DEVICE_TARGET};
 use anyhow::{Context, Result, bail};
+use septa_abi::app;
 use septa_abi::package::{self, Kind};
 use septa_targets::{Region, qemu_virt as board};
 use septa_tool::elf;
 use septa_tool::image::{self, PackageSpec};
+use septa_tool::manifest::AppManifest;
+use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Crates built only for the device; host `cargo test` leaves them out.
-pub const DEVICE_ONLY: [&str; 2] = ["septa-loader", "septa-kernel"];
 /// Crates with a device binary (which links only for the device).
 pub const DEVICE_BINARIES: [&str; 3] = ["septa-loader", "septa-monitor", "septa-kernel"];
+
+/// The app list of an image: `userland/image.toml`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImageList {
+    apps: Vec<String>,
+}
+
+/// One app in an image: which crate's binary, under which manifest.
+pub struct AppSpec {
+    pub binary: String,
+    pub manifest: AppManifest,
+}
+
+impl AppSpec {
+    /// The app crate `name` with its own `app.toml`.
+    pub fn from_crate(root: &Path, name: &str) -> Result<AppSpec> {
+        let dir = root.join("userland/apps").join(name);
+        if !dir.join("Cargo.toml").exists() {
+            bail!(
+                "app {name:?}: no crate at {} (create it, or remove the name from userland/image.toml)",
+                dir.display()
+            );
+        }
+        Ok(AppSpec {
+            binary: name.to_string(),
+            manifest: AppManifest::load(&dir.join("app.toml"))?,
+        })
+    }
+}
+
+/// An image to compose: its directory name under `target/septa/<board>/` ("" for the
+/// default), kernel features, and apps.
+pub struct ImageSpec {
+    pub dir: String,
+    pub kernel_features: Vec<String>,
+    pub apps: Vec<AppSpec>,
+}
+
+/// Every app crate under `userland/apps/`.
+pub fn app_crates(root: &Path) -> Result<Vec<String>> {
+    let dir = root.join("userland/apps");
+    let mut names = Vec::new();
+    for entry in fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {
+        let entry = entry?;
+        if entry.path().join("Cargo.toml").exists() {
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
 
 /// Where the images of the default build go.
 pub fn image_dir(root: &Path) -> PathBuf {
     root.join("target/septa").join(board::NAME)
 }
 
-/// Builds loader, monitor and kernel and composes `rom.img` and `flash.img`.
-pub fn build(root: &Path) -> Result<PathBuf> {
-    let dir = image_dir(root);
-    compose(&build_stages(&[])?, &dir)?;
-    Ok(dir)
+/// The default image: the apps listed in `userland/image.toml`.
+pub fn default_image(root: &Path) -> Result<ImageSpec> {
+    let path = root.join("userland/image.toml");
+    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let list: ImageList = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
+    let apps = list
+        .apps
+        .iter()
+        .map(|name| AppSpec::from_crate(root, name))
+        .collect::<Result<_>>()?;
+    Ok(ImageSpec {
+        dir: String::new(),
+        kernel_features: Vec::new(),
+        apps,
+    })
 }
 
-/// Test-only image sets: `probe/` holds a kernel built with the `probe` feature.
-pub fn build_test_variants(root: &Path) -> Result<()> {
-    let stages = build_stages(&["septa-kernel/probe"])?;
-    compose(&stages, &image_dir(root).join("probe"))
-}
-
-/// The linked ELF of each stage, by binary name.
-type Stages = HashMap<String, PathBuf>;
-
-fn build_stages(features: &[&str]) -> Result<Stages> {
+/// Builds what `images` need (one cargo invocation per kernel feature set) and composes
+/// each under `target/septa/<board>/<dir>/`. Returns the default image directory.
+pub fn build(root: &Path, images: &[ImageSpec]) -> Result<PathBuf> {
     setup::ensure_target()?;
+    for spec in images {
+        let mut binaries: Vec<&str> = spec.apps.iter().map(|a| a.binary.as_str()).collect();
+        binaries.sort();
+        binaries.dedup();
+        let built = build_binaries(&binaries, &spec.kernel_features)?;
+        compose(&built, spec, &image_dir(root).join(&spec.dir))?;
+    }
+    Ok(image_dir(root))
+}
+
+/// The linked ELF of each binary, by name.
+type Built = HashMap<String, PathBuf>;
+
+fn build_binaries(apps: &[&str], kernel_features: &[String]) -> Result<Built> {
+    let features = kernel_features
+        .iter()
+        .map(|f| format!("septa-kernel/{f}"))
+        .collect::<Vec<_>>()
+        .join(",");
     println!(
-        "xtask: building loader, monitor and kernel for {DEVICE_TARGET} (release){}",
+        "xtask: building loader, monitor, kernel{} and apps {} for {DEVICE_TARGET}",
         if features.is_empty() {
             String::new()
         } else {
-            format!(" with {}", features.join(","))
-        }
+            format!(" ({features})")
+        },
+        apps.join(", ")
     );
     let mut command = Command::new(env!("CARGO"));
     command.args([
@@ -56,11 +132,11 @@ fn build_stages(features: &[&str]) -> Result<Stages> {
         DEVICE_TARGET,
         "--message-format=json-render-diagnostics",
     ]);
-    for package in DEVICE_BINARIES {
+    for package in DEVICE_BINARIES.iter().chain(apps) {
         command.args(["-p", package]);
     }
     if !features.is_empty() {
-        command.args(["--features", &features.join(",")]);
+        command.args(["--features", &features]);
     }
     let mut child = command
         .stdout(Stdio::piped())
@@ -68,7 +144,7 @@ fn build_stages(features: &[&str]) -> Result<Stages> {
         .context("running cargo build")?;
     // Cargo reports each linked executable's path; with features switching between builds
     // this is the reliable way to get the binary that was just built.
-    let mut stages = Stages::new();
+    let mut built = Built::new();
     let stdout = child.stdout.take().expect("piped stdout");
     for line in std::io::BufReader::new(stdout).lines() {
         let message: serde_json::Value = serde_json::from_str(&line?).unwrap_or_default();
@@ -76,27 +152,27 @@ fn build_stages(features: &[&str]) -> Result<Stages> {
             message.pointer("/target/name").and_then(|v| v.as_str()),
             message.get("executable").and_then(|v| v.as_str()),
         ) {
-            stages.insert(name.to_string(), PathBuf::from(path));
+            built.insert(name.to_string(), PathBuf::from(path));
         }
     }
     if !child.wait()?.success() {
         bail!("building the device crates failed (see the errors above)");
     }
-    Ok(stages)
+    Ok(built)
 }
 
-fn stage<'a>(stages: &'a Stages, name: &str) -> Result<&'a Path> {
-    stages
+fn binary<'a>(built: &'a Built, name: &str) -> Result<&'a Path> {
+    built
         .get(name)
         .map(PathBuf::as_path)
         .with_context(|| format!("cargo built no `{name}` binary"))
 }
 
-fn compose(stages: &Stages, dir: &Path) -> Result<()> {
+fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let flat = |name: &str, region: Region| elf::flatten_file(stage(stages, name)?, region.base);
+    let flat = |name: &str, region: Region| elf::flatten_file(binary(built, name)?, region.base);
     let loader = flat("loader", board::LOADER_ROM)?;
-    let packages = [
+    let mut packages = vec![
         PackageSpec {
             kind: Kind::Monitor,
             component_id: package::MONITOR_COMPONENT_ID,
@@ -110,6 +186,17 @@ fn compose(stages: &Stages, dir: &Path) -> Result<()> {
             payload: flat("kernel", board::KERNEL_RAM)?,
         },
     ];
+    for app in &spec.apps {
+        let path = binary(built, &app.binary)?;
+        let elf = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let elf = elf::strip_to_segments(&elf).with_context(|| format!("{}", path.display()))?;
+        packages.push(PackageSpec {
+            kind: Kind::App,
+            component_id: app.manifest.component_id,
+            security_version: app.manifest.version,
+            payload: app::encode_payload(&app.manifest.to_abi(), &elf),
+        });
+    }
     image::write_atomically(
         &dir.join(septa_qemu::ROM_FILE),
         &image::compose_rom(&loader)?,

@@ -5,6 +5,23 @@
 
 mod images;
 mod setup;
+mod tally;
+mod variants;
+
+/// Crates whose tests run on the host: everything except the device binaries and apps (the
+/// kernel's and monitor's libraries are host-tested; their binaries only link for the device).
+const HOST_TESTED: [&str; 10] = [
+    "septa-abi",
+    "septa-targets",
+    "septa-armv7",
+    "septa-monitor",
+    "septa-kernel",
+    "septa-syscalls",
+    "septa-qemu",
+    "septa-tool",
+    "septa-tests",
+    "xtask",
+];
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
@@ -50,7 +67,7 @@ fn run_command(cli: Cli) -> Result<()> {
     std::env::set_current_dir(&root).context("entering the workspace root")?;
     match cli.command {
         Cmd::Build => {
-            let dir = images::build(&root)?;
+            let dir = images::build(&root, &[images::default_image(&root)?])?;
             println!("xtask: images in {}", dir.display());
         }
         Cmd::Run { qemu_args } => run(&root, &qemu_args)?,
@@ -68,7 +85,7 @@ fn workspace_root() -> PathBuf {
 }
 
 fn run(root: &Path, qemu_args: &[String]) -> Result<()> {
-    let dir = images::build(root)?;
+    let dir = images::build(root, &[images::default_image(root)?])?;
     setup::ensure_qemu()?;
     let config = Config {
         images: Images::in_dir(&dir),
@@ -94,16 +111,21 @@ fn run(root: &Path, qemu_args: &[String]) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     setup::ensure_qemu()?;
-    let dir = images::build(root)?;
-    images::build_test_variants(root)?;
+    let mut specs = vec![images::default_image(root)?];
+    specs.extend(variants::test_images(root)?);
+    let dir = images::build(root, &specs)?;
     println!("xtask: running host unit tests and QEMU integration tests");
-    let status = Command::new(env!("CARGO"))
-        .args(["test", "--workspace"])
-        .args(images::DEVICE_ONLY.iter().flat_map(|p| ["--exclude", p]))
-        .env("SEPTA_IMAGES", &dir)
-        .status()
-        .context("running cargo test")?;
-    if !status.success() {
+    let mut command = Command::new(env!("CARGO"));
+    command.arg("test");
+    for package in HOST_TESTED {
+        command.args(["-p", package]);
+    }
+    let summary = tally::run(command.env("SEPTA_IMAGES", &dir))?;
+    println!(
+        "tests: {} passed, {} failed",
+        summary.passed, summary.failed
+    );
+    if summary.failed > 0 || !summary.success {
         bail!("tests failed");
     }
     Ok(())
@@ -120,27 +142,27 @@ fn lint() -> Result<()> {
         Ok(())
     };
     cargo(&["fmt", "--all", "--check"])?;
-    // Device binaries only link for the device; their libraries are linted on the host too.
-    let mut host = vec!["clippy", "--workspace", "--all-targets"];
-    host.extend(
-        images::DEVICE_BINARIES
-            .iter()
-            .flat_map(|p| ["--exclude", *p]),
-    );
+    // Host: libraries and tests (device binaries only link for the device).
+    let mut host = vec!["clippy", "--lib", "--tests"];
+    host.extend(HOST_TESTED.iter().flat_map(|p| ["-p", *p]));
     host.extend(["--", "-D", "warnings"]);
     cargo(&host)?;
-    cargo(&[
+    // Device: every crate that runs on the board.
+    let apps = images::app_crates(&workspace_root())?;
+    let mut device = vec![
         "clippy",
-        "-p",
-        "septa-monitor",
-        "--lib",
-        "--tests",
-        "--",
-        "-D",
-        "warnings",
-    ])?;
-    let mut device = vec!["clippy", "--release", "--target", setup::DEVICE_TARGET];
-    device.extend(images::DEVICE_BINARIES.iter().flat_map(|p| ["-p", *p]));
+        "--release",
+        "--target",
+        setup::DEVICE_TARGET,
+        "--bins",
+    ];
+    for package in images::DEVICE_BINARIES
+        .iter()
+        .copied()
+        .chain(apps.iter().map(String::as_str))
+    {
+        device.extend(["-p", package]);
+    }
     device.extend(["--", "-D", "warnings"]);
     cargo(&device)
 }

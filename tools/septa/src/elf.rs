@@ -64,3 +64,42 @@ pub fn flatten_file(path: &Path, base: usize) -> Result<Vec<u8>> {
     }
     Ok(flat.bytes)
 }
+
+/// Rewrites an executable ELF with only what the kernel loads: the ELF header, the program
+/// headers, and each segment's file contents (section headers, symbols and debug info go).
+/// The kernel checks and loads exactly these fields, so the result runs identically.
+pub fn strip_to_segments(elf: &[u8]) -> Result<Vec<u8>> {
+    const EHDR: usize = 52;
+    const PHDR: usize = 32;
+    let file = ElfFile32::<Endianness>::parse(elf).context("not a 32-bit ELF file")?;
+    let endian = file.endian();
+    let headers = file.elf_program_headers();
+    let mut out = elf.get(..EHDR).context("ELF header truncated")?.to_vec();
+    let table_end = EHDR + headers.len() * PHDR;
+    let mut data = Vec::new();
+    let mut table = Vec::with_capacity(headers.len() * PHDR);
+    for header in headers {
+        let contents = header
+            .data(endian, elf)
+            .map_err(|_| anyhow::anyhow!("segment outside the file"))?;
+        // Keep each segment's offset congruent to its address modulo 4 KiB, as loaders expect.
+        let vaddr = header.p_vaddr(endian) as usize;
+        let mut offset = table_end + data.len();
+        offset += (vaddr % 4096 + 4096 - offset % 4096) % 4096;
+        let offset = if contents.is_empty() { 0 } else { offset };
+        if !contents.is_empty() {
+            data.resize(offset - table_end, 0);
+            data.extend_from_slice(contents);
+        }
+        let mut raw = object::bytes_of(header).to_vec();
+        raw[4..8].copy_from_slice(&(offset as u32).to_le_bytes());
+        table.extend_from_slice(&raw);
+    }
+    // e_phoff = right after the header; no section headers.
+    out[28..32].copy_from_slice(&(EHDR as u32).to_le_bytes());
+    out[32..36].copy_from_slice(&0u32.to_le_bytes());
+    out[46..52].copy_from_slice(&[0; 6]);
+    out.extend_from_slice(&table);
+    out.extend_from_slice(&data);
+    Ok(out)
+}

@@ -1,0 +1,206 @@
+//! App packages: the manifest an app ships with, and how it sits in front of the ELF.
+//!
+//! An app package's payload is `[manifest length: u16 LE][postcard manifest][padding to 4]
+//! [ELF]`. The host tools write it from the app's `app.toml` after validating it; the kernel
+//! decodes it with the same types and validates it again with [`Manifest::validate`] — it
+//! trusts nothing in an image.
+
+use core::fmt;
+use serde::{Deserialize, Serialize};
+
+/// The longest app name.
+pub const NAME_MAX: usize = 16;
+/// Priorities run from 0 (most urgent) to `PRIORITIES - 1`.
+pub const PRIORITIES: u8 = 8;
+/// Bounds of an app's memory quota.
+pub const MEMORY_KIB_MIN: u32 = 16;
+pub const MEMORY_KIB_MAX: u32 = 16 * 1024;
+
+/// What the supervisor does when the app ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Restart {
+    Never,
+    Always,
+    OnFailure,
+}
+
+/// An app's manifest, as encoded in its package.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest<'a> {
+    pub name: &'a str,
+    pub component_id: [u8; 16],
+    /// Security version: grows with each security fix.
+    pub version: u32,
+    pub priority: u8,
+    /// Quota for all the app's pages (code, data, stack) in KiB.
+    pub memory_kib: u32,
+    pub restart: Restart,
+}
+
+/// Why a manifest or an app payload was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    Truncated,
+    /// The manifest bytes are not a postcard `Manifest`.
+    Undecodable,
+    /// The bytes after the manifest are not used by it.
+    TrailingBytes,
+    BadName,
+    BadPriority(u8),
+    BadMemory(u32),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Truncated => write!(f, "app payload too short for its manifest"),
+            Error::Undecodable => write!(f, "manifest is not a valid encoding"),
+            Error::TrailingBytes => write!(f, "manifest has trailing bytes"),
+            Error::BadName => write!(
+                f,
+                "name must be 1 to {NAME_MAX} characters of a-z, 0-9, '-' and '_'"
+            ),
+            Error::BadPriority(p) => write!(f, "priority {p} is not below {PRIORITIES}"),
+            Error::BadMemory(kib) => write!(
+                f,
+                "memory-kib {kib} is outside {MEMORY_KIB_MIN}..={MEMORY_KIB_MAX}"
+            ),
+        }
+    }
+}
+
+impl Manifest<'_> {
+    /// Checks every field against the rules the kernel relies on.
+    pub fn validate(&self) -> Result<(), Error> {
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= NAME_MAX
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(Error::BadName);
+        }
+        if self.priority >= PRIORITIES {
+            return Err(Error::BadPriority(self.priority));
+        }
+        if !(MEMORY_KIB_MIN..=MEMORY_KIB_MAX).contains(&self.memory_kib) {
+            return Err(Error::BadMemory(self.memory_kib));
+        }
+        Ok(())
+    }
+}
+
+/// Splits an app payload into its validated manifest and its ELF bytes.
+pub fn parse_payload(payload: &[u8]) -> Result<(Manifest<'_>, &[u8]), Error> {
+    let len_bytes = payload.get(..2).ok_or(Error::Truncated)?;
+    let len = u16::from_le_bytes([len_bytes[0], len_bytes[1]]) as usize;
+    let encoded = payload.get(2..2 + len).ok_or(Error::Truncated)?;
+    let (manifest, rest) =
+        postcard::take_from_bytes::<Manifest<'_>>(encoded).map_err(|_| Error::Undecodable)?;
+    if !rest.is_empty() {
+        return Err(Error::TrailingBytes);
+    }
+    manifest.validate()?;
+    let elf = payload.get(elf_offset(len)..).ok_or(Error::Truncated)?;
+    Ok((manifest, elf))
+}
+
+/// Where the ELF starts after a manifest of `len` bytes: 4-byte aligned.
+const fn elf_offset(manifest_len: usize) -> usize {
+    (2 + manifest_len).div_ceil(4) * 4
+}
+
+/// Builds an app payload from a manifest and an ELF (host tools).
+#[cfg(any(test, feature = "alloc"))]
+pub fn encode_payload(manifest: &Manifest<'_>, elf: &[u8]) -> alloc::vec::Vec<u8> {
+    let mut buffer = [0u8; 1024];
+    let encoded = postcard::to_slice(manifest, &mut buffer).expect("a manifest fits in 1 KiB");
+    let len = u16::try_from(encoded.len()).expect("1 KiB fits in u16");
+    let mut out = alloc::vec::Vec::from(len.to_le_bytes());
+    out.extend_from_slice(&encoded);
+    out.resize(elf_offset(encoded.len()), 0);
+    out.extend_from_slice(elf);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest() -> Manifest<'static> {
+        Manifest {
+            name: "hello",
+            component_id: [9; 16],
+            version: 2,
+            priority: 3,
+            memory_kib: 64,
+            restart: Restart::Never,
+        }
+    }
+
+    #[test]
+    fn payload_round_trip() {
+        let payload = encode_payload(&manifest(), b"\x7fELF...");
+        let (decoded, elf) = parse_payload(&payload).unwrap();
+        assert_eq!(decoded, manifest());
+        assert_eq!(elf, b"\x7fELF...");
+    }
+
+    #[test]
+    fn invalid_fields_are_refused_after_decoding() {
+        for (bad, error) in [
+            (
+                Manifest {
+                    name: "",
+                    ..manifest()
+                },
+                Error::BadName,
+            ),
+            (
+                Manifest {
+                    name: "Hello",
+                    ..manifest()
+                },
+                Error::BadName,
+            ),
+            (
+                Manifest {
+                    name: "a-very-long-app-name",
+                    ..manifest()
+                },
+                Error::BadName,
+            ),
+            (
+                Manifest {
+                    priority: 8,
+                    ..manifest()
+                },
+                Error::BadPriority(8),
+            ),
+            (
+                Manifest {
+                    memory_kib: 1,
+                    ..manifest()
+                },
+                Error::BadMemory(1),
+            ),
+        ] {
+            assert_eq!(
+                parse_payload(&encode_payload(&bad, b"")).unwrap_err(),
+                error
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_or_garbage_payloads_are_errors() {
+        let payload = encode_payload(&manifest(), b"elf");
+        for len in 0..8 {
+            assert!(parse_payload(&payload[..len]).is_err(), "len {len}");
+        }
+        let mut garbage = payload.clone();
+        garbage[0] = 0xff; // length beyond the payload
+        assert_eq!(parse_payload(&garbage).unwrap_err(), Error::Truncated);
+    }
+}

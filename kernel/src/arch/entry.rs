@@ -1,0 +1,130 @@
+//! Exception entry and exit.
+//!
+//! While a process runs, the Supervisor-mode stack pointer points just past that process's
+//! [`Context`]. An exception from user mode therefore stores the return address and SPSR
+//! (`srsdb`) and the user registers (`stmdb … ^`) straight into the process's context —
+//! no copy — and then switches to the single kernel stack. The kernel runs with interrupts
+//! masked and never blocks, so every trap starts on an empty kernel stack and ends in
+//! [`return_to_user`], which loads a context (perhaps another process's) and leaves with
+//! `rfeia`, leaving SP pointing past that context for the next trap.
+//!
+//! IRQs and SVCs only ever come from user mode (the kernel masks IRQs and idles with WFI
+//! while masked). Undefined instructions and aborts from the kernel itself are kernel bugs:
+//! they go to the crash report.
+
+/// A process's saved registers, in the order the entry code stores them.
+#[repr(C)]
+#[derive(Clone, Debug, Default)]
+pub struct Context {
+    pub r: [u32; 13],
+    pub sp: u32,
+    pub lr: u32,
+    pub pc: u32,
+    pub cpsr: u32,
+}
+
+impl Context {
+    /// The registers of a new process: user mode, A32, interrupts enabled.
+    pub fn new_user(entry: u32, stack_top: u32) -> Context {
+        Context {
+            pc: entry,
+            sp: stack_top,
+            cpsr: septa_armv7::mode::MODE_USR,
+            ..Default::default()
+        }
+    }
+}
+
+core::arch::global_asm!(
+    r#"
+    .section .text.kernel_vectors, "ax"
+    .arm
+    .balign 32
+    .global kernel_vectors
+kernel_vectors:
+    b septa_crash_vectors + 0
+    b kernel_undef_entry
+    b kernel_svc_entry
+    b kernel_pabt_entry
+    b kernel_dabt_entry
+    b septa_crash_vectors + 20
+    b kernel_irq_entry
+    b septa_crash_vectors + 28
+
+    @ Save the interrupted user context at SP_svc (the end of the current Context).
+    .macro save_user_context
+        stmdb sp, {{r0-r14}}^
+        sub sp, sp, #60
+    .endm
+
+kernel_svc_entry:
+    srsdb sp!, #0x13
+    save_user_context
+    ldr sp, =__stack_top
+    mov r3, r7
+    bl kernel_syscall
+
+kernel_irq_entry:
+    sub lr, lr, #4
+    srsdb sp!, #0x13
+    cps #0x13
+    save_user_context
+    ldr sp, =__stack_top
+    bl kernel_irq
+
+    @ Undefined instruction and aborts: from user mode they are the process's fault; from
+    @ the kernel they are a crash. r0 = exception kind for the handler.
+    .macro fault_entry kind, adjust
+        sub lr, lr, #\adjust
+        srsdb sp!, #0x13
+        cps #0x13
+        save_user_context
+        ldr r0, [sp, #64]
+        and r0, r0, #0x1f
+        cmp r0, #0x10
+        mov r0, #\kind
+        mov r1, sp
+        bne kernel_mode_fault
+        ldr sp, =__stack_top
+        bl kernel_user_fault
+    .endm
+
+kernel_undef_entry:
+    fault_entry 1, 4
+kernel_pabt_entry:
+    fault_entry 3, 4
+kernel_dabt_entry:
+    fault_entry 4, 8
+
+    @ return_to_user(context): resume the process whose Context is at r0.
+    .global return_to_user
+return_to_user:
+    mov sp, r0
+    ldmia sp, {{r0-r14}}^
+    add sp, sp, #60
+    rfeia sp!
+    .ltorg
+"#
+);
+
+unsafe extern "C" {
+    static kernel_vectors: u8;
+    fn return_to_user(context: *const Context) -> !;
+}
+
+/// The kernel's vector table, for VBAR.
+pub fn vectors() -> u32 {
+    (&raw const kernel_vectors) as u32
+}
+
+/// Resumes the process whose saved registers are `context`.
+///
+/// # Safety
+///
+/// `context` must point to a `Context` that stays at that address while the process runs
+/// (the next exception stores into it), with a user-mode CPSR and the process's address
+/// space installed in TTBR0.
+pub unsafe fn resume(context: *const Context) -> ! {
+    // SAFETY: delegated to the caller.
+    unsafe { return_to_user(context) }
+}

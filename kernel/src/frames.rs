@@ -1,0 +1,44 @@
+//! Physical frames: the buddy allocator over the RAM nothing else uses, and the kernel heap.
+//!
+//! Frames are 4 KiB; a request for `n` frames returns a block aligned to `n` rounded up to a
+//! power of two (which the 8 KiB table blocks rely on). RAM is mapped one-to-one, so a
+//! frame's physical address is also where the kernel reads and writes it.
+
+use buddy_system_allocator::FrameAllocator;
+use linked_list_allocator::LockedHeap;
+use septa_targets::qemu_virt as board;
+
+const PAGE: usize = 4096;
+const HEAP_SIZE: usize = 256 * 1024;
+
+static FRAMES: spin::Mutex<FrameAllocator<16>> = spin::Mutex::new(FrameAllocator::new());
+
+#[global_allocator]
+static HEAP: LockedHeap = LockedHeap::empty();
+
+static mut HEAP_AREA: [u8; HEAP_SIZE] = [0; HEAP_SIZE];
+
+/// Hands the allocator every frame of RAM outside the device tree, the kernel's region and
+/// the last page (test builds' boot argument), and gives the heap its area.
+pub fn init() {
+    // SAFETY: HEAP_AREA is used by nothing but the heap, which gets it once, here, for the
+    // lifetime of the kernel; no reference to the static is created.
+    unsafe { HEAP.lock().init((&raw mut HEAP_AREA).cast(), HEAP_SIZE) };
+    // The frame allocator keeps its free lists on the heap.
+    let start = board::KERNEL_RAM.end() / PAGE;
+    let end = (board::RAM.end() - PAGE) / PAGE;
+    FRAMES.lock().add_frame(start, end);
+}
+
+/// Allocates `count` contiguous frames; returns the physical address of the first.
+pub fn alloc(count: usize) -> Option<u32> {
+    FRAMES
+        .lock()
+        .alloc(count)
+        .map(|frame| (frame * PAGE) as u32)
+}
+
+/// Returns frames obtained from [`alloc`].
+pub fn free(address: u32, count: usize) {
+    FRAMES.lock().dealloc(address as usize / PAGE, count);
+}

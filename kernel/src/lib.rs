@@ -1,0 +1,11 @@
+//! The Septa kernel's logic: everything the kernel decides that can be decided without
+//! touching hardware, as plain safe Rust with host unit tests.
+//!
+//! The device binary (`main.rs` and `arch/`) is the thin shell around it: exception
+//! entry, context switch, page-table install, interrupt controller and timer.
+
+#![no_std]
+
+pub mod elf;
+pub mod mm;
+pub mod sched;

@@ -1,0 +1,176 @@
+//! Memory named by an app: pointers and lengths from syscall arguments.
+//!
+//! An app's pointer is only a claim: "I may read (or write) these bytes". [`UserRange::new`]
+//! rejects claims that wrap around or leave the user half of the address space; [`check`]
+//! then asks the app's own page table about every page the range touches and refuses the
+//! whole range if any page is missing or lacks the access — before the kernel touches a
+//! byte, so a refused call has no partial effect. Only then does the kernel copy, page by
+//! page, through [`pages`].
+
+use super::pagetable::USER_END;
+
+/// The page size the checks work in.
+const PAGE: u32 = 4096;
+
+/// The access a syscall needs to a range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+/// A claimed range is not the caller's to use this way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault;
+
+/// What the app's page table says about one page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageAccess {
+    /// Physical address of the page (page aligned).
+    pub phys: u32,
+    pub writable: bool,
+}
+
+/// A range of user addresses, known not to wrap and to lie below [`USER_END`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserRange {
+    addr: u32,
+    len: u32,
+}
+
+impl UserRange {
+    pub fn new(addr: u32, len: u32) -> Result<UserRange, Fault> {
+        let end = addr.checked_add(len).ok_or(Fault)?;
+        if end > USER_END {
+            return Err(Fault);
+        }
+        Ok(UserRange { addr, len })
+    }
+
+    pub fn addr(&self) -> u32 {
+        self.addr
+    }
+
+    pub fn len(&self) -> u32 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// Checks that every page of `range` is mapped with `access`, using `lookup` (the app's
+/// page table: the page's physical address and writability, or `None` if unmapped or not
+/// ordinary memory).
+pub fn check(
+    range: UserRange,
+    access: Access,
+    lookup: impl Fn(u32) -> Option<PageAccess>,
+) -> Result<(), Fault> {
+    for (va, _) in pages(range) {
+        let page = lookup(va & !(PAGE - 1)).ok_or(Fault)?;
+        if access == Access::Write && !page.writable {
+            return Err(Fault);
+        }
+    }
+    Ok(())
+}
+
+/// The range cut at page boundaries: `(virtual address, length)` pieces, in order.
+pub fn pages(range: UserRange) -> impl Iterator<Item = (u32, u32)> {
+    let end = range.addr + range.len; // cannot overflow: checked in `UserRange::new`
+    let mut at = range.addr;
+    core::iter::from_fn(move || {
+        if at >= end {
+            return None;
+        }
+        let page_end = (at & !(PAGE - 1)).saturating_add(PAGE).min(end);
+        let piece = (at, page_end - at);
+        at = page_end;
+        Some(piece)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::vec::Vec;
+
+    /// Pages 0x10000 (read-only) and 0x11000 (writable) are mapped; nothing else.
+    fn lookup(va: u32) -> Option<PageAccess> {
+        match va {
+            0x10000 => Some(PageAccess {
+                phys: 0x4100_0000,
+                writable: false,
+            }),
+            0x11000 => Some(PageAccess {
+                phys: 0x4200_0000,
+                writable: true,
+            }),
+            _ => None,
+        }
+    }
+
+    fn claim(addr: u32, len: u32, access: Access) -> Result<(), Fault> {
+        check(UserRange::new(addr, len)?, access, lookup)
+    }
+
+    #[test]
+    fn mapped_ranges_pass_with_the_right_access() {
+        assert_eq!(claim(0x10010, 100, Access::Read), Ok(()));
+        assert_eq!(
+            claim(0x10ff0, 0x20, Access::Read),
+            Ok(()),
+            "straddles two readable pages"
+        );
+        assert_eq!(claim(0x11000, 0x1000, Access::Write), Ok(()));
+    }
+
+    #[test]
+    fn read_only_page_cannot_be_a_write_target() {
+        assert_eq!(claim(0x10000, 4, Access::Write), Err(Fault));
+        assert_eq!(
+            claim(0x10ff0, 0x20, Access::Write),
+            Err(Fault),
+            "straddles RO and RW"
+        );
+    }
+
+    #[test]
+    fn unmapped_kernel_wrapping_and_straddling_ranges_fault() {
+        assert_eq!(claim(0x12000, 1, Access::Read), Err(Fault), "unmapped");
+        assert_eq!(
+            claim(0x11ff0, 0x20, Access::Read),
+            Err(Fault),
+            "runs into an unmapped page"
+        );
+        assert_eq!(
+            claim(0x4010_0000, 4, Access::Read),
+            Err(Fault),
+            "kernel address"
+        );
+        assert_eq!(
+            claim(0x3fff_fffc, 8, Access::Read),
+            Err(Fault),
+            "crosses into the kernel half"
+        );
+        assert_eq!(
+            claim(0xffff_f000, 0x2000, Access::Read),
+            Err(Fault),
+            "wraps around"
+        );
+    }
+
+    #[test]
+    fn pages_split_at_boundaries() {
+        let range = UserRange::new(0x10ff0, 0x1020).unwrap();
+        let pieces: Vec<_> = pages(range).collect();
+        assert_eq!(
+            pieces,
+            [(0x10ff0, 0x10), (0x11000, 0x1000), (0x12000, 0x10)]
+        );
+        assert_eq!(pages(UserRange::new(0x10000, 0).unwrap()).count(), 0);
+    }
+}

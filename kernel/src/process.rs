@@ -1,0 +1,268 @@
+//! Processes: the process table, creating a process from an app package, ending one.
+//!
+//! A process is one app in its own address space: its manifest's name and priority, its
+//! translation tables (one 8 KiB block, see `mm::pagetable`), the frames it owns and its
+//! saved registers. Creating one checks the package hash, the manifest and every ELF header
+//! before allocating anything, counts every frame against the app's `memory-kib` quota, and
+//! undoes everything on failure: a bad or oversized app is refused with a message and the
+//! others are unaffected.
+
+use crate::arch::{Context, mmu};
+use crate::frames;
+use alloc::vec::Vec;
+use core::fmt;
+use septa_abi::app::{self, Manifest};
+use septa_abi::package::{self, Package};
+use septa_kernel::elf::{self, ElfError};
+use septa_kernel::mm::pagetable::{MapError, MemoryKind, PagePerms, UserPageTable, UserTables};
+use septa_kernel::mm::user::PageAccess;
+use septa_syscalls::NAME_MAX;
+
+pub const MAX_PROCESSES: usize = 16;
+const PAGE: u32 = 4096;
+/// The top of every app's stack, one unmapped page below the end of the user range.
+pub const STACK_TOP: u32 = 0x3fff_f000;
+pub const STACK_PAGES: u32 = 4;
+/// Where an app's ELF may place segments: above the null page, below the stack's guard
+/// page (the page under the stack, which stays unmapped).
+const IMAGE_RANGE: core::ops::Range<u32> = 0x1000..STACK_TOP - (STACK_PAGES + 1) * PAGE;
+/// Pages of translation tables per process.
+const TABLE_PAGES: u32 = (core::mem::size_of::<UserTables>() / PAGE as usize) as u32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Free,
+    Ready,
+    Sleeping { until: u64 },
+}
+
+/// User pages a process maps, for teardown.
+#[derive(Clone, Copy, Debug)]
+struct MappedRange {
+    start: u32,
+    pages: u32,
+}
+
+pub struct Process {
+    pub context: Context,
+    pub state: State,
+    name: [u8; NAME_MAX],
+    name_len: usize,
+    pub priority: u8,
+    /// Physical address of the process's `UserTables`.
+    tables: u32,
+    mapped: Vec<MappedRange>,
+    /// Frames in use (tables included) and the quota from the manifest.
+    pages_used: u32,
+    page_quota: u32,
+}
+
+impl Process {
+    pub const EMPTY: Process = Process {
+        context: Context {
+            r: [0; 13],
+            sp: 0,
+            lr: 0,
+            pc: 0,
+            cpsr: 0,
+        },
+        state: State::Free,
+        name: [0; NAME_MAX],
+        name_len: 0,
+        priority: 0,
+        tables: 0,
+        mapped: Vec::new(),
+        pages_used: 0,
+        page_quota: 0,
+    };
+
+    pub fn name(&self) -> &str {
+        core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
+    }
+
+    pub fn name_bytes(&self) -> [u8; NAME_MAX] {
+        self.name
+    }
+
+    pub fn tables_phys(&self) -> u32 {
+        self.tables
+    }
+
+    /// The process's own translation tables.
+    fn page_table(&mut self) -> UserPageTable<'_> {
+        // SAFETY: `tables` is the 8 KiB-aligned block allocated for this process alone in
+        // `spawn`, in one-to-one mapped RAM, and lives until `release`; `&mut self` makes
+        // this the only reference to it.
+        let tables = unsafe { &mut *(self.tables as *mut UserTables) };
+        UserPageTable::new(tables, self.tables).expect("process tables are 8 KiB aligned")
+    }
+
+    /// What the process's page table says about the page at `va`, if it is ordinary memory.
+    pub fn lookup(&self, va: u32) -> Option<PageAccess> {
+        // SAFETY: as in `page_table`; only read here.
+        let tables = unsafe { &mut *(self.tables as *mut UserTables) };
+        let table = UserPageTable::new(tables, self.tables).ok()?;
+        match table.translate(va)? {
+            (pa, perms, MemoryKind::Normal) => Some(PageAccess {
+                phys: pa & !(PAGE - 1),
+                writable: perms.writable,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Allocates a zeroed frame against the quota and maps it at `va`.
+    fn map_new_page(&mut self, va: u32, perms: PagePerms) -> Result<u32, SpawnError> {
+        if self.pages_used >= self.page_quota {
+            return Err(SpawnError::QuotaExceeded);
+        }
+        let frame = frames::alloc(1).ok_or(SpawnError::OutOfMemory)?;
+        self.pages_used += 1;
+        if let Err(error) = self
+            .page_table()
+            .map_page(va, frame, perms, MemoryKind::Normal)
+        {
+            frames::free(frame, 1);
+            self.pages_used -= 1;
+            return Err(SpawnError::Map(error));
+        }
+        Ok(frame)
+    }
+
+    /// Maps `pages` new pages from `start`, recording them for teardown.
+    fn map_range(
+        &mut self,
+        start: u32,
+        pages: u32,
+        perms: PagePerms,
+        mut fill: impl FnMut(u32, &mut [u8]),
+    ) -> Result<(), SpawnError> {
+        self.mapped
+            .try_reserve(1)
+            .map_err(|_| SpawnError::OutOfMemory)?;
+        self.mapped.push(MappedRange { start, pages: 0 });
+        for page in 0..pages {
+            let va = start + page * PAGE;
+            let frame = self.map_new_page(va, perms)?;
+            self.mapped.last_mut().expect("pushed above").pages += 1;
+            // SAFETY: `frame` was just allocated for this process and is one-to-one mapped
+            // in the kernel; nothing else refers to it.
+            let bytes = unsafe { core::slice::from_raw_parts_mut(frame as *mut u8, PAGE as usize) };
+            fill(va, bytes);
+            if perms.executable {
+                mmu::sync_instructions(frame as usize, PAGE as usize);
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees every frame of the process and its tables. The caller has made sure its
+    /// tables are not installed and flushes its ASID.
+    pub fn release(&mut self) {
+        if self.tables != 0 {
+            for range in core::mem::take(&mut self.mapped) {
+                for page in 0..range.pages {
+                    if let Ok(frame) = self.page_table().unmap_page(range.start + page * PAGE) {
+                        frames::free(frame, 1);
+                    }
+                }
+            }
+            frames::free(self.tables, TABLE_PAGES as usize);
+        }
+        *self = Process::EMPTY;
+    }
+}
+
+/// Why an app was not started.
+#[derive(Debug)]
+pub enum SpawnError {
+    Package(package::Error),
+    Manifest(app::Error),
+    ComponentMismatch,
+    Elf(ElfError),
+    NoFreeSlot,
+    OutOfMemory,
+    QuotaExceeded,
+    Map(MapError),
+}
+
+impl fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::Package(e) => write!(f, "package: {e}"),
+            SpawnError::Manifest(e) => write!(f, "manifest: {e}"),
+            SpawnError::ComponentMismatch => {
+                write!(f, "manifest component id differs from the package header")
+            }
+            SpawnError::Elf(e) => write!(f, "ELF: {e}"),
+            SpawnError::NoFreeSlot => write!(f, "no free process slot (at most {MAX_PROCESSES})"),
+            SpawnError::OutOfMemory => write!(f, "out of memory"),
+            SpawnError::QuotaExceeded => write!(f, "the app needs more than its memory-kib quota"),
+            SpawnError::Map(e) => write!(f, "mapping: {e}"),
+        }
+    }
+}
+
+/// Checks an app package and builds its process in the free slot `process`.
+pub fn spawn(process: &mut Process, package: &Package<'_>) -> Result<(), SpawnError> {
+    package.verify_payload().map_err(SpawnError::Package)?;
+    let (manifest, image) = app::parse_payload(package.payload).map_err(SpawnError::Manifest)?;
+    if manifest.component_id != package.header.component_id {
+        return Err(SpawnError::ComponentMismatch);
+    }
+    let program = elf::parse(image, IMAGE_RANGE).map_err(SpawnError::Elf)?;
+    let result = build(process, &manifest, image, &program);
+    if result.is_err() {
+        process.release();
+    }
+    result
+}
+
+fn build(
+    process: &mut Process,
+    manifest: &Manifest<'_>,
+    image: &[u8],
+    program: &elf::Program,
+) -> Result<(), SpawnError> {
+    *process = Process::EMPTY;
+    process.page_quota = manifest.memory_kib / (PAGE / 1024);
+    if process.page_quota < TABLE_PAGES {
+        return Err(SpawnError::QuotaExceeded);
+    }
+    let tables = frames::alloc(TABLE_PAGES as usize).ok_or(SpawnError::OutOfMemory)?;
+    // SAFETY: the block was just allocated (8 KiB, aligned to its size by the buddy
+    // allocator) and is one-to-one mapped; zero means "no mapping" throughout.
+    unsafe { core::ptr::write_bytes(tables as *mut u8, 0, core::mem::size_of::<UserTables>()) };
+    process.tables = tables;
+    process.pages_used = TABLE_PAGES;
+    process.name[..manifest.name.len()].copy_from_slice(manifest.name.as_bytes());
+    process.name_len = manifest.name.len();
+    process.priority = manifest.priority;
+
+    for segment in program.segments() {
+        let pages = segment.mem_size.div_ceil(PAGE);
+        let perms = PagePerms {
+            writable: segment.writable,
+            executable: segment.executable,
+        };
+        // `elf::parse` checked that the file range lies inside `image`.
+        let file = &image[segment.file_offset as usize..][..segment.file_size as usize];
+        process.map_range(segment.vaddr, pages, perms, |va, page| {
+            // The part of the file that lands on this page, if any.
+            let offset = (va - segment.vaddr) as usize;
+            if let Some(bytes) = file.get(offset..) {
+                let len = bytes.len().min(page.len());
+                page[..len].copy_from_slice(&bytes[..len]);
+            }
+        })?;
+    }
+    let stack_bottom = STACK_TOP - STACK_PAGES * PAGE;
+    let stack = PagePerms {
+        writable: true,
+        executable: false,
+    };
+    process.map_range(stack_bottom, STACK_PAGES, stack, |_, _| {})?;
+    process.context = Context::new_user(program.entry, STACK_TOP);
+    process.state = State::Ready;
+    Ok(())
+}

@@ -1,0 +1,112 @@
+//! The run queue: which ready process runs next.
+//!
+//! Fixed priorities (0 is the most urgent) with round-robin among processes of equal
+//! priority. Each priority keeps a bit set of ready process ids and the id it picked last;
+//! picking is a find-first-set over the non-empty priorities and a rotate within one — no
+//! lists, no allocation, constant time.
+
+use septa_abi::app::PRIORITIES;
+
+/// Process ids are bit positions: at most 32 processes.
+pub const MAX_PROCESSES: usize = 32;
+
+#[derive(Debug, Default)]
+pub struct RunQueue {
+    ready: [u32; PRIORITIES as usize],
+    /// The id picked last at each priority; the next pick starts after it.
+    last: [u8; PRIORITIES as usize],
+}
+
+impl RunQueue {
+    pub const fn new() -> RunQueue {
+        RunQueue {
+            ready: [0; PRIORITIES as usize],
+            last: [0; PRIORITIES as usize],
+        }
+    }
+
+    pub fn make_ready(&mut self, pid: usize, priority: u8) {
+        self.ready[priority as usize] |= 1 << pid;
+    }
+
+    pub fn remove(&mut self, pid: usize, priority: u8) {
+        self.ready[priority as usize] &= !(1 << pid);
+    }
+
+    pub fn is_ready(&self, pid: usize, priority: u8) -> bool {
+        self.ready[priority as usize] & (1 << pid) != 0
+    }
+
+    /// The most urgent priority with a ready process.
+    pub fn top_priority(&self) -> Option<u8> {
+        self.ready.iter().position(|&set| set != 0).map(|p| p as u8)
+    }
+
+    /// Picks the next process: the most urgent priority, and within it the first ready id
+    /// after the one picked last (wrapping), so equal priorities take turns.
+    pub fn pick(&mut self) -> Option<usize> {
+        let priority = self.top_priority()?;
+        let set = self.ready[priority as usize];
+        let after = self.last[priority as usize] as u32 + 1;
+        // Ids above the last pick first, then wrap to the lowest.
+        let above = if after >= 32 {
+            0
+        } else {
+            set & (u32::MAX << after)
+        };
+        let candidates = if above != 0 { above } else { set };
+        let pid = candidates.trailing_zeros() as usize;
+        self.last[priority as usize] = pid as u8;
+        Some(pid)
+    }
+
+    /// Whether `pid` (ready at `priority`) may keep the CPU: nothing more urgent is ready.
+    pub fn may_continue(&self, priority: u8) -> bool {
+        self.top_priority().is_none_or(|top| top >= priority)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn most_urgent_priority_wins() {
+        let mut q = RunQueue::new();
+        q.make_ready(5, 3);
+        q.make_ready(2, 1);
+        assert_eq!(q.pick(), Some(2));
+        q.remove(2, 1);
+        assert_eq!(q.pick(), Some(5));
+    }
+
+    #[test]
+    fn equal_priorities_take_turns() {
+        let mut q = RunQueue::new();
+        for pid in [1, 4, 31] {
+            q.make_ready(pid, 2);
+        }
+        let order: [_; 6] = core::array::from_fn(|_| q.pick().unwrap());
+        assert_eq!(order, [1, 4, 31, 1, 4, 31]);
+    }
+
+    #[test]
+    fn empty_queue_picks_nothing() {
+        let mut q = RunQueue::new();
+        assert_eq!(q.pick(), None);
+        q.make_ready(0, 7);
+        q.remove(0, 7);
+        assert_eq!(q.pick(), None);
+        assert!(q.may_continue(7));
+    }
+
+    #[test]
+    fn a_more_urgent_ready_process_preempts() {
+        let mut q = RunQueue::new();
+        q.make_ready(3, 4);
+        assert!(q.may_continue(4));
+        q.make_ready(9, 2);
+        assert!(!q.may_continue(4));
+        assert!(q.may_continue(2));
+    }
+}

@@ -1,0 +1,113 @@
+//! Where the exception entry code lands: syscalls, interrupts and faults, each ending in
+//! the scheduler and a return to user mode (or the idle loop).
+
+use crate::arch::{Context, entry};
+use crate::console::console;
+use crate::monitor;
+use crate::syscall::After;
+use crate::system::{Ending, KERNEL};
+use core::fmt;
+use septa_abi::exit;
+use septa_armv7::crash::{self, ExceptionKind, FaultRegisters, Interrupted};
+use septa_armv7::{fault, regs};
+
+/// `svc #0` from a process: r0–r2 are the arguments, r3 the syscall number (from r7).
+#[unsafe(no_mangle)]
+extern "C" fn kernel_syscall(a0: u32, a1: u32, a2: u32, number: u32) -> ! {
+    let mut kernel = KERNEL.lock();
+    let pid = kernel
+        .current
+        .expect("a syscall comes from the current process");
+    let keep = matches!(kernel.syscall(pid, number, [a0, a1, a2]), After::Continue);
+    let next = kernel.schedule(keep);
+    drop(kernel);
+    run(next)
+}
+
+/// An IRQ taken in user mode.
+#[unsafe(no_mangle)]
+extern "C" fn kernel_irq() -> ! {
+    let mut kernel = KERNEL.lock();
+    let slice_over = kernel.handle_interrupts();
+    let next = kernel.schedule(!slice_over);
+    drop(kernel);
+    run(next)
+}
+
+/// An undefined instruction or abort in user mode: the process's fault, not the kernel's.
+#[unsafe(no_mangle)]
+extern "C" fn kernel_user_fault(kind: u32, context: &Context) -> ! {
+    let report = UserFault {
+        kind: ExceptionKind::from_u32(kind),
+        pc: context.pc,
+        faults: FaultRegisters::read(),
+    };
+    let mut kernel = KERNEL.lock();
+    let pid = kernel
+        .current
+        .expect("a user fault comes from the current process");
+    kernel.end(pid, Ending::Fault(&report));
+    let next = kernel.schedule(false);
+    drop(kernel);
+    run(next)
+}
+
+/// An undefined instruction or abort in the kernel itself: a kernel bug.
+#[unsafe(no_mangle)]
+extern "C" fn kernel_mode_fault(kind: u32, context: &Context) -> ! {
+    let kind = ExceptionKind::from_u32(kind);
+    let at = Interrupted {
+        pc: context.pc,
+        psr: context.cpsr,
+        regs: &context.r,
+    };
+    let _ =
+        crash::write_exception_report(&mut console(), "kernel", kind, &at, &FaultRegisters::read());
+    monitor::power_off(exit::CRASH)
+}
+
+/// Resumes `next`, or idles until an interrupt makes a process ready.
+pub fn run(mut next: Option<*const Context>) -> ! {
+    loop {
+        if let Some(context) = next {
+            // SAFETY: `schedule` returned the context of a live, ready process in the
+            // static process table and installed that process's address space.
+            unsafe { entry::resume(context) }
+        }
+        // Idle: WFI wakes on a pending interrupt even with IRQs masked; handle it here.
+        regs::wait_for_interrupt();
+        let mut kernel = KERNEL.lock();
+        kernel.handle_interrupts();
+        next = kernel.schedule(false);
+    }
+}
+
+/// What a fault report says about a process's fault.
+struct UserFault {
+    kind: ExceptionKind,
+    pc: u32,
+    faults: FaultRegisters,
+}
+
+impl fmt::Display for UserFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "faulted: {} at pc {:#010x}", self.kind.name(), self.pc)?;
+        let (status, address, access) = match self.kind {
+            ExceptionKind::DataAbort => {
+                let access = if fault::is_write(self.faults.dfsr) {
+                    ", write"
+                } else {
+                    ", read"
+                };
+                (self.faults.dfsr, self.faults.dfar, access)
+            }
+            ExceptionKind::PrefetchAbort => (self.faults.ifsr, self.faults.ifar, ""),
+            _ => return Ok(()),
+        };
+        write!(
+            f,
+            ", address {address:#010x} ({}{access}, fsr {status:#x})",
+            fault::describe(status)
+        )
+    }
+}

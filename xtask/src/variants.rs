@@ -1,0 +1,54 @@
+//! The image sets only the integration tests use, besides the default image.
+//!
+//! - `probe/`: a kernel built with the `probe` feature (boot-chain tests), no apps;
+//! - `isolation/`: `counter` and `spinner` next to one `attacker` instance per attack, each
+//!   named `a-<attack>` (the name selects the attack; see `userland/apps/attacker`).
+
+use crate::images::{AppSpec, ImageSpec};
+use anyhow::Result;
+use std::path::Path;
+
+/// The attacks `tests/tests/isolation.rs` expects, one attacker instance each.
+pub const ATTACKS: [&str; 11] = [
+    "syscalls",
+    "kread",
+    "otherapp",
+    "secureram",
+    "bootrom",
+    "textwrite",
+    "stackexec",
+    "dataexec",
+    "kexec",
+    "undef",
+    "align",
+];
+
+pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
+    let attacker = AppSpec::from_crate(root, "attacker")?;
+    let mut isolation = vec![
+        AppSpec::from_crate(root, "counter")?,
+        AppSpec::from_crate(root, "spinner")?,
+    ];
+    for (index, attack) in ATTACKS.iter().enumerate() {
+        let mut manifest = attacker.manifest.clone();
+        manifest.name = format!("a-{attack}");
+        // Each instance is its own component.
+        manifest.component_id[15] = manifest.component_id[15].wrapping_add(index as u8);
+        isolation.push(AppSpec {
+            binary: "attacker".into(),
+            manifest,
+        });
+    }
+    Ok(vec![
+        ImageSpec {
+            dir: "probe".into(),
+            kernel_features: vec!["probe".into()],
+            apps: Vec::new(),
+        },
+        ImageSpec {
+            dir: "isolation".into(),
+            kernel_features: Vec::new(),
+            apps: isolation,
+        },
+    ])
+}
