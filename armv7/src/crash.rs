@@ -267,14 +267,9 @@ mod tests {
             ..Default::default()
         };
         let mut out = String::new();
-        write_exception_report(
-            &mut out,
-            "kernel",
-            ExceptionKind::DataAbort,
-            &frame,
-            &faults,
-        )
-        .unwrap();
+        let kind = ExceptionKind::DataAbort;
+        write_exception_report(&mut out, "kernel", kind, &frame.interrupted(kind), &faults)
+            .unwrap();
         assert!(
             out.starts_with("septa: kernel CRASH: unexpected data abort\n"),
             "{out}"
