@@ -118,7 +118,7 @@ pub fn encode_payload(manifest: &Manifest<'_>, elf: &[u8]) -> alloc::vec::Vec<u8
     let encoded = postcard::to_slice(manifest, &mut buffer).expect("a manifest fits in 1 KiB");
     let len = u16::try_from(encoded.len()).expect("1 KiB fits in u16");
     let mut out = alloc::vec::Vec::from(len.to_le_bytes());
-    out.extend_from_slice(&encoded);
+    out.extend_from_slice(encoded);
     out.resize(elf_offset(encoded.len()), 0);
     out.extend_from_slice(elf);
     out

@@ -222,7 +222,7 @@ fn check_segment(
     if s.file_size > s.mem_size {
         return Err(ElfError::FileSizeExceedsMemSize { index });
     }
-    if s.vaddr % PAGE_SIZE != 0 {
+    if !s.vaddr.is_multiple_of(PAGE_SIZE) {
         return Err(ElfError::MisalignedSegment { index });
     }
     let inside = page_end(s).is_some_and(|end| s.vaddr >= user.start && end <= user.end);
@@ -478,7 +478,7 @@ mod tests {
             }
             if let Ok(program) = parse(&elf, USER) {
                 for (i, s) in program.segments().iter().enumerate() {
-                    assert!(s.vaddr % PAGE_SIZE == 0 && s.vaddr >= USER.start);
+                    assert!(s.vaddr.is_multiple_of(PAGE_SIZE) && s.vaddr >= USER.start);
                     assert!(page_end(s).is_some_and(|end| end <= USER.end));
                     assert!(!(s.writable && s.executable));
                     assert!(s.file_offset as usize + s.file_size as usize <= elf.len());

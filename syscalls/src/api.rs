@@ -20,8 +20,10 @@ pub fn raw_syscall(number: u32, a0: u32, a1: u32, a2: u32) -> u32 {
 /// Ends the app with `code` (0 = success).
 pub fn exit(code: i32) -> ! {
     raw_syscall(Syscall::Exit as u32, code as u32, 0, 0);
-    // The kernel never returns from exit.
-    loop {}
+    // The kernel never returns from exit; should it ever, give the CPU away for good.
+    loop {
+        yield_now();
+    }
 }
 
 /// Lets other apps of the same priority run first.

@@ -120,7 +120,7 @@ pub struct UserPageTable<'a> {
 
 impl<'a> UserPageTable<'a> {
     pub fn new(tables: &'a mut UserTables, tables_phys: u32) -> Result<Self, MapError> {
-        if tables_phys % (2 * PAGE_SIZE) != 0 {
+        if !tables_phys.is_multiple_of(2 * PAGE_SIZE) {
             return Err(MapError::Misaligned);
         }
         Ok(UserPageTable {
@@ -143,7 +143,7 @@ impl<'a> UserPageTable<'a> {
     }
 
     fn check_va(va: u32) -> Result<(), MapError> {
-        if va % PAGE_SIZE != 0 {
+        if !va.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned);
         }
         if va >= USER_END {
@@ -160,7 +160,7 @@ impl<'a> UserPageTable<'a> {
         kind: MemoryKind,
     ) -> Result<(), MapError> {
         Self::check_va(va)?;
-        if pa % PAGE_SIZE != 0 {
+        if !pa.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned);
         }
         let descriptor = user_page(pa, perms, kind)?;
@@ -293,7 +293,7 @@ pub fn kernel_section(
     kind: MemoryKind,
 ) -> Result<u32, MapError> {
     check_perms(writable, executable, kind)?;
-    if pa % MIB != 0 {
+    if !pa.is_multiple_of(MIB) {
         return Err(MapError::Misaligned);
     }
     let (tex, c, b) = attributes(kind);
@@ -314,7 +314,7 @@ pub fn kernel_section(
 
 /// A level-1 descriptor pointing at a kernel level-2 table (1 KiB aligned).
 pub fn kernel_l2_table(l2_phys: u32) -> Result<u32, MapError> {
-    if l2_phys % 1024 != 0 {
+    if !l2_phys.is_multiple_of(1024) {
         return Err(MapError::Misaligned);
     }
     Ok(l2_phys | L1_PAGE_TABLE)
@@ -328,7 +328,7 @@ pub fn kernel_page(
     kind: MemoryKind,
 ) -> Result<u32, MapError> {
     check_perms(writable, executable, kind)?;
-    if pa % PAGE_SIZE != 0 {
+    if !pa.is_multiple_of(PAGE_SIZE) {
         return Err(MapError::Misaligned);
     }
     let (tex, c, b) = attributes(kind);
@@ -543,18 +543,21 @@ mod tests {
             // 6 MiB of candidate pages, so table space runs out now and then.
             let va = ((state >> 8) % (6 * 256)) as u32 * PAGE_SIZE;
             let pa = 0x4500_0000 + ((state >> 24) % 1024) as u32 * PAGE_SIZE;
-            if state % 3 == 0 {
+            if state.is_multiple_of(3) {
                 assert_eq!(pt.unmap_page(va).ok(), model.remove(&va));
             } else {
                 let mibs: std::collections::BTreeSet<u32> = model.keys().map(|v| v / MIB).collect();
                 let result = pt.map_page(va, pa, RW, MemoryKind::Normal);
-                let expected = if model.contains_key(&va) {
-                    Err(MapError::AlreadyMapped)
-                } else if !mibs.contains(&(va / MIB)) && mibs.len() == L2_TABLES {
-                    Err(MapError::NoTableSpace)
-                } else {
-                    model.insert(va, pa);
-                    Ok(())
+                let full = !mibs.contains(&(va / MIB)) && mibs.len() == L2_TABLES;
+                let expected = match model.entry(va) {
+                    std::collections::btree_map::Entry::Occupied(_) => Err(MapError::AlreadyMapped),
+                    std::collections::btree_map::Entry::Vacant(_) if full => {
+                        Err(MapError::NoTableSpace)
+                    }
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(pa);
+                        Ok(())
+                    }
                 };
                 assert_eq!(result, expected);
             }
