@@ -12,6 +12,14 @@ use serde::{Deserialize, Serialize};
 pub const NAME_MAX: usize = 16;
 /// Priorities run from 0 (most urgent) to `PRIORITIES - 1`.
 pub const PRIORITIES: u8 = 8;
+/// The most endpoints an app may call, devices it may map, monitor services it may use.
+pub const MAX_CALLS: usize = 8;
+pub const MAX_DEVICES: usize = 4;
+pub const MAX_MONITOR_SERVICES: usize = 8;
+/// GPIO pins are numbered below this (the board may have fewer).
+pub const MAX_GPIO_PINS: u8 = 32;
+/// The security-monitor services a manifest may name (`monitor = [...]`).
+pub const MONITOR_SERVICES: &[&str] = &["random", "sha256", "sign", "verify", "attest", "report"];
 /// Bounds of an app's memory quota.
 pub const MEMORY_KIB_MIN: u32 = 16;
 pub const MEMORY_KIB_MAX: u32 = 16 * 1024;
@@ -35,6 +43,20 @@ pub struct Manifest<'a> {
     /// Quota for all the app's pages (code, data, stack) in KiB.
     pub memory_kib: u32,
     pub restart: Restart,
+    /// The endpoint this app serves, if any.
+    #[serde(borrow)]
+    pub serve: Option<&'a str>,
+    /// Endpoints this app may call (and notify).
+    #[serde(borrow)]
+    pub call: heapless::Vec<&'a str, MAX_CALLS>,
+    /// Board devices this app may map (and whose interrupts it receives).
+    #[serde(borrow)]
+    pub devices: heapless::Vec<&'a str, MAX_DEVICES>,
+    /// GPIO pins this app may drive.
+    pub gpio: heapless::Vec<u8, 8>,
+    /// Security-monitor services this app may use.
+    #[serde(borrow)]
+    pub monitor: heapless::Vec<&'a str, MAX_MONITOR_SERVICES>,
 }
 
 /// Why a manifest or an app payload was refused.
@@ -48,6 +70,12 @@ pub enum Error {
     BadName,
     BadPriority(u8),
     BadMemory(u32),
+    /// An endpoint, device or service name that is not a valid name.
+    BadReference,
+    /// The same endpoint, device, pin or service listed twice.
+    Duplicate,
+    BadPin(u8),
+    UnknownService,
 }
 
 impl fmt::Display for Error {
@@ -65,21 +93,73 @@ impl fmt::Display for Error {
                 f,
                 "memory-kib {kib} is outside {MEMORY_KIB_MIN}..={MEMORY_KIB_MAX}"
             ),
+            Error::BadReference => write!(
+                f,
+                "a capability names something that is not 1 to {NAME_MAX} characters of a-z, 0-9, '-' and '_'"
+            ),
+            Error::Duplicate => write!(f, "a capability is listed twice"),
+            Error::BadPin(pin) => write!(f, "gpio pin {pin} is not below {MAX_GPIO_PINS}"),
+            Error::UnknownService => {
+                write!(f, "unknown monitor service (known: {})", MonitorServices)
+            }
         }
     }
+}
+
+struct MonitorServices;
+
+impl fmt::Display for MonitorServices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, name) in MONITOR_SERVICES.iter().enumerate() {
+            write!(f, "{}{name}", if i == 0 { "" } else { ", " })?;
+        }
+        Ok(())
+    }
+}
+
+/// Whether `name` is a valid app, endpoint, device or service name.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= NAME_MAX
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn has_duplicates<T: PartialEq>(items: &[T]) -> bool {
+    items
+        .iter()
+        .enumerate()
+        .any(|(i, a)| items[..i].contains(a))
 }
 
 impl Manifest<'_> {
     /// Checks every field against the rules the kernel relies on.
     pub fn validate(&self) -> Result<(), Error> {
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= NAME_MAX
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-        if !name_ok {
+        if !is_valid_name(self.name) {
             return Err(Error::BadName);
+        }
+        let names = self
+            .serve
+            .iter()
+            .chain(&self.call)
+            .chain(&self.devices)
+            .chain(&self.monitor);
+        if !names.clone().all(|n| is_valid_name(n)) {
+            return Err(Error::BadReference);
+        }
+        if has_duplicates(&self.call)
+            || has_duplicates(&self.devices)
+            || has_duplicates(&self.gpio)
+            || has_duplicates(&self.monitor)
+        {
+            return Err(Error::Duplicate);
+        }
+        if let Some(&pin) = self.gpio.iter().find(|&&p| p >= MAX_GPIO_PINS) {
+            return Err(Error::BadPin(pin));
+        }
+        if !self.monitor.iter().all(|s| MONITOR_SERVICES.contains(s)) {
+            return Err(Error::UnknownService);
         }
         if self.priority >= PRIORITIES {
             return Err(Error::BadPriority(self.priority));
@@ -136,6 +216,11 @@ mod tests {
             priority: 3,
             memory_kib: 64,
             restart: Restart::Never,
+            serve: Some("greeter"),
+            call: heapless::Vec::from_slice(&["logger"]).unwrap(),
+            devices: heapless::Vec::new(),
+            gpio: heapless::Vec::from_slice(&[3]).unwrap(),
+            monitor: heapless::Vec::new(),
         }
     }
 

@@ -6,6 +6,9 @@
 
 #![no_std]
 
+pub mod cap;
 pub mod elf;
+pub mod ipc;
 pub mod mm;
 pub mod sched;
+pub mod supervisor;

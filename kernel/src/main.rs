@@ -24,10 +24,10 @@ mod trap;
 
 use crate::console::console;
 use septa_abi::package::Kind;
-use septa_abi::slot::Slot;
 use septa_abi::{exit, smc};
 use septa_armv7::crash::{self, ExceptionKind, FaultRegisters, TrapFrame};
 use septa_armv7::{mode, regs};
+use septa_kernel::cap::{Cap, CapTable};
 use septa_targets::qemu_virt as board;
 use system::KERNEL;
 
@@ -98,23 +98,21 @@ extern "C" fn kernel_main() -> ! {
     trap::run(next)
 }
 
-/// Starts every app package in slot A; a refused app is reported and skipped.
+/// Starts every app package in slot A; a refused app is reported and skipped. First every
+/// app is loaded, then endpoints are registered, then each app's capability table is built
+/// from its manifest — a capability naming something missing or already owned refuses that
+/// app alone.
 fn start_apps(kernel: &mut system::Kernel) -> usize {
-    let window = arch::mmu::device_va(board::SLOT_A.base);
-    // SAFETY: slot A lies in flash 1, which `mmu::enable` mapped read-only at `window`;
-    // nothing writes flash while the kernel runs.
-    let flash = unsafe { core::slice::from_raw_parts(window as *const u8, board::SLOT_A.size) };
-    let slot = match Slot::parse(flash) {
+    let slot = match system::slot() {
         Ok(slot) => slot,
         Err(error) => {
             kprintln!("septa: kernel: slot A: {error}; no apps started");
             return 0;
         }
     };
-    let mut started = 0;
     for (index, entry) in slot.packages().enumerate() {
-        let package = match entry {
-            Ok((_, package)) => package,
+        let (offset, package) = match entry {
+            Ok(found) => found,
             Err(error) => {
                 kprintln!("septa: kernel: slot A: {error}; no further apps started");
                 break;
@@ -134,15 +132,133 @@ fn start_apps(kernel: &mut system::Kernel) -> usize {
             );
             continue;
         };
-        match process::spawn(&mut kernel.processes[pid], &package) {
+        let process = &mut kernel.processes[pid];
+        match process::spawn(process, &package) {
+            Ok(()) => process.package_offset = offset,
+            Err(error) => {
+                kprintln!("septa: kernel: app package {index} refused: {error}");
+                *process = process::Process::EMPTY;
+            }
+        }
+    }
+    let loaded = || {
+        (0..process::MAX_PROCESSES).filter(|&p| kernel.processes[p].state == process::State::Ready)
+    };
+    let loaded: heapless::Vec<usize, { process::MAX_PROCESSES }> = loaded().collect();
+    for &pid in &loaded {
+        if let Err(reason) = register_endpoint(kernel, pid) {
+            refuse(kernel, pid, reason);
+        }
+    }
+    let mut started = 0;
+    for &pid in &loaded {
+        if kernel.processes[pid].state != process::State::Ready {
+            continue;
+        }
+        match grant_capabilities(kernel, pid) {
             Ok(()) => {
                 kernel.make_ready(pid);
                 started += 1;
             }
-            Err(error) => kprintln!("septa: kernel: app package {index} refused: {error}"),
+            Err(reason) => refuse(kernel, pid, reason),
         }
     }
     started
+}
+
+fn register_endpoint(kernel: &mut system::Kernel, pid: usize) -> Result<(), &'static str> {
+    let Some(name) = kernel.processes[pid]
+        .manifest
+        .as_ref()
+        .and_then(|m| m.serve)
+    else {
+        return Ok(());
+    };
+    if kernel.endpoints.contains(&Some(name)) {
+        return Err("its endpoint is already served by another app");
+    }
+    let free = kernel
+        .endpoints
+        .iter()
+        .position(Option::is_none)
+        .ok_or("no endpoint left")?;
+    kernel.endpoints[free] = Some(name);
+    kernel.ipc.serve(free as u8, pid as u8);
+    Ok(())
+}
+
+/// Builds `pid`'s capability table from its manifest.
+fn grant_capabilities(kernel: &mut system::Kernel, pid: usize) -> Result<(), &'static str> {
+    let manifest = kernel.processes[pid]
+        .manifest
+        .clone()
+        .ok_or("no manifest")?;
+    let endpoint = |name: &str| {
+        kernel
+            .endpoints
+            .iter()
+            .position(|e| *e == Some(name))
+            .map(|e| e as u8)
+    };
+    let mut caps = CapTable::new();
+    let mut grant = |cap| caps.grant(cap).ok_or("too many capabilities");
+    if let Some(name) = manifest.serve {
+        grant(Cap::Serve {
+            endpoint: endpoint(name).ok_or("its endpoint is not registered")?,
+        })?;
+    }
+    for name in &manifest.call {
+        grant(Cap::Call {
+            endpoint: endpoint(name).ok_or("it calls an endpoint nobody serves")?,
+        })?;
+    }
+    for name in &manifest.devices {
+        let device = board::DEVICES
+            .iter()
+            .position(|d| d.name == *name)
+            .ok_or("it names a device the board lacks")?;
+        if kernel.device_owners[device].is_some() {
+            return Err("its device belongs to another app");
+        }
+        let handle = grant(Cap::Device {
+            device: device as u8,
+        })?;
+        kernel.device_owners[device] = Some((pid, handle));
+    }
+    if !manifest.gpio.is_empty() {
+        let mut pins = 0u32;
+        for &pin in &manifest.gpio {
+            let owner = kernel
+                .pin_owners
+                .get_mut(pin as usize)
+                .ok_or("it names a GPIO pin the board lacks")?;
+            if owner.is_some() {
+                return Err("its GPIO pin belongs to another app");
+            }
+            *owner = Some(pid);
+            pins |= 1 << pin;
+        }
+        grant(Cap::Gpio { pins })?;
+    }
+    if !manifest.monitor.is_empty() {
+        let services = manifest.monitor.iter().fold(0u32, |set, name| {
+            set | septa_abi::app::MONITOR_SERVICES
+                .iter()
+                .position(|s| s == name)
+                .map_or(0, |i| 1 << i)
+        });
+        grant(Cap::Monitor { services })?;
+    }
+    kernel.processes[pid].caps = caps;
+    Ok(())
+}
+
+/// Drops an app that cannot be given its capabilities.
+fn refuse(kernel: &mut system::Kernel, pid: usize, reason: &str) {
+    let process = &mut kernel.processes[pid];
+    kprintln!("septa: kernel: app {} refused: {reason}", process.name());
+    process.release();
+    process.state = process::State::Ended;
 }
 
 #[unsafe(no_mangle)]

@@ -13,27 +13,48 @@ use alloc::vec::Vec;
 use core::fmt;
 use septa_abi::app::{self, Manifest};
 use septa_abi::package::{self, Package};
+use septa_kernel::cap::CapTable;
 use septa_kernel::elf::{self, ElfError};
 use septa_kernel::mm::pagetable::{MapError, MemoryKind, PagePerms, UserPageTable, UserTables};
 use septa_kernel::mm::user::PageAccess;
-use septa_syscalls::NAME_MAX;
+use septa_syscalls::{MESSAGE_MAX, NAME_MAX};
 
 pub const MAX_PROCESSES: usize = 16;
 const PAGE: u32 = 4096;
 /// The top of every app's stack, one unmapped page below the end of the user range.
 pub const STACK_TOP: u32 = 0x3fff_f000;
 pub const STACK_PAGES: u32 = 4;
-/// Where an app's ELF may place segments: above the null page, below the stack's guard
-/// page (the page under the stack, which stays unmapped).
-const IMAGE_RANGE: core::ops::Range<u32> = 0x1000..STACK_TOP - (STACK_PAGES + 1) * PAGE;
+/// Where `map_device` places devices: device `n` of the board at `DEVICE_WINDOW + n * 64 KiB`.
+pub const DEVICE_WINDOW: u32 = 0x3000_0000;
+/// Where an app's ELF may place segments: above the null page, below the device window
+/// (and so below the stack and its guard page, which stays unmapped).
+const IMAGE_RANGE: core::ops::Range<u32> = 0x1000..DEVICE_WINDOW;
 /// Pages of translation tables per process.
 const TABLE_PAGES: u32 = (core::mem::size_of::<UserTables>() / PAGE as usize) as u32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
+    /// No app in this slot.
     Free,
     Ready,
-    Sleeping { until: u64 },
+    Sleeping {
+        until: u64,
+    },
+    /// Waiting in IPC (call, recv, wait); the IPC state says for what.
+    Blocked,
+    /// Ended; the supervisor starts it again at `at` (counter ticks).
+    Restarting {
+        at: u64,
+    },
+    /// Ended for good.
+    Ended,
+}
+
+/// A user buffer a blocked process named, checked when named and again when used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Claim {
+    pub address: u32,
+    pub len: u32,
 }
 
 /// User pages a process maps, for teardown.
@@ -41,14 +62,31 @@ pub enum State {
 struct MappedRange {
     start: u32,
     pages: u32,
+    /// Frames the process owns (freed at the end), or device registers (not).
+    owned: bool,
 }
 
 pub struct Process {
     pub context: Context,
     pub state: State,
+    /// The manifest, from the package in flash (which stays mapped and unchanged).
+    pub manifest: Option<Manifest<'static>>,
+    /// Where the app's package starts in the slot, for restarts.
+    pub package_offset: usize,
+    pub caps: CapTable,
+    pub restarts: u32,
     name: [u8; NAME_MAX],
     name_len: usize,
+    /// The priority the run queue uses: the manifest's, or a caller's while serving it.
     pub priority: u8,
+    /// A call's message, held while the call is queued.
+    pub message: [u8; MESSAGE_MAX],
+    pub message_len: usize,
+    /// Where a caller wants its reply.
+    pub reply_buffer: Claim,
+    /// Where a server in `recv` wants the next message and the caller's badge.
+    pub receive_buffer: Claim,
+    pub badge_buffer: u32,
     /// Physical address of the process's `UserTables`.
     tables: u32,
     mapped: Vec<MappedRange>,
@@ -67,9 +105,18 @@ impl Process {
             cpsr: 0,
         },
         state: State::Free,
+        manifest: None,
+        package_offset: 0,
+        caps: CapTable::new(),
+        restarts: 0,
         name: [0; NAME_MAX],
         name_len: 0,
         priority: 0,
+        message: [0; MESSAGE_MAX],
+        message_len: 0,
+        reply_buffer: Claim { address: 0, len: 0 },
+        receive_buffer: Claim { address: 0, len: 0 },
+        badge_buffer: 0,
         tables: 0,
         mapped: Vec::new(),
         pages_used: 0,
@@ -82,6 +129,15 @@ impl Process {
 
     pub fn name_bytes(&self) -> [u8; NAME_MAX] {
         self.name
+    }
+
+    /// The manifest's priority.
+    pub fn base_priority(&self) -> u8 {
+        self.manifest.as_ref().map_or(0, |m| m.priority)
+    }
+
+    pub fn component_id(&self) -> [u8; 16] {
+        self.manifest.as_ref().map_or([0; 16], |m| m.component_id)
     }
 
     pub fn tables_phys(&self) -> u32 {
@@ -140,7 +196,11 @@ impl Process {
         self.mapped
             .try_reserve(1)
             .map_err(|_| SpawnError::OutOfMemory)?;
-        self.mapped.push(MappedRange { start, pages: 0 });
+        self.mapped.push(MappedRange {
+            start,
+            pages: 0,
+            owned: true,
+        });
         for page in 0..pages {
             let va = start + page * PAGE;
             let frame = self.map_new_page(va, perms)?;
@@ -156,20 +216,60 @@ impl Process {
         Ok(())
     }
 
-    /// Frees every frame of the process and its tables. The caller has made sure its
-    /// tables are not installed and flushes its ASID.
+    /// Frees every frame of the process and its tables; keeps what identifies the app
+    /// (manifest, capabilities, restart count) for a restart. The caller has made sure the
+    /// tables are not installed and flushes the ASID.
     pub fn release(&mut self) {
         if self.tables != 0 {
             for range in core::mem::take(&mut self.mapped) {
                 for page in 0..range.pages {
-                    if let Ok(frame) = self.page_table().unmap_page(range.start + page * PAGE) {
+                    let va = range.start + page * PAGE;
+                    if let Ok(frame) = self.page_table().unmap_page(va)
+                        && range.owned
+                    {
                         frames::free(frame, 1);
                     }
                 }
             }
             frames::free(self.tables, TABLE_PAGES as usize);
         }
-        *self = Process::EMPTY;
+        self.tables = 0;
+        self.pages_used = 0;
+        self.context = Context::default();
+        self.priority = self.base_priority();
+    }
+
+    /// Maps device `index` of the board (registers at `region`) at its place in the device
+    /// window, once; returns the address.
+    pub fn map_device(
+        &mut self,
+        index: usize,
+        region: septa_targets::Region,
+    ) -> Result<u32, MapError> {
+        let start = DEVICE_WINDOW + index as u32 * 0x1_0000;
+        if self.mapped.iter().any(|r| r.start == start) {
+            return Ok(start);
+        }
+        let pages = (region.size as u32).div_ceil(PAGE);
+        self.mapped
+            .try_reserve(1)
+            .map_err(|_| MapError::NoTableSpace)?;
+        self.mapped.push(MappedRange {
+            start,
+            pages: 0,
+            owned: false,
+        });
+        let perms = PagePerms {
+            writable: true,
+            executable: false,
+        };
+        for page in 0..pages {
+            let pa = (region.base as u32) + page * PAGE;
+            self.page_table()
+                .map_page(start + page * PAGE, pa, perms, MemoryKind::Device)?;
+            self.mapped.last_mut().expect("pushed above").pages += 1;
+        }
+        Ok(start)
     }
 }
 
@@ -184,6 +284,8 @@ pub enum SpawnError {
     OutOfMemory,
     QuotaExceeded,
     Map(MapError),
+    /// The app's package is no longer in the slot (restart).
+    PackageMissing,
 }
 
 impl fmt::Display for SpawnError {
@@ -199,12 +301,14 @@ impl fmt::Display for SpawnError {
             SpawnError::OutOfMemory => write!(f, "out of memory"),
             SpawnError::QuotaExceeded => write!(f, "the app needs more than its memory-kib quota"),
             SpawnError::Map(e) => write!(f, "mapping: {e}"),
+            SpawnError::PackageMissing => write!(f, "its package is no longer in the slot"),
         }
     }
 }
 
-/// Checks an app package and builds its process in the free slot `process`.
-pub fn spawn(process: &mut Process, package: &Package<'_>) -> Result<(), SpawnError> {
+/// Checks an app package and builds its process in `process` (a free slot, or the slot of
+/// the same app being restarted). On failure everything allocated is freed again.
+pub fn spawn(process: &mut Process, package: &Package<'static>) -> Result<(), SpawnError> {
     package.verify_payload().map_err(SpawnError::Package)?;
     let (manifest, image) = app::parse_payload(package.payload).map_err(SpawnError::Manifest)?;
     if manifest.component_id != package.header.component_id {
@@ -212,6 +316,7 @@ pub fn spawn(process: &mut Process, package: &Package<'_>) -> Result<(), SpawnEr
     }
     let program = elf::parse(image, IMAGE_RANGE).map_err(SpawnError::Elf)?;
     let result = build(process, &manifest, image, &program);
+    process.manifest = Some(manifest);
     if result.is_err() {
         process.release();
     }
@@ -224,7 +329,7 @@ fn build(
     image: &[u8],
     program: &elf::Program,
 ) -> Result<(), SpawnError> {
-    *process = Process::EMPTY;
+    process.mapped = Vec::new();
     process.page_quota = manifest.memory_kib / (PAGE / 1024);
     if process.page_quota < TABLE_PAGES {
         return Err(SpawnError::QuotaExceeded);

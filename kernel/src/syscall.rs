@@ -1,27 +1,33 @@
 //! The syscalls: decoding the registers of an `svc #0` and carrying the call out.
 //!
 //! Arguments are untrusted. Every pointer is a claim checked with `mm::user` against the
-//! caller's own page table before a byte moves; a refused call returns an error in r0 and
-//! changes nothing else. Unknown numbers return `ENOSYS`.
+//! caller's own page table before a byte moves; every handle is looked up in the caller's
+//! capability table with the kind the call needs. A refused call returns an error in r0 and
+//! changes nothing else. Unknown numbers return `ENOSYS`. Calls that block (sleep, call,
+//! recv, wait) get their result in r0 when they are woken.
 
-use crate::arch::timer;
+use crate::arch::{mmu, timer};
 use crate::console::console;
+use crate::process::{Claim, State};
 use crate::system::{Ending, Kernel};
 use core::fmt::Write;
+use septa_kernel::cap::{Cap, Kind};
+use septa_kernel::ipc::{CallOutcome, RecvOutcome};
 use septa_kernel::mm::user::{self, Access, UserRange};
-use septa_syscalls::{Error, Info, LOG_MAX, Syscall};
+use septa_syscalls::{BADGE_LEN, Error, Info, LOG_MAX, MESSAGE_MAX, NAME_MAX, Syscall};
+use septa_targets::qemu_virt as board;
 
 /// What the trap code does after a syscall.
 pub enum After {
     /// Return to the caller (or a more urgent process).
     Continue,
-    /// The caller gave up the CPU (yield, sleep, exit): pick the next process.
+    /// The caller gave up the CPU (yield, sleep, exit, a blocking call): pick the next.
     Reschedule,
 }
 
 impl Kernel {
     /// Carries out syscall `number` for the current process `pid`.
-    pub fn syscall(&mut self, pid: usize, number: u32, args: [u32; 3]) -> After {
+    pub fn syscall(&mut self, pid: usize, number: u32, args: [u32; 5]) -> After {
         let result = match Syscall::from_u32(number) {
             Some(Syscall::Exit) => {
                 self.end(pid, Ending::Exit(args[0] as i32));
@@ -34,25 +40,37 @@ impl Kernel {
             Some(Syscall::Sleep) => {
                 let until = timer::now() + timer::ms_to_ticks(args[0] as u64);
                 self.set_result(pid, Ok(0));
-                self.sleep_current(until);
+                self.block(pid, State::Sleeping { until });
                 return After::Reschedule;
             }
             Some(Syscall::Log) => self.log(pid, args[0], args[1]),
             Some(Syscall::Info) => self.info(pid, args[0]),
+            Some(Syscall::Lookup) => self.lookup(pid, args[0], args[1], args[2]),
+            Some(Syscall::Call) => self.call(pid, args),
+            Some(Syscall::Recv) => self.recv(pid, args),
+            Some(Syscall::Reply) => self.reply(pid, args[0], args[1]),
+            Some(Syscall::Notify) => self.notify(pid, args[0], args[1]),
+            Some(Syscall::Wait) => self.wait(pid, args[0]),
+            Some(Syscall::MapDevice) => self.map_device(pid, args[0]),
+            Some(Syscall::IrqAck) => self.irq_ack(pid, args[0]),
+            Some(Syscall::GpioSet) => self.gpio_set(pid, args[0], args[1], args[2]),
             None => Err(Error::NoSys),
         };
-        self.set_result(pid, result);
-        After::Continue
+        match result {
+            // The call blocked the caller; its result comes when it is woken.
+            Ok(Blocked::Yes) => After::Reschedule,
+            Ok(Blocked::No(value)) => {
+                self.set_result(pid, Ok(value));
+                After::Continue
+            }
+            Err(error) => {
+                self.set_result(pid, Err(error));
+                After::Continue
+            }
+        }
     }
 
-    fn set_result(&mut self, pid: usize, result: Result<u32, Error>) {
-        self.processes[pid].context.r[0] = match result {
-            Ok(value) => value,
-            Err(error) => error as i32 as u32,
-        };
-    }
-
-    fn log(&mut self, pid: usize, address: u32, len: u32) -> Result<u32, Error> {
+    fn log(&mut self, pid: usize, address: u32, len: u32) -> Outcome {
         if len as usize > LOG_MAX {
             return Err(Error::Invalid);
         }
@@ -72,37 +90,241 @@ impl Kernel {
             out.write_byte(shown);
         }
         let _ = writeln!(out);
-        Ok(0)
+        done(0)
     }
 
-    fn info(&mut self, pid: usize, address: u32) -> Result<u32, Error> {
+    fn info(&mut self, pid: usize, address: u32) -> Outcome {
         let info = Info {
             pid: pid as u32,
             uptime_ms: self.uptime_ms() as u32,
             name: self.processes[pid].name_bytes(),
         };
-        let bytes: [u8; size_of::<Info>()] = {
-            let mut out = [0u8; size_of::<Info>()];
-            out[0..4].copy_from_slice(&info.pid.to_ne_bytes());
-            out[4..8].copy_from_slice(&info.uptime_ms.to_ne_bytes());
-            out[8..].copy_from_slice(&info.name);
-            out
-        };
+        let mut bytes = [0u8; size_of::<Info>()];
+        bytes[0..4].copy_from_slice(&info.pid.to_ne_bytes());
+        bytes[4..8].copy_from_slice(&info.uptime_ms.to_ne_bytes());
+        bytes[8..].copy_from_slice(&info.name);
         self.copy_to_user(pid, address, &bytes)?;
-        Ok(0)
+        done(0)
+    }
+
+    /// Finds the caller's own capability by the name its manifest uses. A name the caller
+    /// holds no capability for is `EACCES`, whether or not it exists.
+    fn lookup(&mut self, pid: usize, kind: u32, address: u32, len: u32) -> Outcome {
+        let kind = Kind::from_u32(kind).ok_or(Error::Invalid)?;
+        if len as usize > NAME_MAX {
+            return Err(Error::Invalid);
+        }
+        let mut name = [0u8; NAME_MAX];
+        let name = &mut name[..len as usize];
+        self.copy_from_user(pid, address, name)?;
+        let name = core::str::from_utf8(name).map_err(|_| Error::Invalid)?;
+        let wanted: Option<Cap> = match kind {
+            Kind::Call | Kind::Serve => {
+                self.endpoints
+                    .iter()
+                    .position(|e| *e == Some(name))
+                    .map(|e| {
+                        let endpoint = e as u8;
+                        if kind == Kind::Call {
+                            Cap::Call { endpoint }
+                        } else {
+                            Cap::Serve { endpoint }
+                        }
+                    })
+            }
+            Kind::Device => board::DEVICES
+                .iter()
+                .position(|d| d.name == name)
+                .map(|d| Cap::Device { device: d as u8 }),
+            Kind::Gpio | Kind::Monitor => None,
+        };
+        let caps = &self.processes[pid].caps;
+        let handle = match (kind, wanted) {
+            (Kind::Gpio, _) if name == "gpio" => caps.find(|c| matches!(c, Cap::Gpio { .. })),
+            (Kind::Monitor, _) if name == "monitor" => {
+                caps.find(|c| matches!(c, Cap::Monitor { .. }))
+            }
+            (_, Some(cap)) => caps.find(|c| *c == cap),
+            _ => None,
+        };
+        done(handle.ok_or(Error::Access)?)
+    }
+
+    fn call(&mut self, pid: usize, [handle, message, len, reply, reply_len]: [u32; 5]) -> Outcome {
+        let Cap::Call { endpoint } = self.processes[pid].caps.get(handle, Kind::Call)? else {
+            return Err(Error::Access);
+        };
+        if len as usize > MESSAGE_MAX {
+            return Err(Error::Invalid);
+        }
+        let mut buffer = [0u8; MESSAGE_MAX];
+        self.copy_from_user(pid, message, &mut buffer[..len as usize])?;
+        self.check_user(pid, reply, reply_len, Access::Write)?;
+        let outcome = self.ipc.call(pid as u8, endpoint)?;
+        let caller = &mut self.processes[pid];
+        caller.message = buffer;
+        caller.message_len = len as usize;
+        caller.reply_buffer = Claim {
+            address: reply,
+            len: reply_len,
+        };
+        self.block(pid, State::Blocked);
+        if let CallOutcome::Delivered { server } = outcome {
+            let delivered = self.deliver(pid, server as usize);
+            self.wake(server as usize, delivered);
+        }
+        Ok(Blocked::Yes)
+    }
+
+    fn recv(&mut self, pid: usize, [handle, buffer, len, badge, _]: [u32; 5]) -> Outcome {
+        let Cap::Serve { endpoint } = self.processes[pid].caps.get(handle, Kind::Serve)? else {
+            return Err(Error::Access);
+        };
+        self.check_user(pid, buffer, len, Access::Write)?;
+        self.check_user(pid, badge, BADGE_LEN as u32, Access::Write)?;
+        let server = &mut self.processes[pid];
+        server.receive_buffer = Claim {
+            address: buffer,
+            len,
+        };
+        server.badge_buffer = badge;
+        let priorities: [u8; crate::process::MAX_PROCESSES] =
+            core::array::from_fn(|p| self.processes[p].priority);
+        match self
+            .ipc
+            .recv(pid as u8, endpoint, |p| priorities[p as usize])?
+        {
+            RecvOutcome::Received { caller } => done(self.deliver(caller as usize, pid)?),
+            RecvOutcome::Blocked => {
+                self.block(pid, State::Blocked);
+                Ok(Blocked::Yes)
+            }
+        }
+    }
+
+    /// Copies `caller`'s message and badge into `server`'s receive buffers and lends the
+    /// server the caller's priority if it is more urgent. Returns the message length.
+    fn deliver(&mut self, caller: usize, server: usize) -> Result<u32, Error> {
+        let (message, len) = (
+            self.processes[caller].message,
+            self.processes[caller].message_len,
+        );
+        let badge = self.processes[caller].component_id();
+        let target = self.processes[server].receive_buffer;
+        let copied = len.min(target.len as usize);
+        self.copy_to_user(server, target.address, &message[..copied])?;
+        self.copy_to_user(server, self.processes[server].badge_buffer, &badge)?;
+        let urgency = self.processes[caller].priority;
+        if urgency < self.processes[server].priority {
+            self.set_priority(server, urgency);
+        }
+        Ok(len as u32)
+    }
+
+    fn reply(&mut self, pid: usize, message: u32, len: u32) -> Outcome {
+        if len as usize > MESSAGE_MAX {
+            return Err(Error::Invalid);
+        }
+        let mut buffer = [0u8; MESSAGE_MAX];
+        self.copy_from_user(pid, message, &mut buffer[..len as usize])?;
+        let base = self.processes[pid].base_priority();
+        self.set_priority(pid, base);
+        let caller = self.ipc.reply(pid as u8)? as usize;
+        let target = self.processes[caller].reply_buffer;
+        let copied = (len as usize).min(target.len as usize);
+        let result = self
+            .copy_to_user(caller, target.address, &buffer[..copied])
+            .map(|()| len);
+        self.wake(caller, result);
+        done(0)
+    }
+
+    fn notify(&mut self, pid: usize, handle: u32, bits: u32) -> Outcome {
+        let Cap::Call { endpoint } = self.processes[pid].caps.get(handle, Kind::Call)? else {
+            return Err(Error::Access);
+        };
+        let server = self.ipc.server_of(endpoint).ok_or(Error::Pipe)?;
+        if let Some(woken) = self.ipc.notify(server, bits) {
+            self.wake(server as usize, Ok(woken));
+        }
+        done(0)
+    }
+
+    fn wait(&mut self, pid: usize, mask: u32) -> Outcome {
+        if mask == 0 {
+            return Err(Error::Invalid);
+        }
+        match self.ipc.wait(pid as u8, mask) {
+            Some(bits) => done(bits),
+            None => {
+                self.block(pid, State::Blocked);
+                Ok(Blocked::Yes)
+            }
+        }
+    }
+
+    fn map_device(&mut self, pid: usize, handle: u32) -> Outcome {
+        let Cap::Device { device } = self.processes[pid].caps.get(handle, Kind::Device)? else {
+            return Err(Error::Access);
+        };
+        let region = board::DEVICES[device as usize].region;
+        let address = self.processes[pid]
+            .map_device(device as usize, region)
+            .map_err(|_| Error::NoMemory)?;
+        done(address)
+    }
+
+    fn irq_ack(&mut self, pid: usize, handle: u32) -> Outcome {
+        let Cap::Device { device } = self.processes[pid].caps.get(handle, Kind::Device)? else {
+            return Err(Error::Access);
+        };
+        let irq = board::DEVICES[device as usize].irq.ok_or(Error::Invalid)?;
+        crate::arch::gic::enable(irq);
+        done(0)
+    }
+
+    fn gpio_set(&mut self, pid: usize, handle: u32, pins: u32, values: u32) -> Outcome {
+        let Cap::Gpio { pins: granted } = self.processes[pid].caps.get(handle, Kind::Gpio)? else {
+            return Err(Error::Access);
+        };
+        if pins == 0 {
+            return Err(Error::Invalid);
+        }
+        if pins & !granted != 0 {
+            return Err(Error::Access);
+        }
+        const GPIODIR: usize = 0x400;
+        let base = mmu::device_va(board::GPIO);
+        // SAFETY: the PL061 lies in the UART's MiB, mapped as device memory by `mmu::enable`.
+        // GPIODIR only gains the caller's own pins as outputs, and a data write at offset
+        // (pins << 2) changes only those pins (PL061 address masking).
+        unsafe {
+            let dir = (base + GPIODIR) as *mut u32;
+            dir.write_volatile(dir.read_volatile() | pins);
+            ((base + ((pins as usize) << 2)) as *mut u32).write_volatile(values & pins);
+        }
+        done(0)
+    }
+
+    /// Checks that the process may access `[address, address + len)` as `access`.
+    fn check_user(&self, pid: usize, address: u32, len: u32, access: Access) -> Result<(), Error> {
+        let process = &self.processes[pid];
+        let range = UserRange::new(address, len).map_err(|_| Error::Fault)?;
+        user::check(range, access, |va| process.lookup(va)).map_err(|_| Error::Fault)
     }
 
     /// Copies `out.len()` bytes from the process's memory at `address`.
     fn copy_from_user(&self, pid: usize, address: u32, out: &mut [u8]) -> Result<(), Error> {
+        self.check_user(pid, address, out.len() as u32, Access::Read)?;
         let process = &self.processes[pid];
-        let range = UserRange::new(address, out.len() as u32).map_err(|_| Error::Fault)?;
-        user::check(range, Access::Read, |va| process.lookup(va)).map_err(|_| Error::Fault)?;
         let mut done = 0;
-        for (va, len) in user::pages(range) {
+        for (va, len) in
+            user::pages(UserRange::new(address, out.len() as u32).map_err(|_| Error::Fault)?)
+        {
             let page = process.lookup(va & !0xfff).ok_or(Error::Fault)?;
             let source = page.phys + (va & 0xfff);
-            // SAFETY: `check` found this page mapped readable for the process; its frame
-            // is one-to-one mapped in the kernel and `len` stays inside the page.
+            // SAFETY: `check_user` found this page mapped readable for the process; its
+            // frame is one-to-one mapped in the kernel and `len` stays inside the page.
             let bytes = unsafe { core::slice::from_raw_parts(source as *const u8, len as usize) };
             out[done..done + len as usize].copy_from_slice(bytes);
             done += len as usize;
@@ -112,19 +334,32 @@ impl Kernel {
 
     /// Copies `bytes` into the process's memory at `address`, which must be writable.
     fn copy_to_user(&self, pid: usize, address: u32, bytes: &[u8]) -> Result<(), Error> {
+        self.check_user(pid, address, bytes.len() as u32, Access::Write)?;
         let process = &self.processes[pid];
-        let range = UserRange::new(address, bytes.len() as u32).map_err(|_| Error::Fault)?;
-        user::check(range, Access::Write, |va| process.lookup(va)).map_err(|_| Error::Fault)?;
         let mut done = 0;
-        for (va, len) in user::pages(range) {
+        for (va, len) in
+            user::pages(UserRange::new(address, bytes.len() as u32).map_err(|_| Error::Fault)?)
+        {
             let page = process.lookup(va & !0xfff).ok_or(Error::Fault)?;
             let target = page.phys + (va & 0xfff);
-            // SAFETY: `check` found this page mapped writable for the process; its frame
-            // is one-to-one mapped in the kernel and `len` stays inside the page.
+            // SAFETY: `check_user` found this page mapped writable for the process; its
+            // frame is one-to-one mapped in the kernel and `len` stays inside the page.
             let slot = unsafe { core::slice::from_raw_parts_mut(target as *mut u8, len as usize) };
             slot.copy_from_slice(&bytes[done..done + len as usize]);
             done += len as usize;
         }
         Ok(())
     }
+}
+
+/// Whether a syscall left its caller blocked, or its immediate result.
+enum Blocked {
+    Yes,
+    No(u32),
+}
+
+type Outcome = Result<Blocked, Error>;
+
+fn done(value: u32) -> Outcome {
+    Ok(Blocked::No(value))
 }

@@ -1,5 +1,5 @@
-//! The kernel's state — process table, run queue, time — and the decisions on it:
-//! which process runs, what a tick does, how a process ends.
+//! The kernel's state — process table, run queue, IPC, time, the supervisor's log — and the
+//! decisions on it: which process runs, what a tick does, how a process ends and restarts.
 //!
 //! One instance lives in [`KERNEL`]. The kernel is single-core and runs with interrupts
 //! masked, so each trap takes the lock once, decides, and releases it before resuming a
@@ -7,8 +7,15 @@
 
 use crate::arch::{Context, gic, mmu, timer};
 use crate::kprintln;
-use crate::process::{MAX_PROCESSES, Process, State};
+use crate::process::{self, MAX_PROCESSES, Process, State};
+use septa_abi::package::Package;
+use septa_abi::slot::Slot;
+use septa_armv7::crash::{ExceptionKind, FaultRegisters};
+use septa_armv7::fault;
+use septa_kernel::ipc::Ipc;
 use septa_kernel::sched::RunQueue;
+use septa_kernel::supervisor::{self, EndKind, FaultLog, FaultRecord};
+use septa_syscalls::Error;
 use septa_targets::qemu_virt as board;
 
 pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new());
@@ -16,6 +23,14 @@ pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new());
 pub struct Kernel {
     pub processes: [Process; MAX_PROCESSES],
     run_queue: RunQueue,
+    pub ipc: Ipc,
+    /// Endpoint names by endpoint number (from the servers' manifests).
+    pub endpoints: [Option<&'static str>; septa_kernel::ipc::MAX_ENDPOINTS],
+    /// The app holding each board device, with its handle for the device.
+    pub device_owners: [Option<(usize, u32)>; board::DEVICES.len()],
+    /// The app holding each GPIO pin.
+    pub pin_owners: [Option<usize>; board::GPIO_PINS as usize],
+    pub faults: FaultLog,
     /// The process the CPU returns to (or last returned to).
     pub current: Option<usize>,
     /// Whose tables are in TTBR0.
@@ -25,9 +40,9 @@ pub struct Kernel {
 }
 
 /// How a process ended.
-pub enum Ending<'a> {
+pub enum Ending {
     Exit(i32),
-    Fault(&'a dyn core::fmt::Display),
+    Fault(UserFault),
 }
 
 impl Kernel {
@@ -35,6 +50,11 @@ impl Kernel {
         Kernel {
             processes: [const { Process::EMPTY }; MAX_PROCESSES],
             run_queue: RunQueue::new(),
+            ipc: Ipc::new(),
+            endpoints: [None; septa_kernel::ipc::MAX_ENDPOINTS],
+            device_owners: [None; board::DEVICES.len()],
+            pin_owners: [None; board::GPIO_PINS as usize],
+            faults: FaultLog::new(),
             current: None,
             installed: None,
             boot_counter: 0,
@@ -57,12 +77,34 @@ impl Kernel {
         self.run_queue.make_ready(pid, process.priority);
     }
 
-    /// Takes the current process off the CPU until `until` (counter ticks).
-    pub fn sleep_current(&mut self, until: u64) {
-        if let Some(pid) = self.current {
-            let process = &mut self.processes[pid];
-            process.state = State::Sleeping { until };
-            self.run_queue.remove(pid, process.priority);
+    /// Takes process `pid` off the CPU in `state` (sleeping or blocked).
+    pub fn block(&mut self, pid: usize, state: State) {
+        let process = &mut self.processes[pid];
+        process.state = state;
+        self.run_queue.remove(pid, process.priority);
+    }
+
+    /// Wakes a blocked process with `result` in r0.
+    pub fn wake(&mut self, pid: usize, result: Result<u32, Error>) {
+        self.set_result(pid, result);
+        self.make_ready(pid);
+    }
+
+    pub fn set_result(&mut self, pid: usize, result: Result<u32, Error>) {
+        self.processes[pid].context.r[0] = match result {
+            Ok(value) => value,
+            Err(error) => error as i32 as u32,
+        };
+    }
+
+    /// Sets the priority the run queue uses for `pid` (priority inheritance during a call).
+    pub fn set_priority(&mut self, pid: usize, priority: u8) {
+        let process = &mut self.processes[pid];
+        let ready = self.run_queue.is_ready(pid, process.priority);
+        self.run_queue.remove(pid, process.priority);
+        process.priority = priority;
+        if ready {
+            self.run_queue.make_ready(pid, priority);
         }
     }
 
@@ -70,39 +112,92 @@ impl Kernel {
     pub fn handle_interrupts(&mut self) -> bool {
         let mut slice_over = false;
         while let Some(iar) = gic::acknowledge() {
-            if gic::irq_number(iar) == board::TIMER_IRQ {
+            let irq = gic::irq_number(iar);
+            if irq == board::TIMER_IRQ {
                 timer::arm();
-                self.wake_sleepers();
+                self.on_tick();
                 slice_over = true;
+            } else {
+                self.deliver_device_interrupt(irq);
             }
             gic::end(iar);
         }
         slice_over
     }
 
-    fn wake_sleepers(&mut self) {
+    /// A device interrupt goes to the app holding the device, as notification bit
+    /// `1 << handle`; the line stays masked until the app acknowledges it.
+    fn deliver_device_interrupt(&mut self, irq: u32) {
+        gic::disable(irq);
+        let owner = board::DEVICES
+            .iter()
+            .zip(self.device_owners)
+            .find(|(device, _)| device.irq == Some(irq))
+            .and_then(|(_, owner)| owner);
+        if let Some((pid, handle)) = owner
+            && self.processes[pid].state != State::Free
+            && let Some(bits) = self.ipc.notify(pid as u8, septa_syscalls::irq_bit(handle))
+        {
+            self.wake(pid, Ok(bits));
+        }
+    }
+
+    fn on_tick(&mut self) {
         let now = timer::now();
         for pid in 0..MAX_PROCESSES {
-            if let State::Sleeping { until } = self.processes[pid].state
-                && until <= now
-            {
-                self.make_ready(pid);
+            match self.processes[pid].state {
+                State::Sleeping { until } if until <= now => self.make_ready(pid),
+                State::Restarting { at } if at <= now => self.restart(pid),
+                _ => {}
             }
         }
     }
 
-    /// Ends process `pid`, reports how, and frees everything it had.
-    pub fn end(&mut self, pid: usize, how: Ending<'_>) {
-        let process = &mut self.processes[pid];
-        match how {
-            Ending::Exit(code) => kprintln!(
-                "septa: kernel: app {} exited with status {code}",
-                process.name()
-            ),
-            Ending::Fault(report) => {
-                kprintln!("septa: kernel: app {} {report}; app ended", process.name())
+    /// Ends process `pid`: records how, wakes whoever waited on it with `EPIPE`, frees its
+    /// memory, and lets the supervisor decide about a restart.
+    pub fn end(&mut self, pid: usize, ending: Ending) {
+        let process = &self.processes[pid];
+        let (kind, pc, address, exit_code) = match &ending {
+            Ending::Exit(code) => {
+                kprintln!(
+                    "septa: kernel: app {} exited with status {code}",
+                    process.name()
+                );
+                (EndKind::Exit, 0, 0, *code)
+            }
+            Ending::Fault(fault) => {
+                kprintln!("septa: kernel: app {} {fault}; app ended", process.name());
+                let kind = match fault.kind {
+                    ExceptionKind::Undefined => EndKind::UndefinedInstruction,
+                    ExceptionKind::PrefetchAbort => EndKind::PrefetchAbort,
+                    _ => EndKind::DataAbort,
+                };
+                (kind, fault.pc, fault.address(), 0)
+            }
+        };
+        let record = FaultRecord {
+            component_id: process.component_id(),
+            kind,
+            pc,
+            address,
+            exit_code,
+            time_ms: self.uptime_ms(),
+            restart_count: process.restarts,
+        };
+        self.faults.push(record);
+
+        let woken = self.ipc.process_died(pid as u8);
+        for other in (0..MAX_PROCESSES).filter(|o| woken & (1 << o) != 0) {
+            self.wake(other, Err(Error::Pipe));
+        }
+        for (index, owner) in self.device_owners.iter().enumerate() {
+            if let (Some((owner, _)), Some(irq)) = (owner, board::DEVICES[index].irq)
+                && *owner == pid
+            {
+                gic::disable(irq);
             }
         }
+        let process = &mut self.processes[pid];
         self.run_queue.remove(pid, process.priority);
         if self.installed == Some(pid) {
             mmu::switch_address_space(mmu::no_process_tables(), 0);
@@ -112,6 +207,42 @@ impl Kernel {
         process.release();
         if self.current == Some(pid) {
             self.current = None;
+        }
+
+        let policy = process.manifest.as_ref().map(|m| m.restart);
+        if policy.is_some_and(|policy| supervisor::should_restart(policy, &record)) {
+            process.restarts += 1;
+            let delay = supervisor::backoff_ms(process.restarts);
+            kprintln!(
+                "septa: supervisor: restarting {} in {delay} ms (restart {})",
+                process.name(),
+                process.restarts
+            );
+            process.state = State::Restarting {
+                at: timer::now() + timer::ms_to_ticks(delay),
+            };
+        } else {
+            process.state = State::Ended;
+        }
+    }
+
+    /// Starts an ended app again from its package, with the same capabilities.
+    fn restart(&mut self, pid: usize) {
+        let process = &mut self.processes[pid];
+        let result = slot_package(process.package_offset)
+            .and_then(|package| process::spawn(process, &package));
+        match result {
+            Ok(()) => {
+                self.ipc.server_restarted(pid as u8);
+                self.make_ready(pid);
+            }
+            Err(error) => {
+                kprintln!(
+                    "septa: supervisor: {} could not be restarted: {error}",
+                    process.name()
+                );
+                process.state = State::Ended;
+            }
         }
     }
 
@@ -136,6 +267,68 @@ impl Kernel {
         }
         self.current = Some(next);
         Some(&self.processes[next].context)
+    }
+}
+
+/// Slot A as the kernel sees it, through its read-only flash window.
+pub fn slot() -> Result<Slot<'static>, septa_abi::slot::Error> {
+    let window = mmu::device_va(board::SLOT_A.base);
+    // SAFETY: slot A lies in flash 1, which `mmu::enable` mapped read-only at `window` for
+    // the kernel's lifetime; nothing writes flash while the kernel runs.
+    let flash = unsafe { core::slice::from_raw_parts(window as *const u8, board::SLOT_A.size) };
+    Slot::parse(flash)
+}
+
+/// The package at `offset` in slot A.
+fn slot_package(offset: usize) -> Result<Package<'static>, process::SpawnError> {
+    let slot = slot().map_err(|_| process::SpawnError::PackageMissing)?;
+    slot.packages()
+        .filter_map(Result::ok)
+        .find(|(at, _)| *at == offset)
+        .map(|(_, package)| package)
+        .ok_or(process::SpawnError::PackageMissing)
+}
+
+/// A fault in user mode, as the kernel reports it.
+pub struct UserFault {
+    pub kind: ExceptionKind,
+    pub pc: u32,
+    pub faults: FaultRegisters,
+}
+
+impl UserFault {
+    /// The fault status and address registers that apply, and the access for a data abort.
+    fn details(&self) -> Option<(u32, u32, &'static str)> {
+        match self.kind {
+            ExceptionKind::DataAbort => {
+                let access = if fault::is_write(self.faults.dfsr) {
+                    ", write"
+                } else {
+                    ", read"
+                };
+                Some((self.faults.dfsr, self.faults.dfar, access))
+            }
+            ExceptionKind::PrefetchAbort => Some((self.faults.ifsr, self.faults.ifar, "")),
+            _ => None,
+        }
+    }
+
+    pub fn address(&self) -> u32 {
+        self.details().map_or(0, |(_, address, _)| address)
+    }
+}
+
+impl core::fmt::Display for UserFault {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "faulted: {} at pc {:#010x}", self.kind.name(), self.pc)?;
+        if let Some((status, address, access)) = self.details() {
+            write!(
+                f,
+                ", address {address:#010x} ({}{access}, fsr {status:#x})",
+                fault::describe(status)
+            )?;
+        }
+        Ok(())
     }
 }
 

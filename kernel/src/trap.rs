@@ -5,20 +5,22 @@ use crate::arch::{Context, entry};
 use crate::console::console;
 use crate::monitor;
 use crate::syscall::After;
-use crate::system::{Ending, KERNEL};
-use core::fmt;
+use crate::system::{Ending, KERNEL, UserFault};
 use septa_abi::exit;
 use septa_armv7::crash::{self, ExceptionKind, FaultRegisters, Interrupted};
-use septa_armv7::{fault, regs};
+use septa_armv7::regs;
 
-/// `svc #0` from a process: r0–r2 are the arguments, r3 the syscall number (from r7).
+/// `svc #0` from a process: the number (r7) and arguments (r0–r4) are in its saved
+/// registers.
 #[unsafe(no_mangle)]
-extern "C" fn kernel_syscall(a0: u32, a1: u32, a2: u32, number: u32) -> ! {
+extern "C" fn kernel_syscall() -> ! {
     let mut kernel = KERNEL.lock();
     let pid = kernel
         .current
         .expect("a syscall comes from the current process");
-    let keep = matches!(kernel.syscall(pid, number, [a0, a1, a2]), After::Continue);
+    let saved = &kernel.processes[pid].context.r;
+    let (number, args) = (saved[7], [saved[0], saved[1], saved[2], saved[3], saved[4]]);
+    let keep = matches!(kernel.syscall(pid, number, args), After::Continue);
     let next = kernel.schedule(keep);
     drop(kernel);
     run(next)
@@ -37,7 +39,7 @@ extern "C" fn kernel_irq() -> ! {
 /// An undefined instruction or abort in user mode: the process's fault, not the kernel's.
 #[unsafe(no_mangle)]
 extern "C" fn kernel_user_fault(kind: u32, context: &Context) -> ! {
-    let report = UserFault {
+    let fault = UserFault {
         kind: ExceptionKind::from_u32(kind),
         pc: context.pc,
         faults: FaultRegisters::read(),
@@ -46,7 +48,7 @@ extern "C" fn kernel_user_fault(kind: u32, context: &Context) -> ! {
     let pid = kernel
         .current
         .expect("a user fault comes from the current process");
-    kernel.end(pid, Ending::Fault(&report));
+    kernel.end(pid, Ending::Fault(fault));
     let next = kernel.schedule(false);
     drop(kernel);
     run(next)
@@ -79,35 +81,5 @@ pub fn run(mut next: Option<*const Context>) -> ! {
         let mut kernel = KERNEL.lock();
         kernel.handle_interrupts();
         next = kernel.schedule(false);
-    }
-}
-
-/// What a fault report says about a process's fault.
-struct UserFault {
-    kind: ExceptionKind,
-    pc: u32,
-    faults: FaultRegisters,
-}
-
-impl fmt::Display for UserFault {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "faulted: {} at pc {:#010x}", self.kind.name(), self.pc)?;
-        let (status, address, access) = match self.kind {
-            ExceptionKind::DataAbort => {
-                let access = if fault::is_write(self.faults.dfsr) {
-                    ", write"
-                } else {
-                    ", read"
-                };
-                (self.faults.dfsr, self.faults.dfar, access)
-            }
-            ExceptionKind::PrefetchAbort => (self.faults.ifsr, self.faults.ifar, ""),
-            _ => return Ok(()),
-        };
-        write!(
-            f,
-            ", address {address:#010x} ({}{access}, fsr {status:#x})",
-            fault::describe(status)
-        )
     }
 }

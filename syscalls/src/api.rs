@@ -1,20 +1,114 @@
 //! The raw `svc` calls and the safe wrappers over them.
 
-use crate::{Error, Info, LOG_MAX, Syscall};
+use crate::{BADGE_LEN, Error, HandleKind, Info, LOG_MAX, Syscall};
 use core::arch::asm;
 
 /// Issues syscall `number` with three arguments; returns r0.
 #[inline(always)]
 pub fn raw_syscall(number: u32, a0: u32, a1: u32, a2: u32) -> u32 {
+    raw_syscall5(number, [a0, a1, a2, 0, 0])
+}
+
+/// Issues syscall `number` with five arguments; returns r0.
+#[inline(always)]
+pub fn raw_syscall5(number: u32, args: [u32; 5]) -> u32 {
     let result: u32;
     // SAFETY: `svc #0` enters the kernel, which validates every argument against this
     // app's own mappings before using it and changes no app register except r0 and r1.
     unsafe {
         asm!("svc #0",
-            inlateout("r0") a0 => result, inlateout("r1") a1 => _, in("r2") a2, in("r7") number,
+            inlateout("r0") args[0] => result, inlateout("r1") args[1] => _, in("r2") args[2],
+            in("r3") args[3], in("r4") args[4], in("r7") number,
             options(nostack));
     }
     result
+}
+
+/// A capability handle, found with [`lookup`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handle(pub u32);
+
+/// Finds the caller's capability of `kind` named `name` in its manifest.
+pub fn lookup(kind: HandleKind, name: &str) -> Result<Handle, Error> {
+    let raw = raw_syscall(
+        Syscall::Lookup as u32,
+        kind as u32,
+        name.as_ptr() as u32,
+        name.len() as u32,
+    );
+    Error::check(raw).map(Handle)
+}
+
+/// Sends `message` to the server of `endpoint` and waits for its reply, written into
+/// `reply`; returns the reply's length.
+pub fn call(endpoint: Handle, message: &[u8], reply: &mut [u8]) -> Result<usize, Error> {
+    let args = [
+        endpoint.0,
+        message.as_ptr() as u32,
+        message.len() as u32,
+        reply.as_mut_ptr() as u32,
+        reply.len() as u32,
+    ];
+    Error::check(raw_syscall5(Syscall::Call as u32, args)).map(|n| n as usize)
+}
+
+/// A received call: its length and the caller's badge (component id).
+pub struct Received {
+    pub len: usize,
+    pub badge: [u8; BADGE_LEN],
+}
+
+/// Waits for a call on `endpoint` (served by the caller); the message goes into `buffer`.
+pub fn recv(endpoint: Handle, buffer: &mut [u8]) -> Result<Received, Error> {
+    let mut badge = [0u8; BADGE_LEN];
+    let args = [
+        endpoint.0,
+        buffer.as_mut_ptr() as u32,
+        buffer.len() as u32,
+        badge.as_mut_ptr() as u32,
+        0,
+    ];
+    let len = Error::check(raw_syscall5(Syscall::Recv as u32, args))?;
+    Ok(Received {
+        len: len as usize,
+        badge,
+    })
+}
+
+/// Answers the call received last.
+pub fn reply(message: &[u8]) -> Result<(), Error> {
+    Error::check(raw_syscall(
+        Syscall::Reply as u32,
+        message.as_ptr() as u32,
+        message.len() as u32,
+        0,
+    ))
+    .map(drop)
+}
+
+/// Sets `bits` in the notifications of `endpoint`'s server.
+pub fn notify(endpoint: Handle, bits: u32) -> Result<(), Error> {
+    Error::check(raw_syscall(Syscall::Notify as u32, endpoint.0, bits, 0)).map(drop)
+}
+
+/// Waits for any notification bit in `mask`; returns (and clears) the bits that were set.
+pub fn wait(mask: u32) -> u32 {
+    raw_syscall(Syscall::Wait as u32, mask, 0, 0)
+}
+
+/// Maps a granted device; returns the address of its registers.
+pub fn map_device(device: Handle) -> Result<usize, Error> {
+    Error::check(raw_syscall(Syscall::MapDevice as u32, device.0, 0, 0)).map(|a| a as usize)
+}
+
+/// Re-enables a device's interrupt after handling it.
+pub fn irq_ack(device: Handle) -> Result<(), Error> {
+    Error::check(raw_syscall(Syscall::IrqAck as u32, device.0, 0, 0)).map(drop)
+}
+
+/// Drives the GPIO `pins` (a bit set within the granted pins) to `values`.
+pub fn gpio_set(gpio: Handle, pins: u32, values: u32) -> Result<(), Error> {
+    Error::check(raw_syscall(Syscall::GpioSet as u32, gpio.0, pins, values)).map(drop)
 }
 
 /// Ends the app with `code` (0 = success).

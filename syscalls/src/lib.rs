@@ -29,6 +29,30 @@ pub enum Syscall {
     Log = 3,
     /// `info(ptr)`: fills an [`Info`] at `ptr`.
     Info = 4,
+    /// `lookup(kind, name_ptr, name_len) -> handle`: finds one of the caller's own
+    /// capabilities by the name its manifest uses ([`HandleKind`]).
+    Lookup = 5,
+    /// `call(handle, msg_ptr, msg_len, reply_ptr, reply_len) -> reply length`: sends a
+    /// message of at most [`MESSAGE_MAX`] bytes to the endpoint's server and waits for the
+    /// reply.
+    Call = 6,
+    /// `recv(handle, buf_ptr, buf_len, badge_ptr) -> message length`: waits for a call on
+    /// an endpoint the caller serves; writes the caller's 16-byte component id at
+    /// `badge_ptr`.
+    Recv = 7,
+    /// `reply(msg_ptr, msg_len)`: answers the call received last.
+    Reply = 8,
+    /// `notify(handle, bits)`: sets notification bits of the server of a callable endpoint.
+    Notify = 9,
+    /// `wait(mask) -> bits`: waits until a notification bit in `mask` is set; returns and
+    /// clears those bits.
+    Wait = 10,
+    /// `map_device(handle) -> address`: maps a granted device into the caller.
+    MapDevice = 11,
+    /// `irq_ack(handle)`: re-enables a granted device's interrupt after it was delivered.
+    IrqAck = 12,
+    /// `gpio_set(handle, pins, values)`: drives granted GPIO pins (bit sets).
+    GpioSet = 13,
 }
 
 impl Syscall {
@@ -39,6 +63,15 @@ impl Syscall {
             2 => Syscall::Sleep,
             3 => Syscall::Log,
             4 => Syscall::Info,
+            5 => Syscall::Lookup,
+            6 => Syscall::Call,
+            7 => Syscall::Recv,
+            8 => Syscall::Reply,
+            9 => Syscall::Notify,
+            10 => Syscall::Wait,
+            11 => Syscall::MapDevice,
+            12 => Syscall::IrqAck,
+            13 => Syscall::GpioSet,
             _ => return None,
         })
     }
@@ -60,6 +93,8 @@ pub enum Error {
     NoSys = -5,
     /// The object is busy.
     Busy = -6,
+    /// The other side is gone (a dead server, or a caller that died before the reply).
+    Pipe = -7,
 }
 
 impl Error {
@@ -71,6 +106,7 @@ impl Error {
             -4 => Error::NoMemory,
             -5 => Error::NoSys,
             -6 => Error::Busy,
+            -7 => Error::Pipe,
             _ => return None,
         })
     }
@@ -84,6 +120,7 @@ impl Error {
             Error::NoMemory => "ENOMEM",
             Error::NoSys => "ENOSYS",
             Error::Busy => "EBUSY",
+            Error::Pipe => "EPIPE",
         }
     }
 
@@ -100,6 +137,31 @@ impl core::fmt::Display for Error {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// What `lookup` looks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum HandleKind {
+    /// An endpoint named in the manifest's `call`.
+    Call = 0,
+    /// The endpoint named in `serve`.
+    Serve = 1,
+    /// A device named in `devices`.
+    Device = 2,
+    /// The GPIO pins in `gpio` (name `"gpio"`).
+    Gpio = 3,
+    /// The monitor services in `monitor` (name `"monitor"`).
+    Monitor = 4,
+}
+
+/// The longest IPC message.
+pub const MESSAGE_MAX: usize = 64;
+/// The length of a badge: the caller's component id.
+pub const BADGE_LEN: usize = 16;
+/// A device's interrupt arrives as notification bit `1 << handle`.
+pub fn irq_bit(device_handle: u32) -> u32 {
+    1 << device_handle
 }
 
 /// The longest line `log` prints; longer input is refused with [`Error::Invalid`].

@@ -35,6 +35,14 @@ impl Region {
     }
 }
 
+/// A device an app can be granted: its registers and its interrupt (GIC id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub name: &'static str,
+    pub region: Region,
+    pub irq: Option<u32>,
+}
+
 /// The memory regions one boot stage is linked against: named regions in the order its
 /// linker script expects them (`ROM` and `RAM` for the loader, `RAM` for the others).
 pub type StageMemory = &'static [(&'static str, Region)];

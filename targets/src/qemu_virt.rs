@@ -5,7 +5,7 @@
 //! from both worlds; secure RAM at `0x0e00_0000` is secure-only. The non-secure RAM at
 //! `0x4000_0000` starts with QEMU's device tree, so the kernel is loaded 1 MiB above it.
 
-use crate::{Region, StageMemory};
+use crate::{Device, Region, StageMemory};
 
 pub const NAME: &str = "qemu-virt";
 
@@ -33,6 +33,19 @@ pub const TIMER_IRQ: u32 = 30;
 pub const SECURE_GPIO: usize = 0x090b_0000;
 pub const SECURE_GPIO_RESET_PIN: u32 = 1;
 pub const SECURE_GPIO_POWEROFF_PIN: u32 = 0;
+
+/// The PL061 GPIO controller whose pins apps get through `gpio = [...]` in their manifest.
+/// The kernel owns the controller and drives only the pins an app holds.
+pub const GPIO: usize = 0x0903_0000;
+pub const GPIO_PINS: u8 = 8;
+
+/// Devices an app may be granted whole (`devices = [...]`): mapped into the app with
+/// `map_device`, their interrupt delivered to it as a notification.
+pub const DEVICES: &[Device] = &[Device {
+    name: "rtc",
+    region: Region::new(0x0901_0000, 0x1000),
+    irq: Some(34),
+}];
 
 // ---- boot ROM (flash 0) -----------------------------------------------------------------
 
@@ -64,6 +77,9 @@ pub const TEST_BOOT_ARG: usize = RAM.end() - 0x1000;
 pub const LOADER_MEMORY: StageMemory = &[("ROM", LOADER_ROM), ("RAM", LOADER_RAM)];
 pub const MONITOR_MEMORY: StageMemory = &[("RAM", MONITOR_RAM)];
 pub const KERNEL_MEMORY: StageMemory = &[("RAM", KERNEL_RAM)];
+
+/// Memory the kernel can hand to apps (all of RAM above the kernel's region).
+pub const APP_MEMORY: usize = RAM.end() - KERNEL_RAM.end() - 4096;
 
 /// The QEMU machine arguments for this board (without the flash drives).
 pub const QEMU_MACHINE: &[&str] = &["-M", "virt,secure=on", "-cpu", "cortex-a7", "-m", "128M"];

@@ -1,10 +1,10 @@
 //! Apps in user mode: the default image's `hello`, `counter` and `spinner`.
 
-use septa_tests::{Boot, default_images};
+use septa_tests::{Boot, variant_images};
 
 #[test]
 fn hello_runs_in_user_mode_and_exits_with_zero() {
-    let mut qemu = Boot::new(default_images()).spawn();
+    let mut qemu = Boot::new(variant_images("core")).spawn();
     qemu.wait_for("septa: kernel: app hello exited with status 0");
     let console = qemu.console();
     assert!(
@@ -23,7 +23,7 @@ fn hello_runs_in_user_mode_and_exits_with_zero() {
 
 #[test]
 fn counter_keeps_counting_while_spinner_spins() {
-    let mut qemu = Boot::new(default_images()).spawn();
+    let mut qemu = Boot::new(variant_images("core")).spawn();
     qemu.wait_for("[spinner] still spinning (round 1)");
     qemu.wait_for("[counter] count 4");
     let console = qemu.console();

@@ -25,7 +25,7 @@ fn boot_reaches_the_kernel_with_each_stage_in_its_world() {
     let mut qemu = Boot::new(default_images())
         .with_monitor(socket.clone())
         .spawn();
-    qemu.wait_for("septa: kernel: 3 apps started");
+    qemu.wait_for("apps started");
     let console = qemu.console();
     assert!(
         stage_line(&console, "loader").ends_with(" secure svc"),

@@ -169,6 +169,17 @@ fn binary<'a>(built: &'a Built, name: &str) -> Result<&'a Path> {
 }
 
 fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
+    let manifests: Vec<AppManifest> = spec.apps.iter().map(|a| a.manifest.clone()).collect();
+    septa_tool::manifest::check_image(&manifests).with_context(|| {
+        format!(
+            "the apps of image {}",
+            if spec.dir.is_empty() {
+                "default"
+            } else {
+                &spec.dir
+            }
+        )
+    })?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let flat = |name: &str, region: Region| elf::flatten_file(binary(built, name)?, region.base);
     let loader = flat("loader", board::LOADER_ROM)?;

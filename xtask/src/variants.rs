@@ -1,6 +1,8 @@
 //! The image sets only the integration tests use, besides the default image.
 //!
 //! - `probe/`: a kernel built with the `probe` feature (boot-chain tests), no apps;
+//! - `core/`: `hello`, `counter` and `spinner` (kernel-core tests);
+//! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
 //! - `isolation/`: `counter` and `spinner` next to one `attacker` instance per attack, each
 //!   named `a-<attack>` (the name selects the attack; see `userland/apps/attacker`).
 

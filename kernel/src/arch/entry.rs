@@ -61,7 +61,6 @@ kernel_svc_entry:
     srsdb sp!, #0x13
     save_user_context
     ldr sp, =__stack_top
-    mov r3, r7
     bl kernel_syscall
 
 kernel_irq_entry:

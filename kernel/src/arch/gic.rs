@@ -10,6 +10,7 @@ use septa_targets::qemu_virt as board;
 
 const GICD_CTLR: usize = 0x000;
 const GICD_ISENABLER: usize = 0x100;
+const GICD_ICENABLER: usize = 0x180;
 const GICD_IPRIORITYR: usize = 0x400;
 const GICC_CTLR: usize = 0x000;
 const GICC_PMR: usize = 0x004;
@@ -47,6 +48,18 @@ pub fn enable(irq: u32) {
             1 << (irq % 32),
         );
     }
+}
+
+/// Masks interrupt `irq` in the distributor.
+pub fn disable(irq: u32) {
+    let irq = irq as usize;
+    // SAFETY: as in `init`; ICENABLER bits only disable.
+    unsafe {
+        write_volatile(
+            distributor(GICD_ICENABLER + 4 * (irq / 32)),
+            1 << (irq % 32),
+        )
+    };
 }
 
 /// Acknowledges the highest-priority pending interrupt, if any: its IAR value.

@@ -13,6 +13,23 @@ use std::path::Path;
 #[serde(deny_unknown_fields)]
 struct File {
     app: AppSection,
+    #[serde(default)]
+    capabilities: Capabilities,
+}
+
+/// `[capabilities]`: everything defaults to none.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Capabilities {
+    serve: Option<String>,
+    #[serde(default)]
+    call: Vec<String>,
+    #[serde(default)]
+    devices: Vec<String>,
+    #[serde(default)]
+    gpio: Vec<u8>,
+    #[serde(default)]
+    monitor: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -43,6 +60,22 @@ pub struct AppManifest {
     pub priority: u8,
     pub memory_kib: u32,
     pub restart: Restart,
+    pub serve: Option<String>,
+    pub call: Vec<String>,
+    pub devices: Vec<String>,
+    pub gpio: Vec<u8>,
+    pub monitor: Vec<String>,
+}
+
+/// Copies `items` into a bounded list, naming the field when there are too many.
+fn bounded<'a, T: Clone + 'a, const N: usize>(
+    items: impl ExactSizeIterator<Item = T>,
+) -> heapless::Vec<T, N> {
+    let mut out = heapless::Vec::new();
+    for item in items.take(N) {
+        let _ = out.push(item);
+    }
+    out
 }
 
 impl AppManifest {
@@ -55,6 +88,11 @@ impl AppManifest {
             priority: self.priority,
             memory_kib: self.memory_kib,
             restart: self.restart,
+            serve: self.serve.as_deref(),
+            call: bounded(self.call.iter().map(String::as_str)),
+            devices: bounded(self.devices.iter().map(String::as_str)),
+            gpio: bounded(self.gpio.iter().copied()),
+            monitor: bounded(self.monitor.iter().map(String::as_str)),
         }
     }
 
@@ -68,6 +106,20 @@ impl AppManifest {
     pub fn parse(text: &str) -> Result<AppManifest> {
         let file: File = toml::from_str(text)?;
         let app = file.app;
+        let caps = file.capabilities;
+        for (field, len, max) in [
+            ("call", caps.call.len(), app::MAX_CALLS),
+            ("devices", caps.devices.len(), app::MAX_DEVICES),
+            ("gpio", caps.gpio.len(), 8),
+            ("monitor", caps.monitor.len(), app::MAX_MONITOR_SERVICES),
+        ] {
+            if len > max {
+                bail!(
+                    "app {:?}: [capabilities] {field}: {len} entries, at most {max} allowed",
+                    app.name
+                );
+            }
+        }
         let component_id = parse_uuid(&app.component_id).with_context(|| {
             format!("[app] component-id {:?}: expected a UUID like \"6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a4b71\"", app.component_id)
         })?;
@@ -82,18 +134,102 @@ impl AppManifest {
                 RestartPolicy::Never => Restart::Never,
                 RestartPolicy::OnFailure => Restart::OnFailure,
             },
+            serve: caps.serve,
+            call: caps.call,
+            devices: caps.devices,
+            gpio: caps.gpio,
+            monitor: caps.monitor,
         };
         if let Err(error) = manifest.to_abi().validate() {
             let field = match error {
-                app::Error::BadName => "name",
-                app::Error::BadPriority(_) => "priority",
-                app::Error::BadMemory(_) => "memory-kib",
-                _ => "app",
+                app::Error::BadName => "[app] name",
+                app::Error::BadPriority(_) => "[app] priority",
+                app::Error::BadMemory(_) => "[app] memory-kib",
+                app::Error::BadPin(_) => "[capabilities] gpio",
+                app::Error::UnknownService => "[capabilities] monitor",
+                _ => "[capabilities]",
             };
-            bail!("app {:?}: [app] {field}: {error}", manifest.name);
+            bail!("app {:?}: {field}: {error}", manifest.name);
         }
         Ok(manifest)
     }
+}
+
+/// Checks the apps of one image against each other and against the board: unique names
+/// and component ids, one server per endpoint, every called endpoint served, devices and
+/// pins that exist and belong to one app, and memory quotas that fit.
+pub fn check_image(apps: &[AppManifest]) -> Result<()> {
+    use septa_targets::qemu_virt as board;
+    let mut total_kib = 0u64;
+    for (i, app) in apps.iter().enumerate() {
+        let name = &app.name;
+        let earlier = &apps[..i];
+        if earlier.iter().any(|a| a.name == *name) {
+            bail!(
+                "app {name:?}: [app] name: another app in the image is also named {name:?}; rename one"
+            );
+        }
+        if earlier.iter().any(|a| a.component_id == app.component_id) {
+            bail!(
+                "app {name:?}: [app] component-id: already used by another app; generate a new UUID"
+            );
+        }
+        if let Some(endpoint) = &app.serve
+            && let Some(other) = earlier.iter().find(|a| a.serve.as_ref() == Some(endpoint))
+        {
+            bail!(
+                "app {name:?}: [capabilities] serve: {endpoint:?} is already served by {:?}; an endpoint has one server",
+                other.name
+            );
+        }
+        for endpoint in &app.call {
+            if !apps.iter().any(|a| a.serve.as_ref() == Some(endpoint)) {
+                bail!(
+                    "app {name:?}: [capabilities] call: no app in the image serves {endpoint:?}; \
+                     add the app that serves it or remove it from call"
+                );
+            }
+        }
+        for device in &app.devices {
+            if !board::DEVICES.iter().any(|d| d.name == device) {
+                let known: Vec<&str> = board::DEVICES.iter().map(|d| d.name).collect();
+                bail!(
+                    "app {name:?}: [capabilities] devices: the {} board has no device {device:?} (it has: {})",
+                    board::NAME,
+                    known.join(", ")
+                );
+            }
+            if let Some(other) = earlier.iter().find(|a| a.devices.contains(device)) {
+                bail!(
+                    "app {name:?}: [capabilities] devices: {device:?} is already granted to {:?}; a device belongs to one app",
+                    other.name
+                );
+            }
+        }
+        for &pin in &app.gpio {
+            if pin >= board::GPIO_PINS {
+                bail!(
+                    "app {name:?}: [capabilities] gpio: the board has pins 0 to {}, not {pin}",
+                    board::GPIO_PINS - 1
+                );
+            }
+            if let Some(other) = earlier.iter().find(|a| a.gpio.contains(&pin)) {
+                bail!(
+                    "app {name:?}: [capabilities] gpio: pin {pin} is already granted to {:?}; a pin belongs to one app",
+                    other.name
+                );
+            }
+        }
+        let board_kib = (board::APP_MEMORY / 1024) as u64;
+        total_kib += app.memory_kib as u64;
+        if total_kib > board_kib {
+            bail!(
+                "app {name:?}: [app] memory-kib: the apps' quotas add up to {total_kib} KiB, more than the \
+                 {board_kib} KiB the board has for apps; lower memory-kib"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Parses the canonical 8-4-4-4-12 hex form of a UUID.
@@ -131,6 +267,142 @@ restart = "always"
         assert_eq!(m.component_id[0], 0x6b);
         assert_eq!(m.component_id[15], 0x71);
         assert_eq!(m.restart, Restart::Always);
+    }
+
+    fn app(name: &str, extra: &str) -> AppManifest {
+        let tag = name
+            .bytes()
+            .fold(0u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+        let id = format!("6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a4b{tag:02x}");
+        let text = GOOD
+            .replace("blinky", name)
+            .replace("6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a4b71", &id);
+        AppManifest::parse(&format!("{text}\n[capabilities]\n{extra}")).unwrap()
+    }
+
+    fn image_error(apps: &[AppManifest]) -> String {
+        format!("{:#}", check_image(apps).unwrap_err())
+    }
+
+    #[test]
+    fn capabilities_parse_and_default_to_none() {
+        let m = app(
+            "ping",
+            "call = [\"pong\"]\ngpio = [3]\nmonitor = [\"random\"]",
+        );
+        assert_eq!(m.call, ["pong"]);
+        assert_eq!(m.gpio, [3]);
+        let none = AppManifest::parse(GOOD).unwrap();
+        assert!(
+            none.serve.is_none()
+                && none.call.is_empty()
+                && none.devices.is_empty()
+                && none.gpio.is_empty()
+        );
+    }
+
+    #[test]
+    fn a_consistent_image_passes() {
+        check_image(&[
+            app("pong", "serve = \"pong\""),
+            app("ping", "call = [\"pong\"]"),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let text = image_error(&[app("ping", ""), app("ping", "")]);
+        assert!(
+            text.contains("app \"ping\": [app] name: another app"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn duplicate_component_ids_are_refused() {
+        let mut second = app("pong", "");
+        second.component_id = app("ping", "").component_id;
+        let text = image_error(&[app("ping", ""), second]);
+        assert!(text.contains("app \"pong\": [app] component-id"), "{text}");
+    }
+
+    #[test]
+    fn calling_an_endpoint_nobody_serves_is_refused() {
+        let text = image_error(&[app("ping", "call = [\"pong\"]")]);
+        assert!(
+            text.contains("app \"ping\": [capabilities] call: no app in the image serves \"pong\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn two_servers_for_one_endpoint_are_refused() {
+        let text = image_error(&[app("a", "serve = \"x\""), app("bb", "serve = \"x\"")]);
+        assert!(text.contains("app \"bb\": [capabilities] serve"), "{text}");
+    }
+
+    #[test]
+    fn a_device_or_pin_claimed_twice_is_refused() {
+        let text = image_error(&[
+            app("a", "devices = [\"rtc\"]"),
+            app("bb", "devices = [\"rtc\"]"),
+        ]);
+        assert!(
+            text.contains(
+                "app \"bb\": [capabilities] devices: \"rtc\" is already granted to \"a\""
+            ),
+            "{text}"
+        );
+        let text = image_error(&[app("a", "gpio = [3]"), app("bb", "gpio = [1, 3]")]);
+        assert!(
+            text.contains("app \"bb\": [capabilities] gpio: pin 3 is already granted to \"a\""),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_devices_and_pins_are_refused() {
+        let text = image_error(&[app("a", "devices = [\"lasers\"]")]);
+        assert!(
+            text.contains(
+                "app \"a\": [capabilities] devices: the qemu-virt board has no device \"lasers\""
+            ),
+            "{text}"
+        );
+        let text = image_error(&[app("a", "gpio = [9]")]);
+        assert!(text.contains("app \"a\": [capabilities] gpio"), "{text}");
+    }
+
+    #[test]
+    fn quotas_larger_than_the_board_are_refused() {
+        let mut big = app("a", "");
+        big.memory_kib = 16 * 1024;
+        let many: Vec<AppManifest> = (0..9)
+            .map(|i| {
+                let mut m = big.clone();
+                m.name = format!("a{i}");
+                m.component_id[0] = i;
+                m
+            })
+            .collect();
+        let text = image_error(&many);
+        assert!(
+            text.contains("[app] memory-kib: the apps' quotas add up to"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn unknown_monitor_services_are_refused() {
+        let error =
+            AppManifest::parse(&format!("{GOOD}\n[capabilities]\nmonitor = [\"teleport\"]"))
+                .unwrap_err();
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("app \"blinky\": [capabilities] monitor: unknown monitor service"),
+            "{text}"
+        );
     }
 
     #[test]
