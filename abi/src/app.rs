@@ -84,15 +84,11 @@ impl fmt::Display for Error {
             Error::Truncated => write!(f, "app payload too short for its manifest"),
             Error::Undecodable => write!(f, "manifest is not a valid encoding"),
             Error::TrailingBytes => write!(f, "manifest has trailing bytes"),
-            Error::BadName => write!(
-                f,
-                "name must be 1 to {NAME_MAX} characters of a-z, 0-9, '-' and '_'"
-            ),
+            Error::BadName => write!(f, "name must be 1 to {NAME_MAX} characters of a-z, 0-9, '-' and '_'"),
             Error::BadPriority(p) => write!(f, "priority {p} is not below {PRIORITIES}"),
-            Error::BadMemory(kib) => write!(
-                f,
-                "memory-kib {kib} is outside {MEMORY_KIB_MIN}..={MEMORY_KIB_MAX}"
-            ),
+            Error::BadMemory(kib) => {
+                write!(f, "memory-kib {kib} is outside {MEMORY_KIB_MIN}..={MEMORY_KIB_MAX}")
+            }
             Error::BadReference => write!(
                 f,
                 "a capability names something that is not 1 to {NAME_MAX} characters of a-z, 0-9, '-' and '_'"
@@ -121,16 +117,11 @@ impl fmt::Display for MonitorServices {
 pub fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= NAME_MAX
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
 fn has_duplicates<T: PartialEq>(items: &[T]) -> bool {
-    items
-        .iter()
-        .enumerate()
-        .any(|(i, a)| items[..i].contains(a))
+    items.iter().enumerate().any(|(i, a)| items[..i].contains(a))
 }
 
 impl Manifest<'_> {
@@ -139,12 +130,7 @@ impl Manifest<'_> {
         if !is_valid_name(self.name) {
             return Err(Error::BadName);
         }
-        let names = self
-            .serve
-            .iter()
-            .chain(&self.call)
-            .chain(&self.devices)
-            .chain(&self.monitor);
+        let names = self.serve.iter().chain(&self.call).chain(&self.devices).chain(&self.monitor);
         if !names.clone().all(|n| is_valid_name(n)) {
             return Err(Error::BadReference);
         }
@@ -235,46 +221,13 @@ mod tests {
     #[test]
     fn invalid_fields_are_refused_after_decoding() {
         for (bad, error) in [
-            (
-                Manifest {
-                    name: "",
-                    ..manifest()
-                },
-                Error::BadName,
-            ),
-            (
-                Manifest {
-                    name: "Hello",
-                    ..manifest()
-                },
-                Error::BadName,
-            ),
-            (
-                Manifest {
-                    name: "a-very-long-app-name",
-                    ..manifest()
-                },
-                Error::BadName,
-            ),
-            (
-                Manifest {
-                    priority: 8,
-                    ..manifest()
-                },
-                Error::BadPriority(8),
-            ),
-            (
-                Manifest {
-                    memory_kib: 1,
-                    ..manifest()
-                },
-                Error::BadMemory(1),
-            ),
+            (Manifest { name: "", ..manifest() }, Error::BadName),
+            (Manifest { name: "Hello", ..manifest() }, Error::BadName),
+            (Manifest { name: "a-very-long-app-name", ..manifest() }, Error::BadName),
+            (Manifest { priority: 8, ..manifest() }, Error::BadPriority(8)),
+            (Manifest { memory_kib: 1, ..manifest() }, Error::BadMemory(1)),
         ] {
-            assert_eq!(
-                parse_payload(&encode_payload(&bad, b"")).unwrap_err(),
-                error
-            );
+            assert_eq!(parse_payload(&encode_payload(&bad, b"")).unwrap_err(), error);
         }
     }
 

@@ -23,13 +23,9 @@ pub const FORMAT_VERSION: u16 = 1;
 pub const HEADER_LEN: usize = 64;
 
 /// The component id of the security monitor (UUID 5e97a000-0000-4000-8000-000000000001).
-pub const MONITOR_COMPONENT_ID: [u8; 16] = [
-    0x5e, 0x97, 0xa0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 0x01,
-];
+pub const MONITOR_COMPONENT_ID: [u8; 16] = [0x5e, 0x97, 0xa0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 0x01];
 /// The component id of the kernel (UUID 5e97a000-0000-4000-8000-000000000002).
-pub const KERNEL_COMPONENT_ID: [u8; 16] = [
-    0x5e, 0x97, 0xa0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 0x02,
-];
+pub const KERNEL_COMPONENT_ID: [u8; 16] = [0x5e, 0x97, 0xa0, 0, 0, 0, 0x40, 0, 0x80, 0, 0, 0, 0, 0, 0, 0x02];
 
 /// What a package contains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,10 +86,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Truncated { needed, available } => {
-                write!(
-                    f,
-                    "truncated: needs {needed} bytes, only {available} present"
-                )
+                write!(f, "truncated: needs {needed} bytes, only {available} present")
             }
             Error::BadMagic => write!(f, "bad magic (not a Septa package)"),
             Error::UnsupportedFormat(v) => write!(f, "unsupported package format version {v}"),
@@ -105,12 +98,7 @@ impl fmt::Display for Error {
 
 impl Header {
     /// A header for `payload`, with its length and hash filled in.
-    pub fn for_payload(
-        kind: Kind,
-        component_id: [u8; 16],
-        security_version: u32,
-        payload: &[u8],
-    ) -> Header {
+    pub fn for_payload(kind: Kind, component_id: [u8; 16], security_version: u32, payload: &[u8]) -> Header {
         Header {
             kind,
             component_id,
@@ -136,10 +124,7 @@ impl Header {
         let b: &[u8; HEADER_LEN] = bytes
             .get(..HEADER_LEN)
             .and_then(|h| h.try_into().ok())
-            .ok_or(Error::Truncated {
-                needed: HEADER_LEN,
-                available: bytes.len(),
-            })?;
+            .ok_or(Error::Truncated { needed: HEADER_LEN, available: bytes.len() })?;
         if b[0..4] != MAGIC {
             return Err(Error::BadMagic);
         }
@@ -154,13 +139,7 @@ impl Header {
         component_id.copy_from_slice(&b[8..24]);
         let mut payload_sha256 = [0u8; 32];
         payload_sha256.copy_from_slice(&b[32..64]);
-        Ok(Header {
-            kind,
-            component_id,
-            security_version: word(24),
-            payload_len: word(28),
-            payload_sha256,
-        })
+        Ok(Header { kind, component_id, security_version: word(24), payload_len: word(28), payload_sha256 })
     }
 }
 
@@ -175,17 +154,11 @@ impl<'a> Package<'a> {
     /// Parses the package at the start of `bytes` (which may continue past its end).
     pub fn parse(bytes: &'a [u8]) -> Result<Package<'a>, Error> {
         let header = Header::decode(bytes)?;
-        let total =
-            HEADER_LEN
-                .checked_add(header.payload_len as usize)
-                .ok_or(Error::Truncated {
-                    needed: usize::MAX,
-                    available: bytes.len(),
-                })?;
-        let payload = bytes.get(HEADER_LEN..total).ok_or(Error::Truncated {
-            needed: total,
-            available: bytes.len(),
-        })?;
+        let total = HEADER_LEN
+            .checked_add(header.payload_len as usize)
+            .ok_or(Error::Truncated { needed: usize::MAX, available: bytes.len() })?;
+        let payload =
+            bytes.get(HEADER_LEN..total).ok_or(Error::Truncated { needed: total, available: bytes.len() })?;
         Ok(Package { header, payload })
     }
 
@@ -197,11 +170,7 @@ impl<'a> Package<'a> {
     /// Checks the payload against the SHA-256 in the header.
     pub fn verify_payload(&self) -> Result<(), Error> {
         let digest: [u8; 32] = Sha256::digest(self.payload).into();
-        if digest == self.header.payload_sha256 {
-            Ok(())
-        } else {
-            Err(Error::PayloadHashMismatch)
-        }
+        if digest == self.header.payload_sha256 { Ok(()) } else { Err(Error::PayloadHashMismatch) }
     }
 }
 
@@ -212,9 +181,7 @@ mod tests {
     use std::vec::Vec;
 
     fn packed(kind: Kind, payload: &[u8]) -> Vec<u8> {
-        let mut v = Header::for_payload(kind, [7; 16], 3, payload)
-            .encode()
-            .to_vec();
+        let mut v = Header::for_payload(kind, [7; 16], 3, payload).encode().to_vec();
         v.extend_from_slice(payload);
         v
     }
@@ -247,10 +214,7 @@ mod tests {
         assert_eq!(Package::parse(&bad).unwrap_err(), Error::BadMagic);
         let mut bad = good.clone();
         bad[4] = 9;
-        assert_eq!(
-            Package::parse(&bad).unwrap_err(),
-            Error::UnsupportedFormat(9)
-        );
+        assert_eq!(Package::parse(&bad).unwrap_err(), Error::UnsupportedFormat(9));
         let mut bad = good.clone();
         bad[6] = 77;
         assert_eq!(Package::parse(&bad).unwrap_err(), Error::UnknownKind(77));
@@ -260,10 +224,7 @@ mod tests {
     fn payload_length_beyond_the_bytes_is_truncated_not_read() {
         let mut bytes = packed(Kind::Kernel, b"abc");
         bytes[28..32].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert!(matches!(
-            Package::parse(&bytes),
-            Err(Error::Truncated { .. })
-        ));
+        assert!(matches!(Package::parse(&bytes), Err(Error::Truncated { .. })));
     }
 
     #[test]

@@ -69,10 +69,8 @@ pub struct Slot<'a> {
 impl<'a> Slot<'a> {
     /// Parses the slot header at the start of `region` (the whole flash region of the slot).
     pub fn parse(region: &'a [u8]) -> Result<Slot<'a>, Error> {
-        let header = region.get(..HEADER_LEN).ok_or(Error::BadLength {
-            claimed: HEADER_LEN,
-            region: region.len(),
-        })?;
+        let header =
+            region.get(..HEADER_LEN).ok_or(Error::BadLength { claimed: HEADER_LEN, region: region.len() })?;
         if header[0..4] != MAGIC {
             return Err(Error::BadMagic);
         }
@@ -85,14 +83,10 @@ impl<'a> Slot<'a> {
             return Err(Error::TooManyPackages(count));
         }
         let used = u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize;
-        let bytes =
-            region
-                .get(..used)
-                .filter(|b| b.len() >= HEADER_LEN)
-                .ok_or(Error::BadLength {
-                    claimed: used,
-                    region: region.len(),
-                })?;
+        let bytes = region
+            .get(..used)
+            .filter(|b| b.len() >= HEADER_LEN)
+            .ok_or(Error::BadLength { claimed: used, region: region.len() })?;
         Ok(Slot { count, bytes })
     }
 
@@ -103,12 +97,7 @@ impl<'a> Slot<'a> {
     /// The packages with their offsets from the slot start, in slot order. Stops after the
     /// first error.
     pub fn packages(&self) -> Packages<'a> {
-        Packages {
-            slot: *self,
-            index: 0,
-            offset: PACKAGE_ALIGN,
-            failed: false,
-        }
+        Packages { slot: *self, index: 0, offset: PACKAGE_ALIGN, failed: false }
     }
 }
 
@@ -169,9 +158,7 @@ mod tests {
     use alloc::vec::Vec;
 
     fn pkg(kind: Kind, payload: &[u8]) -> Vec<u8> {
-        let mut v = Header::for_payload(kind, [1; 16], 1, payload)
-            .encode()
-            .to_vec();
+        let mut v = Header::for_payload(kind, [1; 16], 1, payload).encode().to_vec();
         v.extend_from_slice(payload);
         v
     }
@@ -195,10 +182,7 @@ mod tests {
     #[test]
     fn slot_longer_than_its_region_is_refused() {
         let bytes = two_package_slot();
-        assert!(matches!(
-            Slot::parse(&bytes[..bytes.len() - 1]),
-            Err(Error::BadLength { .. })
-        ));
+        assert!(matches!(Slot::parse(&bytes[..bytes.len() - 1]), Err(Error::BadLength { .. })));
     }
 
     #[test]
@@ -217,13 +201,7 @@ mod tests {
         bytes[3 * PACKAGE_ALIGN] ^= 0xff;
         let slot = Slot::parse(&bytes).unwrap();
         let errors: Vec<_> = slot.packages().filter_map(|p| p.err()).collect();
-        assert_eq!(
-            errors,
-            [Error::Package {
-                index: 1,
-                error: package::Error::BadMagic
-            }]
-        );
+        assert_eq!(errors, [Error::Package { index: 1, error: package::Error::BadMagic }]);
     }
 
     #[test]

@@ -110,11 +110,7 @@ pub struct Interrupted<'a> {
 
 impl TrapFrame {
     pub fn interrupted(&self, kind: ExceptionKind) -> Interrupted<'_> {
-        Interrupted {
-            pc: kind.faulting_pc(self.lr),
-            psr: self.spsr,
-            regs: &self.r,
-        }
+        Interrupted { pc: kind.faulting_pc(self.lr), psr: self.spsr, regs: &self.r }
     }
 }
 
@@ -131,11 +127,7 @@ pub fn write_fault_registers(
             "  dfsr {:#010x} ({}, {})  dfar {:#010x}",
             faults.dfsr,
             fault::describe(faults.dfsr),
-            if fault::is_write(faults.dfsr) {
-                "write"
-            } else {
-                "read"
-            },
+            if fault::is_write(faults.dfsr) { "write" } else { "read" },
             faults.dfar
         ),
         ExceptionKind::PrefetchAbort => writeln!(
@@ -158,13 +150,7 @@ pub fn write_exception_report(
     faults: &FaultRegisters,
 ) -> fmt::Result {
     writeln!(out, "septa: {stage} CRASH: unexpected {}", kind.name())?;
-    writeln!(
-        out,
-        "  pc {:#010x}  cpsr {:#010x} ({})",
-        at.pc,
-        at.psr,
-        mode_name(at.psr)
-    )?;
+    writeln!(out, "  pc {:#010x}  cpsr {:#010x} ({})", at.pc, at.psr, mode_name(at.psr))?;
     write_fault_registers(out, kind, faults)?;
     for (row, regs) in at.regs.chunks(4).enumerate() {
         write!(out, " ")?;
@@ -184,13 +170,7 @@ pub fn write_panic_report(
 ) -> fmt::Result {
     write!(out, "septa: {stage} PANIC")?;
     if let Some(location) = info.location() {
-        write!(
-            out,
-            " at {}:{}:{}",
-            location.file(),
-            location.line(),
-            location.column()
-        )?;
+        write!(out, " at {}:{}:{}", location.file(), location.line(), location.column())?;
     }
     writeln!(out, ": {}", info.message())
 }
@@ -256,32 +236,14 @@ mod tests {
 
     #[test]
     fn data_abort_report_names_pc_status_and_address() {
-        let frame = TrapFrame {
-            spsr: 0x6000_01d3,
-            r: [0; 13],
-            lr: 0x4010_0108,
-        };
-        let faults = FaultRegisters {
-            dfsr: 0x8,
-            dfar: 0x0e00_0000,
-            ..Default::default()
-        };
+        let frame = TrapFrame { spsr: 0x6000_01d3, r: [0; 13], lr: 0x4010_0108 };
+        let faults = FaultRegisters { dfsr: 0x8, dfar: 0x0e00_0000, ..Default::default() };
         let mut out = String::new();
         let kind = ExceptionKind::DataAbort;
-        write_exception_report(&mut out, "kernel", kind, &frame.interrupted(kind), &faults)
-            .unwrap();
-        assert!(
-            out.starts_with("septa: kernel CRASH: unexpected data abort\n"),
-            "{out}"
-        );
-        assert!(
-            out.contains("pc 0x40100100  cpsr 0x600001d3 (svc)"),
-            "{out}"
-        );
-        assert!(
-            out.contains("dfsr 0x00000008 (synchronous external abort, read)"),
-            "{out}"
-        );
+        write_exception_report(&mut out, "kernel", kind, &frame.interrupted(kind), &faults).unwrap();
+        assert!(out.starts_with("septa: kernel CRASH: unexpected data abort\n"), "{out}");
+        assert!(out.contains("pc 0x40100100  cpsr 0x600001d3 (svc)"), "{out}");
+        assert!(out.contains("dfsr 0x00000008 (synchronous external abort, read)"), "{out}");
         assert!(out.contains("dfar 0x0e000000"), "{out}");
         assert!(out.contains("r12 0x00000000"), "{out}");
     }

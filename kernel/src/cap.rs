@@ -68,9 +68,7 @@ pub struct CapTable {
 
 impl CapTable {
     pub const fn new() -> CapTable {
-        CapTable {
-            entries: [None; CAPACITY],
-        }
+        CapTable { entries: [None; CAPACITY] }
     }
 
     /// Adds a capability; returns its handle, or `None` when the table is full.
@@ -82,25 +80,13 @@ impl CapTable {
 
     /// The capability behind `handle`, which must be of `kind`.
     pub fn get(&self, handle: u32, kind: Kind) -> Result<Cap, Error> {
-        let cap = self
-            .entries
-            .get(handle as usize)
-            .copied()
-            .flatten()
-            .ok_or(Error::Access)?;
-        if cap.kind() == kind {
-            Ok(cap)
-        } else {
-            Err(Error::Access)
-        }
+        let cap = self.entries.get(handle as usize).copied().flatten().ok_or(Error::Access)?;
+        if cap.kind() == kind { Ok(cap) } else { Err(Error::Access) }
     }
 
     /// The handle of the first entry for which `matches` holds.
     pub fn find(&self, matches: impl Fn(&Cap) -> bool) -> Option<u32> {
-        self.entries
-            .iter()
-            .position(|e| e.as_ref().is_some_and(&matches))
-            .map(|i| i as u32)
+        self.entries.iter().position(|e| e.as_ref().is_some_and(&matches)).map(|i| i as u32)
     }
 }
 
@@ -122,11 +108,7 @@ mod tests {
         assert_eq!(t.get(0, Kind::Serve), Err(Error::Access), "wrong kind");
         assert_eq!(t.get(5, Kind::Call), Err(Error::Access), "empty entry");
         assert_eq!(t.get(16, Kind::Call), Err(Error::Access), "out of range");
-        assert_eq!(
-            t.get(u32::MAX, Kind::Call),
-            Err(Error::Access),
-            "far out of range"
-        );
+        assert_eq!(t.get(u32::MAX, Kind::Call), Err(Error::Access), "far out of range");
     }
 
     #[test]

@@ -111,15 +111,11 @@ impl fmt::Display for ElfError {
 }
 
 fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        bytes.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
+    Some(u16::from_le_bytes(bytes.get(at..at.checked_add(2)?)?.try_into().ok()?))
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        bytes.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
+    Some(u32::from_le_bytes(bytes.get(at..at.checked_add(4)?)?.try_into().ok()?))
 }
 
 /// Checks `image` and returns what to load. `user` is the range the app may occupy.
@@ -158,21 +154,11 @@ pub fn parse(image: &[u8], user: Range<u32>) -> Result<Program, ElfError> {
         .and_then(|end| image.get(table_offset..end))
         .ok_or(ElfError::BadProgramHeaderTable)?;
 
-    let mut program = Program {
-        entry,
-        segments: [Segment::default(); MAX_SEGMENTS],
-        count: 0,
-    };
+    let mut program = Program { entry, segments: [Segment::default(); MAX_SEGMENTS], count: 0 };
     for (index, raw) in table.chunks_exact(PROGRAM_HEADER_LEN).enumerate() {
         let word = |at| u32_at(raw, at).ok_or(ElfError::BadProgramHeaderTable);
-        let (kind, offset, vaddr, file_size, mem_size, flags) = (
-            word(0)?,
-            word(4)?,
-            word(8)?,
-            word(16)?,
-            word(20)?,
-            word(24)?,
-        );
+        let (kind, offset, vaddr, file_size, mem_size, flags) =
+            (word(0)?, word(4)?, word(8)?, word(16)?, word(20)?, word(24)?);
         if kind != PT_LOAD || mem_size == 0 {
             continue;
         }
@@ -189,32 +175,22 @@ pub fn parse(image: &[u8], user: Range<u32>) -> Result<Program, ElfError> {
         if earlier.iter().any(|other| overlaps(other, &segment)) {
             return Err(ElfError::OverlappingSegments { index });
         }
-        let slot = program
-            .segments
-            .get_mut(program.count)
-            .ok_or(ElfError::TooManySegments)?;
+        let slot = program.segments.get_mut(program.count).ok_or(ElfError::TooManySegments)?;
         *slot = segment;
         program.count += 1;
     }
     if program.count == 0 {
         return Err(ElfError::NoSegments);
     }
-    let entry_ok = program
-        .segments()
-        .iter()
-        .any(|s| s.executable && entry >= s.vaddr && entry - s.vaddr < s.mem_size);
+    let entry_ok =
+        program.segments().iter().any(|s| s.executable && entry >= s.vaddr && entry - s.vaddr < s.mem_size);
     if !entry_ok {
         return Err(ElfError::EntryNotExecutable);
     }
     Ok(program)
 }
 
-fn check_segment(
-    s: &Segment,
-    index: usize,
-    file_len: usize,
-    user: &Range<u32>,
-) -> Result<(), ElfError> {
+fn check_segment(s: &Segment, index: usize, file_len: usize, user: &Range<u32>) -> Result<(), ElfError> {
     let file_end = (s.file_offset as usize).checked_add(s.file_size as usize);
     if file_end.is_none_or(|end| end > file_len) {
         return Err(ElfError::SegmentOutsideFile { index });
@@ -237,17 +213,12 @@ fn check_segment(
 
 /// The end of the segment's last page.
 fn page_end(s: &Segment) -> Option<u32> {
-    s.vaddr
-        .checked_add(s.mem_size)?
-        .checked_next_multiple_of(PAGE_SIZE)
+    s.vaddr.checked_add(s.mem_size)?.checked_next_multiple_of(PAGE_SIZE)
 }
 
 fn overlaps(a: &Segment, b: &Segment) -> bool {
     // Both ends exist: checked when each segment was accepted.
-    let (a_end, b_end) = (
-        page_end(a).unwrap_or(u32::MAX),
-        page_end(b).unwrap_or(u32::MAX),
-    );
+    let (a_end, b_end) = (page_end(a).unwrap_or(u32::MAX), page_end(b).unwrap_or(u32::MAX));
     a.vaddr < b_end && b.vaddr < a_end
 }
 
@@ -263,8 +234,7 @@ mod tests {
     type Ph = (u32, u32, u32, u32, u32, u32);
 
     fn build(headers: &[Ph], entry: u32, file_len: usize) -> Vec<u8> {
-        let mut elf =
-            std::vec![0u8; file_len.max(ELF_HEADER_LEN + headers.len() * PROGRAM_HEADER_LEN)];
+        let mut elf = std::vec![0u8; file_len.max(ELF_HEADER_LEN + headers.len() * PROGRAM_HEADER_LEN)];
         elf[0..4].copy_from_slice(b"\x7fELF");
         elf[4] = 1;
         elf[5] = 1;
@@ -278,15 +248,7 @@ mod tests {
         elf[44..46].copy_from_slice(&(headers.len() as u16).to_le_bytes());
         for (i, h) in headers.iter().enumerate() {
             let at = ELF_HEADER_LEN + i * PROGRAM_HEADER_LEN;
-            for (field, value) in [
-                (0, h.0),
-                (4, h.1),
-                (8, h.2),
-                (12, h.2),
-                (16, h.3),
-                (20, h.4),
-                (24, h.5),
-            ] {
+            for (field, value) in [(0, h.0), (4, h.1), (8, h.2), (12, h.2), (16, h.3), (20, h.4), (24, h.5)] {
                 elf[at + field..at + field + 4].copy_from_slice(&value.to_le_bytes());
             }
         }
@@ -390,10 +352,7 @@ mod tests {
     #[test]
     fn segments_must_stay_inside_the_user_range() {
         let end = USER.end;
-        assert!(
-            with(&[TEXT, (PT_LOAD, 0, end - 0x1000, 0, 0x1000, 6)]).is_ok(),
-            "reaching the end exactly"
-        );
+        assert!(with(&[TEXT, (PT_LOAD, 0, end - 0x1000, 0, 0x1000, 6)]).is_ok(), "reaching the end exactly");
         assert_eq!(
             with(&[TEXT, (PT_LOAD, 0, end - 0x1000, 0, 0x1001, 6)]),
             Err(ElfError::SegmentOutsideUserRange { index: 1 })
@@ -433,14 +392,9 @@ mod tests {
 
     #[test]
     fn too_many_or_no_segments_are_refused() {
-        let many: Vec<Ph> = (0..9)
-            .map(|i| (PT_LOAD, 0x100, 0x10000 + i * 0x1000, 0x10, 0x10, 5))
-            .collect();
+        let many: Vec<Ph> = (0..9).map(|i| (PT_LOAD, 0x100, 0x10000 + i * 0x1000, 0x10, 0x10, 5)).collect();
         assert_eq!(with(&many), Err(ElfError::TooManySegments));
-        assert_eq!(
-            with(&[(0x7000_0001, 0, 0, 0, 0, 4)]),
-            Err(ElfError::NoSegments)
-        );
+        assert_eq!(with(&[(0x7000_0001, 0, 0, 0, 0, 4)]), Err(ElfError::NoSegments));
         assert_eq!(
             with(&[(PT_LOAD, 0, 0x10000, 0, 0, 5)]),
             Err(ElfError::NoSegments),
@@ -450,14 +404,8 @@ mod tests {
 
     #[test]
     fn entry_must_be_in_an_executable_segment() {
-        assert_eq!(
-            parse(&build(&[TEXT, DATA], 0x11000, 0x400), USER),
-            Err(ElfError::EntryNotExecutable)
-        );
-        assert_eq!(
-            parse(&build(&[TEXT, DATA], 0x10200, 0x400), USER),
-            Err(ElfError::EntryNotExecutable)
-        );
+        assert_eq!(parse(&build(&[TEXT, DATA], 0x11000, 0x400), USER), Err(ElfError::EntryNotExecutable));
+        assert_eq!(parse(&build(&[TEXT, DATA], 0x10200, 0x400), USER), Err(ElfError::EntryNotExecutable));
     }
 
     #[test]

@@ -32,10 +32,7 @@ pub fn init() {
 
 /// Allocates `count` contiguous frames; returns the physical address of the first.
 pub fn alloc(count: usize) -> Option<u32> {
-    FRAMES
-        .lock()
-        .alloc(count)
-        .map(|frame| (frame * PAGE) as u32)
+    FRAMES.lock().alloc(count).map(|frame| (frame * PAGE) as u32)
 }
 
 /// Returns frames obtained from [`alloc`].

@@ -82,11 +82,7 @@ impl Default for Ipc {
 impl Ipc {
     pub const fn new() -> Ipc {
         Ipc {
-            endpoints: [Endpoint {
-                server: None,
-                open: false,
-                queue: 0,
-            }; MAX_ENDPOINTS],
+            endpoints: [Endpoint { server: None, open: false, queue: 0 }; MAX_ENDPOINTS],
             state: [IpcState::Idle; MAX_PROCESSES],
             serving: [None; MAX_PROCESSES],
             pending: [0; MAX_PROCESSES],
@@ -99,20 +95,12 @@ impl Ipc {
 
     /// Makes `server` the server of `endpoint` (at boot) and opens it.
     pub fn serve(&mut self, endpoint: u8, server: u8) {
-        self.endpoints[endpoint as usize] = Endpoint {
-            server: Some(server),
-            open: true,
-            queue: 0,
-        };
+        self.endpoints[endpoint as usize] = Endpoint { server: Some(server), open: true, queue: 0 };
     }
 
     /// Reopens the endpoints of a restarted server.
     pub fn server_restarted(&mut self, server: u8) {
-        for endpoint in self
-            .endpoints
-            .iter_mut()
-            .filter(|e| e.server == Some(server))
-        {
+        for endpoint in self.endpoints.iter_mut().filter(|e| e.server == Some(server)) {
             endpoint.open = true;
         }
     }
@@ -150,9 +138,7 @@ impl Ipc {
             return Err(Error::Busy);
         }
         let queue = self.endpoints[endpoint as usize].queue;
-        let next = (0..MAX_PROCESSES as u8)
-            .filter(|&p| queue & (1 << p) != 0)
-            .min_by_key(|&p| urgency(p));
+        let next = (0..MAX_PROCESSES as u8).filter(|&p| queue & (1 << p) != 0).min_by_key(|&p| urgency(p));
         match next {
             Some(caller) => {
                 self.endpoints[endpoint as usize].queue &= !(1 << caller);
@@ -261,10 +247,7 @@ mod tests {
     fn call_to_a_waiting_server_is_delivered_at_once() {
         let mut ipc = ipc();
         assert_eq!(ipc.recv(SERVER, EP, equal), Ok(RecvOutcome::Blocked));
-        assert_eq!(
-            ipc.call(5, EP),
-            Ok(CallOutcome::Delivered { server: SERVER })
-        );
+        assert_eq!(ipc.call(5, EP), Ok(CallOutcome::Delivered { server: SERVER }));
         assert_eq!(ipc.state(5), IpcState::AwaitingReply { server: SERVER });
         assert_eq!(ipc.state(SERVER), IpcState::Idle);
         assert_eq!(ipc.reply(SERVER), Ok(5));
@@ -277,20 +260,10 @@ mod tests {
         assert_eq!(ipc.call(4, EP), Ok(CallOutcome::Queued));
         assert_eq!(ipc.call(6, EP), Ok(CallOutcome::Queued));
         let urgency = |p: u8| if p == 6 { 1 } else { 5 };
-        assert_eq!(
-            ipc.recv(SERVER, EP, urgency),
-            Ok(RecvOutcome::Received { caller: 6 })
-        );
-        assert_eq!(
-            ipc.recv(SERVER, EP, urgency),
-            Err(Error::Busy),
-            "must reply first"
-        );
+        assert_eq!(ipc.recv(SERVER, EP, urgency), Ok(RecvOutcome::Received { caller: 6 }));
+        assert_eq!(ipc.recv(SERVER, EP, urgency), Err(Error::Busy), "must reply first");
         assert_eq!(ipc.reply(SERVER), Ok(6));
-        assert_eq!(
-            ipc.recv(SERVER, EP, urgency),
-            Ok(RecvOutcome::Received { caller: 4 })
-        );
+        assert_eq!(ipc.recv(SERVER, EP, urgency), Ok(RecvOutcome::Received { caller: 4 }));
     }
 
     #[test]
@@ -326,10 +299,7 @@ mod tests {
         ipc.call(4, EP).unwrap();
         ipc.call(6, EP).unwrap();
         assert_eq!(ipc.process_died(6), 0);
-        assert_eq!(
-            ipc.recv(SERVER, EP, equal),
-            Ok(RecvOutcome::Received { caller: 4 })
-        );
+        assert_eq!(ipc.recv(SERVER, EP, equal), Ok(RecvOutcome::Received { caller: 4 }));
         ipc.process_died(4);
         assert_eq!(ipc.reply(SERVER), Err(Error::Pipe));
         assert_eq!(ipc.recv(SERVER, EP, equal), Ok(RecvOutcome::Blocked));
@@ -345,17 +315,9 @@ mod tests {
     fn notifications_wake_only_on_their_mask() {
         let mut ipc = ipc();
         assert_eq!(ipc.wait(2, 0b0110), None);
-        assert_eq!(
-            ipc.notify(2, 0b1000),
-            None,
-            "bit outside the mask stays pending"
-        );
+        assert_eq!(ipc.notify(2, 0b1000), None, "bit outside the mask stays pending");
         assert_eq!(ipc.notify(2, 0b0010), Some(0b0010));
-        assert_eq!(
-            ipc.wait(2, 0b1000),
-            Some(0b1000),
-            "pending bit taken at once"
-        );
+        assert_eq!(ipc.wait(2, 0b1000), Some(0b1000), "pending bit taken at once");
         assert_eq!(ipc.wait(2, 0b1000), None);
     }
 }

@@ -59,21 +59,9 @@ extern "C" fn kernel_main() -> ! {
     unsafe { regs::write_vbar(crash::crash_vectors()) };
     regs::isb();
     let (version, world) = monitor::version();
-    let world = if world == smc::WORLD_NON_SECURE {
-        "non-secure"
-    } else {
-        "secure"
-    };
-    kprintln!(
-        "septa: {STAGE} {} {world} {}",
-        env!("CARGO_PKG_VERSION"),
-        mode::mode_name(regs::read_cpsr())
-    );
-    kprintln!(
-        "septa: kernel: monitor {}.{}",
-        version >> 16,
-        version & 0xffff
-    );
+    let world = if world == smc::WORLD_NON_SECURE { "non-secure" } else { "secure" };
+    kprintln!("septa: {STAGE} {} {world} {}", env!("CARGO_PKG_VERSION"), mode::mode_name(regs::read_cpsr()));
+    kprintln!("septa: kernel: monitor {}.{}", version >> 16, version & 0xffff);
     #[cfg(feature = "probe")]
     probe::run();
 
@@ -121,15 +109,8 @@ fn start_apps(kernel: &mut system::Kernel) -> usize {
         if package.header.kind != Kind::App {
             continue;
         }
-        let Some(pid) = kernel
-            .processes
-            .iter()
-            .position(|p| p.state == process::State::Free)
-        else {
-            kprintln!(
-                "septa: kernel: app package {index} refused: {}",
-                process::SpawnError::NoFreeSlot
-            );
+        let Some(pid) = kernel.processes.iter().position(|p| p.state == process::State::Free) else {
+            kprintln!("septa: kernel: app package {index} refused: {}", process::SpawnError::NoFreeSlot);
             continue;
         };
         let process = &mut kernel.processes[pid];
@@ -141,9 +122,8 @@ fn start_apps(kernel: &mut system::Kernel) -> usize {
             }
         }
     }
-    let loaded = || {
-        (0..process::MAX_PROCESSES).filter(|&p| kernel.processes[p].state == process::State::Ready)
-    };
+    let loaded =
+        || (0..process::MAX_PROCESSES).filter(|&p| kernel.processes[p].state == process::State::Ready);
     let loaded: heapless::Vec<usize, { process::MAX_PROCESSES }> = loaded().collect();
     for &pid in &loaded {
         if let Err(reason) = register_endpoint(kernel, pid) {
@@ -167,21 +147,13 @@ fn start_apps(kernel: &mut system::Kernel) -> usize {
 }
 
 fn register_endpoint(kernel: &mut system::Kernel, pid: usize) -> Result<(), &'static str> {
-    let Some(name) = kernel.processes[pid]
-        .manifest
-        .as_ref()
-        .and_then(|m| m.serve)
-    else {
+    let Some(name) = kernel.processes[pid].manifest.as_ref().and_then(|m| m.serve) else {
         return Ok(());
     };
     if kernel.endpoints.contains(&Some(name)) {
         return Err("its endpoint is already served by another app");
     }
-    let free = kernel
-        .endpoints
-        .iter()
-        .position(Option::is_none)
-        .ok_or("no endpoint left")?;
+    let free = kernel.endpoints.iter().position(Option::is_none).ok_or("no endpoint left")?;
     kernel.endpoints[free] = Some(name);
     kernel.ipc.serve(free as u8, pid as u8);
     Ok(())
@@ -189,49 +161,30 @@ fn register_endpoint(kernel: &mut system::Kernel, pid: usize) -> Result<(), &'st
 
 /// Builds `pid`'s capability table from its manifest.
 fn grant_capabilities(kernel: &mut system::Kernel, pid: usize) -> Result<(), &'static str> {
-    let manifest = kernel.processes[pid]
-        .manifest
-        .clone()
-        .ok_or("no manifest")?;
-    let endpoint = |name: &str| {
-        kernel
-            .endpoints
-            .iter()
-            .position(|e| *e == Some(name))
-            .map(|e| e as u8)
-    };
+    let manifest = kernel.processes[pid].manifest.clone().ok_or("no manifest")?;
+    let endpoint = |name: &str| kernel.endpoints.iter().position(|e| *e == Some(name)).map(|e| e as u8);
     let mut caps = CapTable::new();
     let mut grant = |cap| caps.grant(cap).ok_or("too many capabilities");
     if let Some(name) = manifest.serve {
-        grant(Cap::Serve {
-            endpoint: endpoint(name).ok_or("its endpoint is not registered")?,
-        })?;
+        grant(Cap::Serve { endpoint: endpoint(name).ok_or("its endpoint is not registered")? })?;
     }
     for name in &manifest.call {
-        grant(Cap::Call {
-            endpoint: endpoint(name).ok_or("it calls an endpoint nobody serves")?,
-        })?;
+        grant(Cap::Call { endpoint: endpoint(name).ok_or("it calls an endpoint nobody serves")? })?;
     }
     for name in &manifest.devices {
-        let device = board::DEVICES
-            .iter()
-            .position(|d| d.name == *name)
-            .ok_or("it names a device the board lacks")?;
+        let device =
+            board::DEVICES.iter().position(|d| d.name == *name).ok_or("it names a device the board lacks")?;
         if kernel.device_owners[device].is_some() {
             return Err("its device belongs to another app");
         }
-        let handle = grant(Cap::Device {
-            device: device as u8,
-        })?;
+        let handle = grant(Cap::Device { device: device as u8 })?;
         kernel.device_owners[device] = Some((pid, handle));
     }
     if !manifest.gpio.is_empty() {
         let mut pins = 0u32;
         for &pin in &manifest.gpio {
-            let owner = kernel
-                .pin_owners
-                .get_mut(pin as usize)
-                .ok_or("it names a GPIO pin the board lacks")?;
+            let owner =
+                kernel.pin_owners.get_mut(pin as usize).ok_or("it names a GPIO pin the board lacks")?;
             if owner.is_some() {
                 return Err("its GPIO pin belongs to another app");
             }
@@ -242,10 +195,7 @@ fn grant_capabilities(kernel: &mut system::Kernel, pid: usize) -> Result<(), &'s
     }
     if !manifest.monitor.is_empty() {
         let services = manifest.monitor.iter().fold(0u32, |set, name| {
-            set | septa_abi::app::MONITOR_SERVICES
-                .iter()
-                .position(|s| s == name)
-                .map_or(0, |i| 1 << i)
+            set | septa_abi::app::MONITOR_SERVICES.iter().position(|s| s == name).map_or(0, |i| 1 << i)
         });
         grant(Cap::Monitor { services })?;
     }
@@ -265,8 +215,7 @@ fn refuse(kernel: &mut system::Kernel, pid: usize, reason: &str) {
 extern "C" fn septa_crash(kind: u32, frame: &TrapFrame) -> ! {
     let kind = ExceptionKind::from_u32(kind);
     let at = frame.interrupted(kind);
-    let _ =
-        crash::write_exception_report(&mut console(), STAGE, kind, &at, &FaultRegisters::read());
+    let _ = crash::write_exception_report(&mut console(), STAGE, kind, &at, &FaultRegisters::read());
     monitor::power_off(exit::CRASH)
 }
 

@@ -21,10 +21,7 @@ pub fn run() {
     let mut out = console();
     // SAFETY: TEST_BOOT_ARG is the last page of non-secure RAM, unused by this kernel.
     let (arg, marker) = unsafe {
-        (
-            read_volatile(board::TEST_BOOT_ARG as *const u32),
-            (board::TEST_BOOT_ARG + 4) as *mut u32,
-        )
+        (read_volatile(board::TEST_BOOT_ARG as *const u32), (board::TEST_BOOT_ARG + 4) as *mut u32)
     };
     match arg {
         1 => read_and_report(board::SECURE_RAM.base),
@@ -32,10 +29,7 @@ pub fn run() {
         3 => {
             for function in [0xB200_0FFF, 0x1234_5678] {
                 let [r0, ..] = monitor::call(function, [0; 3]);
-                let _ = writeln!(
-                    out,
-                    "septa: probe: smc {function:#010x} returned {r0:#010x}"
-                );
+                let _ = writeln!(out, "septa: probe: smc {function:#010x} returned {r0:#010x}");
             }
             let [r0, ..] = monitor::call(smc::SMCCC_VERSION, [0; 3]);
             let _ = writeln!(out, "septa: probe: SMCCC_VERSION returned {r0:#010x}");
@@ -64,8 +58,5 @@ fn read_and_report(address: usize) {
     // SAFETY: deliberately unsound — this is the attack under test. If the address map is
     // right the read aborts and the crash report ends the boot.
     let value = unsafe { read_volatile(address as *const u32) };
-    let _ = writeln!(
-        console(),
-        "septa: probe: read {address:#010x} = {value:#010x}, NOT blocked"
-    );
+    let _ = writeln!(console(), "septa: probe: read {address:#010x} = {value:#010x}, NOT blocked");
 }

@@ -97,13 +97,7 @@ pub struct Process {
 
 impl Process {
     pub const EMPTY: Process = Process {
-        context: Context {
-            r: [0; 13],
-            sp: 0,
-            lr: 0,
-            pc: 0,
-            cpsr: 0,
-        },
+        context: Context { r: [0; 13], sp: 0, lr: 0, pc: 0, cpsr: 0 },
         state: State::Free,
         manifest: None,
         package_offset: 0,
@@ -159,10 +153,9 @@ impl Process {
         let tables = unsafe { &mut *(self.tables as *mut UserTables) };
         let table = UserPageTable::new(tables, self.tables).ok()?;
         match table.translate(va)? {
-            (pa, perms, MemoryKind::Normal) => Some(PageAccess {
-                phys: pa & !(PAGE - 1),
-                writable: perms.writable,
-            }),
+            (pa, perms, MemoryKind::Normal) => {
+                Some(PageAccess { phys: pa & !(PAGE - 1), writable: perms.writable })
+            }
             _ => None,
         }
     }
@@ -174,10 +167,7 @@ impl Process {
         }
         let frame = frames::alloc(1).ok_or(SpawnError::OutOfMemory)?;
         self.pages_used += 1;
-        if let Err(error) = self
-            .page_table()
-            .map_page(va, frame, perms, MemoryKind::Normal)
-        {
+        if let Err(error) = self.page_table().map_page(va, frame, perms, MemoryKind::Normal) {
             frames::free(frame, 1);
             self.pages_used -= 1;
             return Err(SpawnError::Map(error));
@@ -193,14 +183,8 @@ impl Process {
         perms: PagePerms,
         mut fill: impl FnMut(u32, &mut [u8]),
     ) -> Result<(), SpawnError> {
-        self.mapped
-            .try_reserve(1)
-            .map_err(|_| SpawnError::OutOfMemory)?;
-        self.mapped.push(MappedRange {
-            start,
-            pages: 0,
-            owned: true,
-        });
+        self.mapped.try_reserve(1).map_err(|_| SpawnError::OutOfMemory)?;
+        self.mapped.push(MappedRange { start, pages: 0, owned: true });
         for page in 0..pages {
             let va = start + page * PAGE;
             let frame = self.map_new_page(va, perms)?;
@@ -241,32 +225,18 @@ impl Process {
 
     /// Maps device `index` of the board (registers at `region`) at its place in the device
     /// window, once; returns the address.
-    pub fn map_device(
-        &mut self,
-        index: usize,
-        region: septa_targets::Region,
-    ) -> Result<u32, MapError> {
+    pub fn map_device(&mut self, index: usize, region: septa_targets::Region) -> Result<u32, MapError> {
         let start = DEVICE_WINDOW + index as u32 * 0x1_0000;
         if self.mapped.iter().any(|r| r.start == start) {
             return Ok(start);
         }
         let pages = (region.size as u32).div_ceil(PAGE);
-        self.mapped
-            .try_reserve(1)
-            .map_err(|_| MapError::NoTableSpace)?;
-        self.mapped.push(MappedRange {
-            start,
-            pages: 0,
-            owned: false,
-        });
-        let perms = PagePerms {
-            writable: true,
-            executable: false,
-        };
+        self.mapped.try_reserve(1).map_err(|_| MapError::NoTableSpace)?;
+        self.mapped.push(MappedRange { start, pages: 0, owned: false });
+        let perms = PagePerms { writable: true, executable: false };
         for page in 0..pages {
             let pa = (region.base as u32) + page * PAGE;
-            self.page_table()
-                .map_page(start + page * PAGE, pa, perms, MemoryKind::Device)?;
+            self.page_table().map_page(start + page * PAGE, pa, perms, MemoryKind::Device)?;
             self.mapped.last_mut().expect("pushed above").pages += 1;
         }
         Ok(start)
@@ -346,10 +316,7 @@ fn build(
 
     for segment in program.segments() {
         let pages = segment.mem_size.div_ceil(PAGE);
-        let perms = PagePerms {
-            writable: segment.writable,
-            executable: segment.executable,
-        };
+        let perms = PagePerms { writable: segment.writable, executable: segment.executable };
         // `elf::parse` checked that the file range lies inside `image`.
         let file = &image[segment.file_offset as usize..][..segment.file_size as usize];
         process.map_range(segment.vaddr, pages, perms, |va, page| {
@@ -362,10 +329,7 @@ fn build(
         })?;
     }
     let stack_bottom = STACK_TOP - STACK_PAGES * PAGE;
-    let stack = PagePerms {
-        writable: true,
-        executable: false,
-    };
+    let stack = PagePerms { writable: true, executable: false };
     process.map_range(stack_bottom, STACK_PAGES, stack, |_, _| {})?;
     process.context = Context::new_user(program.entry, STACK_TOP);
     process.state = State::Ready;

@@ -19,10 +19,7 @@ pub struct RunQueue {
 
 impl RunQueue {
     pub const fn new() -> RunQueue {
-        RunQueue {
-            ready: [0; PRIORITIES as usize],
-            last: [0; PRIORITIES as usize],
-        }
+        RunQueue { ready: [0; PRIORITIES as usize], last: [0; PRIORITIES as usize] }
     }
 
     pub fn make_ready(&mut self, pid: usize, priority: u8) {
@@ -49,11 +46,7 @@ impl RunQueue {
         let set = self.ready[priority as usize];
         let after = self.last[priority as usize] as u32 + 1;
         // Ids above the last pick first, then wrap to the lowest.
-        let above = if after >= 32 {
-            0
-        } else {
-            set & (u32::MAX << after)
-        };
+        let above = if after >= 32 { 0 } else { set & (u32::MAX << after) };
         let candidates = if above != 0 { above } else { set };
         let pid = candidates.trailing_zeros() as usize;
         self.last[priority as usize] = pid as u8;

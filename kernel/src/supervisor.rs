@@ -72,11 +72,7 @@ impl Default for FaultLog {
 
 impl FaultLog {
     pub const fn new() -> FaultLog {
-        FaultLog {
-            records: [None; LOG_CAPACITY],
-            next: 0,
-            total: 0,
-        }
+        FaultLog { records: [None; LOG_CAPACITY], next: 0, total: 0 }
     }
 
     pub fn push(&mut self, record: FaultRecord) {
@@ -128,10 +124,7 @@ mod tests {
     #[test]
     fn backoff_doubles_and_is_capped() {
         let delays: [u64; 9] = core::array::from_fn(|i| backoff_ms(i as u32 + 1));
-        assert_eq!(
-            delays,
-            [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]
-        );
+        assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000]);
         assert_eq!(backoff_ms(u32::MAX), BACKOFF_MAX_MS);
     }
 
@@ -143,11 +136,7 @@ mod tests {
         }
         let codes: [i32; 3] = {
             let mut it = log.records().map(|r| r.exit_code);
-            [
-                it.next().unwrap(),
-                it.next().unwrap(),
-                it.nth(LOG_CAPACITY - 3).unwrap(),
-            ]
+            [it.next().unwrap(), it.next().unwrap(), it.nth(LOG_CAPACITY - 3).unwrap()]
         };
         assert_eq!(codes, [5, 6, LOG_CAPACITY as i32 + 4]);
         assert_eq!(log.records().count(), LOG_CAPACITY);

@@ -119,31 +119,19 @@ impl Kernel {
         self.copy_from_user(pid, address, name)?;
         let name = core::str::from_utf8(name).map_err(|_| Error::Invalid)?;
         let wanted: Option<Cap> = match kind {
-            Kind::Call | Kind::Serve => {
-                self.endpoints
-                    .iter()
-                    .position(|e| *e == Some(name))
-                    .map(|e| {
-                        let endpoint = e as u8;
-                        if kind == Kind::Call {
-                            Cap::Call { endpoint }
-                        } else {
-                            Cap::Serve { endpoint }
-                        }
-                    })
+            Kind::Call | Kind::Serve => self.endpoints.iter().position(|e| *e == Some(name)).map(|e| {
+                let endpoint = e as u8;
+                if kind == Kind::Call { Cap::Call { endpoint } } else { Cap::Serve { endpoint } }
+            }),
+            Kind::Device => {
+                board::DEVICES.iter().position(|d| d.name == name).map(|d| Cap::Device { device: d as u8 })
             }
-            Kind::Device => board::DEVICES
-                .iter()
-                .position(|d| d.name == name)
-                .map(|d| Cap::Device { device: d as u8 }),
             Kind::Gpio | Kind::Monitor => None,
         };
         let caps = &self.processes[pid].caps;
         let handle = match (kind, wanted) {
             (Kind::Gpio, _) if name == "gpio" => caps.find(|c| matches!(c, Cap::Gpio { .. })),
-            (Kind::Monitor, _) if name == "monitor" => {
-                caps.find(|c| matches!(c, Cap::Monitor { .. }))
-            }
+            (Kind::Monitor, _) if name == "monitor" => caps.find(|c| matches!(c, Cap::Monitor { .. })),
             (_, Some(cap)) => caps.find(|c| *c == cap),
             _ => None,
         };
@@ -164,10 +152,7 @@ impl Kernel {
         let caller = &mut self.processes[pid];
         caller.message = buffer;
         caller.message_len = len as usize;
-        caller.reply_buffer = Claim {
-            address: reply,
-            len: reply_len,
-        };
+        caller.reply_buffer = Claim { address: reply, len: reply_len };
         self.block(pid, State::Blocked);
         if let CallOutcome::Delivered { server } = outcome {
             let delivered = self.deliver(pid, server as usize);
@@ -183,17 +168,11 @@ impl Kernel {
         self.check_user(pid, buffer, len, Access::Write)?;
         self.check_user(pid, badge, BADGE_LEN as u32, Access::Write)?;
         let server = &mut self.processes[pid];
-        server.receive_buffer = Claim {
-            address: buffer,
-            len,
-        };
+        server.receive_buffer = Claim { address: buffer, len };
         server.badge_buffer = badge;
         let priorities: [u8; crate::process::MAX_PROCESSES] =
             core::array::from_fn(|p| self.processes[p].priority);
-        match self
-            .ipc
-            .recv(pid as u8, endpoint, |p| priorities[p as usize])?
-        {
+        match self.ipc.recv(pid as u8, endpoint, |p| priorities[p as usize])? {
             RecvOutcome::Received { caller } => done(self.deliver(caller as usize, pid)?),
             RecvOutcome::Blocked => {
                 self.block(pid, State::Blocked);
@@ -205,10 +184,7 @@ impl Kernel {
     /// Copies `caller`'s message and badge into `server`'s receive buffers and lends the
     /// server the caller's priority if it is more urgent. Returns the message length.
     fn deliver(&mut self, caller: usize, server: usize) -> Result<u32, Error> {
-        let (message, len) = (
-            self.processes[caller].message,
-            self.processes[caller].message_len,
-        );
+        let (message, len) = (self.processes[caller].message, self.processes[caller].message_len);
         let badge = self.processes[caller].component_id();
         let target = self.processes[server].receive_buffer;
         let copied = len.min(target.len as usize);
@@ -232,9 +208,7 @@ impl Kernel {
         let caller = self.ipc.reply(pid as u8)? as usize;
         let target = self.processes[caller].reply_buffer;
         let copied = (len as usize).min(target.len as usize);
-        let result = self
-            .copy_to_user(caller, target.address, &buffer[..copied])
-            .map(|()| len);
+        let result = self.copy_to_user(caller, target.address, &buffer[..copied]).map(|()| len);
         self.wake(caller, result);
         done(0)
     }
@@ -268,9 +242,7 @@ impl Kernel {
             return Err(Error::Access);
         };
         let region = board::DEVICES[device as usize].region;
-        let address = self.processes[pid]
-            .map_device(device as usize, region)
-            .map_err(|_| Error::NoMemory)?;
+        let address = self.processes[pid].map_device(device as usize, region).map_err(|_| Error::NoMemory)?;
         done(address)
     }
 
@@ -318,9 +290,7 @@ impl Kernel {
         self.check_user(pid, address, out.len() as u32, Access::Read)?;
         let process = &self.processes[pid];
         let mut done = 0;
-        for (va, len) in
-            user::pages(UserRange::new(address, out.len() as u32).map_err(|_| Error::Fault)?)
-        {
+        for (va, len) in user::pages(UserRange::new(address, out.len() as u32).map_err(|_| Error::Fault)?) {
             let page = process.lookup(va & !0xfff).ok_or(Error::Fault)?;
             let source = page.phys + (va & 0xfff);
             // SAFETY: `check_user` found this page mapped readable for the process; its
@@ -337,9 +307,7 @@ impl Kernel {
         self.check_user(pid, address, bytes.len() as u32, Access::Write)?;
         let process = &self.processes[pid];
         let mut done = 0;
-        for (va, len) in
-            user::pages(UserRange::new(address, bytes.len() as u32).map_err(|_| Error::Fault)?)
-        {
+        for (va, len) in user::pages(UserRange::new(address, bytes.len() as u32).map_err(|_| Error::Fault)?) {
             let page = process.lookup(va & !0xfff).ok_or(Error::Fault)?;
             let target = page.phys + (va & 0xfff);
             // SAFETY: `check_user` found this page mapped writable for the process; its

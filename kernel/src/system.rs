@@ -159,10 +159,7 @@ impl Kernel {
         let process = &self.processes[pid];
         let (kind, pc, address, exit_code) = match &ending {
             Ending::Exit(code) => {
-                kprintln!(
-                    "septa: kernel: app {} exited with status {code}",
-                    process.name()
-                );
+                kprintln!("septa: kernel: app {} exited with status {code}", process.name());
                 (EndKind::Exit, 0, 0, *code)
             }
             Ending::Fault(fault) => {
@@ -218,9 +215,7 @@ impl Kernel {
                 process.name(),
                 process.restarts
             );
-            process.state = State::Restarting {
-                at: timer::now() + timer::ms_to_ticks(delay),
-            };
+            process.state = State::Restarting { at: timer::now() + timer::ms_to_ticks(delay) };
         } else {
             process.state = State::Ended;
         }
@@ -229,18 +224,15 @@ impl Kernel {
     /// Starts an ended app again from its package, with the same capabilities.
     fn restart(&mut self, pid: usize) {
         let process = &mut self.processes[pid];
-        let result = slot_package(process.package_offset)
-            .and_then(|package| process::spawn(process, &package));
+        let result =
+            slot_package(process.package_offset).and_then(|package| process::spawn(process, &package));
         match result {
             Ok(()) => {
                 self.ipc.server_restarted(pid as u8);
                 self.make_ready(pid);
             }
             Err(error) => {
-                kprintln!(
-                    "septa: supervisor: {} could not be restarted: {error}",
-                    process.name()
-                );
+                kprintln!("septa: supervisor: {} could not be restarted: {error}", process.name());
                 process.state = State::Ended;
             }
         }
@@ -301,11 +293,7 @@ impl UserFault {
     fn details(&self) -> Option<(u32, u32, &'static str)> {
         match self.kind {
             ExceptionKind::DataAbort => {
-                let access = if fault::is_write(self.faults.dfsr) {
-                    ", write"
-                } else {
-                    ", read"
-                };
+                let access = if fault::is_write(self.faults.dfsr) { ", write" } else { ", read" };
                 Some((self.faults.dfsr, self.faults.dfar, access))
             }
             ExceptionKind::PrefetchAbort => Some((self.faults.ifsr, self.faults.ifar, "")),
@@ -322,11 +310,7 @@ impl core::fmt::Display for UserFault {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "faulted: {} at pc {:#010x}", self.kind.name(), self.pc)?;
         if let Some((status, address, access)) = self.details() {
-            write!(
-                f,
-                ", address {address:#010x} ({}{access}, fsr {status:#x})",
-                fault::describe(status)
-            )?;
+            write!(f, ", address {address:#010x} ({}{access}, fsr {status:#x})", fault::describe(status))?;
         }
         Ok(())
     }

@@ -15,9 +15,7 @@ use septa_armv7::regs;
 #[unsafe(no_mangle)]
 extern "C" fn kernel_syscall() -> ! {
     let mut kernel = KERNEL.lock();
-    let pid = kernel
-        .current
-        .expect("a syscall comes from the current process");
+    let pid = kernel.current.expect("a syscall comes from the current process");
     let saved = &kernel.processes[pid].context.r;
     let (number, args) = (saved[7], [saved[0], saved[1], saved[2], saved[3], saved[4]]);
     let keep = matches!(kernel.syscall(pid, number, args), After::Continue);
@@ -39,15 +37,10 @@ extern "C" fn kernel_irq() -> ! {
 /// An undefined instruction or abort in user mode: the process's fault, not the kernel's.
 #[unsafe(no_mangle)]
 extern "C" fn kernel_user_fault(kind: u32, context: &Context) -> ! {
-    let fault = UserFault {
-        kind: ExceptionKind::from_u32(kind),
-        pc: context.pc,
-        faults: FaultRegisters::read(),
-    };
+    let fault =
+        UserFault { kind: ExceptionKind::from_u32(kind), pc: context.pc, faults: FaultRegisters::read() };
     let mut kernel = KERNEL.lock();
-    let pid = kernel
-        .current
-        .expect("a user fault comes from the current process");
+    let pid = kernel.current.expect("a user fault comes from the current process");
     kernel.end(pid, Ending::Fault(fault));
     let next = kernel.schedule(false);
     drop(kernel);
@@ -58,13 +51,8 @@ extern "C" fn kernel_user_fault(kind: u32, context: &Context) -> ! {
 #[unsafe(no_mangle)]
 extern "C" fn kernel_mode_fault(kind: u32, context: &Context) -> ! {
     let kind = ExceptionKind::from_u32(kind);
-    let at = Interrupted {
-        pc: context.pc,
-        psr: context.cpsr,
-        regs: &context.r,
-    };
-    let _ =
-        crash::write_exception_report(&mut console(), "kernel", kind, &at, &FaultRegisters::read());
+    let at = Interrupted { pc: context.pc, psr: context.cpsr, regs: &context.r };
+    let _ = crash::write_exception_report(&mut console(), "kernel", kind, &at, &FaultRegisters::read());
     monitor::power_off(exit::CRASH)
 }
 

@@ -63,11 +63,7 @@ extern "C" fn loader_main() -> ! {
     let mut out = console();
     out.enable();
     // Reading SCR succeeds only in the secure world; NS = 0 confirms it.
-    let world = if regs::read_scr() & 1 == 0 {
-        "secure"
-    } else {
-        "non-secure"
-    };
+    let world = if regs::read_scr() & 1 == 0 { "secure" } else { "non-secure" };
     let _ = writeln!(
         out,
         "septa: {STAGE} {} {world} {}",
@@ -113,12 +109,7 @@ impl core::fmt::Display for Refusal {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             Refusal::Slot(e) => write!(f, "{e}"),
-            Refusal::TooLarge {
-                index,
-                kind,
-                len,
-                region,
-            } => write!(
+            Refusal::TooLarge { index, kind, len, region } => write!(
                 f,
                 "package {index} ({}): payload of {len} bytes does not fit the {:#x}-byte region at {:#010x}",
                 kind.name(),
@@ -174,12 +165,7 @@ fn place(index: usize, package: &Package<'_>, destination: Region) -> Result<(),
     let kind = package.header.kind;
     let len = package.payload.len();
     if !destination.contains_range(destination.base, len) {
-        return Err(Refusal::TooLarge {
-            index,
-            kind,
-            len,
-            region: destination,
-        });
+        return Err(Refusal::TooLarge { index, kind, len, region: destination });
     }
     // SAFETY: `destination` is a RAM region from the board map reserved for this stage's
     // image, `len` bytes fit in it (checked above), and it does not overlap flash or the
@@ -189,13 +175,8 @@ fn place(index: usize, package: &Package<'_>, destination: Region) -> Result<(),
         ram.copy_from_slice(package.payload);
         &*ram
     };
-    let copied = Package {
-        header: package.header.clone(),
-        payload: copy,
-    };
-    copied
-        .verify_payload()
-        .map_err(|_| Refusal::Hash { index, kind })
+    let copied = Package { header: package.header.clone(), payload: copy };
+    copied.verify_payload().map_err(|_| Refusal::Hash { index, kind })
 }
 
 /// Enters the monitor in Secure SVC with interrupts masked.
@@ -211,8 +192,7 @@ fn enter(entry: usize) -> ! {
 extern "C" fn septa_crash(kind: u32, frame: &TrapFrame) -> ! {
     let kind = ExceptionKind::from_u32(kind);
     let at = frame.interrupted(kind);
-    let _ =
-        crash::write_exception_report(&mut console(), STAGE, kind, &at, &FaultRegisters::read());
+    let _ = crash::write_exception_report(&mut console(), STAGE, kind, &at, &FaultRegisters::read());
     semihosting::exit(exit::CRASH)
 }
 

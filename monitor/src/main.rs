@@ -118,11 +118,7 @@ extern "C" fn monitor_main() -> ! {
     }
     regs::isb();
     let mut out = console();
-    let world = if regs::read_scr() & 1 == 0 {
-        "secure"
-    } else {
-        "non-secure"
-    };
+    let world = if regs::read_scr() & 1 == 0 { "secure" } else { "non-secure" };
     let _ = writeln!(
         out,
         "septa: {STAGE} {} {world} {}",
@@ -133,10 +129,7 @@ extern "C" fn monitor_main() -> ! {
     unsafe { regs::write_nsacr(NSACR_NORMAL_WORLD) };
     give_interrupts_to_normal_world();
     let entry = board::KERNEL_RAM.base;
-    let _ = writeln!(
-        out,
-        "septa: monitor: entering the kernel at {entry:#010x}, non-secure svc"
-    );
+    let _ = writeln!(out, "septa: monitor: entering the kernel at {entry:#010x}, non-secure svc");
     // SAFETY: the loader copied and checked the kernel image at `entry`; SCR_NORMAL_WORLD
     // is the documented normal-world configuration.
     unsafe { monitor_enter_normal_world(entry, SCR_NORMAL_WORLD) }
@@ -166,16 +159,8 @@ fn give_interrupts_to_normal_world() {
 
 #[unsafe(no_mangle)]
 extern "C" fn monitor_smc(frame: &mut SmcFrame) {
-    let caller_world = if regs::read_scr() & 1 != 0 {
-        smc::WORLD_NON_SECURE
-    } else {
-        smc::WORLD_SECURE
-    };
-    let call = Call {
-        function: frame.r[0],
-        args: [frame.r[1], frame.r[2], frame.r[3]],
-        caller_world,
-    };
+    let caller_world = if regs::read_scr() & 1 != 0 { smc::WORLD_NON_SECURE } else { smc::WORLD_SECURE };
+    let call = Call { function: frame.r[0], args: [frame.r[1], frame.r[2], frame.r[3]], caller_world };
     match dispatch(call) {
         Action::Return(values) => frame.r[..4].copy_from_slice(&values),
         Action::PowerOff(status) => {
@@ -214,8 +199,7 @@ fn reset() -> ! {
 extern "C" fn septa_crash(kind: u32, frame: &TrapFrame) -> ! {
     let kind = ExceptionKind::from_u32(kind);
     let at = frame.interrupted(kind);
-    let _ =
-        crash::write_exception_report(&mut console(), STAGE, kind, &at, &FaultRegisters::read());
+    let _ = crash::write_exception_report(&mut console(), STAGE, kind, &at, &FaultRegisters::read());
     semihosting::exit(exit::CRASH)
 }
 

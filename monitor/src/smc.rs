@@ -44,11 +44,7 @@ pub fn dispatch(call: Call) -> Action {
     let one = |value: u32| Action::Return([value, 0, 0, 0]);
     match call.function {
         SMCCC_VERSION => one(SMCCC_VERSION_1_1),
-        SMCCC_ARCH_FEATURES => one(if IMPLEMENTED.contains(&call.args[0]) {
-            0
-        } else {
-            NOT_SUPPORTED
-        }),
+        SMCCC_ARCH_FEATURES => one(if IMPLEMENTED.contains(&call.args[0]) { 0 } else { NOT_SUPPORTED }),
         PSCI_VERSION => one(PSCI_VERSION_1_0),
         PSCI_SYSTEM_OFF => Action::PowerOff(septa_abi::exit::SUCCESS),
         PSCI_SYSTEM_RESET => Action::Reset,
@@ -63,28 +59,13 @@ mod tests {
     use super::*;
 
     fn call(function: u32, arg: u32) -> Action {
-        dispatch(Call {
-            function,
-            args: [arg, 0, 0],
-            caller_world: WORLD_NON_SECURE,
-        })
+        dispatch(Call { function, args: [arg, 0, 0], caller_world: WORLD_NON_SECURE })
     }
 
     #[test]
     fn unknown_ids_return_not_supported() {
-        for id in [
-            0,
-            0x1234_5678,
-            0xB200_00FF,
-            0x8400_0001,
-            0xC400_0008,
-            u32::MAX,
-        ] {
-            assert_eq!(
-                call(id, 0),
-                Action::Return([NOT_SUPPORTED, 0, 0, 0]),
-                "{id:#x}"
-            );
+        for id in [0, 0x1234_5678, 0xB200_00FF, 0x8400_0001, 0xC400_0008, u32::MAX] {
+            assert_eq!(call(id, 0), Action::Return([NOT_SUPPORTED, 0, 0, 0]), "{id:#x}");
         }
     }
 
@@ -92,22 +73,13 @@ mod tests {
     fn version_calls() {
         assert_eq!(call(SMCCC_VERSION, 0), Action::Return([0x1_0001, 0, 0, 0]));
         assert_eq!(call(PSCI_VERSION, 0), Action::Return([0x1_0000, 0, 0, 0]));
-        assert_eq!(
-            call(MONITOR_VERSION, 0),
-            Action::Return([MONITOR_VERSION_VALUE, WORLD_NON_SECURE, 0, 0])
-        );
+        assert_eq!(call(MONITOR_VERSION, 0), Action::Return([MONITOR_VERSION_VALUE, WORLD_NON_SECURE, 0, 0]));
     }
 
     #[test]
     fn arch_features_answers_for_implemented_ids_only() {
-        assert_eq!(
-            call(SMCCC_ARCH_FEATURES, PSCI_SYSTEM_OFF),
-            Action::Return([0, 0, 0, 0])
-        );
-        assert_eq!(
-            call(SMCCC_ARCH_FEATURES, 0xB200_0042),
-            Action::Return([NOT_SUPPORTED, 0, 0, 0])
-        );
+        assert_eq!(call(SMCCC_ARCH_FEATURES, PSCI_SYSTEM_OFF), Action::Return([0, 0, 0, 0]));
+        assert_eq!(call(SMCCC_ARCH_FEATURES, 0xB200_0042), Action::Return([NOT_SUPPORTED, 0, 0, 0]));
     }
 
     #[test]

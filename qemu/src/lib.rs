@@ -25,10 +25,7 @@ pub struct Images {
 impl Images {
     /// The images in `dir` under their standard names.
     pub fn in_dir(dir: &Path) -> Images {
-        Images {
-            rom: dir.join(ROM_FILE),
-            flash: dir.join(FLASH_FILE),
-        }
+        Images { rom: dir.join(ROM_FILE), flash: dir.join(FLASH_FILE) }
     }
 }
 
@@ -52,22 +49,13 @@ pub struct Config {
 
 impl Config {
     pub fn args(&self) -> Vec<String> {
-        let mut args: Vec<String> = qemu_virt::QEMU_MACHINE
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut args: Vec<String> = qemu_virt::QEMU_MACHINE.iter().map(|s| s.to_string()).collect();
         for (unit, file) in [(0, &self.images.rom), (1, &self.images.flash)] {
             args.push("-drive".into());
             let readonly = if self.readonly { ",readonly=on" } else { "" };
-            args.push(format!(
-                "if=pflash,unit={unit},format=raw,file={}{readonly}",
-                file.display()
-            ));
+            args.push(format!("if=pflash,unit={unit},format=raw,file={}{readonly}", file.display()));
         }
-        args.extend([
-            "-semihosting-config".into(),
-            "enable=on,target=native".into(),
-        ]);
+        args.extend(["-semihosting-config".into(), "enable=on,target=native".into()]);
         if self.interactive {
             args.push("-nographic".into());
         } else {

@@ -30,12 +30,7 @@ pub struct Handle(pub u32);
 
 /// Finds the caller's capability of `kind` named `name` in its manifest.
 pub fn lookup(kind: HandleKind, name: &str) -> Result<Handle, Error> {
-    let raw = raw_syscall(
-        Syscall::Lookup as u32,
-        kind as u32,
-        name.as_ptr() as u32,
-        name.len() as u32,
-    );
+    let raw = raw_syscall(Syscall::Lookup as u32, kind as u32, name.as_ptr() as u32, name.len() as u32);
     Error::check(raw).map(Handle)
 }
 
@@ -53,6 +48,7 @@ pub fn call(endpoint: Handle, message: &[u8], reply: &mut [u8]) -> Result<usize,
 }
 
 /// A received call: its length and the caller's badge (component id).
+#[derive(Debug)]
 pub struct Received {
     pub len: usize,
     pub badge: [u8; BADGE_LEN],
@@ -61,29 +57,15 @@ pub struct Received {
 /// Waits for a call on `endpoint` (served by the caller); the message goes into `buffer`.
 pub fn recv(endpoint: Handle, buffer: &mut [u8]) -> Result<Received, Error> {
     let mut badge = [0u8; BADGE_LEN];
-    let args = [
-        endpoint.0,
-        buffer.as_mut_ptr() as u32,
-        buffer.len() as u32,
-        badge.as_mut_ptr() as u32,
-        0,
-    ];
+    let args = [endpoint.0, buffer.as_mut_ptr() as u32, buffer.len() as u32, badge.as_mut_ptr() as u32, 0];
     let len = Error::check(raw_syscall5(Syscall::Recv as u32, args))?;
-    Ok(Received {
-        len: len as usize,
-        badge,
-    })
+    Ok(Received { len: len as usize, badge })
 }
 
 /// Answers the call received last.
 pub fn reply(message: &[u8]) -> Result<(), Error> {
-    Error::check(raw_syscall(
-        Syscall::Reply as u32,
-        message.as_ptr() as u32,
-        message.len() as u32,
-        0,
-    ))
-    .map(drop)
+    Error::check(raw_syscall(Syscall::Reply as u32, message.as_ptr() as u32, message.len() as u32, 0))
+        .map(drop)
 }
 
 /// Sets `bits` in the notifications of `endpoint`'s server.
@@ -132,13 +114,7 @@ pub fn sleep(ms: u32) {
 
 /// Prints `bytes` as one console line tagged with the app's name.
 pub fn log_bytes(bytes: &[u8]) -> Result<(), Error> {
-    Error::check(raw_syscall(
-        Syscall::Log as u32,
-        bytes.as_ptr() as u32,
-        bytes.len() as u32,
-        0,
-    ))
-    .map(drop)
+    Error::check(raw_syscall(Syscall::Log as u32, bytes.as_ptr() as u32, bytes.len() as u32, 0)).map(drop)
 }
 
 /// The app's id, uptime and name.
@@ -157,10 +133,7 @@ pub struct LineBuffer {
 
 impl LineBuffer {
     pub const fn new() -> Self {
-        LineBuffer {
-            bytes: [0; LOG_MAX],
-            len: 0,
-        }
+        LineBuffer { bytes: [0; LOG_MAX], len: 0 }
     }
 
     pub fn as_bytes(&self) -> &[u8] {

@@ -51,11 +51,7 @@ pub type StageMemory = &'static [(&'static str, Region)];
 pub fn write_memory_x(out: &mut impl core::fmt::Write, memory: StageMemory) -> core::fmt::Result {
     writeln!(out, "MEMORY\n{{")?;
     for (name, region) in memory {
-        writeln!(
-            out,
-            "    {name} : ORIGIN = {:#010x}, LENGTH = {:#x}",
-            region.base, region.size
-        )?;
+        writeln!(out, "    {name} : ORIGIN = {:#010x}, LENGTH = {:#x}", region.base, region.size)?;
     }
     writeln!(out, "}}")
 }

@@ -41,11 +41,8 @@ pub const GPIO_PINS: u8 = 8;
 
 /// Devices an app may be granted whole (`devices = [...]`): mapped into the app with
 /// `map_device`, their interrupt delivered to it as a notification.
-pub const DEVICES: &[Device] = &[Device {
-    name: "rtc",
-    region: Region::new(0x0901_0000, 0x1000),
-    irq: Some(34),
-}];
+pub const DEVICES: &[Device] =
+    &[Device { name: "rtc", region: Region::new(0x0901_0000, 0x1000), irq: Some(34) }];
 
 // ---- boot ROM (flash 0) -----------------------------------------------------------------
 

@@ -55,13 +55,7 @@ pub struct Boot {
 impl Boot {
     pub fn new(images: Images) -> Boot {
         Boot {
-            config: Config {
-                images,
-                interactive: false,
-                icount: true,
-                readonly: true,
-                monitor_socket: None,
-            },
+            config: Config { images, interactive: false, icount: true, readonly: true, monitor_socket: None },
             extra: Vec::new(),
         }
     }
@@ -76,6 +70,12 @@ impl Boot {
     pub fn poke(self, address: usize, value: u32) -> Boot {
         let device = format!("loader,addr={address:#x},data={value:#x},data-len=4");
         self.args(["-device", &device])
+    }
+
+    /// Runs in real time (no `-icount`), for tests that must act between guest events.
+    pub fn real_time(mut self) -> Boot {
+        self.config.icount = false;
+        self
     }
 
     /// Serves QEMU's monitor on a Unix socket for [`Running::monitor`].
@@ -93,9 +93,7 @@ impl Boot {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| {
-                panic!("starting {QEMU}: {e} (run `cargo xtask test`, which installs it)")
-            });
+            .unwrap_or_else(|e| panic!("starting {QEMU}: {e} (run `cargo xtask test`, which installs it)"));
         let console = Arc::new(Mutex::new(String::new()));
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
@@ -104,11 +102,7 @@ impl Boot {
             let console = Arc::clone(&console);
             thread::spawn(move || collect(stream, &console));
         }
-        Running {
-            child,
-            console,
-            monitor_socket: self.config.monitor_socket,
-        }
+        Running { child, console, monitor_socket: self.config.monitor_socket }
     }
 
     /// Boots and waits until QEMU exits (or the hang guard fires).
@@ -119,19 +113,11 @@ impl Boot {
             if let Some(status) = running.child.try_wait().expect("waiting for QEMU") {
                 // Let the reader threads drain the pipes.
                 thread::sleep(Duration::from_millis(50));
-                return Outcome {
-                    console: running.console(),
-                    status: status.code(),
-                    hung: false,
-                };
+                return Outcome { console: running.console(), status: status.code(), hung: false };
             }
             if Instant::now() > deadline {
                 running.kill();
-                return Outcome {
-                    console: running.console(),
-                    status: None,
-                    hung: true,
-                };
+                return Outcome { console: running.console(), status: None, hung: true };
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -167,19 +153,26 @@ impl Running {
         while !self.console().contains(text) {
             if let Ok(Some(status)) = self.child.try_wait() {
                 thread::sleep(Duration::from_millis(50));
-                panic!(
-                    "QEMU exited ({status}) before printing {text:?}; console:\n{}",
-                    self.console()
-                );
+                panic!("QEMU exited ({status}) before printing {text:?}; console:\n{}", self.console());
             }
             if Instant::now() > deadline {
                 self.kill();
-                panic!(
-                    "no {text:?} within {HANG_GUARD:?}; console:\n{}",
-                    self.console()
-                );
+                panic!("no {text:?} within {HANG_GUARD:?}; console:\n{}", self.console());
             }
             thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the console contains `text` at least `n` times.
+    pub fn wait_for_nth(&mut self, text: &str, n: usize) {
+        let deadline = Instant::now() + HANG_GUARD;
+        while self.console().matches(text).count() < n {
+            if Instant::now() > deadline {
+                self.kill();
+                panic!("{text:?} not seen {n} times within {HANG_GUARD:?}; console:\n{}", self.console());
+            }
+            self.wait_for(text);
+            thread::sleep(Duration::from_millis(5));
         }
     }
 
@@ -187,14 +180,9 @@ impl Running {
     pub fn monitor(&mut self, command: &str) -> String {
         use std::io::Write;
         use std::os::unix::net::UnixStream;
-        let path = self
-            .monitor_socket
-            .as_ref()
-            .expect("Boot::with_monitor was not used");
+        let path = self.monitor_socket.as_ref().expect("Boot::with_monitor was not used");
         let mut stream = UnixStream::connect(path).expect("connecting to QEMU's monitor");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut reply = read_until_prompt(&mut stream);
         reply.clear();
         writeln!(stream, "{command}").unwrap();
@@ -239,18 +227,9 @@ impl Outcome {
     /// Asserts QEMU exited with `status` and the console contains each of `texts`.
     pub fn expect(&self, status: u32, texts: &[&str]) {
         assert!(!self.hung, "QEMU hung; console:\n{}", self.console);
-        assert_eq!(
-            self.status,
-            Some(status as i32),
-            "exit status; console:\n{}",
-            self.console
-        );
+        assert_eq!(self.status, Some(status as i32), "exit status; console:\n{}", self.console);
         for text in texts {
-            assert!(
-                self.console.contains(text),
-                "missing {text:?}; console:\n{}",
-                self.console
-            );
+            assert!(self.console.contains(text), "missing {text:?}; console:\n{}", self.console);
         }
     }
 }

@@ -22,31 +22,17 @@ fn stage_line<'a>(console: &'a str, stage: &str) -> &'a str {
 #[test]
 fn boot_reaches_the_kernel_with_each_stage_in_its_world() {
     let socket = std::env::temp_dir().join(format!("septa-monitor-{}.sock", std::process::id()));
-    let mut qemu = Boot::new(default_images())
-        .with_monitor(socket.clone())
-        .spawn();
+    let mut qemu = Boot::new(default_images()).with_monitor(socket.clone()).spawn();
     qemu.wait_for("apps started");
     let console = qemu.console();
-    assert!(
-        stage_line(&console, "loader").ends_with(" secure svc"),
-        "{console}"
-    );
-    assert!(
-        stage_line(&console, "monitor").ends_with(" secure mon"),
-        "{console}"
-    );
-    assert!(
-        stage_line(&console, "kernel").ends_with(" non-secure svc"),
-        "{console}"
-    );
+    assert!(stage_line(&console, "loader").ends_with(" secure svc"), "{console}");
+    assert!(stage_line(&console, "monitor").ends_with(" secure mon"), "{console}");
+    assert!(stage_line(&console, "kernel").ends_with(" non-secure svc"), "{console}");
     let order: Vec<_> = ["loader", "monitor", "kernel"]
         .iter()
         .map(|s| console.find(stage_line(&console, s)).unwrap())
         .collect();
-    assert!(
-        order.windows(2).all(|w| w[0] < w[1]),
-        "stages out of order:\n{console}"
-    );
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "stages out of order:\n{console}");
 
     // QEMU's own view of the CPU, independent of anything the guest prints: from now on it
     // runs apps (non-secure user mode) or the kernel (non-secure SVC), never secure code.
@@ -62,9 +48,7 @@ fn boot_reaches_the_kernel_with_each_stage_in_its_world() {
 
 #[test]
 fn kernel_reading_secure_ram_takes_a_data_abort() {
-    let outcome = Boot::new(variant_images("probe"))
-        .poke(board::TEST_BOOT_ARG, 1)
-        .run();
+    let outcome = Boot::new(variant_images("probe")).poke(board::TEST_BOOT_ARG, 1).run();
     outcome.expect(
         exit::CRASH,
         &[
@@ -73,18 +57,12 @@ fn kernel_reading_secure_ram_takes_a_data_abort() {
             "dfsr 0x00000008 (synchronous external abort, read)  dfar 0x0e000000",
         ],
     );
-    assert!(
-        !outcome.console.contains("NOT blocked"),
-        "{}",
-        outcome.console
-    );
+    assert!(!outcome.console.contains("NOT blocked"), "{}", outcome.console);
 }
 
 #[test]
 fn kernel_reading_the_boot_rom_takes_a_data_abort() {
-    let outcome = Boot::new(variant_images("probe"))
-        .poke(board::TEST_BOOT_ARG, 2)
-        .run();
+    let outcome = Boot::new(variant_images("probe")).poke(board::TEST_BOOT_ARG, 2).run();
     outcome.expect(
         exit::CRASH,
         &[
@@ -93,18 +71,12 @@ fn kernel_reading_the_boot_rom_takes_a_data_abort() {
             "dfsr 0x00000008 (synchronous external abort, read)  dfar 0x00000000",
         ],
     );
-    assert!(
-        !outcome.console.contains("NOT blocked"),
-        "{}",
-        outcome.console
-    );
+    assert!(!outcome.console.contains("NOT blocked"), "{}", outcome.console);
 }
 
 #[test]
 fn unknown_smc_returns_not_supported_and_reset_then_off_work() {
-    let outcome = Boot::new(variant_images("probe"))
-        .poke(board::TEST_BOOT_ARG, 3)
-        .run();
+    let outcome = Boot::new(variant_images("probe")).poke(board::TEST_BOOT_ARG, 3).run();
     outcome.expect(
         exit::SUCCESS,
         &[
@@ -115,12 +87,7 @@ fn unknown_smc_returns_not_supported_and_reset_then_off_work() {
             "septa: probe: back after reset, requesting system off\nsepta: monitor: system off (status 0)",
         ],
     );
-    assert_eq!(
-        outcome.console.matches("septa: loader 0.1.0").count(),
-        2,
-        "{}",
-        outcome.console
-    );
+    assert_eq!(outcome.console.matches("septa: loader 0.1.0").count(), 2, "{}", outcome.console);
 }
 
 /// The offset in flash.img of the first package of `kind` in slot A.
@@ -128,11 +95,7 @@ fn package_offset(images: &Images, kind: Kind) -> usize {
     let flash = fs::read(&images.flash).unwrap();
     let slot_at = board::SLOT_A.base - board::FLASH1.base;
     let slot = Slot::parse(&flash[slot_at..slot_at + board::SLOT_A.size]).unwrap();
-    let (offset, _) = slot
-        .packages()
-        .map(Result::unwrap)
-        .find(|(_, p)| p.header.kind == kind)
-        .unwrap();
+    let (offset, _) = slot.packages().map(Result::unwrap).find(|(_, p)| p.header.kind == kind).unwrap();
     slot_at + offset
 }
 
@@ -145,17 +108,8 @@ fn refused_after(test: &str, tamper: impl FnOnce(&mut Vec<u8>, usize), message: 
     tamper(&mut flash, kernel);
     fs::write(&images.flash, flash).unwrap();
     let outcome = Boot::new(images.clone()).run();
-    outcome.expect(
-        exit::BOOT_REFUSED,
-        &[&format!(
-            "septa: loader: refusing to boot slot A: {message}"
-        )],
-    );
-    assert!(
-        !outcome.console.contains("septa: monitor"),
-        "monitor started:\n{}",
-        outcome.console
-    );
+    outcome.expect(exit::BOOT_REFUSED, &[&format!("septa: loader: refusing to boot slot A: {message}")]);
+    assert!(!outcome.console.contains("septa: monitor"), "monitor started:\n{}", outcome.console);
     let _ = fs::remove_dir_all(images.rom.parent().unwrap());
 }
 
@@ -194,8 +148,7 @@ fn kernel_larger_than_its_ram_region_is_refused_before_any_copy() {
             // A slot that claims the whole region and a kernel that claims more than the
             // kernel's RAM region: the loader must refuse before copying a byte.
             let slot_at = board::SLOT_A.base - board::FLASH1.base;
-            flash[slot_at + 8..slot_at + 12]
-                .copy_from_slice(&(board::SLOT_A.size as u32).to_le_bytes());
+            flash[slot_at + 8..slot_at + 12].copy_from_slice(&(board::SLOT_A.size as u32).to_le_bytes());
             let len = (board::KERNEL_RAM.size + 4096) as u32;
             flash[kernel + 28..kernel + 32].copy_from_slice(&len.to_le_bytes());
         },

@@ -26,29 +26,18 @@ fn every_attack_is_refused_or_contained_and_the_others_keep_running() {
     }
     qemu.wait_for("septa: kernel: app a-syscalls exited with status 0");
     let console = qemu.console();
-    let last_count = console
-        .lines()
-        .filter(|l| l.starts_with("[counter] count "))
-        .count();
+    let last_count = console.lines().filter(|l| l.starts_with("[counter] count ")).count();
     qemu.wait_for(&format!("[counter] count {}", last_count + 2));
     let console = qemu.console();
 
     for (attack, fault) in FAULTS {
-        let line = console
-            .lines()
-            .find(|l| l.starts_with(&format!("septa: kernel: app a-{attack} ")))
-            .unwrap();
-        assert!(
-            line.contains(fault) && line.ends_with("; app ended"),
-            "a-{attack}: {line}"
-        );
+        let line =
+            console.lines().find(|l| l.starts_with(&format!("septa: kernel: app a-{attack} "))).unwrap();
+        assert!(line.contains(fault) && line.ends_with("; app ended"), "a-{attack}: {line}");
     }
     assert!(!console.contains("NOT BLOCKED"), "{console}");
     assert!(!console.contains("WRONG"), "{console}");
-    assert!(
-        console.contains("[a-syscalls] 9 of 9 syscall and mode attacks refused"),
-        "{console}"
-    );
+    assert!(console.contains("[a-syscalls] 9 of 9 syscall and mode attacks refused"), "{console}");
     for expected in [
         "refused: log(kernel address) -> EFAULT",
         "refused: log(unmapped address) -> EFAULT",
@@ -58,38 +47,15 @@ fn every_attack_is_refused_or_contained_and_the_others_keep_running() {
         "refused: syscall 999 -> ENOSYS",
         "refused: cps/msr to svc -> still in user mode",
     ] {
-        assert!(
-            console.contains(expected),
-            "missing {expected:?}:\n{console}"
-        );
+        assert!(console.contains(expected), "missing {expected:?}:\n{console}");
     }
     // The faults are decoded: a kernel read is a permission fault, secure RAM is simply
     // not mapped for an app, an unaligned load is an alignment fault.
-    let line = |attack: &str| {
-        console
-            .lines()
-            .find(|l| l.contains(&format!("app a-{attack} faulted")))
-            .unwrap()
-    };
-    assert!(
-        line("kread").contains("address 0x40100000 (permission fault"),
-        "{}",
-        line("kread")
-    );
-    assert!(
-        line("secureram").contains("address 0x0e000000 (translation fault"),
-        "{}",
-        line("secureram")
-    );
-    assert!(
-        line("textwrite").contains("permission fault (page), write"),
-        "{}",
-        line("textwrite")
-    );
-    assert!(
-        line("align").contains("alignment fault"),
-        "{}",
-        line("align")
-    );
+    let line =
+        |attack: &str| console.lines().find(|l| l.contains(&format!("app a-{attack} faulted"))).unwrap();
+    assert!(line("kread").contains("address 0x40100000 (permission fault"), "{}", line("kread"));
+    assert!(line("secureram").contains("address 0x0e000000 (translation fault"), "{}", line("secureram"));
+    assert!(line("textwrite").contains("permission fault (page), write"), "{}", line("textwrite"));
+    assert!(line("align").contains("alignment fault"), "{}", line("align"));
     assert!(!console.contains("CRASH"), "{console}");
 }

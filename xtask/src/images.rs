@@ -41,10 +41,7 @@ impl AppSpec {
                 dir.display()
             );
         }
-        Ok(AppSpec {
-            binary: name.to_string(),
-            manifest: AppManifest::load(&dir.join("app.toml"))?,
-        })
+        Ok(AppSpec { binary: name.to_string(), manifest: AppManifest::load(&dir.join("app.toml"))? })
     }
 }
 
@@ -80,16 +77,8 @@ pub fn default_image(root: &Path) -> Result<ImageSpec> {
     let path = root.join("userland/image.toml");
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let list: ImageList = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
-    let apps = list
-        .apps
-        .iter()
-        .map(|name| AppSpec::from_crate(root, name))
-        .collect::<Result<_>>()?;
-    Ok(ImageSpec {
-        dir: String::new(),
-        kernel_features: Vec::new(),
-        apps,
-    })
+    let apps = list.apps.iter().map(|name| AppSpec::from_crate(root, name)).collect::<Result<_>>()?;
+    Ok(ImageSpec { dir: String::new(), kernel_features: Vec::new(), apps })
 }
 
 /// Builds what `images` need (one cargo invocation per kernel feature set) and composes
@@ -110,18 +99,10 @@ pub fn build(root: &Path, images: &[ImageSpec]) -> Result<PathBuf> {
 type Built = HashMap<String, PathBuf>;
 
 fn build_binaries(apps: &[&str], kernel_features: &[String]) -> Result<Built> {
-    let features = kernel_features
-        .iter()
-        .map(|f| format!("septa-kernel/{f}"))
-        .collect::<Vec<_>>()
-        .join(",");
+    let features = kernel_features.iter().map(|f| format!("septa-kernel/{f}")).collect::<Vec<_>>().join(",");
     println!(
         "xtask: building loader, monitor, kernel{} and apps {} for {DEVICE_TARGET}",
-        if features.is_empty() {
-            String::new()
-        } else {
-            format!(" ({features})")
-        },
+        if features.is_empty() { String::new() } else { format!(" ({features})") },
         apps.join(", ")
     );
     let mut command = Command::new(env!("CARGO"));
@@ -138,10 +119,7 @@ fn build_binaries(apps: &[&str], kernel_features: &[String]) -> Result<Built> {
     if !features.is_empty() {
         command.args(["--features", &features]);
     }
-    let mut child = command
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("running cargo build")?;
+    let mut child = command.stdout(Stdio::piped()).spawn().context("running cargo build")?;
     // Cargo reports each linked executable's path; with features switching between builds
     // this is the reliable way to get the binary that was just built.
     let mut built = Built::new();
@@ -162,23 +140,13 @@ fn build_binaries(apps: &[&str], kernel_features: &[String]) -> Result<Built> {
 }
 
 fn binary<'a>(built: &'a Built, name: &str) -> Result<&'a Path> {
-    built
-        .get(name)
-        .map(PathBuf::as_path)
-        .with_context(|| format!("cargo built no `{name}` binary"))
+    built.get(name).map(PathBuf::as_path).with_context(|| format!("cargo built no `{name}` binary"))
 }
 
 fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
     let manifests: Vec<AppManifest> = spec.apps.iter().map(|a| a.manifest.clone()).collect();
     septa_tool::manifest::check_image(&manifests).with_context(|| {
-        format!(
-            "the apps of image {}",
-            if spec.dir.is_empty() {
-                "default"
-            } else {
-                &spec.dir
-            }
-        )
+        format!("the apps of image {}", if spec.dir.is_empty() { "default" } else { &spec.dir })
     })?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let flat = |name: &str, region: Region| elf::flatten_file(binary(built, name)?, region.base);
@@ -208,13 +176,7 @@ fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
             payload: app::encode_payload(&app.manifest.to_abi(), &elf),
         });
     }
-    image::write_atomically(
-        &dir.join(septa_qemu::ROM_FILE),
-        &image::compose_rom(&loader)?,
-    )?;
-    image::write_atomically(
-        &dir.join(septa_qemu::FLASH_FILE),
-        &image::compose_flash(&packages)?,
-    )?;
+    image::write_atomically(&dir.join(septa_qemu::ROM_FILE), &image::compose_rom(&loader)?)?;
+    image::write_atomically(&dir.join(septa_qemu::FLASH_FILE), &image::compose_flash(&packages)?)?;
     Ok(())
 }

@@ -78,10 +78,7 @@ fn run_command(cli: Cli) -> Result<()> {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives in the workspace")
-        .into()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
 }
 
 fn run(root: &Path, qemu_args: &[String]) -> Result<()> {
@@ -102,9 +99,7 @@ fn run(root: &Path, qemu_args: &[String]) -> Result<()> {
         .status()
         .with_context(|| format!("starting {QEMU}"))?;
     if !status.success() {
-        bail!(
-            "QEMU exited with {status} (the guest reports a failure this way: see the console above)"
-        );
+        bail!("QEMU exited with {status} (the guest reports a failure this way: see the console above)");
     }
     Ok(())
 }
@@ -121,10 +116,7 @@ fn test(root: &Path) -> Result<()> {
         command.args(["-p", package]);
     }
     let summary = tally::run(command.env("SEPTA_IMAGES", &dir))?;
-    println!(
-        "tests: {} passed, {} failed",
-        summary.passed, summary.failed
-    );
+    println!("tests: {} passed, {} failed", summary.passed, summary.failed);
     if summary.failed > 0 || !summary.success {
         bail!("tests failed");
     }
@@ -149,18 +141,8 @@ fn lint() -> Result<()> {
     cargo(&host)?;
     // Device: every crate that runs on the board.
     let apps = images::app_crates(&workspace_root())?;
-    let mut device = vec![
-        "clippy",
-        "--release",
-        "--target",
-        setup::DEVICE_TARGET,
-        "--bins",
-    ];
-    for package in images::DEVICE_BINARIES
-        .iter()
-        .copied()
-        .chain(apps.iter().map(String::as_str))
-    {
+    let mut device = vec!["clippy", "--release", "--target", setup::DEVICE_TARGET, "--bins"];
+    for package in images::DEVICE_BINARIES.iter().copied().chain(apps.iter().map(String::as_str)) {
         device.extend(["-p", package]);
     }
     device.extend(["--", "-D", "warnings"]);

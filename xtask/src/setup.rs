@@ -11,18 +11,11 @@ pub fn ensure_target() -> Result<()> {
         .args(["target", "list", "--installed"])
         .output()
         .context("running rustup (is Rust installed through rustup?)")?;
-    if String::from_utf8_lossy(&installed.stdout)
-        .lines()
-        .any(|l| l.trim() == DEVICE_TARGET)
-    {
+    if String::from_utf8_lossy(&installed.stdout).lines().any(|l| l.trim() == DEVICE_TARGET) {
         return Ok(());
     }
-    println!(
-        "xtask: installing the {DEVICE_TARGET} standard library: rustup target add {DEVICE_TARGET}"
-    );
-    let status = Command::new("rustup")
-        .args(["target", "add", DEVICE_TARGET])
-        .status()?;
+    println!("xtask: installing the {DEVICE_TARGET} standard library: rustup target add {DEVICE_TARGET}");
+    let status = Command::new("rustup").args(["target", "add", DEVICE_TARGET]).status()?;
     if !status.success() {
         bail!("`rustup target add {DEVICE_TARGET}` failed; run it by hand and retry");
     }
@@ -34,27 +27,15 @@ pub fn ensure_qemu() -> Result<()> {
     if found(septa_qemu::QEMU) {
         return Ok(());
     }
-    println!(
-        "xtask: {} not found; installing Debian's qemu-system-arm with apt-get",
-        septa_qemu::QEMU
-    );
+    println!("xtask: {} not found; installing Debian's qemu-system-arm with apt-get", septa_qemu::QEMU);
     apt_get(&["update"])?;
-    apt_get(&[
-        "install",
-        "-y",
-        "--no-install-recommends",
-        "qemu-system-arm",
-    ])?;
+    apt_get(&["install", "-y", "--no-install-recommends", "qemu-system-arm"])?;
     Ok(())
 }
 
 /// Runs apt-get with `args`, through sudo unless already root.
 fn apt_get(args: &[&str]) -> Result<()> {
-    let mut command = if is_root() {
-        Command::new("apt-get")
-    } else {
-        Command::new("sudo")
-    };
+    let mut command = if is_root() { Command::new("apt-get") } else { Command::new("sudo") };
     if !is_root() {
         command.arg("apt-get");
     }
@@ -80,8 +61,5 @@ fn found(program: &str) -> bool {
 }
 
 fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.trim_ascii() == b"0")
+    Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.trim_ascii() == b"0")
 }

@@ -3,6 +3,8 @@
 //! - `probe/`: a kernel built with the `probe` feature (boot-chain tests), no apps;
 //! - `core/`: `hello`, `counter` and `spinner` (kernel-core tests);
 //! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
+//! - `core/`: `hello`, `counter` and `spinner` (kernel-core tests);
+//! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
 //! - `isolation/`: `counter` and `spinner` next to one `attacker` instance per attack, each
 //!   named `a-<attack>` (the name selects the attack; see `userland/apps/attacker`).
 
@@ -27,30 +29,28 @@ pub const ATTACKS: [&str; 11] = [
 
 pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
     let attacker = AppSpec::from_crate(root, "attacker")?;
-    let mut isolation = vec![
-        AppSpec::from_crate(root, "counter")?,
-        AppSpec::from_crate(root, "spinner")?,
-    ];
+    let mut isolation = vec![AppSpec::from_crate(root, "counter")?, AppSpec::from_crate(root, "spinner")?];
     for (index, attack) in ATTACKS.iter().enumerate() {
         let mut manifest = attacker.manifest.clone();
         manifest.name = format!("a-{attack}");
         // Each instance is its own component.
         manifest.component_id[15] = manifest.component_id[15].wrapping_add(index as u8);
-        isolation.push(AppSpec {
-            binary: "attacker".into(),
-            manifest,
-        });
+        isolation.push(AppSpec { binary: "attacker".into(), manifest });
     }
+    let apps =
+        |names: &[&str]| names.iter().map(|n| AppSpec::from_crate(root, n)).collect::<Result<Vec<_>>>();
     Ok(vec![
+        ImageSpec { dir: "probe".into(), kernel_features: vec!["probe".into()], apps: Vec::new() },
         ImageSpec {
-            dir: "probe".into(),
-            kernel_features: vec!["probe".into()],
-            apps: Vec::new(),
-        },
-        ImageSpec {
-            dir: "isolation".into(),
+            dir: "core".into(),
             kernel_features: Vec::new(),
-            apps: isolation,
+            apps: apps(&["hello", "counter", "spinner"])?,
         },
+        ImageSpec {
+            dir: "compartments".into(),
+            kernel_features: Vec::new(),
+            apps: apps(&["logger", "blinky", "pong", "ping", "crasher", "prober", "counter"])?,
+        },
+        ImageSpec { dir: "isolation".into(), kernel_features: Vec::new(), apps: isolation },
     ])
 }

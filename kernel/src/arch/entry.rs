@@ -26,12 +26,7 @@ pub struct Context {
 impl Context {
     /// The registers of a new process: user mode, A32, interrupts enabled.
     pub fn new_user(entry: u32, stack_top: u32) -> Context {
-        Context {
-            pc: entry,
-            sp: stack_top,
-            cpsr: septa_armv7::mode::MODE_USR,
-            ..Default::default()
-        }
+        Context { pc: entry, sp: stack_top, cpsr: septa_armv7::mode::MODE_USR, ..Default::default() }
     }
 }
 

@@ -43,10 +43,7 @@ pub fn enable(irq: u32) {
     // SAFETY: as in `init`; IPRIORITYR is byte-accessible, ISENABLER bits only enable.
     unsafe {
         write_volatile(distributor(GICD_IPRIORITYR + irq) as *mut u8, 0xa0);
-        write_volatile(
-            distributor(GICD_ISENABLER + 4 * (irq / 32)),
-            1 << (irq % 32),
-        );
+        write_volatile(distributor(GICD_ISENABLER + 4 * (irq / 32)), 1 << (irq % 32));
     }
 }
 
@@ -54,12 +51,7 @@ pub fn enable(irq: u32) {
 pub fn disable(irq: u32) {
     let irq = irq as usize;
     // SAFETY: as in `init`; ICENABLER bits only disable.
-    unsafe {
-        write_volatile(
-            distributor(GICD_ICENABLER + 4 * (irq / 32)),
-            1 << (irq % 32),
-        )
-    };
+    unsafe { write_volatile(distributor(GICD_ICENABLER + 4 * (irq / 32)), 1 << (irq % 32)) };
 }
 
 /// Acknowledges the highest-priority pending interrupt, if any: its IAR value.

@@ -42,10 +42,8 @@ struct KernelTables {
     l2: KernelL2,
 }
 
-static TABLES: spin::Mutex<KernelTables> = spin::Mutex::new(KernelTables {
-    l1: KernelL1([0; 4096]),
-    l2: KernelL2([[0; 256]; KERNEL_L2_TABLES]),
-});
+static TABLES: spin::Mutex<KernelTables> =
+    spin::Mutex::new(KernelTables { l1: KernelL1([0; 4096]), l2: KernelL2([[0; 256]; KERNEL_L2_TABLES]) });
 
 /// The user tables installed when no process runs: every user access faults.
 static NO_PROCESS: UserTables = UserTables::new();
@@ -83,30 +81,20 @@ fn build(tables: &mut KernelTables) {
             }
             pagetable::kernel_l2_table(l2.as_ptr() as u32).unwrap_or_else(|e| fail(e))
         } else {
-            pagetable::kernel_section(mib as u32, true, false, MemoryKind::Normal)
-                .unwrap_or_else(|e| fail(e))
+            pagetable::kernel_section(mib as u32, true, false, MemoryKind::Normal).unwrap_or_else(|e| fail(e))
         };
         tables.l1.0[mib / MIB] = entry;
     }
     let mut window = |region: Region, writable: bool, kind: MemoryKind| {
         for pa in (region.base..region.end()).step_by(MIB) {
             tables.l1.0[device_va(pa) / MIB] =
-                pagetable::kernel_section(pa as u32, writable, false, kind)
-                    .unwrap_or_else(|e| fail(e));
+                pagetable::kernel_section(pa as u32, writable, false, kind).unwrap_or_else(|e| fail(e));
         }
     };
     // The UART's MiB also holds the RTC and GPIO; the GIC's holds distributor and CPU
     // interface. Flash 1 holds the image slots the kernel loads apps from.
-    window(
-        Region::new(board::UART0 & !(MIB - 1), MIB),
-        true,
-        MemoryKind::Device,
-    );
-    window(
-        Region::new(board::GICD & !(MIB - 1), MIB),
-        true,
-        MemoryKind::Device,
-    );
+    window(Region::new(board::UART0 & !(MIB - 1), MIB), true, MemoryKind::Device);
+    window(Region::new(board::GICD & !(MIB - 1), MIB), true, MemoryKind::Device);
     window(board::FLASH1, false, MemoryKind::Normal);
 }
 

@@ -99,10 +99,7 @@ pub struct UserTables {
 
 impl UserTables {
     pub const fn new() -> Self {
-        UserTables {
-            l1: [0; L1_ENTRIES],
-            l2: [[0; L2_ENTRIES]; L2_TABLES],
-        }
+        UserTables { l1: [0; L1_ENTRIES], l2: [[0; L2_ENTRIES]; L2_TABLES] }
     }
 }
 
@@ -123,10 +120,7 @@ impl<'a> UserPageTable<'a> {
         if !tables_phys.is_multiple_of(2 * PAGE_SIZE) {
             return Err(MapError::Misaligned);
         }
-        Ok(UserPageTable {
-            tables,
-            tables_phys,
-        })
+        Ok(UserPageTable { tables, tables_phys })
     }
 
     fn l2_phys(&self, slot: usize) -> u32 {
@@ -152,13 +146,7 @@ impl<'a> UserPageTable<'a> {
         Ok(())
     }
 
-    pub fn map_page(
-        &mut self,
-        va: u32,
-        pa: u32,
-        perms: PagePerms,
-        kind: MemoryKind,
-    ) -> Result<(), MapError> {
+    pub fn map_page(&mut self, va: u32, pa: u32, perms: PagePerms, kind: MemoryKind) -> Result<(), MapError> {
         Self::check_va(va)?;
         if !pa.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned);
@@ -173,10 +161,7 @@ impl<'a> UserPageTable<'a> {
                         .iter()
                         .any(|&e| e & 0b11 == L1_PAGE_TABLE && e & !0x3ff == self.l2_phys(slot))
                 });
-                let slot = used
-                    .iter()
-                    .position(|&u| !u)
-                    .ok_or(MapError::NoTableSpace)?;
+                let slot = used.iter().position(|&u| !u).ok_or(MapError::NoTableSpace)?;
                 self.tables.l2[slot] = [0; L2_ENTRIES];
                 self.tables.l1[(va / MIB) as usize] = self.l2_phys(slot) | L1_PXN | L1_PAGE_TABLE;
                 slot
@@ -214,25 +199,15 @@ impl<'a> UserPageTable<'a> {
         if entry & PAGE_SMALL == 0 {
             return None;
         }
-        let perms = PagePerms {
-            writable: entry & PAGE_AP2 == 0,
-            executable: entry & PAGE_XN == 0,
-        };
-        let kind = if entry & PAGE_C != 0 {
-            MemoryKind::Normal
-        } else {
-            MemoryKind::Device
-        };
+        let perms = PagePerms { writable: entry & PAGE_AP2 == 0, executable: entry & PAGE_XN == 0 };
+        let kind = if entry & PAGE_C != 0 { MemoryKind::Normal } else { MemoryKind::Device };
         Some(((entry & !(PAGE_SIZE - 1)) | (va % PAGE_SIZE), perms, kind))
     }
 
     pub fn mapped_pages(&self) -> usize {
         (0..L2_TABLES)
             .filter(|&slot| {
-                self.tables
-                    .l1
-                    .iter()
-                    .any(|&e| e & 0b11 == L1_PAGE_TABLE && e & !0x3ff == self.l2_phys(slot))
+                self.tables.l1.iter().any(|&e| e & 0b11 == L1_PAGE_TABLE && e & !0x3ff == self.l2_phys(slot))
             })
             .map(|slot| self.tables.l2[slot].iter().filter(|&&e| e != 0).count())
             .sum()
@@ -260,11 +235,7 @@ fn check_perms(writable: bool, executable: bool, kind: MemoryKind) -> Result<(),
 fn user_page(pa: u32, perms: PagePerms, kind: MemoryKind) -> Result<u32, MapError> {
     check_perms(perms.writable, perms.executable, kind)?;
     let (tex, c, b) = attributes(kind);
-    let ap = if perms.writable {
-        AP_USER_RW
-    } else {
-        AP_USER_RO | (PAGE_AP2 >> PAGE_AP_SHIFT)
-    };
+    let ap = if perms.writable { AP_USER_RW } else { AP_USER_RO | (PAGE_AP2 >> PAGE_AP_SHIFT) };
     Ok(small_page(pa, ap, !perms.executable, tex, c, b) | PAGE_NG)
 }
 
@@ -274,11 +245,7 @@ fn small_page(pa: u32, ap: u32, xn: bool, tex: u32, c: bool, b: bool) -> u32 {
         | PAGE_SMALL
         | PAGE_S
         | ((ap & 0b11) << PAGE_AP_SHIFT)
-        | if ap & (PAGE_AP2 >> PAGE_AP_SHIFT) != 0 {
-            PAGE_AP2
-        } else {
-            0
-        }
+        | if ap & (PAGE_AP2 >> PAGE_AP_SHIFT) != 0 { PAGE_AP2 } else { 0 }
         | (tex << PAGE_TEX_SHIFT)
         | if c { PAGE_C } else { 0 }
         | if b { PAGE_B } else { 0 }
@@ -286,12 +253,7 @@ fn small_page(pa: u32, ap: u32, xn: bool, tex: u32, c: bool, b: bool) -> u32 {
 }
 
 /// A level-1 section (1 MiB) for the kernel: global, privileged-only.
-pub fn kernel_section(
-    pa: u32,
-    writable: bool,
-    executable: bool,
-    kind: MemoryKind,
-) -> Result<u32, MapError> {
+pub fn kernel_section(pa: u32, writable: bool, executable: bool, kind: MemoryKind) -> Result<u32, MapError> {
     check_perms(writable, executable, kind)?;
     if !pa.is_multiple_of(MIB) {
         return Err(MapError::Misaligned);
@@ -305,11 +267,7 @@ pub fn kernel_section(
         | (tex << SECTION_TEX_SHIFT)
         | if c { SECTION_C } else { 0 }
         | if b { SECTION_B } else { 0 }
-        | if executable {
-            0
-        } else {
-            SECTION_XN | SECTION_PXN
-        })
+        | if executable { 0 } else { SECTION_XN | SECTION_PXN })
 }
 
 /// A level-1 descriptor pointing at a kernel level-2 table (1 KiB aligned).
@@ -321,23 +279,13 @@ pub fn kernel_l2_table(l2_phys: u32) -> Result<u32, MapError> {
 }
 
 /// A level-2 small page for the kernel: global, privileged-only.
-pub fn kernel_page(
-    pa: u32,
-    writable: bool,
-    executable: bool,
-    kind: MemoryKind,
-) -> Result<u32, MapError> {
+pub fn kernel_page(pa: u32, writable: bool, executable: bool, kind: MemoryKind) -> Result<u32, MapError> {
     check_perms(writable, executable, kind)?;
     if !pa.is_multiple_of(PAGE_SIZE) {
         return Err(MapError::Misaligned);
     }
     let (tex, c, b) = attributes(kind);
-    let ap = AP_PRIVILEGED
-        | if writable {
-            0
-        } else {
-            PAGE_AP2 >> PAGE_AP_SHIFT
-        };
+    let ap = AP_PRIVILEGED | if writable { 0 } else { PAGE_AP2 >> PAGE_AP_SHIFT };
     Ok(small_page(pa, ap, !executable, tex, c, b))
 }
 
@@ -349,18 +297,9 @@ mod tests {
     use std::collections::BTreeMap;
 
     const PHYS: u32 = 0x4400_0000;
-    const RX: PagePerms = PagePerms {
-        writable: false,
-        executable: true,
-    };
-    const RW: PagePerms = PagePerms {
-        writable: true,
-        executable: false,
-    };
-    const RO: PagePerms = PagePerms {
-        writable: false,
-        executable: false,
-    };
+    const RX: PagePerms = PagePerms { writable: false, executable: true };
+    const RW: PagePerms = PagePerms { writable: true, executable: false };
+    const RO: PagePerms = PagePerms { writable: false, executable: false };
 
     fn tables() -> Box<UserTables> {
         Box::new(UserTables::new())
@@ -370,35 +309,24 @@ mod tests {
     fn user_descriptors_have_exactly_the_expected_bits() {
         let mut t = tables();
         let mut pt = UserPageTable::new(&mut t, PHYS).unwrap();
-        pt.map_page(0x10000, 0x4500_0000, RX, MemoryKind::Normal)
-            .unwrap();
-        pt.map_page(0x11000, 0x4500_1000, RW, MemoryKind::Normal)
-            .unwrap();
-        pt.map_page(0x12000, 0x0903_0000, RW, MemoryKind::Device)
-            .unwrap();
+        pt.map_page(0x10000, 0x4500_0000, RX, MemoryKind::Normal).unwrap();
+        pt.map_page(0x11000, 0x4500_1000, RW, MemoryKind::Normal).unwrap();
+        pt.map_page(0x12000, 0x0903_0000, RW, MemoryKind::Device).unwrap();
         // nG | S | AP2=1,AP=10 | TEX=001 | C | B | small, no XN
         assert_eq!(t.l2[0][0x10], 0x4500_0000 | 0xe6e);
         // nG | S | AP=11 | TEX=001 | C | B | small | XN
         assert_eq!(t.l2[0][0x11], 0x4500_1000 | 0xc7f);
         // nG | S | AP=11 | TEX=000 | B | small | XN
         assert_eq!(t.l2[0][0x12], 0x0903_0000 | 0xc37);
-        assert_eq!(
-            t.l1[0],
-            (PHYS + 0x1000) | L1_PXN | L1_PAGE_TABLE,
-            "PXN and the first L2"
-        );
+        assert_eq!(t.l1[0], (PHYS + 0x1000) | L1_PXN | L1_PAGE_TABLE, "PXN and the first L2");
     }
 
     #[test]
     fn translate_round_trips_with_offset() {
         let mut t = tables();
         let mut pt = UserPageTable::new(&mut t, PHYS).unwrap();
-        pt.map_page(0x3fff_e000, 0x4700_0000, RO, MemoryKind::Normal)
-            .unwrap();
-        assert_eq!(
-            pt.translate(0x3fff_e123),
-            Some((0x4700_0123, RO, MemoryKind::Normal))
-        );
+        pt.map_page(0x3fff_e000, 0x4700_0000, RO, MemoryKind::Normal).unwrap();
+        assert_eq!(pt.translate(0x3fff_e123), Some((0x4700_0123, RO, MemoryKind::Normal)));
         assert_eq!(pt.translate(0x3fff_f000), None);
         assert_eq!(pt.translate(0x4000_0000), None);
     }
@@ -408,17 +336,12 @@ mod tests {
         let mut t = tables();
         let mut pt = UserPageTable::new(&mut t, PHYS).unwrap();
         for mib in 0..4 {
-            pt.map_page(mib * MIB, 0x4500_0000, RO, MemoryKind::Normal)
-                .unwrap();
+            pt.map_page(mib * MIB, 0x4500_0000, RO, MemoryKind::Normal).unwrap();
         }
-        assert_eq!(
-            pt.map_page(4 * MIB, 0x4500_0000, RO, MemoryKind::Normal),
-            Err(MapError::NoTableSpace)
-        );
+        assert_eq!(pt.map_page(4 * MIB, 0x4500_0000, RO, MemoryKind::Normal), Err(MapError::NoTableSpace));
         assert_eq!(pt.unmap_page(2 * MIB), Ok(0x4500_0000));
         assert_eq!(pt.translate(2 * MIB), None);
-        pt.map_page(9 * MIB, 0x4600_0000, RO, MemoryKind::Normal)
-            .unwrap();
+        pt.map_page(9 * MIB, 0x4600_0000, RO, MemoryKind::Normal).unwrap();
         assert_eq!(pt.mapped_pages(), 4);
         assert_eq!(t.l1[2], 0, "fault entry restored");
     }
@@ -428,77 +351,28 @@ mod tests {
         let mut t = tables();
         let mut pt = UserPageTable::new(&mut t, PHYS).unwrap();
         for mib in 0..4 {
-            pt.map_page(mib * MIB, 0x4500_0000, RO, MemoryKind::Normal)
-                .unwrap();
+            pt.map_page(mib * MIB, 0x4500_0000, RO, MemoryKind::Normal).unwrap();
         }
         let cases = [
-            (
-                0x10004,
-                0x4500_0000,
-                RO,
-                MemoryKind::Normal,
-                MapError::Misaligned,
-            ),
-            (
-                0x10000,
-                0x4500_0004,
-                RO,
-                MemoryKind::Normal,
-                MapError::Misaligned,
-            ),
-            (
-                USER_END,
-                0x4500_0000,
-                RO,
-                MemoryKind::Normal,
-                MapError::OutsideUserRange,
-            ),
-            (
-                0xffff_f000,
-                0x4500_0000,
-                RO,
-                MemoryKind::Normal,
-                MapError::OutsideUserRange,
-            ),
-            (
-                0,
-                0x4500_0000,
-                RO,
-                MemoryKind::Normal,
-                MapError::AlreadyMapped,
-            ),
+            (0x10004, 0x4500_0000, RO, MemoryKind::Normal, MapError::Misaligned),
+            (0x10000, 0x4500_0004, RO, MemoryKind::Normal, MapError::Misaligned),
+            (USER_END, 0x4500_0000, RO, MemoryKind::Normal, MapError::OutsideUserRange),
+            (0xffff_f000, 0x4500_0000, RO, MemoryKind::Normal, MapError::OutsideUserRange),
+            (0, 0x4500_0000, RO, MemoryKind::Normal, MapError::AlreadyMapped),
             (
                 0x1000,
                 0x4500_0000,
-                PagePerms {
-                    writable: true,
-                    executable: true,
-                },
+                PagePerms { writable: true, executable: true },
                 MemoryKind::Normal,
                 MapError::WritableAndExecutable,
             ),
-            (
-                0x1000,
-                0x0903_0000,
-                RX,
-                MemoryKind::Device,
-                MapError::ExecutableDevice,
-            ),
-            (
-                5 * MIB,
-                0x4500_0000,
-                RO,
-                MemoryKind::Normal,
-                MapError::NoTableSpace,
-            ),
+            (0x1000, 0x0903_0000, RX, MemoryKind::Device, MapError::ExecutableDevice),
+            (5 * MIB, 0x4500_0000, RO, MemoryKind::Normal, MapError::NoTableSpace),
         ];
         for (va, pa, perms, kind, error) in cases {
             let before = (pt.tables.l1, pt.tables.l2);
             assert_eq!(pt.map_page(va, pa, perms, kind), Err(error), "{va:#x}");
-            assert!(
-                before == (pt.tables.l1, pt.tables.l2),
-                "{va:#x} changed the tables"
-            );
+            assert!(before == (pt.tables.l1, pt.tables.l2), "{va:#x} changed the tables");
         }
         assert_eq!(pt.unmap_page(0x5000), Err(MapError::NotMapped));
         assert_eq!(pt.unmap_page(7 * MIB), Err(MapError::NotMapped));
@@ -508,20 +382,11 @@ mod tests {
     #[test]
     fn kernel_encoders() {
         // Section: S | TEX=001 | AP=01 | C | B | XN | PXN, read-write
-        assert_eq!(
-            kernel_section(0x4000_0000, true, false, MemoryKind::Normal),
-            Ok(0x4000_0000 | 0x1_141f)
-        );
+        assert_eq!(kernel_section(0x4000_0000, true, false, MemoryKind::Normal), Ok(0x4000_0000 | 0x1_141f));
         // Device section, read-write: S | AP=01 | B | XN | PXN
-        assert_eq!(
-            kernel_section(0x0900_0000, true, false, MemoryKind::Device),
-            Ok(0x0900_0000 | 0x1_0417)
-        );
+        assert_eq!(kernel_section(0x0900_0000, true, false, MemoryKind::Device), Ok(0x0900_0000 | 0x1_0417));
         // Text page: S | AP2 | AP=01 | TEX=001 | C | B | small
-        assert_eq!(
-            kernel_page(0x4010_0000, false, true, MemoryKind::Normal),
-            Ok(0x4010_0000 | 0x65e)
-        );
+        assert_eq!(kernel_page(0x4010_0000, false, true, MemoryKind::Normal), Ok(0x4010_0000 | 0x65e));
         assert_eq!(
             kernel_page(0x4010_0000, true, true, MemoryKind::Normal),
             Err(MapError::WritableAndExecutable)
@@ -551,9 +416,7 @@ mod tests {
                 let full = !mibs.contains(&(va / MIB)) && mibs.len() == L2_TABLES;
                 let expected = match model.entry(va) {
                     std::collections::btree_map::Entry::Occupied(_) => Err(MapError::AlreadyMapped),
-                    std::collections::btree_map::Entry::Vacant(_) if full => {
-                        Err(MapError::NoTableSpace)
-                    }
+                    std::collections::btree_map::Entry::Vacant(_) if full => Err(MapError::NoTableSpace),
                     std::collections::btree_map::Entry::Vacant(slot) => {
                         slot.insert(pa);
                         Ok(())

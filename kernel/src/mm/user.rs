@@ -101,14 +101,8 @@ mod tests {
     /// Pages 0x10000 (read-only) and 0x11000 (writable) are mapped; nothing else.
     fn lookup(va: u32) -> Option<PageAccess> {
         match va {
-            0x10000 => Some(PageAccess {
-                phys: 0x4100_0000,
-                writable: false,
-            }),
-            0x11000 => Some(PageAccess {
-                phys: 0x4200_0000,
-                writable: true,
-            }),
+            0x10000 => Some(PageAccess { phys: 0x4100_0000, writable: false }),
+            0x11000 => Some(PageAccess { phys: 0x4200_0000, writable: true }),
             _ => None,
         }
     }
@@ -120,57 +114,30 @@ mod tests {
     #[test]
     fn mapped_ranges_pass_with_the_right_access() {
         assert_eq!(claim(0x10010, 100, Access::Read), Ok(()));
-        assert_eq!(
-            claim(0x10ff0, 0x20, Access::Read),
-            Ok(()),
-            "straddles two readable pages"
-        );
+        assert_eq!(claim(0x10ff0, 0x20, Access::Read), Ok(()), "straddles two readable pages");
         assert_eq!(claim(0x11000, 0x1000, Access::Write), Ok(()));
     }
 
     #[test]
     fn read_only_page_cannot_be_a_write_target() {
         assert_eq!(claim(0x10000, 4, Access::Write), Err(Fault));
-        assert_eq!(
-            claim(0x10ff0, 0x20, Access::Write),
-            Err(Fault),
-            "straddles RO and RW"
-        );
+        assert_eq!(claim(0x10ff0, 0x20, Access::Write), Err(Fault), "straddles RO and RW");
     }
 
     #[test]
     fn unmapped_kernel_wrapping_and_straddling_ranges_fault() {
         assert_eq!(claim(0x12000, 1, Access::Read), Err(Fault), "unmapped");
-        assert_eq!(
-            claim(0x11ff0, 0x20, Access::Read),
-            Err(Fault),
-            "runs into an unmapped page"
-        );
-        assert_eq!(
-            claim(0x4010_0000, 4, Access::Read),
-            Err(Fault),
-            "kernel address"
-        );
-        assert_eq!(
-            claim(0x3fff_fffc, 8, Access::Read),
-            Err(Fault),
-            "crosses into the kernel half"
-        );
-        assert_eq!(
-            claim(0xffff_f000, 0x2000, Access::Read),
-            Err(Fault),
-            "wraps around"
-        );
+        assert_eq!(claim(0x11ff0, 0x20, Access::Read), Err(Fault), "runs into an unmapped page");
+        assert_eq!(claim(0x4010_0000, 4, Access::Read), Err(Fault), "kernel address");
+        assert_eq!(claim(0x3fff_fffc, 8, Access::Read), Err(Fault), "crosses into the kernel half");
+        assert_eq!(claim(0xffff_f000, 0x2000, Access::Read), Err(Fault), "wraps around");
     }
 
     #[test]
     fn pages_split_at_boundaries() {
         let range = UserRange::new(0x10ff0, 0x1020).unwrap();
         let pieces: Vec<_> = pages(range).collect();
-        assert_eq!(
-            pieces,
-            [(0x10ff0, 0x10), (0x11000, 0x1000), (0x12000, 0x10)]
-        );
+        assert_eq!(pieces, [(0x10ff0, 0x10), (0x11000, 0x1000), (0x12000, 0x10)]);
         assert_eq!(pages(UserRange::new(0x10000, 0).unwrap()).count(), 0);
     }
 }

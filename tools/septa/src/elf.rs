@@ -24,29 +24,19 @@ pub fn flatten(elf: &[u8]) -> Result<Flat> {
         if header.p_type(endian) != PT_LOAD || header.p_filesz(endian) == 0 {
             continue;
         }
-        let data = header
-            .data(endian, elf)
-            .map_err(|_| anyhow::anyhow!("segment outside the file"))?;
+        let data = header.data(endian, elf).map_err(|_| anyhow::anyhow!("segment outside the file"))?;
         pieces.push((header.p_paddr(endian), data));
     }
     let Some(base) = pieces.iter().map(|(addr, _)| *addr).min() else {
         bail!("no loadable segment");
     };
-    let end = pieces
-        .iter()
-        .map(|(addr, data)| *addr as usize + data.len())
-        .max()
-        .unwrap_or(0);
+    let end = pieces.iter().map(|(addr, data)| *addr as usize + data.len()).max().unwrap_or(0);
     let mut bytes = vec![0u8; end - base as usize];
     for (addr, data) in pieces {
         let at = (addr - base) as usize;
         bytes[at..at + data.len()].copy_from_slice(data);
     }
-    Ok(Flat {
-        base,
-        bytes,
-        entry: file.entry() as u32,
-    })
+    Ok(Flat { base, bytes, entry: file.entry() as u32 })
 }
 
 /// Reads and flattens the ELF at `path`, which must be linked to start at `base`.
@@ -79,9 +69,7 @@ pub fn strip_to_segments(elf: &[u8]) -> Result<Vec<u8>> {
     let mut data = Vec::new();
     let mut table = Vec::with_capacity(headers.len() * PHDR);
     for header in headers {
-        let contents = header
-            .data(endian, elf)
-            .map_err(|_| anyhow::anyhow!("segment outside the file"))?;
+        let contents = header.data(endian, elf).map_err(|_| anyhow::anyhow!("segment outside the file"))?;
         // Keep each segment's offset congruent to its address modulo 4 KiB, as loaders expect.
         let vaddr = header.p_vaddr(endian) as usize;
         let mut offset = table_end + data.len();

@@ -18,12 +18,7 @@ pub struct PackageSpec {
 
 impl PackageSpec {
     pub fn encode(&self) -> Vec<u8> {
-        let header = Header::for_payload(
-            self.kind,
-            self.component_id,
-            self.security_version,
-            &self.payload,
-        );
+        let header = Header::for_payload(self.kind, self.component_id, self.security_version, &self.payload);
         let mut bytes = header.encode().to_vec();
         bytes.extend_from_slice(&self.payload);
         bytes
@@ -34,11 +29,7 @@ impl PackageSpec {
 /// to zero until a device is provisioned.
 pub fn compose_rom(loader: &[u8]) -> Result<Vec<u8>> {
     if loader.len() > board::LOADER_ROM.size {
-        bail!(
-            "the loader is {} bytes; the boot ROM holds {}",
-            loader.len(),
-            board::LOADER_ROM.size
-        );
+        bail!("the loader is {} bytes; the boot ROM holds {}", loader.len(), board::LOADER_ROM.size);
     }
     let mut rom = vec![0u8; board::FLASH0.size];
     rom[..loader.len()].copy_from_slice(loader);
@@ -50,11 +41,7 @@ pub fn compose_flash(packages: &[PackageSpec]) -> Result<Vec<u8>> {
     let encoded: Vec<Vec<u8>> = packages.iter().map(PackageSpec::encode).collect();
     let slot = slot::compose(&encoded);
     if slot.len() > board::SLOT_A.size {
-        bail!(
-            "slot A needs {} bytes; the board gives it {}",
-            slot.len(),
-            board::SLOT_A.size
-        );
+        bail!("slot A needs {} bytes; the board gives it {}", slot.len(), board::SLOT_A.size);
     }
     let mut flash = vec![0u8; board::FLASH1.size];
     let at = board::SLOT_A.base - board::FLASH1.base;
@@ -67,8 +54,7 @@ pub fn compose_flash(packages: &[PackageSpec]) -> Result<Vec<u8>> {
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut file = fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    file.write_all(bytes)
-        .with_context(|| format!("writing {}", tmp.display()))?;
+    file.write_all(bytes).with_context(|| format!("writing {}", tmp.display()))?;
     fs::rename(&tmp, path).with_context(|| format!("renaming {} into place", tmp.display()))
 }
 

@@ -98,8 +98,7 @@ impl AppManifest {
 
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<AppManifest> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("{}", path.display()))
     }
 
@@ -114,14 +113,14 @@ impl AppManifest {
             ("monitor", caps.monitor.len(), app::MAX_MONITOR_SERVICES),
         ] {
             if len > max {
-                bail!(
-                    "app {:?}: [capabilities] {field}: {len} entries, at most {max} allowed",
-                    app.name
-                );
+                bail!("app {:?}: [capabilities] {field}: {len} entries, at most {max} allowed", app.name);
             }
         }
         let component_id = parse_uuid(&app.component_id).with_context(|| {
-            format!("[app] component-id {:?}: expected a UUID like \"6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a4b71\"", app.component_id)
+            format!(
+                "[app] component-id {:?}: expected a UUID like \"6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a4b71\"",
+                app.component_id
+            )
         })?;
         let manifest = AppManifest {
             name: app.name,
@@ -165,14 +164,10 @@ pub fn check_image(apps: &[AppManifest]) -> Result<()> {
         let name = &app.name;
         let earlier = &apps[..i];
         if earlier.iter().any(|a| a.name == *name) {
-            bail!(
-                "app {name:?}: [app] name: another app in the image is also named {name:?}; rename one"
-            );
+            bail!("app {name:?}: [app] name: another app in the image is also named {name:?}; rename one");
         }
         if earlier.iter().any(|a| a.component_id == app.component_id) {
-            bail!(
-                "app {name:?}: [app] component-id: already used by another app; generate a new UUID"
-            );
+            bail!("app {name:?}: [app] component-id: already used by another app; generate a new UUID");
         }
         if let Some(endpoint) = &app.serve
             && let Some(other) = earlier.iter().find(|a| a.serve.as_ref() == Some(endpoint))
@@ -270,13 +265,9 @@ restart = "always"
     }
 
     fn app(name: &str, extra: &str) -> AppManifest {
-        let tag = name
-            .bytes()
-            .fold(0u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
+        let tag = name.bytes().fold(0u8, |a, b| a.wrapping_mul(31).wrapping_add(b));
         let id = format!("6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a4b{tag:02x}");
-        let text = GOOD
-            .replace("blinky", name)
-            .replace("6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a4b71", &id);
+        let text = GOOD.replace("blinky", name).replace("6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a4b71", &id);
         AppManifest::parse(&format!("{text}\n[capabilities]\n{extra}")).unwrap()
     }
 
@@ -286,37 +277,24 @@ restart = "always"
 
     #[test]
     fn capabilities_parse_and_default_to_none() {
-        let m = app(
-            "ping",
-            "call = [\"pong\"]\ngpio = [3]\nmonitor = [\"random\"]",
-        );
+        let m = app("ping", "call = [\"pong\"]\ngpio = [3]\nmonitor = [\"random\"]");
         assert_eq!(m.call, ["pong"]);
         assert_eq!(m.gpio, [3]);
         let none = AppManifest::parse(GOOD).unwrap();
         assert!(
-            none.serve.is_none()
-                && none.call.is_empty()
-                && none.devices.is_empty()
-                && none.gpio.is_empty()
+            none.serve.is_none() && none.call.is_empty() && none.devices.is_empty() && none.gpio.is_empty()
         );
     }
 
     #[test]
     fn a_consistent_image_passes() {
-        check_image(&[
-            app("pong", "serve = \"pong\""),
-            app("ping", "call = [\"pong\"]"),
-        ])
-        .unwrap();
+        check_image(&[app("pong", "serve = \"pong\""), app("ping", "call = [\"pong\"]")]).unwrap();
     }
 
     #[test]
     fn duplicate_names_are_refused() {
         let text = image_error(&[app("ping", ""), app("ping", "")]);
-        assert!(
-            text.contains("app \"ping\": [app] name: another app"),
-            "{text}"
-        );
+        assert!(text.contains("app \"ping\": [app] name: another app"), "{text}");
     }
 
     #[test]
@@ -344,14 +322,9 @@ restart = "always"
 
     #[test]
     fn a_device_or_pin_claimed_twice_is_refused() {
-        let text = image_error(&[
-            app("a", "devices = [\"rtc\"]"),
-            app("bb", "devices = [\"rtc\"]"),
-        ]);
+        let text = image_error(&[app("a", "devices = [\"rtc\"]"), app("bb", "devices = [\"rtc\"]")]);
         assert!(
-            text.contains(
-                "app \"bb\": [capabilities] devices: \"rtc\" is already granted to \"a\""
-            ),
+            text.contains("app \"bb\": [capabilities] devices: \"rtc\" is already granted to \"a\""),
             "{text}"
         );
         let text = image_error(&[app("a", "gpio = [3]"), app("bb", "gpio = [1, 3]")]);
@@ -365,9 +338,7 @@ restart = "always"
     fn unknown_devices_and_pins_are_refused() {
         let text = image_error(&[app("a", "devices = [\"lasers\"]")]);
         assert!(
-            text.contains(
-                "app \"a\": [capabilities] devices: the qemu-virt board has no device \"lasers\""
-            ),
+            text.contains("app \"a\": [capabilities] devices: the qemu-virt board has no device \"lasers\""),
             "{text}"
         );
         let text = image_error(&[app("a", "gpio = [9]")]);
@@ -387,32 +358,21 @@ restart = "always"
             })
             .collect();
         let text = image_error(&many);
-        assert!(
-            text.contains("[app] memory-kib: the apps' quotas add up to"),
-            "{text}"
-        );
+        assert!(text.contains("[app] memory-kib: the apps' quotas add up to"), "{text}");
     }
 
     #[test]
     fn unknown_monitor_services_are_refused() {
         let error =
-            AppManifest::parse(&format!("{GOOD}\n[capabilities]\nmonitor = [\"teleport\"]"))
-                .unwrap_err();
+            AppManifest::parse(&format!("{GOOD}\n[capabilities]\nmonitor = [\"teleport\"]")).unwrap_err();
         let text = format!("{error:#}");
-        assert!(
-            text.contains("app \"blinky\": [capabilities] monitor: unknown monitor service"),
-            "{text}"
-        );
+        assert!(text.contains("app \"blinky\": [capabilities] monitor: unknown monitor service"), "{text}");
     }
 
     #[test]
     fn unknown_fields_are_refused() {
-        let error = AppManifest::parse(&GOOD.replace("version = 1", "version = 1\ncolour = 3"))
-            .unwrap_err();
-        assert!(
-            format!("{error:#}").contains("unknown field `colour`"),
-            "{error:#}"
-        );
+        let error = AppManifest::parse(&GOOD.replace("version = 1", "version = 1\ncolour = 3")).unwrap_err();
+        assert!(format!("{error:#}").contains("unknown field `colour`"), "{error:#}");
     }
 
     #[test]
@@ -425,12 +385,8 @@ restart = "always"
     fn out_of_range_values_name_app_and_field() {
         let error = AppManifest::parse(&GOOD.replace("priority = 3", "priority = 9")).unwrap_err();
         let text = format!("{error:#}");
-        assert!(
-            text.contains("\"blinky\"") && text.contains("priority"),
-            "{text}"
-        );
-        let error =
-            AppManifest::parse(&GOOD.replace("memory-kib = 64", "memory-kib = 1")).unwrap_err();
+        assert!(text.contains("\"blinky\"") && text.contains("priority"), "{text}");
+        let error = AppManifest::parse(&GOOD.replace("memory-kib = 64", "memory-kib = 1")).unwrap_err();
         assert!(format!("{error:#}").contains("memory-kib"), "{error:#}");
     }
 }

@@ -45,10 +45,7 @@ fn main() {
         }
         "stackexec" => {
             let code = [0xe12f_ff1eu32, 0];
-            sys::log!(
-                "attempt: execute from the stack at {:#x}",
-                code.as_ptr() as u32
-            );
+            sys::log!("attempt: execute from the stack at {:#x}", code.as_ptr() as u32);
             jump(code.as_ptr() as u32);
             sys::log!("NOT BLOCKED: executed from the stack");
         }
@@ -104,36 +101,11 @@ fn syscall_attacks() {
     let text = main as *const () as u32 & !0xfff;
     let cases: [(&str, u32, [u32; 2], Error); 8] = [
         ("log(kernel address)", log, [KERNEL_TEXT, 16], Error::Fault),
-        (
-            "log(unmapped address)",
-            log,
-            [0x2000_0000, 16],
-            Error::Fault,
-        ),
-        (
-            "log(wrapping range)",
-            log,
-            [0xffff_ffc0, 0x80],
-            Error::Fault,
-        ),
-        (
-            "log(range straddling into an unmapped page)",
-            log,
-            [text - 8, 16],
-            Error::Fault,
-        ),
-        (
-            "log(oversized length)",
-            log,
-            [text, 100_000],
-            Error::Invalid,
-        ),
-        (
-            "info(read-only buffer)",
-            info,
-            [READ_ONLY.as_ptr() as u32, 0],
-            Error::Fault,
-        ),
+        ("log(unmapped address)", log, [0x2000_0000, 16], Error::Fault),
+        ("log(wrapping range)", log, [0xffff_ffc0, 0x80], Error::Fault),
+        ("log(range straddling into an unmapped page)", log, [text - 8, 16], Error::Fault),
+        ("log(oversized length)", log, [text, 100_000], Error::Invalid),
+        ("info(read-only buffer)", info, [READ_ONLY.as_ptr() as u32, 0], Error::Fault),
         ("info(kernel address)", info, [KERNEL_TEXT, 0], Error::Fault),
         ("syscall 999", 999, [0, 0], Error::NoSys),
     ];
@@ -161,8 +133,5 @@ fn syscall_attacks() {
     } else {
         sys::log!("WRONG: now in mode {:#x}", mode & 0x1f);
     }
-    sys::log!(
-        "{refused} of {} syscall and mode attacks refused",
-        cases.len() + 1
-    );
+    sys::log!("{refused} of {} syscall and mode attacks refused", cases.len() + 1);
 }

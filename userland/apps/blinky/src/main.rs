@@ -19,16 +19,9 @@ fn main() {
         if let Err(error) = sys::gpio_set(gpio, PIN, if on { PIN } else { 0 }) {
             sys::log!("gpio_set failed: {error}");
         }
-        let line: &[u8] = if on {
-            b"blinky: pin 3 on"
-        } else {
-            b"blinky: pin 3 off"
-        };
+        let line: &[u8] = if on { b"blinky: pin 3 on" } else { b"blinky: pin 3 off" };
         if let Err(error) = sys::call(logger, line, &mut []) {
-            sys::log!(
-                "logger unavailable ({error}); {}",
-                core::str::from_utf8(line).unwrap_or("")
-            );
+            sys::log!("logger unavailable ({error}); {}", core::str::from_utf8(line).unwrap_or(""));
         }
         sys::sleep(500);
     }

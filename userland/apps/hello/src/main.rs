@@ -9,10 +9,5 @@ septa_runtime::entry!(main);
 
 fn main() {
     let info = sys::info();
-    sys::log!(
-        "hello from {} (pid {}), {} ms after start",
-        info.name(),
-        info.pid,
-        info.uptime_ms
-    );
+    sys::log!("hello from {} (pid {}), {} ms after start", info.name(), info.pid, info.uptime_ms);
 }

@@ -16,8 +16,7 @@ fn main() {
         let Ok(call) = sys::recv(endpoint, &mut buffer) else {
             continue;
         };
-        let line =
-            core::str::from_utf8(&buffer[..call.len.min(MESSAGE_MAX)]).unwrap_or("<not UTF-8>");
+        let line = core::str::from_utf8(&buffer[..call.len.min(MESSAGE_MAX)]).unwrap_or("<not UTF-8>");
         let [a, b, c, d, ..] = call.badge;
         sys::log!("from {a:02x}{b:02x}{c:02x}{d:02x}: {line}");
         let _ = sys::reply(&[]);

@@ -27,81 +27,30 @@ fn main() {
     let fragile = sys::lookup(HandleKind::Call, "fragile").expect("the manifest calls fragile");
     let mut reply = [0u8; 16];
     let mut refused = 0;
-    refused += expect(
-        "lookup(call, logger) not in call",
-        sys::lookup(HandleKind::Call, "logger"),
-        Error::Access,
-    );
-    refused += expect(
-        "lookup(serve, pong) not in serve",
-        sys::lookup(HandleKind::Serve, "pong"),
-        Error::Access,
-    );
-    refused += expect(
-        "lookup(device, rtc) not granted",
-        sys::lookup(HandleKind::Device, "rtc"),
-        Error::Access,
-    );
-    refused += expect(
-        "lookup(gpio) not granted",
-        sys::lookup(HandleKind::Gpio, "gpio"),
-        Error::Access,
-    );
+    refused +=
+        expect("lookup(call, logger) not in call", sys::lookup(HandleKind::Call, "logger"), Error::Access);
+    refused +=
+        expect("lookup(serve, pong) not in serve", sys::lookup(HandleKind::Serve, "pong"), Error::Access);
+    refused +=
+        expect("lookup(device, rtc) not granted", sys::lookup(HandleKind::Device, "rtc"), Error::Access);
+    refused += expect("lookup(gpio) not granted", sys::lookup(HandleKind::Gpio, "gpio"), Error::Access);
     // Handles the prober does not hold: its table has entries 0 and 1 only.
     let closed = Handle(5);
     let out_of_range = Handle(1000);
-    refused += expect(
-        "call(closed handle)",
-        sys::call(closed, b"x", &mut reply),
-        Error::Access,
-    );
-    refused += expect(
-        "call(out-of-range handle)",
-        sys::call(out_of_range, b"x", &mut reply),
-        Error::Access,
-    );
-    refused += expect(
-        "recv(call handle) serving pong",
-        sys::recv(pong, &mut reply),
-        Error::Access,
-    );
-    refused += expect(
-        "map_device(call handle)",
-        sys::map_device(pong),
-        Error::Access,
-    );
-    refused += expect(
-        "map_device(closed handle)",
-        sys::map_device(closed),
-        Error::Access,
-    );
+    refused += expect("call(closed handle)", sys::call(closed, b"x", &mut reply), Error::Access);
+    refused += expect("call(out-of-range handle)", sys::call(out_of_range, b"x", &mut reply), Error::Access);
+    refused += expect("recv(call handle) serving pong", sys::recv(pong, &mut reply), Error::Access);
+    refused += expect("map_device(call handle)", sys::map_device(pong), Error::Access);
+    refused += expect("map_device(closed handle)", sys::map_device(closed), Error::Access);
     refused += expect("irq_ack(call handle)", sys::irq_ack(pong), Error::Access);
-    refused += expect(
-        "gpio_set(call handle)",
-        sys::gpio_set(pong, 1 << 3, 1 << 3),
-        Error::Access,
-    );
-    refused += expect(
-        "notify(closed handle)",
-        sys::notify(closed, 1),
-        Error::Access,
-    );
+    refused += expect("gpio_set(call handle)", sys::gpio_set(pong, 1 << 3, 1 << 3), Error::Access);
+    refused += expect("notify(closed handle)", sys::notify(closed, 1), Error::Access);
     refused += expect("reply without a call", sys::reply(b"x"), Error::Invalid);
     let oversized = [0u8; 65];
-    refused += expect(
-        "call with a 65-byte message",
-        sys::call(pong, &oversized, &mut reply),
-        Error::Invalid,
-    );
-    let bad_reply_buffer = sys::raw_syscall5(
-        Syscall::Call as u32,
-        [pong.0, reply.as_ptr() as u32, 4, 0x4010_0000, 16],
-    );
-    refused += expect(
-        "call with a kernel reply buffer",
-        Error::check(bad_reply_buffer),
-        Error::Fault,
-    );
+    refused += expect("call with a 65-byte message", sys::call(pong, &oversized, &mut reply), Error::Invalid);
+    let bad_reply_buffer =
+        sys::raw_syscall5(Syscall::Call as u32, [pong.0, reply.as_ptr() as u32, 4, 0x4010_0000, 16]);
+    refused += expect("call with a kernel reply buffer", Error::check(bad_reply_buffer), Error::Fault);
     // The calls above changed nothing: pong still answers.
     match sys::call(pong, b"abc", &mut reply) {
         Ok(3) if &reply[..3] == b"cba" => sys::log!("pong still answers"),
