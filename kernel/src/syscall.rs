@@ -237,12 +237,18 @@ impl Kernel {
         }
     }
 
+    /// Maps a granted device and enables its interrupt, which from then on arrives as
+    /// notification bit `1 << handle` until the app acknowledges it with `irq_ack`.
     fn map_device(&mut self, pid: usize, handle: u32) -> Outcome {
         let Cap::Device { device } = self.processes[pid].caps.get(handle, Kind::Device)? else {
             return Err(Error::Access);
         };
-        let region = board::DEVICES[device as usize].region;
-        let address = self.processes[pid].map_device(device as usize, region).map_err(|_| Error::NoMemory)?;
+        let index = device as usize;
+        let device = &board::DEVICES[index];
+        let address = self.processes[pid].map_device(index, device.region).map_err(|_| Error::NoMemory)?;
+        if let Some(irq) = device.irq {
+            crate::arch::gic::enable(irq);
+        }
         done(address)
     }
 

@@ -81,3 +81,15 @@ fn blinky_drives_its_gpio_pin() {
     let _ = std::fs::remove_file(socket);
     assert_eq!(readings, [("on", true), ("off", false), ("on", true), ("off", false)]);
 }
+
+#[test]
+fn a_driver_app_maps_its_device_and_gets_its_interrupts() {
+    // Real time: QEMU's PL031 counts host seconds.
+    let mut qemu = Boot::new(variant_images("compartments")).real_time().spawn();
+    qemu.wait_for("septa: kernel: app clock exited with status 0");
+    let console = qemu.console();
+    let ticks: Vec<&str> =
+        console.lines().filter(|l| l.starts_with("[clock] rtc interrupt (bits 0x")).collect();
+    assert_eq!(ticks.len(), 3, "{console}");
+    assert!(ticks.iter().all(|l| l.contains(" 1 s after ")), "{console}");
+}

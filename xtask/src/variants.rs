@@ -49,7 +49,7 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
         ImageSpec {
             dir: "compartments".into(),
             kernel_features: Vec::new(),
-            apps: apps(&["logger", "blinky", "pong", "ping", "crasher", "prober", "counter"])?,
+            apps: apps(&["logger", "blinky", "pong", "ping", "crasher", "prober", "counter", "clock"])?,
         },
         ImageSpec { dir: "isolation".into(), kernel_features: Vec::new(), apps: isolation },
     ])
