@@ -12,6 +12,9 @@ extern crate alloc;
 
 pub mod app;
 pub mod exit;
+pub mod fuses;
+pub mod handoff;
+pub mod keys;
 pub mod package;
 pub mod slot;
 pub mod smc;

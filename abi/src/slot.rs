@@ -158,7 +158,7 @@ mod tests {
     use alloc::vec::Vec;
 
     fn pkg(kind: Kind, payload: &[u8]) -> Vec<u8> {
-        let mut v = Header::for_payload(kind, [1; 16], 1, payload).encode().to_vec();
+        let mut v = Header::for_payload(kind, [1; 16], 1, payload, [0; 8]).encode(&[0; 64]).to_vec();
         v.extend_from_slice(payload);
         v
     }

@@ -1,18 +1,25 @@
-//! The boot ROM: the first code that runs, in Secure SVC, from secure flash 0.
+//! The boot ROM: the first code that runs, in Secure SVC, from secure flash 0 — the root of
+//! trust.
 //!
-//! It trusts only itself and the board's memory map. It reads the image slot from flash 1,
-//! checks every header and length against the regions the board defines for each stage,
-//! copies the monitor into secure RAM and the kernel into non-secure RAM, checks each copy
-//! against the SHA-256 in its package header, and enters the monitor. Anything wrong with
-//! the slot is reported on the console, naming the package and the check that failed, and
-//! the loader powers off with [`exit::BOOT_REFUSED`] — it never copies to an address the
-//! board map does not allow and never jumps into an image it did not check.
+//! It trusts only itself, the board's memory map and the fuse area (device secret, OEM
+//! keys, revoked keys, minimum security versions). It reads the image slot from flash 1 and
+//! for every package checks the signing key (provisioned, not revoked), the ECDSA P-256
+//! signature, the security version against the anti-rollback minimum and the payload hash;
+//! it copies the monitor into secure RAM and the kernel into non-secure RAM within the
+//! regions the board defines, measures everything (itself included) into a boot log,
+//! derives the CDI from the device secret and the measurements, hands the monitor the CDI,
+//! the identity-key seed and the boot log — never the device secret — and enters it.
+//! Anything wrong is reported on the console, naming the package and the check that failed,
+//! and the loader powers off with [`exit::BOOT_REFUSED`].
 
 #![no_std]
 #![no_main]
 
 use core::fmt::Write;
 use septa_abi::exit;
+use septa_abi::fuses::{Fuses, KeyError};
+use septa_abi::handoff::{BootRecord, Handoff, MAX_RECORDS};
+use septa_abi::keys;
 use septa_abi::package::{Kind, Package};
 use septa_abi::slot::Slot;
 use septa_armv7::crash::{self, ExceptionKind, FaultRegisters, TrapFrame};
@@ -71,9 +78,27 @@ extern "C" fn loader_main() -> ! {
         mode::mode_name(regs::read_cpsr())
     );
 
-    match load_slot(board::SLOT_A) {
-        Ok(monitor_entry) => {
-            let _ = writeln!(out, "septa: loader: images checked, entering the monitor");
+    // SAFETY: the fuse area is part of secure flash 0, mapped and read-only while we run.
+    let area = unsafe { core::slice::from_raw_parts(board::FUSES.base as *const u8, board::FUSES.size) };
+    let result = Fuses::decode(area).map_err(Refusal::Fuses).and_then(|fuses| {
+        let mut handoff = Handoff::empty();
+        let booted = secure_boot(&fuses, board::SLOT_A, &mut handoff);
+        let mut fuses = fuses;
+        // The device secret goes no further than the loader.
+        fuses.device_secret.fill(0);
+        core::hint::black_box(&fuses);
+        booted.map(|monitor| (monitor, handoff))
+    });
+    match result {
+        Ok((monitor_entry, handoff)) => {
+            let _ = writeln!(
+                out,
+                "septa: loader: {} packages verified and measured, entering the monitor",
+                handoff.record_count - 1
+            );
+            // SAFETY: HANDOFF is a secure-RAM page reserved for this block by the board map,
+            // outside the monitor's image and the loader's own RAM.
+            unsafe { core::ptr::write_volatile(board::HANDOFF.base as *mut Handoff, handoff) };
             enter(monitor_entry)
         }
         Err(reason) => {
@@ -85,6 +110,7 @@ extern "C" fn loader_main() -> ! {
 
 /// Why the loader refused the slot.
 enum Refusal {
+    Fuses(septa_abi::fuses::Error),
     Slot(septa_abi::slot::Error),
     /// A package is too large for the region its kind is loaded into.
     TooLarge {
@@ -93,7 +119,23 @@ enum Refusal {
         len: usize,
         region: Region,
     },
-    /// The copy in RAM does not hash to the value in the header.
+    Key {
+        index: usize,
+        kind: Kind,
+        id: [u8; 8],
+        error: KeyError,
+    },
+    Signature {
+        index: usize,
+        kind: Kind,
+    },
+    Rollback {
+        index: usize,
+        kind: Kind,
+        version: u32,
+        minimum: u32,
+    },
+    /// The payload does not hash to the value in the (signed) header.
     Hash {
         index: usize,
         kind: Kind,
@@ -102,12 +144,14 @@ enum Refusal {
         index: usize,
         kind: Kind,
     },
+    TooManyPackages,
     Missing(Kind),
 }
 
 impl core::fmt::Display for Refusal {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
+            Refusal::Fuses(e) => write!(f, "{e}"),
             Refusal::Slot(e) => write!(f, "{e}"),
             Refusal::TooLarge { index, kind, len, region } => write!(
                 f,
@@ -116,39 +160,92 @@ impl core::fmt::Display for Refusal {
                 region.size,
                 region.base
             ),
-            Refusal::Hash { index, kind } => write!(
+            Refusal::Key { index, kind, id, error } => {
+                let what = match error {
+                    KeyError::Unknown => "an unknown key",
+                    KeyError::Revoked => "a revoked key",
+                };
+                write!(f, "package {index} ({}): signed by {what} (key id ", kind.name())?;
+                for byte in id {
+                    write!(f, "{byte:02x}")?;
+                }
+                write!(f, ")")
+            }
+            Refusal::Signature { index, kind } => {
+                write!(
+                    f,
+                    "package {index} ({}): signature does not verify (tampered header or signature)",
+                    kind.name()
+                )
+            }
+            Refusal::Rollback { index, kind, version, minimum } => write!(
                 f,
-                "package {index} ({}): payload SHA-256 does not match the header (corrupt image)",
+                "package {index} ({}): security version {version} is below the minimum {minimum} in the fuses (rollback)",
                 kind.name()
             ),
+            Refusal::Hash { index, kind } => {
+                write!(
+                    f,
+                    "package {index} ({}): payload SHA-256 does not match the header (corrupt image)",
+                    kind.name()
+                )
+            }
             Refusal::Duplicate { index, kind } => {
                 write!(f, "package {index}: a second {} package", kind.name())
             }
+            Refusal::TooManyPackages => write!(f, "more packages than the boot log holds"),
             Refusal::Missing(kind) => write!(f, "no {} package in the slot", kind.name()),
         }
     }
 }
 
-/// Checks the slot in `region` and loads its monitor and kernel. Returns the monitor's entry.
-fn load_slot(region: Region) -> Result<usize, Refusal> {
+/// Verifies every package of the slot in `region` against the fuses — key, signature,
+/// anti-rollback minimum, payload hash — loads the monitor and kernel, and measures
+/// everything into `handoff`. Returns the monitor's entry.
+fn secure_boot(fuses: &Fuses, region: Region, handoff: &mut Handoff) -> Result<usize, Refusal> {
     // SAFETY: `region` is a slot region of flash 1 from the board map: mapped, readable from
     // the secure world, and never written while the loader runs.
     let flash = unsafe { core::slice::from_raw_parts(region.base as *const u8, region.size) };
     let slot = Slot::parse(flash).map_err(Refusal::Slot)?;
+    record(handoff, BootRecord { kind: 0, measurement: measure_loader(), ..Default::default() })?;
     let (mut monitor, mut kernel) = (false, false);
     for (index, entry) in slot.packages().enumerate() {
         let (_, package) = entry.map_err(Refusal::Slot)?;
-        let kind = package.header.kind;
-        let (seen, destination) = match kind {
-            Kind::Monitor => (&mut monitor, board::MONITOR_RAM),
-            Kind::Kernel => (&mut kernel, board::KERNEL_RAM),
-            // Apps are loaded by the kernel, into address spaces of their own.
-            Kind::App => continue,
-        };
-        if core::mem::replace(seen, true) {
-            return Err(Refusal::Duplicate { index, kind });
+        let header = &package.header;
+        let kind = header.kind;
+        let key = fuses.signing_key(&header.key_id).map_err(|error| Refusal::Key {
+            index,
+            kind,
+            id: header.key_id,
+            error,
+        })?;
+        package.verify_signature(&key).map_err(|_| Refusal::Signature { index, kind })?;
+        let minimum = fuses.minimum_version(&header.component_id);
+        if header.security_version < minimum {
+            return Err(Refusal::Rollback { index, kind, version: header.security_version, minimum });
         }
-        place(index, &package, destination)?;
+        match kind {
+            Kind::Monitor | Kind::Kernel => {
+                let (seen, destination) = if kind == Kind::Monitor {
+                    (&mut monitor, board::MONITOR_RAM)
+                } else {
+                    (&mut kernel, board::KERNEL_RAM)
+                };
+                if core::mem::replace(seen, true) {
+                    return Err(Refusal::Duplicate { index, kind });
+                }
+                place(index, &package, destination)?;
+            }
+            Kind::App => package.verify_payload().map_err(|_| Refusal::Hash { index, kind })?,
+        }
+        let measurement = header.measurement();
+        let entry = BootRecord {
+            kind: kind as u32,
+            component_id: header.component_id,
+            security_version: header.security_version,
+            measurement,
+        };
+        record(handoff, entry)?;
     }
     if !monitor {
         return Err(Refusal::Missing(Kind::Monitor));
@@ -156,7 +253,41 @@ fn load_slot(region: Region) -> Result<usize, Refusal> {
     if !kernel {
         return Err(Refusal::Missing(Kind::Kernel));
     }
+    let measurements: heapless::Vec<[u8; 32], MAX_RECORDS> =
+        handoff.records().iter().map(|r| r.measurement).collect();
+    handoff.cdi = keys::compound_device_id(&fuses.device_secret, &measurements);
+    handoff.identity_seed = keys::hmac(&fuses.device_secret, &[keys::DEVICE_IDENTITY]);
+    handoff.magic = septa_abi::handoff::MAGIC;
     Ok(board::MONITOR_RAM.base)
+}
+
+fn record(handoff: &mut Handoff, entry: BootRecord) -> Result<(), Refusal> {
+    let slot = handoff.records.get_mut(handoff.record_count as usize).ok_or(Refusal::TooManyPackages)?;
+    *slot = entry;
+    handoff.record_count += 1;
+    Ok(())
+}
+
+/// The loader measures itself: SHA-256 of its image in the boot ROM.
+fn measure_loader() -> [u8; 32] {
+    use sha2::Digest;
+    unsafe extern "C" {
+        static __loader_end: u8;
+    }
+    let end = (&raw const __loader_end) as usize;
+    let mut hasher = sha2::Sha256::new();
+    // The ROM starts at address 0, which Rust references and slices may not point at; the
+    // words are read with plain loads instead.
+    for address in (board::LOADER_ROM.base..end).step_by(4) {
+        let word: u32;
+        // SAFETY: `address` lies in the loader's own image in the boot ROM, which is mapped,
+        // word aligned and never written.
+        unsafe {
+            core::arch::asm!("ldr {}, [{}]", out(reg) word, in(reg) address, options(readonly, nostack))
+        };
+        hasher.update(&word.to_le_bytes()[..(end - address).min(4)]);
+    }
+    hasher.finalize().into()
 }
 
 /// Copies a package's payload to the start of `destination` and checks the copy's hash, so
@@ -175,7 +306,7 @@ fn place(index: usize, package: &Package<'_>, destination: Region) -> Result<(),
         ram.copy_from_slice(package.payload);
         &*ram
     };
-    let copied = Package { header: package.header.clone(), payload: copy };
+    let copied = Package { header: package.header.clone(), signature: package.signature, payload: copy };
     copied.verify_payload().map_err(|_| Refusal::Hash { index, kind })
 }
 

@@ -63,6 +63,8 @@ pub const SLOT_A: Region = Region::new(FLASH1.base, 16 << 20);
 
 /// The monitor's image, bss and stacks, at the bottom of secure RAM.
 pub const MONITOR_RAM: Region = Region::new(SECURE_RAM.base, 2 << 20);
+/// Where the loader leaves the monitor its handoff (CDI, identity seed, boot log).
+pub const HANDOFF: Region = Region::new(MONITOR_RAM.end(), 4096);
 /// The kernel's image, bss and boot stacks, above the device tree.
 pub const KERNEL_RAM: Region = Region::new(DTB.end(), 4 << 20);
 

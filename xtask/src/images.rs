@@ -2,12 +2,14 @@
 
 use crate::setup::{self, DEVICE_TARGET};
 use anyhow::{Context, Result, bail};
+use p256::ecdsa::SigningKey;
 use septa_abi::app;
+use septa_abi::fuses::Fuses;
 use septa_abi::package::{self, Kind};
 use septa_targets::{Region, qemu_virt as board};
-use septa_tool::elf;
 use septa_tool::image::{self, PackageSpec};
 use septa_tool::manifest::AppManifest;
+use septa_tool::{elf, keys};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs;
@@ -151,6 +153,7 @@ fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let flat = |name: &str, region: Region| elf::flatten_file(binary(built, name)?, region.base);
     let loader = flat("loader", board::LOADER_ROM)?;
+    let key = development_key(dir)?;
     let mut packages = vec![
         PackageSpec {
             kind: Kind::Monitor,
@@ -176,7 +179,44 @@ fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
             payload: app::encode_payload(&app.manifest.to_abi(), &elf),
         });
     }
-    image::write_atomically(&dir.join(septa_qemu::ROM_FILE), &image::compose_rom(&loader)?)?;
-    image::write_atomically(&dir.join(septa_qemu::FLASH_FILE), &image::compose_flash(&packages)?)?;
+    let signed: Vec<Vec<u8>> = packages.iter().map(|p| p.sign(&key)).collect();
+    let mut rom = image::compose_rom(&loader)?;
+    image::provision(&mut rom, &development_fuses(dir, &key)?)?;
+    image::write_atomically(&dir.join(septa_qemu::ROM_FILE), &rom)?;
+    image::write_atomically(&dir.join(septa_qemu::FLASH_FILE), &image::compose_flash(&signed)?)?;
     Ok(())
+}
+
+/// The directory holding the development OEM key and device secret, shared by every image
+/// of the board (`target/septa/<board>/keys/`). Never committed: `target/` is ignored.
+pub fn keys_dir(image_dir: &Path) -> PathBuf {
+    let board_dir = image_dir.ancestors().find(|d| d.file_name().is_some_and(|n| n == board::NAME));
+    board_dir.unwrap_or(image_dir).join("keys")
+}
+
+/// The development OEM signing key, created on first use.
+fn development_key(image_dir: &Path) -> Result<SigningKey> {
+    let dir = keys_dir(image_dir);
+    let private = dir.join("oem-dev.pem");
+    if private.exists() {
+        return keys::load_signing_key(&private);
+    }
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    println!("xtask: creating a development OEM signing key in {}", private.display());
+    keys::generate(&private, &dir.join("oem-dev.pub.pem"))
+}
+
+/// Fuses for development: the development key, no revocations, no minimum versions, and a
+/// device secret created on first use.
+fn development_fuses(image_dir: &Path, key: &SigningKey) -> Result<Fuses> {
+    let path = keys_dir(image_dir).join("device-secret.bin");
+    let device_secret = if path.exists() { keys::load_secret(&path)? } else { keys::generate_secret(&path)? };
+    let public =
+        heapless::Vec::from_slice(key.verifying_key().to_encoded_point(false).as_bytes()).expect("65 bytes");
+    Ok(Fuses {
+        device_secret,
+        oem_keys: heapless::Vec::from_slice(&[public]).expect("one key"),
+        revoked: heapless::Vec::new(),
+        minimum_versions: heapless::Vec::new(),
+    })
 }

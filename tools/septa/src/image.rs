@@ -1,6 +1,9 @@
 //! Composing the board images: the boot ROM (flash 0) and the slot flash (flash 1).
 
 use anyhow::{Context, Result, bail};
+use p256::ecdsa::{Signature, SigningKey, signature::Signer};
+use septa_abi::fuses::Fuses;
+use septa_abi::keys::key_id;
 use septa_abi::package::{Header, Kind};
 use septa_abi::slot;
 use septa_targets::qemu_virt as board;
@@ -17,16 +20,20 @@ pub struct PackageSpec {
 }
 
 impl PackageSpec {
-    pub fn encode(&self) -> Vec<u8> {
-        let header = Header::for_payload(self.kind, self.component_id, self.security_version, &self.payload);
-        let mut bytes = header.encode().to_vec();
+    /// The signed package: header, signature by `key`, payload.
+    pub fn sign(&self, key: &SigningKey) -> Vec<u8> {
+        let id = key_id(key.verifying_key());
+        let header =
+            Header::for_payload(self.kind, self.component_id, self.security_version, &self.payload, id);
+        let signature: Signature = key.sign(&header.encode_signed());
+        let mut bytes = header.encode(&signature.to_bytes().into()).to_vec();
         bytes.extend_from_slice(&self.payload);
         bytes
     }
 }
 
-/// The boot ROM: the loader at the start of flash 0, the rest (fuse area included) erased
-/// to zero until a device is provisioned.
+/// The boot ROM: the loader at the start of flash 0; the fuse area stays blank until
+/// [`provision`] writes it.
 pub fn compose_rom(loader: &[u8]) -> Result<Vec<u8>> {
     if loader.len() > board::LOADER_ROM.size {
         bail!("the loader is {} bytes; the boot ROM holds {}", loader.len(), board::LOADER_ROM.size);
@@ -36,10 +43,18 @@ pub fn compose_rom(loader: &[u8]) -> Result<Vec<u8>> {
     Ok(rom)
 }
 
-/// Flash 1 with slot A holding `packages`.
-pub fn compose_flash(packages: &[PackageSpec]) -> Result<Vec<u8>> {
-    let encoded: Vec<Vec<u8>> = packages.iter().map(PackageSpec::encode).collect();
-    let slot = slot::compose(&encoded);
+/// Writes `fuses` into the fuse area of a boot ROM image.
+pub fn provision(rom: &mut [u8], fuses: &Fuses) -> Result<()> {
+    let at = board::FUSES.base - board::FLASH0.base;
+    let area =
+        rom.get_mut(at..at + board::FUSES.size).context("the ROM image is too small for the fuse area")?;
+    area.fill(0);
+    fuses.encode_into(area).map_err(|e| anyhow::anyhow!("encoding the fuses: {e}"))
+}
+
+/// Flash 1 with slot A holding `packages` (already signed).
+pub fn compose_flash(packages: &[Vec<u8>]) -> Result<Vec<u8>> {
+    let slot = slot::compose(packages);
     if slot.len() > board::SLOT_A.size {
         bail!("slot A needs {} bytes; the board gives it {}", slot.len(), board::SLOT_A.size);
     }
@@ -65,6 +80,7 @@ mod tests {
 
     #[test]
     fn flash_holds_a_parsable_slot() {
+        let key = SigningKey::from_slice(&[3; 32]).unwrap();
         let packages = [
             PackageSpec {
                 kind: Kind::Monitor,
@@ -78,7 +94,8 @@ mod tests {
                 security_version: 1,
                 payload: vec![2; 20],
             },
-        ];
+        ]
+        .map(|p| p.sign(&key));
         let flash = compose_flash(&packages).unwrap();
         assert_eq!(flash.len(), board::FLASH1.size);
         let slot = Slot::parse(&flash[..board::SLOT_A.size]).unwrap();

@@ -6,4 +6,5 @@
 
 pub mod elf;
 pub mod image;
+pub mod keys;
 pub mod manifest;

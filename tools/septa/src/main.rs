@@ -1,0 +1,247 @@
+//! `septa`: the host tool — keys, packages, images, provisioning, inspection.
+//!
+//! Every command names the file it could not use and why; outputs are written through a
+//! temporary file, so a failed command leaves no partial output behind.
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use septa_abi::app;
+use septa_abi::fuses::Fuses;
+use septa_abi::keys::key_id;
+use septa_abi::package::Kind;
+use septa_abi::slot::Slot;
+use septa_targets::qemu_virt as board;
+use septa_tool::image::{self, PackageSpec};
+use septa_tool::manifest::AppManifest;
+use septa_tool::{elf, keys};
+use std::fs;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "septa", about = "Septa host tool: keys, packages, images, provisioning")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an OEM signing key pair: <OUT>.pem (private, PKCS#8) and <OUT>.pub.pem.
+    Keygen {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Sign an ELF into a package: an app (with its app.toml), the monitor or the kernel.
+    Pack {
+        #[arg(long, value_enum)]
+        kind: PackKind,
+        #[arg(long)]
+        elf: PathBuf,
+        /// The app's manifest (apps only).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Security version (monitor and kernel; an app's comes from its manifest).
+        #[arg(long, default_value_t = 1)]
+        version: u32,
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Compose rom.img (loader, blank fuses) and flash.img (slot A with the packages, in order).
+    Image {
+        #[arg(long)]
+        loader: PathBuf,
+        #[arg(long)]
+        out_dir: PathBuf,
+        packages: Vec<PathBuf>,
+    },
+    /// Write the device secret, OEM keys, revocations and minimum versions into a ROM image.
+    Provision {
+        #[arg(long)]
+        rom: PathBuf,
+        #[arg(long)]
+        device_secret: PathBuf,
+        /// An accepted OEM public key (repeat for several).
+        #[arg(long = "oem-key", required = true)]
+        oem_keys: Vec<PathBuf>,
+        /// A revoked OEM key (repeat for several).
+        #[arg(long = "revoke")]
+        revoked: Vec<PathBuf>,
+        /// A minimum security version: <component-id UUID>=<version> (repeat for several).
+        #[arg(long = "minimum")]
+        minimums: Vec<String>,
+    },
+    /// List the packages in a flash image, and check their signatures against OEM keys.
+    Inspect {
+        flash: PathBuf,
+        #[arg(long = "key")]
+        keys: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PackKind {
+    App,
+    Monitor,
+    Kernel,
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("septa: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Keygen { out } => {
+            let private = out.with_extension("pem");
+            let public = out.with_extension("pub.pem");
+            let key = keys::generate(&private, &public)?;
+            println!(
+                "wrote {} and {} (key id {})",
+                private.display(),
+                public.display(),
+                hex::encode(key_id(key.verifying_key()))
+            );
+        }
+        Command::Pack { kind, elf: elf_path, manifest, version, key, out } => {
+            let key = keys::load_signing_key(&key)?;
+            let spec = match kind {
+                PackKind::App => {
+                    let manifest = manifest.context("--manifest is required for an app")?;
+                    let manifest = AppManifest::load(&manifest)?;
+                    let bytes =
+                        fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
+                    let stripped =
+                        elf::strip_to_segments(&bytes).with_context(|| format!("{}", elf_path.display()))?;
+                    PackageSpec {
+                        kind: Kind::App,
+                        component_id: manifest.component_id,
+                        security_version: manifest.version,
+                        payload: app::encode_payload(&manifest.to_abi(), &stripped),
+                    }
+                }
+                PackKind::Monitor => PackageSpec {
+                    kind: Kind::Monitor,
+                    component_id: septa_abi::package::MONITOR_COMPONENT_ID,
+                    security_version: version,
+                    payload: elf::flatten_file(&elf_path, board::MONITOR_RAM.base)?,
+                },
+                PackKind::Kernel => PackageSpec {
+                    kind: Kind::Kernel,
+                    component_id: septa_abi::package::KERNEL_COMPONENT_ID,
+                    security_version: version,
+                    payload: elf::flatten_file(&elf_path, board::KERNEL_RAM.base)?,
+                },
+            };
+            image::write_atomically(&out, &spec.sign(&key))?;
+            println!("wrote {}", out.display());
+        }
+        Command::Image { loader, out_dir, packages } => {
+            let loader = elf::flatten_file(&loader, board::LOADER_ROM.base)?;
+            let packages = packages
+                .iter()
+                .map(|p| fs::read(p).with_context(|| format!("reading {}", p.display())))
+                .collect::<Result<Vec<_>>>()?;
+            fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+            image::write_atomically(&out_dir.join("rom.img"), &image::compose_rom(&loader)?)?;
+            image::write_atomically(&out_dir.join("flash.img"), &image::compose_flash(&packages)?)?;
+            println!("wrote {0}/rom.img and {0}/flash.img", out_dir.display());
+        }
+        Command::Provision { rom, device_secret, oem_keys, revoked, minimums } => {
+            let fuses = fuses(&device_secret, &oem_keys, &revoked, &minimums)?;
+            let mut image = fs::read(&rom).with_context(|| format!("reading {}", rom.display()))?;
+            image::provision(&mut image, &fuses).with_context(|| format!("{}", rom.display()))?;
+            image::write_atomically(&rom, &image)?;
+            println!("provisioned {}", rom.display());
+        }
+        Command::Inspect { flash, keys: key_files } => inspect(&flash, &key_files)?,
+    }
+    Ok(())
+}
+
+fn fuses(
+    secret: &std::path::Path,
+    oem: &[PathBuf],
+    revoked: &[PathBuf],
+    minimums: &[String],
+) -> Result<Fuses> {
+    let mut fuses = Fuses {
+        device_secret: keys::load_secret(secret)?,
+        oem_keys: heapless::Vec::new(),
+        revoked: heapless::Vec::new(),
+        minimum_versions: heapless::Vec::new(),
+    };
+    for path in oem {
+        let key = keys::load_verifying_key(path)?;
+        let bytes = heapless::Vec::from_slice(key.to_encoded_point(false).as_bytes()).expect("65 bytes");
+        if fuses.oem_keys.push(bytes).is_err() {
+            bail!("at most {} OEM keys fit in the fuses", septa_abi::fuses::MAX_KEYS);
+        }
+    }
+    for path in revoked {
+        let id = key_id(&keys::load_verifying_key(path)?);
+        if fuses.revoked.push(id).is_err() {
+            bail!("at most {} revoked keys fit in the fuses", septa_abi::fuses::MAX_REVOKED);
+        }
+    }
+    for entry in minimums {
+        let (uuid, version) = entry
+            .split_once('=')
+            .with_context(|| format!("--minimum {entry:?}: expected <uuid>=<version>"))?;
+        let id = septa_tool::manifest::parse_uuid(uuid).with_context(|| format!("--minimum {entry:?}"))?;
+        let version =
+            version.parse().with_context(|| format!("--minimum {entry:?}: version is not a number"))?;
+        if fuses.minimum_versions.push((id, version)).is_err() {
+            bail!("at most {} minimum versions fit in the fuses", septa_abi::fuses::MAX_MINIMUMS);
+        }
+    }
+    Ok(fuses)
+}
+
+fn inspect(flash: &std::path::Path, key_files: &[PathBuf]) -> Result<()> {
+    let image = fs::read(flash).with_context(|| format!("reading {}", flash.display()))?;
+    let at = board::SLOT_A.base - board::FLASH1.base;
+    let region = image.get(at..at + board::SLOT_A.size).context("the image is smaller than slot A")?;
+    let slot = Slot::parse(region).map_err(|e| anyhow::anyhow!("{}: slot A: {e}", flash.display()))?;
+    let keys = key_files.iter().map(|p| keys::load_verifying_key(p)).collect::<Result<Vec<_>>>()?;
+    println!("slot A: {} packages", slot.package_count());
+    for entry in slot.packages() {
+        let (offset, package) = entry.map_err(|e| anyhow::anyhow!("{}: {e}", flash.display()))?;
+        let header = &package.header;
+        let name = match header.kind {
+            Kind::App => {
+                app::parse_payload(package.payload).map(|(m, _)| m.name.to_string()).unwrap_or("?".into())
+            }
+            kind => kind.name().to_string(),
+        };
+        let signer = keys.iter().find(|k| key_id(k) == header.key_id);
+        let signature = match signer {
+            Some(key) if package.verify_signature(key).is_ok() && package.verify_payload().is_ok() => "valid",
+            Some(_) => "INVALID",
+            None if keys.is_empty() => "not checked (no --key)",
+            None => "unknown key",
+        };
+        println!(
+            "{offset:#09x} {:>8} bytes  {:<7} {:<16} {}  version {}  key {}  signature {signature}",
+            package.encoded_len(),
+            header.kind.name(),
+            name,
+            uuid(&header.component_id),
+            header.security_version,
+            hex::encode(header.key_id),
+        );
+    }
+    Ok(())
+}
+
+fn uuid(id: &[u8; 16]) -> String {
+    let h = hex::encode(id);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
