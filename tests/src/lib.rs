@@ -233,3 +233,67 @@ impl Outcome {
         }
     }
 }
+
+/// Rewriting images the way an attacker with the flash files (or a careless OEM) would.
+pub mod tamper {
+    use super::*;
+    use p256::ecdsa::SigningKey;
+    use septa_abi::fuses::Fuses;
+    use septa_abi::package::Package;
+    use septa_abi::slot::Slot;
+    use septa_targets::qemu_virt as board;
+    use septa_tool::image::{self, PackageSpec};
+
+    /// The development OEM key `cargo xtask build` signs with.
+    pub fn development_key() -> SigningKey {
+        septa_tool::keys::load_signing_key(&images_dir().join("keys/oem-dev.pem"))
+            .expect("run `cargo xtask test`")
+    }
+
+    /// A key the device does not know.
+    pub fn stranger_key() -> SigningKey {
+        SigningKey::from_slice(&[0x5a; 32]).unwrap()
+    }
+
+    /// The packages of slot A, each as its bytes in flash.
+    pub fn packages(images: &Images) -> Vec<Vec<u8>> {
+        let flash = fs::read(&images.flash).unwrap();
+        let at = board::SLOT_A.base - board::FLASH1.base;
+        let slot = Slot::parse(&flash[at..at + board::SLOT_A.size]).unwrap();
+        slot.packages().map(|p| p.unwrap().1).map(|p| flash_bytes(&flash, &p)).collect()
+    }
+
+    fn flash_bytes(flash: &[u8], package: &Package<'_>) -> Vec<u8> {
+        let start =
+            package.payload.as_ptr() as usize - flash.as_ptr() as usize - septa_abi::package::HEADER_LEN;
+        flash[start..start + package.encoded_len()].to_vec()
+    }
+
+    /// Writes slot A anew with `packages`.
+    pub fn write_packages(images: &Images, packages: &[Vec<u8>]) {
+        fs::write(&images.flash, image::compose_flash(packages).unwrap()).unwrap();
+    }
+
+    /// The package re-signed by `key` after `change` edited its contents.
+    pub fn resign(package: &[u8], key: &SigningKey, change: impl FnOnce(&mut PackageSpec)) -> Vec<u8> {
+        let parsed = Package::parse(package).unwrap();
+        let mut spec = PackageSpec {
+            kind: parsed.header.kind,
+            component_id: parsed.header.component_id,
+            security_version: parsed.header.security_version,
+            payload: parsed.payload.to_vec(),
+        };
+        change(&mut spec);
+        spec.sign(key)
+    }
+
+    /// Rewrites the fuse area of the ROM after `change` edited the fuses.
+    pub fn reprovision(images: &Images, change: impl FnOnce(&mut Fuses)) {
+        let mut rom = fs::read(&images.rom).unwrap();
+        let at = board::FUSES.base - board::FLASH0.base;
+        let mut fuses = Fuses::decode(&rom[at..at + board::FUSES.size]).unwrap();
+        change(&mut fuses);
+        image::provision(&mut rom, &fuses).unwrap();
+        fs::write(&images.rom, rom).unwrap();
+    }
+}

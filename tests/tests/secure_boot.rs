@@ -1,0 +1,146 @@
+//! Secure boot: the loader refuses every tampered, foreign, revoked or rolled-back package,
+//! each with its own message, and never starts the monitor.
+
+use septa_abi::exit;
+use septa_abi::keys::key_id;
+use septa_abi::package::{HEADER_LEN, Kind, Package};
+use septa_qemu::Images;
+use septa_targets::qemu_virt as board;
+use septa_tests::tamper::{development_key, packages, reprovision, resign, stranger_key, write_packages};
+use septa_tests::{Boot, default_images, scratch_copy};
+
+/// Boots a copy of the default images after `tamper` changed them; the loader must refuse
+/// with `message`.
+fn refused(test: &str, tamper: impl FnOnce(&Images), message: &str) {
+    let images = scratch_copy(&default_images(), test);
+    tamper(&images);
+    let outcome = Boot::new(images.clone()).run();
+    outcome.expect(exit::BOOT_REFUSED, &[&format!("septa: loader: refusing to boot slot A: {message}")]);
+    assert!(!outcome.console.contains("septa: monitor"), "monitor started:\n{}", outcome.console);
+    let _ = std::fs::remove_dir_all(images.rom.parent().unwrap());
+}
+
+/// Index of the first package of `kind` in slot A.
+fn index_of(images: &Images, kind: Kind) -> usize {
+    packages(images).iter().position(|p| Package::parse(p).unwrap().header.kind == kind).unwrap()
+}
+
+/// Changes one package's bytes in place.
+fn edit(images: &Images, index: usize, change: impl FnOnce(&mut Vec<u8>)) {
+    let mut all = packages(images);
+    change(&mut all[index]);
+    write_packages(images, &all);
+}
+
+#[test]
+fn valid_packages_boot_every_app() {
+    let mut qemu = Boot::new(default_images()).spawn();
+    qemu.wait_for("septa: kernel: 8 apps started");
+    assert!(
+        qemu.console().contains("septa: loader: 10 packages verified and measured"),
+        "{}",
+        qemu.console()
+    );
+}
+
+#[test]
+fn flipped_app_payload_byte_is_refused() {
+    refused(
+        "app-payload",
+        |images| {
+            let app = index_of(images, Kind::App);
+            edit(images, app, |p| *p.last_mut().unwrap() ^= 1);
+        },
+        "package 2 (app): payload SHA-256 does not match the header (corrupt image)",
+    );
+}
+
+#[test]
+fn flipped_header_byte_is_refused() {
+    refused(
+        "header",
+        |images| edit(images, 1, |p| p[24] ^= 0x02), // the kernel's security version
+        "package 1 (kernel): signature does not verify (tampered header or signature)",
+    );
+}
+
+#[test]
+fn flipped_signature_byte_is_refused() {
+    refused(
+        "signature",
+        |images| edit(images, 0, |p| p[HEADER_LEN - 1] ^= 0x80),
+        "package 0 (monitor): signature does not verify (tampered header or signature)",
+    );
+}
+
+#[test]
+fn package_signed_by_another_key_is_refused() {
+    let id: String = key_id(stranger_key().verifying_key()).iter().map(|b| format!("{b:02x}")).collect();
+    refused(
+        "other-key",
+        |images| edit(images, 1, |p| *p = resign(p, &stranger_key(), |_| {})),
+        &format!("package 1 (kernel): signed by an unknown key (key id {id})"),
+    );
+}
+
+#[test]
+fn revoked_key_is_refused() {
+    let id = key_id(development_key().verifying_key());
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    refused(
+        "revoked",
+        |images| reprovision(images, |fuses| fuses.revoked.push(id).unwrap()),
+        &format!("package 0 (monitor): signed by a revoked key (key id {hex})"),
+    );
+}
+
+#[test]
+fn security_version_below_the_fuse_minimum_is_refused() {
+    refused(
+        "rollback",
+        |images| {
+            let kernel = septa_abi::package::KERNEL_COMPONENT_ID;
+            reprovision(images, |fuses| fuses.minimum_versions.push((kernel, 2)).unwrap());
+        },
+        "package 1 (kernel): security version 1 is below the minimum 2 in the fuses (rollback)",
+    );
+}
+
+#[test]
+fn a_newer_version_boots_when_the_minimum_rises() {
+    let images = scratch_copy(&default_images(), "newer");
+    let kernel = septa_abi::package::KERNEL_COMPONENT_ID;
+    edit(&images, 1, |p| *p = resign(p, &development_key(), |spec| spec.security_version = 2));
+    reprovision(&images, |fuses| fuses.minimum_versions.push((kernel, 2)).unwrap());
+    let mut qemu = Boot::new(images.clone()).spawn();
+    qemu.wait_for("septa: kernel: 8 apps started");
+    let _ = std::fs::remove_dir_all(images.rom.parent().unwrap());
+}
+
+#[test]
+fn kernel_larger_than_its_ram_region_is_refused_before_any_copy() {
+    let len = board::KERNEL_RAM.size + 4096;
+    refused(
+        "too-large",
+        |images| edit(images, 1, |p| *p = resign(p, &development_key(), |spec| spec.payload.resize(len, 0))),
+        &format!(
+            "package 1 (kernel): payload of {len} bytes does not fit the {:#x}-byte region at {:#010x}",
+            board::KERNEL_RAM.size,
+            board::KERNEL_RAM.base
+        ),
+    );
+}
+
+#[test]
+fn an_unprovisioned_device_boots_nothing() {
+    refused(
+        "unprovisioned",
+        |images| {
+            let mut rom = std::fs::read(&images.rom).unwrap();
+            let at = board::FUSES.base - board::FLASH0.base;
+            rom[at..at + board::FUSES.size].fill(0);
+            std::fs::write(&images.rom, rom).unwrap();
+        },
+        "the fuse area is not provisioned (run `septa provision`)",
+    );
+}
