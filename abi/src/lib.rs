@@ -11,10 +11,12 @@
 extern crate alloc;
 
 pub mod app;
+pub mod attest;
 pub mod exit;
 pub mod fuses;
 pub mod handoff;
 pub mod keys;
+pub mod monitor;
 pub mod package;
 pub mod slot;
 pub mod smc;

@@ -27,6 +27,10 @@ pub const MONITOR_VERSION: u32 = TRUSTED_OS_BASE;
 /// The non-secure world uses it to end a test run or to report a kernel crash.
 pub const POWER_OFF: u32 = TRUSTED_OS_BASE + 1;
 
+/// `SERVICE(service, request_len)`: a monitor service for an app (see
+/// [`crate::monitor`]). r0 = status, r1 = response length.
+pub const SERVICE: u32 = TRUSTED_OS_BASE + 2;
+
 pub const WORLD_NON_SECURE: u32 = 1;
 pub const WORLD_SECURE: u32 = 0;
 

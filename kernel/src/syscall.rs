@@ -27,7 +27,7 @@ pub enum After {
 
 impl Kernel {
     /// Carries out syscall `number` for the current process `pid`.
-    pub fn syscall(&mut self, pid: usize, number: u32, args: [u32; 5]) -> After {
+    pub fn syscall(&mut self, pid: usize, number: u32, args: [u32; 6]) -> After {
         let result = match Syscall::from_u32(number) {
             Some(Syscall::Exit) => {
                 self.end(pid, Ending::Exit(args[0] as i32));
@@ -54,6 +54,7 @@ impl Kernel {
             Some(Syscall::MapDevice) => self.map_device(pid, args[0]),
             Some(Syscall::IrqAck) => self.irq_ack(pid, args[0]),
             Some(Syscall::GpioSet) => self.gpio_set(pid, args[0], args[1], args[2]),
+            Some(Syscall::MonitorCall) => self.monitor_call(pid, args),
             None => Err(Error::NoSys),
         };
         match result {
@@ -138,7 +139,7 @@ impl Kernel {
         done(handle.ok_or(Error::Access)?)
     }
 
-    fn call(&mut self, pid: usize, [handle, message, len, reply, reply_len]: [u32; 5]) -> Outcome {
+    fn call(&mut self, pid: usize, [handle, message, len, reply, reply_len, _]: [u32; 6]) -> Outcome {
         let Cap::Call { endpoint } = self.processes[pid].caps.get(handle, Kind::Call)? else {
             return Err(Error::Access);
         };
@@ -161,7 +162,7 @@ impl Kernel {
         Ok(Blocked::Yes)
     }
 
-    fn recv(&mut self, pid: usize, [handle, buffer, len, badge, _]: [u32; 5]) -> Outcome {
+    fn recv(&mut self, pid: usize, [handle, buffer, len, badge, ..]: [u32; 6]) -> Outcome {
         let Cap::Serve { endpoint } = self.processes[pid].caps.get(handle, Kind::Serve)? else {
             return Err(Error::Access);
         };
@@ -282,6 +283,51 @@ impl Kernel {
             ((base + ((pins as usize) << 2)) as *mut u32).write_volatile(values & pins);
         }
         done(0)
+    }
+
+    /// Forwards a request to the security monitor, if the caller's `monitor` capability
+    /// includes the service: the request goes through the shared page with the caller's
+    /// component id (which the caller cannot choose), the response comes back the same way.
+    fn monitor_call(
+        &mut self,
+        pid: usize,
+        [handle, service, request, len, response, capacity]: [u32; 6],
+    ) -> Outcome {
+        use septa_abi::monitor as m;
+        let Cap::Monitor { services } = self.processes[pid].caps.get(handle, Kind::Monitor)? else {
+            return Err(Error::Access);
+        };
+        let service = m::Service::from_u32(service).ok_or(Error::Invalid)?;
+        let bit = septa_abi::app::MONITOR_SERVICES.iter().position(|s| *s == service.capability());
+        if bit.is_none_or(|bit| services & (1 << bit) == 0) {
+            return Err(Error::Access);
+        }
+        if len as usize > m::REQUEST_MAX {
+            return Err(Error::Invalid);
+        }
+        self.check_user(pid, response, capacity, Access::Write)?;
+        let mut buffer = [0u8; m::REQUEST_MAX];
+        self.copy_from_user(pid, request, &mut buffer[..len as usize])?;
+        let page = board::MONITOR_SHARED.base;
+        // SAFETY: MONITOR_SHARED is a non-secure RAM page reserved for monitor requests (out
+        // of the frame allocator), one-to-one mapped in the kernel; the offsets and `len`
+        // stay inside it (REQUEST_MAX and RESPONSE_MAX fit the layout).
+        let shared = unsafe { core::slice::from_raw_parts_mut(page as *mut u8, board::MONITOR_SHARED.size) };
+        shared[m::CALLER_OFFSET..m::CALLER_OFFSET + 16].copy_from_slice(&self.processes[pid].component_id());
+        shared[m::REQUEST_OFFSET..m::REQUEST_OFFSET + len as usize].copy_from_slice(&buffer[..len as usize]);
+        let [status, written, ..] = crate::monitor::call(septa_abi::smc::SERVICE, [service as u32, len, 0]);
+        match status {
+            m::OK if written <= capacity && written as usize <= m::RESPONSE_MAX => {
+                let out = &shared[m::RESPONSE_OFFSET..m::RESPONSE_OFFSET + written as usize];
+                let mut copy = [0u8; m::RESPONSE_MAX];
+                copy[..out.len()].copy_from_slice(out);
+                self.copy_to_user(pid, response, &copy[..written as usize])?;
+                done(written)
+            }
+            m::OK | m::TOO_LARGE => Err(Error::NoMemory),
+            m::BAD_REQUEST => Err(Error::Invalid),
+            _ => Err(Error::Busy),
+        }
     }
 
     /// Checks that the process may access `[address, address + len)` as `access`.

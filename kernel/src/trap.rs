@@ -10,14 +10,14 @@ use septa_abi::exit;
 use septa_armv7::crash::{self, ExceptionKind, FaultRegisters, Interrupted};
 use septa_armv7::regs;
 
-/// `svc #0` from a process: the number (r7) and arguments (r0–r4) are in its saved
+/// `svc #0` from a process: the number (r7) and arguments (r0–r5) are in its saved
 /// registers.
 #[unsafe(no_mangle)]
 extern "C" fn kernel_syscall() -> ! {
     let mut kernel = KERNEL.lock();
     let pid = kernel.current.expect("a syscall comes from the current process");
     let saved = &kernel.processes[pid].context.r;
-    let (number, args) = (saved[7], [saved[0], saved[1], saved[2], saved[3], saved[4]]);
+    let (number, args) = (saved[7], [saved[0], saved[1], saved[2], saved[3], saved[4], saved[5]]);
     let keep = matches!(kernel.syscall(pid, number, args), After::Continue);
     let next = kernel.schedule(keep);
     drop(kernel);

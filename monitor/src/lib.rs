@@ -5,4 +5,5 @@
 
 #![no_std]
 
+pub mod services;
 pub mod smc;

@@ -12,13 +12,21 @@
 #![no_main]
 
 use core::fmt::Write;
+use septa_abi::handoff::Handoff;
+use septa_abi::monitor::{CALLER_OFFSET, REQUEST_MAX, REQUEST_OFFSET, RESPONSE_MAX, RESPONSE_OFFSET};
 use septa_abi::{exit, smc};
 use septa_armv7::crash::{self, ExceptionKind, FaultRegisters, TrapFrame};
 use septa_armv7::{mode, pl011::Pl011, regs, semihosting};
+use septa_monitor::services::State;
 use septa_monitor::smc::{Action, Call, dispatch};
 use septa_targets::qemu_virt as board;
 
+mod entropy;
+
 const STAGE: &str = "monitor";
+
+/// What the services need: set once at boot from the loader's handoff.
+static SERVICES: spin::Mutex<Option<State>> = spin::Mutex::new(None);
 
 /// SCR for the normal world: NS, FIQ and async-abort masks writable by the normal world
 /// (FW, AW), secure instruction fetch from non-secure memory forbidden (SIF); SMC enabled,
@@ -125,6 +133,7 @@ extern "C" fn monitor_main() -> ! {
         env!("CARGO_PKG_VERSION"),
         mode::mode_name(regs::read_cpsr())
     );
+    take_handoff(&mut out);
     // SAFETY: NSACR only narrows what the normal world may do.
     unsafe { regs::write_nsacr(NSACR_NORMAL_WORLD) };
     give_interrupts_to_normal_world();
@@ -133,6 +142,72 @@ extern "C" fn monitor_main() -> ! {
     // SAFETY: the loader copied and checked the kernel image at `entry`; SCR_NORMAL_WORLD
     // is the documented normal-world configuration.
     unsafe { monitor_enter_normal_world(entry, SCR_NORMAL_WORLD) }
+}
+
+/// Takes the loader's handoff into the monitor's own memory, wipes it from the handoff
+/// page, and seeds the DRBG.
+fn take_handoff(out: &mut Pl011) {
+    // SAFETY: HANDOFF is the secure-RAM page the loader wrote a `Handoff` into just before
+    // entering the monitor; nothing else uses it.
+    let handoff = unsafe {
+        let page = board::HANDOFF.base as *mut Handoff;
+        let handoff = core::ptr::read_volatile(page);
+        core::ptr::write_volatile(page, Handoff::empty());
+        handoff
+    };
+    if handoff.magic != septa_abi::handoff::MAGIC {
+        let _ = writeln!(out, "septa: monitor: no handoff from the loader");
+        semihosting::exit(exit::CRASH)
+    }
+    let mut state = State::new(&handoff);
+    match entropy::read_seed() {
+        Some(seed) => state.seed(&seed),
+        None => {
+            let _ =
+                writeln!(out, "septa: monitor: no virtio entropy device; the random service is unavailable");
+        }
+    }
+    *SERVICES.lock() = Some(state);
+    let _ = writeln!(out, "septa: monitor: {} measurements, keys derived from the CDI", handoff.record_count);
+}
+
+/// Serves an app's request: copies it out of the shared page into secure memory, handles
+/// it, writes the response back. Returns r0 (status) and r1 (response length).
+fn serve(service: u32, len: u32) -> [u32; 4] {
+    let len = len as usize;
+    if len > REQUEST_MAX {
+        return [septa_abi::monitor::BAD_REQUEST, 0, 0, 0];
+    }
+    let page = board::MONITOR_SHARED.base;
+    let mut caller = [0u8; 16];
+    let mut request = [0u8; REQUEST_MAX];
+    // SAFETY: MONITOR_SHARED is the fixed non-secure page for requests; the monitor reads
+    // only inside it (offsets and `len` are bounded above) and never follows a pointer
+    // from the normal world. Copying first means the normal world cannot change the request
+    // while it is checked.
+    unsafe {
+        core::ptr::copy_nonoverlapping((page + CALLER_OFFSET) as *const u8, caller.as_mut_ptr(), 16);
+        core::ptr::copy_nonoverlapping((page + REQUEST_OFFSET) as *const u8, request.as_mut_ptr(), len);
+    }
+    let mut response = [0u8; RESPONSE_MAX];
+    let result = match SERVICES.lock().as_mut() {
+        Some(state) => state.handle(service, &caller, &request[..len], &mut response),
+        None => Err(septa_abi::monitor::FAILED),
+    };
+    match result {
+        Ok(written) => {
+            // SAFETY: as above; the response area lies inside the shared page.
+            unsafe {
+                core::ptr::copy_nonoverlapping(
+                    response.as_ptr(),
+                    (page + RESPONSE_OFFSET) as *mut u8,
+                    written,
+                )
+            };
+            [septa_abi::monitor::OK, written as u32, 0, 0]
+        }
+        Err(status) => [status, 0, 0, 0],
+    }
 }
 
 /// Puts every interrupt in Group 1 (non-secure) and opens the priority mask: the secure
@@ -163,6 +238,7 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
     let call = Call { function: frame.r[0], args: [frame.r[1], frame.r[2], frame.r[3]], caller_world };
     match dispatch(call) {
         Action::Return(values) => frame.r[..4].copy_from_slice(&values),
+        Action::Service { service, len } => frame.r[..4].copy_from_slice(&serve(service, len)),
         Action::PowerOff(status) => {
             let _ = writeln!(console(), "septa: monitor: system off (status {status})");
             semihosting::exit(status)

@@ -19,6 +19,8 @@ pub enum Action {
     PowerOff(u32),
     /// Reset the system.
     Reset,
+    /// Serve an app's request from the shared page (see `septa_abi::monitor`).
+    Service { service: u32, len: u32 },
 }
 
 /// One SMC call: the function id from r0 and the arguments from r1–r3.
@@ -30,7 +32,8 @@ pub struct Call {
     pub caller_world: u32,
 }
 
-const IMPLEMENTED: [u32; 7] = [
+const IMPLEMENTED: [u32; 8] = [
+    SERVICE,
     SMCCC_VERSION,
     SMCCC_ARCH_FEATURES,
     PSCI_VERSION,
@@ -50,6 +53,7 @@ pub fn dispatch(call: Call) -> Action {
         PSCI_SYSTEM_RESET => Action::Reset,
         MONITOR_VERSION => Action::Return([MONITOR_VERSION_VALUE, call.caller_world, 0, 0]),
         POWER_OFF => Action::PowerOff(call.args[0]),
+        SERVICE => Action::Service { service: call.args[0], len: call.args[1] },
         _ => one(NOT_SUPPORTED),
     }
 }

@@ -12,13 +12,19 @@ pub fn raw_syscall(number: u32, a0: u32, a1: u32, a2: u32) -> u32 {
 /// Issues syscall `number` with five arguments; returns r0.
 #[inline(always)]
 pub fn raw_syscall5(number: u32, args: [u32; 5]) -> u32 {
+    raw_syscall6(number, [args[0], args[1], args[2], args[3], args[4], 0])
+}
+
+/// Issues syscall `number` with six arguments; returns r0.
+#[inline(always)]
+pub fn raw_syscall6(number: u32, args: [u32; 6]) -> u32 {
     let result: u32;
     // SAFETY: `svc #0` enters the kernel, which validates every argument against this
     // app's own mappings before using it and changes no app register except r0 and r1.
     unsafe {
         asm!("svc #0",
             inlateout("r0") args[0] => result, inlateout("r1") args[1] => _, in("r2") args[2],
-            in("r3") args[3], in("r4") args[4], in("r7") number,
+            in("r3") args[3], in("r4") args[4], in("r5") args[5], in("r7") number,
             options(nostack));
     }
     result

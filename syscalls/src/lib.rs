@@ -14,6 +14,8 @@
 mod api;
 #[cfg(target_arch = "arm")]
 pub use api::*;
+#[cfg(target_arch = "arm")]
+pub mod monitor;
 
 /// Syscall numbers (r7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +55,10 @@ pub enum Syscall {
     IrqAck = 12,
     /// `gpio_set(handle, pins, values)`: drives granted GPIO pins (bit sets).
     GpioSet = 13,
+    /// `monitor_call(handle, service, request_ptr, request_len, response_ptr, response_len)
+    /// -> response length`: a security-monitor service the manifest grants
+    /// (`septa_abi::monitor`).
+    MonitorCall = 14,
 }
 
 impl Syscall {
@@ -72,6 +78,7 @@ impl Syscall {
             11 => Syscall::MapDevice,
             12 => Syscall::IrqAck,
             13 => Syscall::GpioSet,
+            14 => Syscall::MonitorCall,
             _ => return None,
         })
     }
@@ -153,6 +160,15 @@ pub enum HandleKind {
     Gpio = 3,
     /// The monitor services in `monitor` (name `"monitor"`).
     Monitor = 4,
+}
+
+/// Bytes as lowercase hex, for logs: `log!("{}", Hex(&key))`.
+pub struct Hex<'a>(pub &'a [u8]);
+
+impl core::fmt::Display for Hex<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
 }
 
 /// The longest IPC message.

@@ -67,6 +67,13 @@ pub const MONITOR_RAM: Region = Region::new(SECURE_RAM.base, 2 << 20);
 pub const HANDOFF: Region = Region::new(MONITOR_RAM.end(), 4096);
 /// The kernel's image, bss and boot stacks, above the device tree.
 pub const KERNEL_RAM: Region = Region::new(DTB.end(), 4 << 20);
+/// Non-secure pages the monitor uses: the page `monitor_call` requests travel through, then
+/// the virtqueue and buffer of the virtio entropy device (QEMU's virtio devices reach only
+/// non-secure memory).
+pub const MONITOR_SHARED: Region = Region::new(KERNEL_RAM.end(), 4096);
+pub const ENTROPY_QUEUE: Region = Region::new(MONITOR_SHARED.end(), 3 * 4096);
+/// The virtio-mmio transports, each 0x200 bytes.
+pub const VIRTIO_MMIO: Region = Region::new(0x0a00_0000, 32 * 0x200);
 
 /// Test builds only: a word that tests set with QEMU's `-device loader` to choose what a
 /// probe kernel does, followed by a word the probe keeps across a reset. The last page of
@@ -78,10 +85,11 @@ pub const MONITOR_MEMORY: StageMemory = &[("RAM", MONITOR_RAM)];
 pub const KERNEL_MEMORY: StageMemory = &[("RAM", KERNEL_RAM)];
 
 /// Memory the kernel can hand to apps (all of RAM above the kernel's region).
-pub const APP_MEMORY: usize = RAM.end() - KERNEL_RAM.end() - 4096;
+pub const APP_MEMORY: usize = RAM.end() - ENTROPY_QUEUE.end() - 4096;
 
 /// The QEMU machine arguments for this board (without the flash drives).
-pub const QEMU_MACHINE: &[&str] = &["-M", "virt,secure=on", "-cpu", "cortex-a7", "-m", "128M"];
+pub const QEMU_MACHINE: &[&str] =
+    &["-M", "virt,secure=on", "-cpu", "cortex-a7", "-m", "128M", "-device", "virtio-rng-device"];
 
 #[cfg(test)]
 mod tests {

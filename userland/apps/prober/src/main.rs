@@ -34,6 +34,15 @@ fn main() {
     refused +=
         expect("lookup(device, rtc) not granted", sys::lookup(HandleKind::Device, "rtc"), Error::Access);
     refused += expect("lookup(gpio) not granted", sys::lookup(HandleKind::Gpio, "gpio"), Error::Access);
+    refused +=
+        expect("lookup(monitor) not granted", sys::lookup(HandleKind::Monitor, "monitor"), Error::Access);
+    let mut random = [0u8; 4];
+    let request = septa_abi::monitor::Request::Random { len: 4 };
+    refused += expect(
+        "monitor_call(call handle)",
+        sys::monitor::call_with(pong, &request, &mut random),
+        Error::Access,
+    );
     // Handles the prober does not hold: its table has entries 0 and 1 only.
     let closed = Handle(5);
     let out_of_range = Handle(1000);
@@ -56,7 +65,7 @@ fn main() {
         Ok(3) if &reply[..3] == b"cba" => sys::log!("pong still answers"),
         other => sys::log!("WRONG: pong after the refused calls -> {other:?}"),
     }
-    sys::log!("{refused} of 15 capability checks refused");
+    sys::log!("{refused} of 17 capability checks refused");
     // crasher serves fragile and dies without answering: the call must come back EPIPE.
     match sys::call(fragile, b"hello?", &mut reply) {
         Err(Error::Pipe) => sys::log!("call to a dying server -> EPIPE"),

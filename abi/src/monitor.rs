@@ -1,0 +1,109 @@
+//! Monitor services: the requests the kernel forwards for apps, and the shared page they
+//! travel through.
+//!
+//! The kernel's `monitor_call` checks the app's `monitor` capability for the service,
+//! writes the app's component id and the postcard-encoded [`Request`] into the shared page
+//! (a fixed non-secure page the monitor learned at boot, never an address from the call)
+//! and issues `SERVICE` with the service number and the request length. The monitor copies
+//! the request into secure memory, decodes and checks it again — the variant must match the
+//! service number, every length must be in bounds — and writes the response bytes back.
+
+use serde::{Deserialize, Serialize};
+
+/// Shared page layout.
+pub const CALLER_OFFSET: usize = 0;
+pub const REQUEST_OFFSET: usize = 64;
+pub const REQUEST_MAX: usize = 512;
+pub const RESPONSE_OFFSET: usize = 1024;
+pub const RESPONSE_MAX: usize = 3072;
+
+/// Services, numbered as in `septa_abi::app::MONITOR_SERVICES` order where they share a
+/// capability name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Service {
+    Random = 0,
+    Sha256 = 1,
+    PublicKey = 2,
+    Sign = 3,
+    Verify = 4,
+    Attest = 5,
+}
+
+impl Service {
+    pub fn from_u32(value: u32) -> Option<Service> {
+        Some(match value {
+            0 => Service::Random,
+            1 => Service::Sha256,
+            2 => Service::PublicKey,
+            3 => Service::Sign,
+            4 => Service::Verify,
+            5 => Service::Attest,
+            _ => return None,
+        })
+    }
+
+    /// The manifest capability (`monitor = [...]`) a service needs.
+    pub fn capability(self) -> &'static str {
+        match self {
+            Service::Random => "random",
+            Service::Sha256 => "sha256",
+            Service::PublicKey | Service::Sign => "sign",
+            Service::Verify => "verify",
+            Service::Attest => "attest",
+        }
+    }
+}
+
+/// The most random bytes one request returns.
+pub const RANDOM_MAX: usize = 256;
+/// The longest attestation nonce.
+pub const NONCE_MAX: usize = 64;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request<'a> {
+    Random {
+        len: u16,
+    },
+    Sha256 {
+        data: &'a [u8],
+    },
+    /// The caller's own P-256 public key (SEC1 uncompressed).
+    PublicKey,
+    /// ECDSA P-256 over SHA-256 of `message`, with the caller's own key: 64 bytes r ‖ s.
+    Sign {
+        message: &'a [u8],
+    },
+    /// One byte: 1 if `signature` is valid for `message` under `public_key`, else 0.
+    Verify {
+        public_key: &'a [u8],
+        message: &'a [u8],
+        signature: &'a [u8],
+    },
+    /// An attestation token ([`crate::attest::Token`]) over `nonce`.
+    Attest {
+        nonce: &'a [u8],
+    },
+}
+
+impl Request<'_> {
+    pub fn service(&self) -> Service {
+        match self {
+            Request::Random { .. } => Service::Random,
+            Request::Sha256 { .. } => Service::Sha256,
+            Request::PublicKey => Service::PublicKey,
+            Request::Sign { .. } => Service::Sign,
+            Request::Verify { .. } => Service::Verify,
+            Request::Attest { .. } => Service::Attest,
+        }
+    }
+}
+
+/// Status codes of `SERVICE` in r0.
+pub const OK: u32 = 0;
+/// The request does not decode, does not match the service number, or is out of bounds.
+pub const BAD_REQUEST: u32 = 1;
+/// The response would not fit the caller's buffer or the shared page.
+pub const TOO_LARGE: u32 = 2;
+/// The service could not be performed (e.g. no entropy).
+pub const FAILED: u32 = 3;

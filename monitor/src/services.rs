@@ -1,0 +1,235 @@
+//! The monitor's services for apps: randomness, hashing, per-app keys, signatures and
+//! attestation.
+//!
+//! Keys are derived, never stored: an app's key from the CDI and the app's component id
+//! (which the kernel supplies and the app cannot choose), so two apps never share a key and
+//! the same software gets the same key on every boot; the device identity key from the
+//! identity seed; the attestation key from the CDI. Each key is derived at most once per
+//! boot and kept in secure memory. Every request is decoded and bounds-checked here again:
+//! the monitor trusts nothing the normal world sends.
+
+use p256::ecdsa::signature::{Signer, Verifier};
+use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use rand_chacha::ChaCha20Rng;
+use rand_core::{RngCore, SeedableRng};
+use septa_abi::attest::{self, Claims, Measurement, Token};
+use septa_abi::handoff::Handoff;
+use septa_abi::keys;
+use septa_abi::monitor::{BAD_REQUEST, FAILED, NONCE_MAX, RANDOM_MAX, Request, Service, TOO_LARGE};
+use sha2::{Digest, Sha256};
+
+/// App keys kept per boot.
+const KEY_CACHE: usize = 16;
+
+/// What the monitor holds for the services.
+pub struct State {
+    cdi: [u8; 32],
+    identity_seed: [u8; 32],
+    measurements: heapless::Vec<Measurement, { attest::MAX_RECORDS }>,
+    rng: Option<ChaCha20Rng>,
+    app_keys: heapless::Vec<([u8; 16], SigningKey), KEY_CACHE>,
+    /// Device public key, attestation key and the certificate, once derived.
+    attestation: Option<(heapless::Vec<u8, 65>, SigningKey, heapless::Vec<u8, 64>)>,
+}
+
+impl State {
+    pub fn new(handoff: &Handoff) -> State {
+        State {
+            cdi: handoff.cdi,
+            identity_seed: handoff.identity_seed,
+            measurements: handoff.records().iter().map(Measurement::from).collect(),
+            rng: None,
+            app_keys: heapless::Vec::new(),
+            attestation: None,
+        }
+    }
+
+    /// Seeds the DRBG from `entropy` (32 bytes from the hardware source), mixed with the CDI
+    /// so that a weak source alone does not decide the output.
+    pub fn seed(&mut self, entropy: &[u8; 32]) {
+        let seed = keys::hmac(&self.cdi, &[b"septa drbg", entropy]);
+        self.rng = Some(ChaCha20Rng::from_seed(seed));
+    }
+
+    fn app_key(&mut self, component_id: &[u8; 16]) -> &SigningKey {
+        if let Some(index) = self.app_keys.iter().position(|(id, _)| id == component_id) {
+            return &self.app_keys[index].1;
+        }
+        let key = keys::derive_key(&self.cdi, keys::APP_KEY, component_id);
+        if self.app_keys.is_full() {
+            self.app_keys.remove(0);
+        }
+        let _ = self.app_keys.push((*component_id, key));
+        &self.app_keys.last().expect("just pushed").1
+    }
+
+    /// Handles one request for service number `service` from app `caller`; writes the
+    /// response into `out` and returns its length, or a status code.
+    pub fn handle(
+        &mut self,
+        service: u32,
+        caller: &[u8; 16],
+        request: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, u32> {
+        let request: Request<'_> = postcard::from_bytes(request).map_err(|_| BAD_REQUEST)?;
+        if Service::from_u32(service) != Some(request.service()) {
+            return Err(BAD_REQUEST);
+        }
+        match request {
+            Request::Random { len } => {
+                let len = len as usize;
+                if len > RANDOM_MAX {
+                    return Err(BAD_REQUEST);
+                }
+                let target = out.get_mut(..len).ok_or(TOO_LARGE)?;
+                self.rng.as_mut().ok_or(FAILED)?.fill_bytes(target);
+                Ok(len)
+            }
+            Request::Sha256 { data } => put(out, &Sha256::digest(data)),
+            Request::PublicKey => {
+                let key = self.app_key(caller).verifying_key().to_encoded_point(false);
+                put(out, key.as_bytes())
+            }
+            Request::Sign { message } => {
+                let signature: Signature = self.app_key(caller).sign(message);
+                put(out, &signature.to_bytes())
+            }
+            Request::Verify { public_key, message, signature } => {
+                let key = VerifyingKey::from_sec1_bytes(public_key).map_err(|_| BAD_REQUEST)?;
+                let signature = Signature::from_slice(signature).map_err(|_| BAD_REQUEST)?;
+                put(out, &[key.verify(message, &signature).is_ok() as u8])
+            }
+            Request::Attest { nonce } => {
+                if nonce.len() > NONCE_MAX {
+                    return Err(BAD_REQUEST);
+                }
+                let token = self.token(nonce).ok_or(FAILED)?;
+                let len = postcard::to_slice(&token, out).map_err(|_| TOO_LARGE)?.len();
+                Ok(len)
+            }
+        }
+    }
+
+    fn token(&mut self, nonce: &[u8]) -> Option<Token> {
+        let (device_key, attestation_key, certificate) = match &self.attestation {
+            Some(keys) => keys.clone(),
+            None => {
+                let device = keys::derive_key(&self.identity_seed, keys::DEVICE_IDENTITY, b"");
+                let attestation = keys::derive_key(&self.cdi, keys::ATTESTATION, b"");
+                let public = attestation.verifying_key().to_encoded_point(false);
+                let certificate: Signature = device.sign(&attest::certificate_message(public.as_bytes()));
+                let keys = (
+                    heapless::Vec::from_slice(device.verifying_key().to_encoded_point(false).as_bytes())
+                        .ok()?,
+                    attestation,
+                    heapless::Vec::from_slice(&certificate.to_bytes()).ok()?,
+                );
+                self.attestation = Some(keys.clone());
+                keys
+            }
+        };
+        let claims = Claims {
+            device_key,
+            attestation_key: heapless::Vec::from_slice(
+                attestation_key.verifying_key().to_encoded_point(false).as_bytes(),
+            )
+            .ok()?,
+            certificate,
+            nonce: heapless::Vec::from_slice(nonce).ok()?,
+            measurements: self.measurements.clone(),
+        };
+        let signature: Signature = attestation_key.sign(&attest::claims_digest(&claims)?);
+        Some(Token { claims, signature: heapless::Vec::from_slice(&signature.to_bytes()).ok()? })
+    }
+}
+
+fn put(out: &mut [u8], bytes: &[u8]) -> Result<usize, u32> {
+    out.get_mut(..bytes.len()).ok_or(TOO_LARGE)?.copy_from_slice(bytes);
+    Ok(bytes.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use septa_abi::handoff::BootRecord;
+
+    fn state() -> State {
+        let mut handoff = Handoff::empty();
+        handoff.cdi = [1; 32];
+        handoff.identity_seed = [2; 32];
+        handoff.record_count = 2;
+        handoff.records[1] =
+            BootRecord { kind: 2, component_id: [3; 16], security_version: 1, measurement: [4; 32] };
+        let mut state = State::new(&handoff);
+        state.seed(&[5; 32]);
+        state
+    }
+
+    fn call(state: &mut State, request: &Request<'_>, caller: u8) -> Result<std::vec::Vec<u8>, u32> {
+        let mut encoded = [0u8; 512];
+        let encoded = postcard::to_slice(request, &mut encoded).unwrap();
+        let mut out = [0u8; 3072];
+        let len = state.handle(request.service() as u32, &[caller; 16], encoded, &mut out)?;
+        Ok(out[..len].to_vec())
+    }
+
+    extern crate std;
+
+    #[test]
+    fn random_bytes_differ_between_calls() {
+        let mut s = state();
+        let a = call(&mut s, &Request::Random { len: 16 }, 1).unwrap();
+        let b = call(&mut s, &Request::Random { len: 16 }, 1).unwrap();
+        assert_eq!(a.len(), 16);
+        assert_ne!(a, b);
+        assert_eq!(call(&mut s, &Request::Random { len: 257 }, 1), Err(BAD_REQUEST));
+    }
+
+    #[test]
+    fn app_keys_differ_between_apps_and_sign_verifiably() {
+        let mut s = state();
+        let a = call(&mut s, &Request::PublicKey, 1).unwrap();
+        let b = call(&mut s, &Request::PublicKey, 2).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a, call(&mut s, &Request::PublicKey, 1).unwrap(), "stable");
+        let signature = call(&mut s, &Request::Sign { message: b"hello" }, 1).unwrap();
+        let verify = |s: &mut State, key: &[u8], message: &[u8]| {
+            call(s, &Request::Verify { public_key: key, message, signature: &signature }, 3).unwrap()
+        };
+        assert_eq!(verify(&mut s, &a, b"hello"), [1]);
+        assert_eq!(verify(&mut s, &a, b"hellO"), [0]);
+        assert_eq!(verify(&mut s, &b, b"hello"), [0]);
+    }
+
+    #[test]
+    fn malformed_requests_are_refused() {
+        let mut s = state();
+        let mut out = [0u8; 64];
+        assert_eq!(s.handle(0, &[0; 16], &[0xff, 0xff, 0xff], &mut out), Err(BAD_REQUEST));
+        // A valid request under the wrong service number.
+        let mut encoded = [0u8; 16];
+        let encoded = postcard::to_slice(&Request::Random { len: 4 }, &mut encoded).unwrap();
+        assert_eq!(s.handle(Service::Sign as u32, &[0; 16], encoded, &mut out), Err(BAD_REQUEST));
+        assert_eq!(s.handle(99, &[0; 16], encoded, &mut out), Err(BAD_REQUEST));
+        let bad_key = Request::Verify { public_key: &[4; 10], message: b"", signature: &[0; 64] };
+        assert_eq!(call(&mut s, &bad_key, 1), Err(BAD_REQUEST));
+    }
+
+    #[test]
+    fn attestation_tokens_verify_and_bind_the_nonce() {
+        let mut s = state();
+        let token = call(&mut s, &Request::Attest { nonce: b"fresh nonce" }, 1).unwrap();
+        let device = *keys::derive_key(&[2; 32], keys::DEVICE_IDENTITY, b"").verifying_key();
+        let claims = attest::verify(&token, &device, b"fresh nonce").unwrap();
+        assert_eq!(claims.measurements[1].digest, [4; 32]);
+        assert_eq!(attest::verify(&token, &device, b"other"), Err(attest::Error::WrongNonce));
+        let stranger = *keys::derive_key(&[9; 32], keys::DEVICE_IDENTITY, b"").verifying_key();
+        assert_eq!(attest::verify(&token, &stranger, b"fresh nonce"), Err(attest::Error::WrongDeviceKey));
+        for at in [10, token.len() / 2, token.len() - 3] {
+            let mut bad = token.clone();
+            bad[at] ^= 1;
+            assert!(attest::verify(&bad, &device, b"fresh nonce").is_err(), "byte {at}");
+        }
+    }
+}

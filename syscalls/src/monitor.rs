@@ -1,0 +1,67 @@
+//! The security monitor's services, through the one narrow syscall `monitor_call`.
+//!
+//! Each needs the matching `monitor = [...]` capability in the app's manifest; without it
+//! the kernel answers `EACCES` and the monitor is never called. Keys are the app's own:
+//! derived by the monitor from the boot's CDI and the app's component id, never exported.
+
+use crate::{Error, Handle, HandleKind, Syscall, lookup, raw_syscall6};
+use septa_abi::monitor::{REQUEST_MAX, Request};
+
+fn call(request: &Request<'_>, response: &mut [u8]) -> Result<usize, Error> {
+    let monitor = lookup(HandleKind::Monitor, "monitor")?;
+    call_with(monitor, request, response)
+}
+
+/// One `monitor_call` with an explicit handle.
+pub fn call_with(monitor: Handle, request: &Request<'_>, response: &mut [u8]) -> Result<usize, Error> {
+    let mut encoded = [0u8; REQUEST_MAX];
+    let encoded = postcard::to_slice(request, &mut encoded).map_err(|_| Error::Invalid)?;
+    let args = [
+        monitor.0,
+        request.service() as u32,
+        encoded.as_ptr() as u32,
+        encoded.len() as u32,
+        response.as_mut_ptr() as u32,
+        response.len() as u32,
+    ];
+    Error::check(raw_syscall6(Syscall::MonitorCall as u32, args)).map(|n| n as usize)
+}
+
+/// Fills `buffer` (at most 256 bytes) with random bytes from the monitor's DRBG.
+pub fn random(buffer: &mut [u8]) -> Result<(), Error> {
+    let len = call(&Request::Random { len: buffer.len() as u16 }, buffer)?;
+    if len == buffer.len() { Ok(()) } else { Err(Error::Invalid) }
+}
+
+/// SHA-256 of `data`, computed in the secure world.
+pub fn sha256(data: &[u8]) -> Result<[u8; 32], Error> {
+    let mut digest = [0u8; 32];
+    call(&Request::Sha256 { data }, &mut digest)?;
+    Ok(digest)
+}
+
+/// The app's own P-256 public key (SEC1 uncompressed, 65 bytes).
+pub fn public_key() -> Result<[u8; 65], Error> {
+    let mut key = [0u8; 65];
+    call(&Request::PublicKey, &mut key)?;
+    Ok(key)
+}
+
+/// ECDSA P-256 (SHA-256) signature of `message` with the app's own key: r ‖ s.
+pub fn sign(message: &[u8]) -> Result<[u8; 64], Error> {
+    let mut signature = [0u8; 64];
+    call(&Request::Sign { message }, &mut signature)?;
+    Ok(signature)
+}
+
+/// Whether `signature` is valid for `message` under `public_key`.
+pub fn verify(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<bool, Error> {
+    let mut answer = [0u8; 1];
+    call(&Request::Verify { public_key, message, signature }, &mut answer)?;
+    Ok(answer[0] == 1)
+}
+
+/// An attestation token over `nonce`, written into `token`; returns its length.
+pub fn attest(nonce: &[u8], token: &mut [u8]) -> Result<usize, Error> {
+    call(&Request::Attest { nonce }, token)
+}
