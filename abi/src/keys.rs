@@ -52,6 +52,17 @@ pub fn compound_device_id(device_secret: &[u8; 32], measurements: &[[u8; 32]]) -
     mac.finalize().into_bytes().into()
 }
 
+/// The seed of the device identity key: depends on the device secret only, so the identity
+/// survives software updates. The loader hands this (not the secret) to the monitor.
+pub fn identity_seed(device_secret: &[u8; 32]) -> [u8; 32] {
+    hmac(device_secret, &[DEVICE_IDENTITY])
+}
+
+/// The device identity key, from its seed.
+pub fn device_identity_key(seed: &[u8; 32]) -> SigningKey {
+    derive_key(seed, DEVICE_IDENTITY, b"")
+}
+
 /// Labels for [`derive_key`].
 pub const DEVICE_IDENTITY: &[u8] = b"septa device identity";
 pub const ATTESTATION: &[u8] = b"septa attestation";

@@ -256,7 +256,7 @@ fn secure_boot(fuses: &Fuses, region: Region, handoff: &mut Handoff) -> Result<u
     let measurements: heapless::Vec<[u8; 32], MAX_RECORDS> =
         handoff.records().iter().map(|r| r.measurement).collect();
     handoff.cdi = keys::compound_device_id(&fuses.device_secret, &measurements);
-    handoff.identity_seed = keys::hmac(&fuses.device_secret, &[keys::DEVICE_IDENTITY]);
+    handoff.identity_seed = keys::identity_seed(&fuses.device_secret);
     handoff.magic = septa_abi::handoff::MAGIC;
     Ok(board::MONITOR_RAM.base)
 }

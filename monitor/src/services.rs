@@ -115,7 +115,7 @@ impl State {
         let (device_key, attestation_key, certificate) = match &self.attestation {
             Some(keys) => keys.clone(),
             None => {
-                let device = keys::derive_key(&self.identity_seed, keys::DEVICE_IDENTITY, b"");
+                let device = keys::device_identity_key(&self.identity_seed);
                 let attestation = keys::derive_key(&self.cdi, keys::ATTESTATION, b"");
                 let public = attestation.verifying_key().to_encoded_point(false);
                 let certificate: Signature = device.sign(&attest::certificate_message(public.as_bytes()));
@@ -220,11 +220,11 @@ mod tests {
     fn attestation_tokens_verify_and_bind_the_nonce() {
         let mut s = state();
         let token = call(&mut s, &Request::Attest { nonce: b"fresh nonce" }, 1).unwrap();
-        let device = *keys::derive_key(&[2; 32], keys::DEVICE_IDENTITY, b"").verifying_key();
+        let device = *keys::device_identity_key(&[2; 32]).verifying_key();
         let claims = attest::verify(&token, &device, b"fresh nonce").unwrap();
         assert_eq!(claims.measurements[1].digest, [4; 32]);
         assert_eq!(attest::verify(&token, &device, b"other"), Err(attest::Error::WrongNonce));
-        let stranger = *keys::derive_key(&[9; 32], keys::DEVICE_IDENTITY, b"").verifying_key();
+        let stranger = *keys::device_identity_key(&[9; 32]).verifying_key();
         assert_eq!(attest::verify(&token, &stranger, b"fresh nonce"), Err(attest::Error::WrongDeviceKey));
         for at in [10, token.len() / 2, token.len() - 3] {
             let mut bad = token.clone();

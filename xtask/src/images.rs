@@ -211,6 +211,10 @@ fn development_key(image_dir: &Path) -> Result<SigningKey> {
 fn development_fuses(image_dir: &Path, key: &SigningKey) -> Result<Fuses> {
     let path = keys_dir(image_dir).join("device-secret.bin");
     let device_secret = if path.exists() { keys::load_secret(&path)? } else { keys::generate_secret(&path)? };
+    let device_key = keys_dir(image_dir).join("device.pub.pem");
+    if !device_key.exists() {
+        keys::write_public_key(&device_key, &keys::device_public_key(&device_secret))?;
+    }
     let public =
         heapless::Vec::from_slice(key.verifying_key().to_encoded_point(false).as_bytes()).expect("65 bytes");
     Ok(Fuses {

@@ -109,13 +109,20 @@ fn test(root: &Path) -> Result<()> {
     let mut specs = vec![images::default_image(root)?];
     specs.extend(variants::test_images(root)?);
     let dir = images::build(root, &specs)?;
+    println!("xtask: building the septa host tool for the tests");
+    let status =
+        Command::new(env!("CARGO")).args(["build", "-p", "septa-tool", "--bin", "septa"]).status()?;
+    if !status.success() {
+        bail!("building the septa host tool failed");
+    }
     println!("xtask: running host unit tests and QEMU integration tests");
     let mut command = Command::new(env!("CARGO"));
     command.arg("test");
     for package in HOST_TESTED {
         command.args(["-p", package]);
     }
-    let summary = tally::run(command.env("SEPTA_IMAGES", &dir))?;
+    let tool = root.join("target/debug/septa");
+    let summary = tally::run(command.env("SEPTA_IMAGES", &dir).env("SEPTA_TOOL", tool))?;
     println!("tests: {} passed, {} failed", summary.passed, summary.failed);
     if summary.failed > 0 || !summary.success {
         bail!("tests failed");

@@ -51,3 +51,14 @@ pub fn generate_secret(path: &Path) -> Result<[u8; 32]> {
     crate::image::write_atomically(path, &secret)?;
     Ok(secret)
 }
+
+/// The public device identity key of a device secret, as the monitor derives it.
+pub fn device_public_key(device_secret: &[u8; 32]) -> VerifyingKey {
+    let seed = septa_abi::keys::identity_seed(device_secret);
+    *septa_abi::keys::device_identity_key(&seed).verifying_key()
+}
+
+pub fn write_public_key(path: &Path, key: &VerifyingKey) -> Result<()> {
+    let pem = key.to_public_key_pem(LineEnding::LF).context("encoding the public key")?;
+    crate::image::write_atomically(path, pem.as_bytes())
+}

@@ -4,6 +4,7 @@
 //! loader reads it with. Outputs are written to a temporary file and renamed into place, so
 //! a failed run never leaves a partly written image behind.
 
+pub mod attest;
 pub mod elf;
 pub mod image;
 pub mod keys;

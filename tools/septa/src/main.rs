@@ -72,11 +72,40 @@ enum Command {
         #[arg(long = "minimum")]
         minimums: Vec<String>,
     },
+    /// Write the public device identity key of a device secret (for `attest verify`).
+    DeviceKey {
+        #[arg(long)]
+        device_secret: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Attestation tokens.
+    Attest {
+        #[command(subcommand)]
+        command: AttestCommand,
+    },
     /// List the packages in a flash image, and check their signatures against OEM keys.
     Inspect {
         flash: PathBuf,
         #[arg(long = "key")]
         keys: Vec<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AttestCommand {
+    /// Check a token (hex, whitespace ignored) against the device key and the nonce, and
+    /// print what the device booted. With --image, also require the measurements of the
+    /// packages in that flash image.
+    Verify {
+        #[arg(long)]
+        device_key: PathBuf,
+        /// The nonce the token must answer, in hex.
+        #[arg(long)]
+        nonce: String,
+        #[arg(long)]
+        image: Option<PathBuf>,
+        token: PathBuf,
     },
 }
 
@@ -162,6 +191,33 @@ fn run(cli: Cli) -> Result<()> {
             println!("provisioned {}", rom.display());
         }
         Command::Inspect { flash, keys: key_files } => inspect(&flash, &key_files)?,
+        Command::DeviceKey { device_secret, out } => {
+            let key = septa_tool::keys::device_public_key(&keys::load_secret(&device_secret)?);
+            septa_tool::keys::write_public_key(&out, &key)?;
+            println!("wrote {}", out.display());
+        }
+        Command::Attest { command: AttestCommand::Verify { device_key, nonce, image, token } } => {
+            let key = keys::load_verifying_key(&device_key)?;
+            let nonce = hex::decode(nonce.trim()).context("--nonce is not hex")?;
+            let text = fs::read_to_string(&token).with_context(|| format!("reading {}", token.display()))?;
+            let bytes = hex::decode(text.split_whitespace().collect::<String>())
+                .with_context(|| format!("{}: not hex", token.display()))?;
+            let claims = septa_abi::attest::verify(&bytes, &key, &nonce)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", token.display()))?;
+            if let Some(image) = image {
+                septa_tool::attest::check_against_image(&claims, &image)?;
+            }
+            println!("token verified: device {}, nonce {}", hex::encode(key_id(&key)), hex::encode(&nonce));
+            for m in &claims.measurements {
+                let kind = Kind::from_u16(m.kind as u16).map_or("loader", Kind::name);
+                println!(
+                    "  {kind:<7} {}  version {}  {}",
+                    uuid(&m.component_id),
+                    m.security_version,
+                    hex::encode(m.digest)
+                );
+            }
+        }
     }
     Ok(())
 }
