@@ -18,5 +18,6 @@ pub mod handoff;
 pub mod keys;
 pub mod monitor;
 pub mod package;
+pub mod report;
 pub mod slot;
 pub mod smc;

@@ -31,6 +31,11 @@ pub const POWER_OFF: u32 = TRUSTED_OS_BASE + 1;
 /// [`crate::monitor`]). r0 = status, r1 = response length.
 pub const SERVICE: u32 = TRUSTED_OS_BASE + 2;
 
+/// `SIGN_REPORT(len)`: the kernel's batch of failure records (postcard
+/// `septa_abi::report::Batch`, in the shared page's request area) signed with the device
+/// key; the postcard `Report` comes back in the response area. r0 = status, r1 = length.
+pub const SIGN_REPORT: u32 = TRUSTED_OS_BASE + 3;
+
 pub const WORLD_NON_SECURE: u32 = 1;
 pub const WORLD_SECURE: u32 = 0;
 

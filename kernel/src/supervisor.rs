@@ -13,33 +13,11 @@ pub const BACKOFF_FIRST_MS: u64 = 100;
 pub const BACKOFF_MAX_MS: u64 = 10_000;
 pub const LOG_CAPACITY: usize = 32;
 
-/// How an app ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EndKind {
-    Exit,
-    UndefinedInstruction,
-    PrefetchAbort,
-    DataAbort,
-}
+pub use septa_abi::report::{EndKind, Record as FaultRecord};
 
-/// One exit or fault.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FaultRecord {
-    pub component_id: [u8; 16],
-    pub kind: EndKind,
-    pub pc: u32,
-    pub address: u32,
-    pub exit_code: i32,
-    pub time_ms: u64,
-    /// Restarts of this app before this ending.
-    pub restart_count: u32,
-}
-
-impl FaultRecord {
-    /// A clean exit is status 0; anything else is a failure.
-    pub fn failed(&self) -> bool {
-        self.kind != EndKind::Exit || self.exit_code != 0
-    }
+/// A clean exit is status 0; anything else is a failure.
+pub fn failed(record: &FaultRecord) -> bool {
+    record.kind != EndKind::Exit || record.exit_code != 0
 }
 
 /// Whether an app that ended as `record` says is started again under `policy`.
@@ -47,7 +25,7 @@ pub fn should_restart(policy: Restart, record: &FaultRecord) -> bool {
     match policy {
         Restart::Always => true,
         Restart::Never => false,
-        Restart::OnFailure => record.failed(),
+        Restart::OnFailure => failed(record),
     }
 }
 
@@ -100,6 +78,7 @@ mod tests {
     fn record(kind: EndKind, exit_code: i32) -> FaultRecord {
         FaultRecord {
             component_id: [1; 16],
+            name: [0; 16],
             kind,
             pc: 0,
             address: 0,

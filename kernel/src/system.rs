@@ -174,6 +174,7 @@ impl Kernel {
         };
         let record = FaultRecord {
             component_id: process.component_id(),
+            name: process.name_bytes(),
             kind,
             pc,
             address,
@@ -182,6 +183,7 @@ impl Kernel {
             restart_count: process.restarts,
         };
         self.faults.push(record);
+        self.report(record);
 
         let woken = self.ipc.process_died(pid as u8);
         for other in (0..MAX_PROCESSES).filter(|o| woken & (1 << o) != 0) {
@@ -219,6 +221,34 @@ impl Kernel {
         } else {
             process.state = State::Ended;
         }
+    }
+
+    /// Has the monitor sign the record with the device key and prints the signed report,
+    /// for `septa report verify`.
+    fn report(&self, record: FaultRecord) {
+        use septa_abi::monitor::{REQUEST_MAX, REQUEST_OFFSET, RESPONSE_OFFSET};
+        let batch = septa_abi::report::Batch {
+            first: self.faults.total() - 1,
+            records: heapless::Vec::from_slice(&[record]).expect("one record fits"),
+        };
+        let page = board::MONITOR_SHARED.base;
+        // SAFETY: MONITOR_SHARED is the non-secure page reserved for monitor requests, one-to-
+        // one mapped in the kernel and used by one request at a time (the kernel is not
+        // reentrant).
+        let shared = unsafe { core::slice::from_raw_parts_mut(page as *mut u8, board::MONITOR_SHARED.size) };
+        let Ok(encoded) =
+            postcard::to_slice(&batch, &mut shared[REQUEST_OFFSET..REQUEST_OFFSET + REQUEST_MAX])
+        else {
+            return;
+        };
+        let len = encoded.len() as u32;
+        let [status, written, ..] = crate::monitor::call(septa_abi::smc::SIGN_REPORT, [len, 0, 0]);
+        if status != septa_abi::monitor::OK {
+            kprintln!("septa: supervisor: the monitor did not sign the report (status {status})");
+            return;
+        }
+        let signed = &shared[RESPONSE_OFFSET..RESPONSE_OFFSET + (written as usize).min(2048)];
+        kprintln!("septa: supervisor: signed report {}", septa_syscalls::Hex(signed));
     }
 
     /// Starts an ended app again from its package, with the same capabilities.

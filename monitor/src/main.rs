@@ -171,9 +171,13 @@ fn take_handoff(out: &mut Pl011) {
     let _ = writeln!(out, "septa: monitor: {} measurements, keys derived from the CDI", handoff.record_count);
 }
 
-/// Serves an app's request: copies it out of the shared page into secure memory, handles
-/// it, writes the response back. Returns r0 (status) and r1 (response length).
-fn serve(service: u32, len: u32) -> [u32; 4] {
+/// Serves a request in the shared page: copies it (and the caller's component id) into
+/// secure memory, lets `handle` answer it, writes the response back. Returns r0 (status)
+/// and r1 (response length).
+fn serve(
+    len: u32,
+    handle: impl FnOnce(&mut State, &[u8; 16], &[u8], &mut [u8]) -> Result<usize, u32>,
+) -> [u32; 4] {
     let len = len as usize;
     if len > REQUEST_MAX {
         return [septa_abi::monitor::BAD_REQUEST, 0, 0, 0];
@@ -191,7 +195,7 @@ fn serve(service: u32, len: u32) -> [u32; 4] {
     }
     let mut response = [0u8; RESPONSE_MAX];
     let result = match SERVICES.lock().as_mut() {
-        Some(state) => state.handle(service, &caller, &request[..len], &mut response),
+        Some(state) => handle(state, &caller, &request[..len], &mut response),
         None => Err(septa_abi::monitor::FAILED),
     };
     match result {
@@ -238,7 +242,15 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
     let call = Call { function: frame.r[0], args: [frame.r[1], frame.r[2], frame.r[3]], caller_world };
     match dispatch(call) {
         Action::Return(values) => frame.r[..4].copy_from_slice(&values),
-        Action::Service { service, len } => frame.r[..4].copy_from_slice(&serve(service, len)),
+        Action::Service { service, len } => {
+            let result =
+                serve(len, |state, caller, request, out| state.handle(service, caller, request, out));
+            frame.r[..4].copy_from_slice(&result)
+        }
+        Action::SignReport { len } => {
+            let result = serve(len, |state, _, batch, out| state.sign_report(batch, out));
+            frame.r[..4].copy_from_slice(&result)
+        }
         Action::PowerOff(status) => {
             let _ = writeln!(console(), "septa: monitor: system off (status {status})");
             semihosting::exit(status)

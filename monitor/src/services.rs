@@ -14,8 +14,8 @@ use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 use septa_abi::attest::{self, Claims, Measurement, Token};
 use septa_abi::handoff::Handoff;
-use septa_abi::keys;
 use septa_abi::monitor::{BAD_REQUEST, FAILED, NONCE_MAX, RANDOM_MAX, Request, Service, TOO_LARGE};
+use septa_abi::{keys, report};
 use sha2::{Digest, Sha256};
 
 /// App keys kept per boot.
@@ -30,6 +30,8 @@ pub struct State {
     app_keys: heapless::Vec<([u8; 16], SigningKey), KEY_CACHE>,
     /// Device public key, attestation key and the certificate, once derived.
     attestation: Option<(heapless::Vec<u8, 65>, SigningKey, heapless::Vec<u8, 64>)>,
+    /// The device identity key, once derived.
+    device_key: Option<SigningKey>,
 }
 
 impl State {
@@ -41,6 +43,7 @@ impl State {
             rng: None,
             app_keys: heapless::Vec::new(),
             attestation: None,
+            device_key: None,
         }
     }
 
@@ -111,11 +114,27 @@ impl State {
         }
     }
 
+    /// Signs a batch of failure records with the device identity key.
+    pub fn sign_report(&mut self, batch: &[u8], out: &mut [u8]) -> Result<usize, u32> {
+        let batch: report::Batch = postcard::from_bytes(batch).map_err(|_| BAD_REQUEST)?;
+        let digest = report::digest(&batch).ok_or(BAD_REQUEST)?;
+        let key = self.device_key.get_or_insert_with(|| keys::device_identity_key(&self.identity_seed));
+        let signature: Signature = key.sign(&digest);
+        let report = report::Report {
+            batch,
+            signature: heapless::Vec::from_slice(&signature.to_bytes()).map_err(|_| FAILED)?,
+        };
+        Ok(postcard::to_slice(&report, out).map_err(|_| TOO_LARGE)?.len())
+    }
+
     fn token(&mut self, nonce: &[u8]) -> Option<Token> {
         let (device_key, attestation_key, certificate) = match &self.attestation {
             Some(keys) => keys.clone(),
             None => {
-                let device = keys::device_identity_key(&self.identity_seed);
+                let device = self
+                    .device_key
+                    .get_or_insert_with(|| keys::device_identity_key(&self.identity_seed))
+                    .clone();
                 let attestation = keys::derive_key(&self.cdi, keys::ATTESTATION, b"");
                 let public = attestation.verifying_key().to_encoded_point(false);
                 let certificate: Signature = device.sign(&attest::certificate_message(public.as_bytes()));
@@ -214,6 +233,32 @@ mod tests {
         assert_eq!(s.handle(99, &[0; 16], encoded, &mut out), Err(BAD_REQUEST));
         let bad_key = Request::Verify { public_key: &[4; 10], message: b"", signature: &[0; 64] };
         assert_eq!(call(&mut s, &bad_key, 1), Err(BAD_REQUEST));
+    }
+
+    #[test]
+    fn failure_reports_are_signed_with_the_device_key() {
+        let mut s = state();
+        let record = report::Record {
+            component_id: [7; 16],
+            name: *b"crasher\0\0\0\0\0\0\0\0\0",
+            kind: report::EndKind::DataAbort,
+            pc: 0x100cc,
+            address: 0,
+            exit_code: 0,
+            time_ms: 42,
+            restart_count: 1,
+        };
+        let batch = report::Batch { first: 0, records: heapless::Vec::from_slice(&[record]).unwrap() };
+        let mut encoded = [0u8; 256];
+        let encoded = postcard::to_slice(&batch, &mut encoded).unwrap();
+        let mut out = [0u8; 512];
+        let len = s.sign_report(encoded, &mut out).unwrap();
+        let device = *keys::device_identity_key(&[2; 32]).verifying_key();
+        assert_eq!(report::verify(&out[..len], &device).unwrap(), batch);
+        let mut bad = out[..len].to_vec();
+        bad[20] ^= 1;
+        assert!(report::verify(&bad, &device).is_err());
+        assert_eq!(s.sign_report(&[0xff; 3], &mut out), Err(BAD_REQUEST));
     }
 
     #[test]

@@ -21,6 +21,8 @@ pub enum Action {
     Reset,
     /// Serve an app's request from the shared page (see `septa_abi::monitor`).
     Service { service: u32, len: u32 },
+    /// Sign the kernel's failure-report batch in the shared page.
+    SignReport { len: u32 },
 }
 
 /// One SMC call: the function id from r0 and the arguments from r1–r3.
@@ -32,8 +34,9 @@ pub struct Call {
     pub caller_world: u32,
 }
 
-const IMPLEMENTED: [u32; 8] = [
+const IMPLEMENTED: [u32; 9] = [
     SERVICE,
+    SIGN_REPORT,
     SMCCC_VERSION,
     SMCCC_ARCH_FEATURES,
     PSCI_VERSION,
@@ -54,6 +57,7 @@ pub fn dispatch(call: Call) -> Action {
         MONITOR_VERSION => Action::Return([MONITOR_VERSION_VALUE, call.caller_world, 0, 0]),
         POWER_OFF => Action::PowerOff(call.args[0]),
         SERVICE => Action::Service { service: call.args[0], len: call.args[1] },
+        SIGN_REPORT => Action::SignReport { len: call.args[0] },
         _ => one(NOT_SUPPORTED),
     }
 }

@@ -34,9 +34,10 @@ fn boot_reaches_the_kernel_with_each_stage_in_its_world() {
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "stages out of order:\n{console}");
 
-    // QEMU's own view of the CPU, independent of anything the guest prints: from now on it
-    // runs apps (non-secure user mode) or the kernel (non-secure SVC); these apps make no
-    // monitor calls, so it never runs secure code again.
+    // QEMU's own view of the CPU, independent of anything the guest prints: once `hello`'s
+    // exit is reported (the kernel has the monitor sign it), these apps make no more monitor
+    // calls, so it runs apps (non-secure user mode) or the kernel (non-secure SVC) only.
+    qemu.wait_for("septa: supervisor: signed report ");
     for _ in 0..5 {
         let registers = qemu.monitor("info registers");
         assert!(

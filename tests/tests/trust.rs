@@ -126,3 +126,39 @@ fn attestation_token_verifies_and_any_change_breaks_it() {
     let _ = std::fs::remove_dir_all(changed.rom.parent().unwrap());
     assert!(!ok && text.contains("booted a different kernel"), "{text}");
 }
+
+#[test]
+fn failure_reports_are_signed_and_verify_offline() {
+    let mut qemu = Boot::new(variant_images("compartments")).spawn();
+    qemu.wait_for("(restart 2)");
+    qemu.wait_for_nth("septa: supervisor: signed report ", 3);
+    let reports: String = qemu
+        .console()
+        .lines()
+        .filter(|l| l.starts_with("septa: supervisor: signed report "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let device_key = images_dir().join("keys/device.pub.pem");
+    let file = std::env::temp_dir().join(format!("septa-reports-{}", std::process::id()));
+    std::fs::write(&file, &reports).unwrap();
+    let output =
+        septa().args(["report", "verify", "--device-key"]).arg(&device_key).arg(&file).output().unwrap();
+    let text =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}");
+    let crash = text
+        .lines()
+        .find(|l| l.contains(" crasher ") && l.contains("restarts 1"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(crash.contains("data abort") && crash.contains(" address 0x00000000 exit 0 "), "{text}");
+
+    // One flipped hex digit in the first report.
+    let mut altered = reports.clone().into_bytes();
+    let at = altered.iter().position(|&b| b == b'\n').unwrap() - 10;
+    altered[at] = if altered[at] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&file, altered).unwrap();
+    let output =
+        septa().args(["report", "verify", "--device-key"]).arg(&device_key).arg(&file).output().unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(!output.status.success(), "an altered report verified");
+}

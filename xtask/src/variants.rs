@@ -2,8 +2,10 @@
 //!
 //! - `probe/`: a kernel built with the `probe` feature (boot-chain tests), no apps;
 //! - `core/`: `hello`, `counter` and `spinner` (kernel-core tests);
+//! - `trust/`: `keys` and `attest`, which use the security monitor's services;
 //! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
 //! - `core/`: `hello`, `counter` and `spinner` (kernel-core tests);
+//! - `trust/`: `keys` and `attest`, which use the security monitor's services;
 //! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
 //! - `isolation/`: `counter` and `spinner` next to one `attacker` instance per attack, each
 //!   named `a-<attack>` (the name selects the attack; see `userland/apps/attacker`).
@@ -50,6 +52,11 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
             dir: "compartments".into(),
             kernel_features: Vec::new(),
             apps: apps(&["logger", "blinky", "pong", "ping", "crasher", "prober", "counter", "clock"])?,
+        },
+        ImageSpec {
+            dir: "trust".into(),
+            kernel_features: Vec::new(),
+            apps: apps(&["keys", "attest", "hello"])?,
         },
         ImageSpec { dir: "isolation".into(), kernel_features: Vec::new(), apps: isolation },
     ])

@@ -84,6 +84,11 @@ enum Command {
         #[command(subcommand)]
         command: AttestCommand,
     },
+    /// Signed failure reports.
+    Report {
+        #[command(subcommand)]
+        command: ReportCommand,
+    },
     /// List the packages in a flash image, and check their signatures against OEM keys.
     Inspect {
         flash: PathBuf,
@@ -106,6 +111,17 @@ enum AttestCommand {
         #[arg(long)]
         image: Option<PathBuf>,
         token: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ReportCommand {
+    /// Check signed reports (hex, one per line, as `septa: supervisor: signed report <hex>`
+    /// lines or bare) with the device key and print one line per event.
+    Verify {
+        #[arg(long)]
+        device_key: PathBuf,
+        reports: PathBuf,
     },
 }
 
@@ -195,6 +211,34 @@ fn run(cli: Cli) -> Result<()> {
             let key = septa_tool::keys::device_public_key(&keys::load_secret(&device_secret)?);
             septa_tool::keys::write_public_key(&out, &key)?;
             println!("wrote {}", out.display());
+        }
+        Command::Report { command: ReportCommand::Verify { device_key, reports } } => {
+            let key = keys::load_verifying_key(&device_key)?;
+            let text =
+                fs::read_to_string(&reports).with_context(|| format!("reading {}", reports.display()))?;
+            let mut count = 0;
+            for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+                let hex_text = line.trim().rsplit(' ').next().unwrap_or_default();
+                let bytes = hex::decode(hex_text)
+                    .with_context(|| format!("{} line {}: not hex", reports.display(), number + 1))?;
+                let batch = septa_abi::report::verify(&bytes, &key)
+                    .map_err(|e| anyhow::anyhow!("{} line {}: {e}", reports.display(), number + 1))?;
+                for record in &batch.records {
+                    let name = String::from_utf8_lossy(&record.name).trim_end_matches('\0').to_string();
+                    println!(
+                        "{:>8} ms  {}  {name:<16} {:<21} pc {:#010x} address {:#010x} exit {} restarts {}",
+                        record.time_ms,
+                        uuid(&record.component_id),
+                        record.kind.name(),
+                        record.pc,
+                        record.address,
+                        record.exit_code,
+                        record.restart_count
+                    );
+                    count += 1;
+                }
+            }
+            println!("{count} events, all signed by device {}", hex::encode(key_id(&key)));
         }
         Command::Attest { command: AttestCommand::Verify { device_key, nonce, image, token } } => {
             let key = keys::load_verifying_key(&device_key)?;
