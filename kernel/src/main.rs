@@ -74,7 +74,7 @@ extern "C" fn kernel_main() -> ! {
     arch::gic::init();
     kprintln!(
         "septa: kernel: MMU on, W^X kernel map, {} MiB of frames",
-        (board::RAM.end() - board::KERNEL_RAM.end()) >> 20
+        (board::RAM.end() - board::ENTROPY_QUEUE.end()) >> 20
     );
 
     let mut kernel = KERNEL.lock();

@@ -1,0 +1,88 @@
+//! The `septa` host tool end to end, the way an OEM would use it: a new signing key and
+//! device secret, packages signed with it, images composed and provisioned — and the board
+//! boots them, while `inspect` tells valid signatures from foreign ones.
+
+use septa_tests::{Boot, default_images};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn septa(args: &[&str]) -> String {
+    let tool = std::env::var_os("SEPTA_TOOL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/septa"));
+    let output = Command::new(tool).args(args).output().expect("running septa (cargo xtask test builds it)");
+    let text =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "septa {args:?} failed:\n{text}");
+    text
+}
+
+fn built(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/armv7a-none-eabi/release").join(name);
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn an_oem_signs_provisions_and_boots_with_its_own_key() {
+    let dir = std::env::temp_dir().join(format!("septa-oem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    septa(&["keygen", "--out", &path("oem")]);
+    std::fs::write(dir.join("secret.bin"), [0x42u8; 32]).unwrap();
+    let hello_manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../userland/apps/hello/app.toml");
+    for (kind, elf, out) in [("monitor", "monitor", "monitor.spkg"), ("kernel", "kernel", "kernel.spkg")] {
+        septa(&[
+            "pack",
+            "--kind",
+            kind,
+            "--elf",
+            &built(elf),
+            "--key",
+            &path("oem.pem"),
+            "--out",
+            &path(out),
+        ]);
+    }
+    septa(&[
+        "pack",
+        "--kind",
+        "app",
+        "--elf",
+        &built("hello"),
+        "--manifest",
+        hello_manifest.to_str().unwrap(),
+        "--key",
+        &path("oem.pem"),
+        "--out",
+        &path("hello.spkg"),
+    ]);
+    let loader = built("loader");
+    let (monitor, kernel, hello) = (path("monitor.spkg"), path("kernel.spkg"), path("hello.spkg"));
+    septa(&["image", "--loader", &loader, "--out-dir", &path("images"), &monitor, &kernel, &hello]);
+    let rom = path("images/rom.img");
+    septa(&[
+        "provision",
+        "--rom",
+        &rom,
+        "--device-secret",
+        &path("secret.bin"),
+        "--oem-key",
+        &path("oem.pub.pem"),
+    ]);
+
+    let listing = septa(&["inspect", &path("images/flash.img"), "--key", &path("oem.pub.pem")]);
+    assert_eq!(listing.matches("signature valid").count(), 3, "{listing}");
+    assert!(listing.contains("app     hello "), "{listing}");
+    let foreign = septa(&[
+        "inspect",
+        &default_images().flash.to_str().unwrap().to_string(),
+        "--key",
+        &path("oem.pub.pem"),
+    ]);
+    assert!(foreign.contains("signature unknown key") && !foreign.contains("signature valid"), "{foreign}");
+
+    let images = septa_qemu::Images::in_dir(&dir.join("images"));
+    let mut qemu = Boot::new(images).spawn();
+    qemu.wait_for("septa: kernel: app hello exited with status 0");
+    let _ = std::fs::remove_dir_all(&dir);
+}
