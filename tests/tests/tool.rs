@@ -75,7 +75,7 @@ fn an_oem_signs_provisions_and_boots_with_its_own_key() {
     assert!(listing.contains("app     hello "), "{listing}");
     let foreign = septa(&[
         "inspect",
-        &default_images().flash.to_str().unwrap().to_string(),
+        default_images().flash.to_str().unwrap(),
         "--key",
         &path("oem.pub.pem"),
     ]);
