@@ -73,12 +73,8 @@ fn an_oem_signs_provisions_and_boots_with_its_own_key() {
     let listing = septa(&["inspect", &path("images/flash.img"), "--key", &path("oem.pub.pem")]);
     assert_eq!(listing.matches("signature valid").count(), 3, "{listing}");
     assert!(listing.contains("app     hello "), "{listing}");
-    let foreign = septa(&[
-        "inspect",
-        default_images().flash.to_str().unwrap(),
-        "--key",
-        &path("oem.pub.pem"),
-    ]);
+    let foreign =
+        septa(&["inspect", default_images().flash.to_str().unwrap(), "--key", &path("oem.pub.pem")]);
     assert!(foreign.contains("signature unknown key") && !foreign.contains("signature valid"), "{foreign}");
 
     let images = septa_qemu::Images::in_dir(&dir.join("images"));
