@@ -162,6 +162,14 @@ pub fn write_exception_report(
     Ok(())
 }
 
+/// Reports an exception taken through [`crash_vectors`]: `kind` and `frame` as the vector
+/// stub passes them, the fault registers read now.
+#[cfg(target_arch = "arm")]
+pub fn report_trap(out: &mut impl Write, stage: &str, kind: u32, frame: &TrapFrame) {
+    let kind = ExceptionKind::from_u32(kind);
+    let _ = write_exception_report(out, stage, kind, &frame.interrupted(kind), &FaultRegisters::read());
+}
+
 /// Writes the report for a Rust panic.
 pub fn write_panic_report(
     out: &mut impl Write,

@@ -16,6 +16,18 @@ pub fn mode_name(psr: u32) -> &'static str {
     }
 }
 
+/// The line each boot stage prints when it takes over:
+/// `septa: <stage> <version> <secure|non-secure> <mode>`.
+pub fn write_stage_line(
+    out: &mut impl core::fmt::Write,
+    stage: &str,
+    secure: bool,
+    psr: u32,
+) -> core::fmt::Result {
+    let world = if secure { "secure" } else { "non-secure" };
+    writeln!(out, "septa: {stage} {} {world} {}", env!("CARGO_PKG_VERSION"), mode_name(psr))
+}
+
 pub const MODE_USR: u32 = 0x10;
 pub const MODE_SVC: u32 = 0x13;
 pub const MODE_MON: u32 = 0x16;
@@ -24,7 +36,15 @@ pub const MASK_AIF: u32 = 0x1c0;
 
 #[cfg(test)]
 mod tests {
+    extern crate std;
     use super::*;
+
+    #[test]
+    fn stage_line_format() {
+        let mut line = std::string::String::new();
+        write_stage_line(&mut line, "kernel", false, 0x1d3).unwrap();
+        assert_eq!(line, std::format!("septa: kernel {} non-secure svc\n", env!("CARGO_PKG_VERSION")));
+    }
 
     #[test]
     fn decodes_the_modes_the_boot_uses() {

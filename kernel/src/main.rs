@@ -25,7 +25,7 @@ mod trap;
 use crate::console::console;
 use septa_abi::package::Kind;
 use septa_abi::{exit, smc};
-use septa_armv7::crash::{self, ExceptionKind, FaultRegisters, TrapFrame};
+use septa_armv7::crash::{self, TrapFrame};
 use septa_armv7::{mode, regs};
 use septa_kernel::cap::{Cap, CapTable};
 use septa_targets::qemu_virt as board;
@@ -59,8 +59,8 @@ extern "C" fn kernel_main() -> ! {
     unsafe { regs::write_vbar(crash::crash_vectors()) };
     regs::isb();
     let (version, world) = monitor::version();
-    let world = if world == smc::WORLD_NON_SECURE { "non-secure" } else { "secure" };
-    kprintln!("septa: {STAGE} {} {world} {}", env!("CARGO_PKG_VERSION"), mode::mode_name(regs::read_cpsr()));
+    let secure = world != smc::WORLD_NON_SECURE;
+    let _ = mode::write_stage_line(&mut console(), STAGE, secure, regs::read_cpsr());
     kprintln!("septa: kernel: monitor {}.{}", version >> 16, version & 0xffff);
     #[cfg(feature = "probe")]
     probe::run();
@@ -213,9 +213,7 @@ fn refuse(kernel: &mut system::Kernel, pid: usize, reason: &str) {
 
 #[unsafe(no_mangle)]
 extern "C" fn septa_crash(kind: u32, frame: &TrapFrame) -> ! {
-    let kind = ExceptionKind::from_u32(kind);
-    let at = frame.interrupted(kind);
-    let _ = crash::write_exception_report(&mut console(), STAGE, kind, &at, &FaultRegisters::read());
+    crash::report_trap(&mut console(), STAGE, kind, frame);
     monitor::power_off(exit::CRASH)
 }
 

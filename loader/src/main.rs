@@ -22,7 +22,7 @@ use septa_abi::handoff::{BootRecord, Handoff, MAX_RECORDS};
 use septa_abi::keys;
 use septa_abi::package::{Kind, Package};
 use septa_abi::slot::Slot;
-use septa_armv7::crash::{self, ExceptionKind, FaultRegisters, TrapFrame};
+use septa_armv7::crash::{self, TrapFrame};
 use septa_armv7::{mode, pl011::Pl011, regs, semihosting};
 use septa_targets::{Region, qemu_virt as board};
 
@@ -70,13 +70,8 @@ extern "C" fn loader_main() -> ! {
     let mut out = console();
     out.enable();
     // Reading SCR succeeds only in the secure world; NS = 0 confirms it.
-    let world = if regs::read_scr() & 1 == 0 { "secure" } else { "non-secure" };
-    let _ = writeln!(
-        out,
-        "septa: {STAGE} {} {world} {}",
-        env!("CARGO_PKG_VERSION"),
-        mode::mode_name(regs::read_cpsr())
-    );
+    let secure = regs::read_scr() & 1 == 0;
+    let _ = mode::write_stage_line(&mut out, STAGE, secure, regs::read_cpsr());
 
     // SAFETY: the fuse area is part of secure flash 0, mapped and read-only while we run.
     let area = unsafe { core::slice::from_raw_parts(board::FUSES.base as *const u8, board::FUSES.size) };
@@ -321,9 +316,7 @@ fn enter(entry: usize) -> ! {
 
 #[unsafe(no_mangle)]
 extern "C" fn septa_crash(kind: u32, frame: &TrapFrame) -> ! {
-    let kind = ExceptionKind::from_u32(kind);
-    let at = frame.interrupted(kind);
-    let _ = crash::write_exception_report(&mut console(), STAGE, kind, &at, &FaultRegisters::read());
+    crash::report_trap(&mut console(), STAGE, kind, frame);
     semihosting::exit(exit::CRASH)
 }
 

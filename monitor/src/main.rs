@@ -15,7 +15,7 @@ use core::fmt::Write;
 use septa_abi::handoff::Handoff;
 use septa_abi::monitor::{CALLER_OFFSET, REQUEST_MAX, REQUEST_OFFSET, RESPONSE_MAX, RESPONSE_OFFSET};
 use septa_abi::{exit, smc};
-use septa_armv7::crash::{self, ExceptionKind, FaultRegisters, TrapFrame};
+use septa_armv7::crash::{self, TrapFrame};
 use septa_armv7::{mode, pl011::Pl011, regs, semihosting};
 use septa_monitor::services::State;
 use septa_monitor::smc::{Action, Call, dispatch};
@@ -126,13 +126,8 @@ extern "C" fn monitor_main() -> ! {
     }
     regs::isb();
     let mut out = console();
-    let world = if regs::read_scr() & 1 == 0 { "secure" } else { "non-secure" };
-    let _ = writeln!(
-        out,
-        "septa: {STAGE} {} {world} {}",
-        env!("CARGO_PKG_VERSION"),
-        mode::mode_name(regs::read_cpsr())
-    );
+    let secure = regs::read_scr() & 1 == 0;
+    let _ = mode::write_stage_line(&mut out, STAGE, secure, regs::read_cpsr());
     take_handoff(&mut out);
     // SAFETY: NSACR only narrows what the normal world may do.
     unsafe { regs::write_nsacr(NSACR_NORMAL_WORLD) };
@@ -285,9 +280,7 @@ fn reset() -> ! {
 
 #[unsafe(no_mangle)]
 extern "C" fn septa_crash(kind: u32, frame: &TrapFrame) -> ! {
-    let kind = ExceptionKind::from_u32(kind);
-    let at = frame.interrupted(kind);
-    let _ = crash::write_exception_report(&mut console(), STAGE, kind, &at, &FaultRegisters::read());
+    crash::report_trap(&mut console(), STAGE, kind, frame);
     semihosting::exit(exit::CRASH)
 }
 
