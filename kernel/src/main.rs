@@ -65,6 +65,8 @@ extern "C" fn kernel_main() -> ! {
     #[cfg(feature = "probe")]
     probe::run();
 
+    #[cfg(feature = "bench")]
+    arch::enable_user_counters();
     arch::mmu::enable();
     console::use_virtual_address();
     // SAFETY: the kernel's vector table is 32-byte aligned in the (now mapped) image.

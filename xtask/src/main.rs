@@ -3,6 +3,7 @@
 //! Each command first makes sure what it needs is installed (the `armv7a-none-eabi` standard
 //! library through rustup, QEMU through apt-get) and says what it is doing.
 
+mod bench;
 mod images;
 mod setup;
 mod tally;
@@ -50,6 +51,16 @@ enum Cmd {
     Test,
     /// rustfmt check and clippy (no warnings) for host and device crates.
     Lint,
+    /// Benchmarks: Septa's hot paths in instructions (QEMU icount) and wall time, next to
+    /// Linux on the same QEMU machine (bench/linux/run.sh).
+    Bench {
+        /// Also write the results as JSON to this file.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Skip the Linux peer (it downloads and builds things on first use).
+        #[arg(long)]
+        no_linux: bool,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -73,6 +84,7 @@ fn run_command(cli: Cli) -> Result<()> {
         Cmd::Run { qemu_args } => run(&root, &qemu_args)?,
         Cmd::Test => test(&root)?,
         Cmd::Lint => lint()?,
+        Cmd::Bench { json, no_linux } => bench::run(&root, json.as_deref(), !no_linux)?,
     }
     Ok(())
 }

@@ -61,3 +61,10 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
         ImageSpec { dir: "isolation".into(), kernel_features: Vec::new(), apps: isolation },
     ])
 }
+
+/// The benchmark image: `bench` first (it measures the time to the first app), `benchpeer`
+/// for IPC and switches, and a kernel that lets them read the counters.
+pub fn bench_image(root: &Path) -> Result<ImageSpec> {
+    let apps = ["bench", "benchpeer"].iter().map(|n| AppSpec::from_crate(root, n)).collect::<Result<Vec<_>>>()?;
+    Ok(ImageSpec { dir: "bench".into(), kernel_features: vec!["bench".into()], apps })
+}

@@ -11,3 +11,25 @@ pub mod mmu;
 pub mod timer;
 
 pub use entry::Context;
+
+/// Benchmark builds only: starts the PMU cycle counter and lets user mode read it and the
+/// virtual counter, so benchmark apps can time themselves.
+#[cfg(feature = "bench")]
+pub fn enable_user_counters() {
+    // SAFETY: PMCR.E|C starts (and resets) the cycle counter, PMCNTENSET bit 31 enables it,
+    // PMUSERENR.EN and CNTKCTL.PL0VCTEN only grant user-mode reads of counters. None of it
+    // touches memory; it is compiled into benchmark builds only.
+    unsafe {
+        core::arch::asm!(
+            "mcr p15, 0, {pmcr}, c9, c12, 0",
+            "mcr p15, 0, {enable}, c9, c12, 1",
+            "mcr p15, 0, {one}, c9, c14, 0",
+            "mcr p15, 0, {cntkctl}, c14, c1, 0",
+            pmcr = in(reg) 0b101u32,
+            enable = in(reg) 1u32 << 31,
+            one = in(reg) 1u32,
+            cntkctl = in(reg) 0b11u32,
+            options(nostack)
+        );
+    }
+}

@@ -1,0 +1,107 @@
+//! `bench` (benchmarks only): measures Septa's hot paths from user mode and prints one
+//! `BENCH <name> <value> <unit>` line each.
+//!
+//! It reads the PMU cycle counter, which the kernel lets user mode read in benchmark builds.
+//! Under QEMU with `-icount shift=0` a cycle is one instruction, so the numbers are path
+//! lengths, identical run to run; without icount they are nanoseconds of host time. Each
+//! metric runs a warm-up, then five batches, and reports the median batch's cost per
+//! operation.
+
+#![no_std]
+#![no_main]
+
+use core::arch::asm;
+use septa_syscalls::{self as sys, HandleKind, monitor};
+
+septa_runtime::entry!(main);
+
+const BATCHES: usize = 5;
+
+fn cycles() -> u32 {
+    let value: u32;
+    // SAFETY: PMCCNTR is readable from user mode in benchmark builds (PMUSERENR.EN).
+    unsafe { asm!("mrc p15, 0, {}, c9, c13, 0", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// Nanoseconds since reset from the virtual counter (instructions under icount).
+fn since_reset_ns() -> u64 {
+    let (low, high, frequency): (u32, u32, u32);
+    // SAFETY: CNTVCT and CNTFRQ are readable from user mode in benchmark builds (CNTKCTL).
+    unsafe {
+        asm!("isb", "mrrc p15, 1, {}, {}, c14", out(reg) low, out(reg) high, options(nomem, nostack));
+        asm!("mrc p15, 0, {}, c14, c0, 0", out(reg) frequency, options(nomem, nostack));
+    }
+    ((high as u64) << 32 | low as u64) * 1_000_000_000 / frequency as u64
+}
+
+/// Runs `op` `iterations` times per batch after one warm-up batch; returns the median cost
+/// per operation, divided by `per_op`.
+fn measure(iterations: u32, per_op: u32, mut op: impl FnMut()) -> u32 {
+    let mut batch = || {
+        let start = cycles();
+        for _ in 0..iterations {
+            op();
+        }
+        cycles().wrapping_sub(start) / (iterations * per_op)
+    };
+    batch();
+    let mut results = [0u32; BATCHES];
+    for result in results.iter_mut() {
+        *result = batch();
+    }
+    results.sort_unstable();
+    results[BATCHES / 2]
+}
+
+fn report(name: &str, value: impl core::fmt::Display, unit: &str) {
+    sys::log!("BENCH {name} {value} {unit}");
+}
+
+fn main() {
+    let boot = since_reset_ns();
+    report("boot_to_first_app", boot, "instructions");
+
+    report("null_syscall", measure(2000, 1, || {
+        sys::raw_syscall(0xffff, 0, 0, 0);
+    }), "instructions");
+
+    let peer = sys::lookup(HandleKind::Call, "bench-peer").expect("the manifest calls bench-peer");
+    let message = [7u8; 16];
+    let mut reply = [0u8; 16];
+    report("ipc_roundtrip", measure(2000, 1, || {
+        let _ = sys::call(peer, &message, &mut reply);
+    }), "instructions");
+
+    // Yield ping-pong: each of our yields switches to the peer and its yield switches back.
+    let rounds: u32 = 2000 * (BATCHES as u32 + 1) + 10;
+    let mut start = [0u8; 16];
+    start[0] = 0xff;
+    start[4..8].copy_from_slice(&rounds.to_le_bytes());
+    let _ = sys::call(peer, &start, &mut []);
+    report("ctx_switch", measure(2000, 2, sys::yield_now), "instructions");
+
+    let mut random = [0u8; 16];
+    report("monitor_call", measure(200, 1, || {
+        let _ = monitor::random(&mut random);
+    }), "instructions");
+
+    let data = [0x5au8; 448];
+    let full = measure(20, 1, || {
+        let _ = monitor::sha256(&data);
+    });
+    let empty = measure(20, 1, || {
+        let _ = monitor::sha256(&[]);
+    });
+    report("sha256_per_byte", full.saturating_sub(empty) / data.len() as u32, "instructions/byte");
+
+    let mut signature = [0u8; 64];
+    report("ecdsa_sign", measure(1, 1, || {
+        signature = monitor::sign(b"benchmark").unwrap_or([0; 64]);
+    }), "instructions");
+    let key = monitor::public_key().unwrap_or([0; 65]);
+    report("ecdsa_verify", measure(1, 1, || {
+        let _ = monitor::verify(&key, b"benchmark", &signature);
+    }), "instructions");
+    sys::log!("BENCH done");
+}
