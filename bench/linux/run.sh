@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The Linux peer for `cargo xtask bench`: Debian's armhf armmp kernel with a static /init
+# (init.c) that measures what Septa's bench app measures, booted on the same QEMU CPU with
+# the same icount setting. Prints `BENCH linux_<name> <value> <unit>` lines.
+# Installs what it needs (armhf package lists, a cross compiler, cpio) on first use; work
+# files go to target/bench/linux/.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+work="$here/../../target/bench/linux"
+mkdir -p "$work"
+cd "$work"
+
+sudo=""
+[ "$(id -u)" = 0 ] || sudo="sudo"
+say() { echo "linux-peer: $*" >&2; }
+
+if ! command -v arm-linux-gnueabihf-gcc >/dev/null || ! command -v cpio >/dev/null; then
+    say "installing the armhf cross compiler and cpio (apt-get)"
+    $sudo apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+        gcc-arm-linux-gnueabihf libc6-dev-armhf-cross cpio >&2
+fi
+if ! ls linux-image-*-armmp_*.deb >/dev/null 2>&1; then
+    if ! dpkg --print-foreign-architectures | grep -qx armhf; then
+        say "adding the armhf architecture to apt (for apt-get download)"
+        $sudo dpkg --add-architecture armhf
+    fi
+    # A mirror in mid-sync can fail one index; the armhf kernel package is in the main one.
+    $sudo apt-get update -qq >&2 || say "apt-get update reported errors; trying anyway"
+    package=$(apt-cache depends linux-image-armmp:armhf | awk '/Depends: linux-image-.*-armmp/ {print $2; exit}')
+    package=${package%:armhf}
+    [ -n "$package" ] || { say "no linux-image-*-armmp package found"; exit 1; }
+    say "downloading $package (apt-get download)"
+    apt-get download "$package:armhf" >&2
+fi
+if [ ! -f vmlinuz ]; then
+    rm -rf extract && mkdir extract
+    dpkg-deb -x linux-image-*-armmp_*.deb extract
+    cp extract/boot/vmlinuz-* vmlinuz
+fi
+if [ ! -f initramfs.cpio ] || [ "$here/init.c" -nt initramfs.cpio ]; then
+    say "building the static init"
+    arm-linux-gnueabihf-gcc -static -O2 -o init "$here/init.c"
+    rm -rf root && mkdir root && cp init root/init
+    (cd root && echo init | cpio -o -H newc --quiet) > initramfs.cpio
+fi
+say "booting Linux under QEMU with -icount shift=0,sleep=off"
+timeout 600 qemu-system-arm -M virt -cpu cortex-a7 -m 512M -kernel vmlinuz -initrd initramfs.cpio \
+    -append "console=ttyAMA0 quiet panic=-1" -display none -serial stdio -monitor none -no-reboot \
+    -icount shift=0,sleep=off | tr -d '\r' | grep '^BENCH '
