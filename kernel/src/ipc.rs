@@ -138,7 +138,10 @@ impl Ipc {
             return Err(Error::Busy);
         }
         let queue = self.endpoints[endpoint as usize].queue;
-        let next = (0..MAX_PROCESSES as u8).filter(|&p| queue & (1 << p) != 0).min_by_key(|&p| urgency(p));
+        let next = match queue {
+            0 => None,
+            _ => (0..MAX_PROCESSES as u8).filter(|&p| queue & (1 << p) != 0).min_by_key(|&p| urgency(p)),
+        };
         match next {
             Some(caller) => {
                 self.endpoints[endpoint as usize].queue &= !(1 << caller);

@@ -17,7 +17,7 @@ use septa_kernel::cap::CapTable;
 use septa_kernel::elf::{self, ElfError};
 use septa_kernel::mm::pagetable::{MapError, MemoryKind, PagePerms, UserPageTable, UserTables};
 use septa_kernel::mm::user::PageAccess;
-use septa_syscalls::{MESSAGE_MAX, NAME_MAX};
+use septa_syscalls::NAME_MAX;
 
 pub const MAX_PROCESSES: usize = 16;
 const PAGE: u32 = 4096;
@@ -50,7 +50,8 @@ pub enum State {
     Ended,
 }
 
-/// A user buffer a blocked process named, checked when named and again when used.
+/// A user buffer a blocked process named. It is checked when named; a process's mappings
+/// only grow while it lives, so the check still holds when the kernel uses the buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Claim {
     pub address: u32,
@@ -79,9 +80,9 @@ pub struct Process {
     name_len: usize,
     /// The priority the run queue uses: the manifest's, or a caller's while serving it.
     pub priority: u8,
-    /// A call's message, held while the call is queued.
-    pub message: [u8; MESSAGE_MAX],
-    pub message_len: usize,
+    /// A blocked caller's message, copied when the server receives it (the caller cannot
+    /// change its memory while it is blocked).
+    pub message: Claim,
     /// Where a caller wants its reply.
     pub reply_buffer: Claim,
     /// Where a server in `recv` wants the next message and the caller's badge.
@@ -106,8 +107,7 @@ impl Process {
         name: [0; NAME_MAX],
         name_len: 0,
         priority: 0,
-        message: [0; MESSAGE_MAX],
-        message_len: 0,
+        message: Claim { address: 0, len: 0 },
         reply_buffer: Claim { address: 0, len: 0 },
         receive_buffer: Claim { address: 0, len: 0 },
         badge_buffer: 0,

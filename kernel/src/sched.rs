@@ -2,8 +2,8 @@
 //!
 //! Fixed priorities (0 is the most urgent) with round-robin among processes of equal
 //! priority. Each priority keeps a bit set of ready process ids and the id it picked last;
-//! picking is a find-first-set over the non-empty priorities and a rotate within one — no
-//! lists, no allocation, constant time.
+//! picking is a find-first-set over a bit set of the non-empty priorities and a rotate
+//! within one — no lists, no allocation, constant time.
 
 use septa_abi::app::PRIORITIES;
 
@@ -13,21 +13,27 @@ pub const MAX_PROCESSES: usize = 32;
 #[derive(Debug, Default)]
 pub struct RunQueue {
     ready: [u32; PRIORITIES as usize],
+    /// Bit `p` is set when `ready[p]` is not empty.
+    occupied: u32,
     /// The id picked last at each priority; the next pick starts after it.
     last: [u8; PRIORITIES as usize],
 }
 
 impl RunQueue {
     pub const fn new() -> RunQueue {
-        RunQueue { ready: [0; PRIORITIES as usize], last: [0; PRIORITIES as usize] }
+        RunQueue { ready: [0; PRIORITIES as usize], occupied: 0, last: [0; PRIORITIES as usize] }
     }
 
     pub fn make_ready(&mut self, pid: usize, priority: u8) {
         self.ready[priority as usize] |= 1 << pid;
+        self.occupied |= 1 << priority;
     }
 
     pub fn remove(&mut self, pid: usize, priority: u8) {
         self.ready[priority as usize] &= !(1 << pid);
+        if self.ready[priority as usize] == 0 {
+            self.occupied &= !(1 << priority);
+        }
     }
 
     pub fn is_ready(&self, pid: usize, priority: u8) -> bool {
@@ -36,7 +42,7 @@ impl RunQueue {
 
     /// The most urgent priority with a ready process.
     pub fn top_priority(&self) -> Option<u8> {
-        self.ready.iter().position(|&set| set != 0).map(|p| p as u8)
+        (self.occupied != 0).then(|| self.occupied.trailing_zeros() as u8)
     }
 
     /// Picks the next process: the most urgent priority, and within it the first ready id

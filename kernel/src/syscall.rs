@@ -55,6 +55,7 @@ impl Kernel {
             Some(Syscall::IrqAck) => self.irq_ack(pid, args[0]),
             Some(Syscall::GpioSet) => self.gpio_set(pid, args[0], args[1], args[2]),
             Some(Syscall::MonitorCall) => self.monitor_call(pid, args),
+            Some(Syscall::ReplyRecv) => self.reply_recv(pid, args),
             None => Err(Error::NoSys),
         };
         match result {
@@ -146,13 +147,11 @@ impl Kernel {
         if len as usize > MESSAGE_MAX {
             return Err(Error::Invalid);
         }
-        let mut buffer = [0u8; MESSAGE_MAX];
-        self.copy_from_user(pid, message, &mut buffer[..len as usize])?;
+        self.check_user(pid, message, len, Access::Read)?;
         self.check_user(pid, reply, reply_len, Access::Write)?;
         let outcome = self.ipc.call(pid as u8, endpoint)?;
         let caller = &mut self.processes[pid];
-        caller.message = buffer;
-        caller.message_len = len as usize;
+        caller.message = Claim { address: message, len };
         caller.reply_buffer = Claim { address: reply, len: reply_len };
         self.block(pid, State::Blocked);
         if let CallOutcome::Delivered { server } = outcome {
@@ -163,6 +162,19 @@ impl Kernel {
     }
 
     fn recv(&mut self, pid: usize, [handle, buffer, len, badge, ..]: [u32; 6]) -> Outcome {
+        let endpoint = self.check_recv(pid, handle, buffer, len, badge)?;
+        self.receive(pid, endpoint)
+    }
+
+    /// Checks `recv`'s arguments and records the server's buffers; returns the endpoint.
+    fn check_recv(
+        &mut self,
+        pid: usize,
+        handle: u32,
+        buffer: u32,
+        len: u32,
+        badge: u32,
+    ) -> Result<u8, Error> {
         let Cap::Serve { endpoint } = self.processes[pid].caps.get(handle, Kind::Serve)? else {
             return Err(Error::Access);
         };
@@ -171,9 +183,13 @@ impl Kernel {
         let server = &mut self.processes[pid];
         server.receive_buffer = Claim { address: buffer, len };
         server.badge_buffer = badge;
-        let priorities: [u8; crate::process::MAX_PROCESSES] =
-            core::array::from_fn(|p| self.processes[p].priority);
-        match self.ipc.recv(pid as u8, endpoint, |p| priorities[p as usize])? {
+        Ok(endpoint)
+    }
+
+    /// Takes the most urgent queued call on `endpoint`, or blocks the server until one comes.
+    fn receive(&mut self, pid: usize, endpoint: u8) -> Outcome {
+        let processes = &self.processes;
+        match self.ipc.recv(pid as u8, endpoint, |p| processes[p as usize].priority)? {
             RecvOutcome::Received { caller } => done(self.deliver(caller as usize, pid)?),
             RecvOutcome::Blocked => {
                 self.block(pid, State::Blocked);
@@ -182,36 +198,56 @@ impl Kernel {
         }
     }
 
-    /// Copies `caller`'s message and badge into `server`'s receive buffers and lends the
-    /// server the caller's priority if it is more urgent. Returns the message length.
+    /// Copies `caller`'s message and badge into `server`'s receive buffers (both checked
+    /// when they were named) and lends the server the caller's priority if it is more
+    /// urgent. Returns the message length.
     fn deliver(&mut self, caller: usize, server: usize) -> Result<u32, Error> {
-        let (message, len) = (self.processes[caller].message, self.processes[caller].message_len);
-        let badge = self.processes[caller].component_id();
+        let message = self.processes[caller].message;
         let target = self.processes[server].receive_buffer;
-        let copied = len.min(target.len as usize);
-        self.copy_to_user(server, target.address, &message[..copied])?;
+        let from = self.locate(caller, message.address, message.len, Access::Read)?;
+        self.copy_into(server, target.address, from, message.len.min(target.len))?;
+        let badge = self.processes[caller].component_id();
         self.copy_to_user(server, self.processes[server].badge_buffer, &badge)?;
         let urgency = self.processes[caller].priority;
         if urgency < self.processes[server].priority {
             self.set_priority(server, urgency);
         }
-        Ok(len as u32)
+        Ok(message.len)
     }
 
     fn reply(&mut self, pid: usize, message: u32, len: u32) -> Outcome {
+        self.send_reply(pid, message, len)?;
+        done(0)
+    }
+
+    /// Copies the reply into the waiting caller's reply buffer and wakes it; the server
+    /// drops back to its own priority.
+    fn send_reply(&mut self, pid: usize, message: u32, len: u32) -> Result<(), Error> {
         if len as usize > MESSAGE_MAX {
             return Err(Error::Invalid);
         }
-        let mut buffer = [0u8; MESSAGE_MAX];
-        self.copy_from_user(pid, message, &mut buffer[..len as usize])?;
+        let from = self.locate(pid, message, len, Access::Read)?;
         let base = self.processes[pid].base_priority();
         self.set_priority(pid, base);
         let caller = self.ipc.reply(pid as u8)? as usize;
         let target = self.processes[caller].reply_buffer;
-        let copied = (len as usize).min(target.len as usize);
-        let result = self.copy_to_user(caller, target.address, &buffer[..copied]).map(|()| len);
+        let result = self.copy_into(caller, target.address, from, len.min(target.len)).map(|()| len);
         self.wake(caller, result);
-        done(0)
+        Ok(())
+    }
+
+    /// `reply` then `recv`, checked together first: bad receive arguments change nothing.
+    /// A reply whose caller died meanwhile (`EPIPE`) is dropped and the receive goes on.
+    fn reply_recv(
+        &mut self,
+        pid: usize,
+        [handle, message, len, buffer, buffer_len, badge]: [u32; 6],
+    ) -> Outcome {
+        let endpoint = self.check_recv(pid, handle, buffer, buffer_len, badge)?;
+        match self.send_reply(pid, message, len) {
+            Ok(()) | Err(Error::Pipe) => self.receive(pid, endpoint),
+            Err(error) => Err(error),
+        }
     }
 
     fn notify(&mut self, pid: usize, handle: u32, bits: u32) -> Outcome {
@@ -306,22 +342,20 @@ impl Kernel {
             return Err(Error::Invalid);
         }
         self.check_user(pid, response, capacity, Access::Write)?;
-        let mut buffer = [0u8; m::REQUEST_MAX];
-        self.copy_from_user(pid, request, &mut buffer[..len as usize])?;
         let page = board::MONITOR_SHARED.base;
         // SAFETY: MONITOR_SHARED is a non-secure RAM page reserved for monitor requests (out
-        // of the frame allocator), one-to-one mapped in the kernel; the offsets and `len`
-        // stay inside it (REQUEST_MAX and RESPONSE_MAX fit the layout).
+        // of the frame allocator), one-to-one mapped in the kernel, and only this syscall
+        // touches it; the offsets and `len` stay inside it (REQUEST_MAX and RESPONSE_MAX fit
+        // the layout). The request goes straight from the app into the page and the
+        // response straight back: no staging buffers on the hot path.
         let shared = unsafe { core::slice::from_raw_parts_mut(page as *mut u8, board::MONITOR_SHARED.size) };
+        self.copy_from_user(pid, request, &mut shared[m::REQUEST_OFFSET..m::REQUEST_OFFSET + len as usize])?;
         shared[m::CALLER_OFFSET..m::CALLER_OFFSET + 16].copy_from_slice(&self.processes[pid].component_id());
-        shared[m::REQUEST_OFFSET..m::REQUEST_OFFSET + len as usize].copy_from_slice(&buffer[..len as usize]);
         let [status, written, ..] = crate::monitor::call(septa_abi::smc::SERVICE, [service as u32, len, 0]);
         match status {
             m::OK if written <= capacity && written as usize <= m::RESPONSE_MAX => {
                 let out = &shared[m::RESPONSE_OFFSET..m::RESPONSE_OFFSET + written as usize];
-                let mut copy = [0u8; m::RESPONSE_MAX];
-                copy[..out.len()].copy_from_slice(out);
-                self.copy_to_user(pid, response, &copy[..written as usize])?;
+                self.copy_to_user(pid, response, out)?;
                 done(written)
             }
             m::OK | m::TOO_LARGE => Err(Error::NoMemory),
@@ -332,43 +366,74 @@ impl Kernel {
 
     /// Checks that the process may access `[address, address + len)` as `access`.
     fn check_user(&self, pid: usize, address: u32, len: u32, access: Access) -> Result<(), Error> {
+        if len <= 4096 {
+            return self.locate(pid, address, len, access).map(drop);
+        }
         let process = &self.processes[pid];
         let range = UserRange::new(address, len).map_err(|_| Error::Fault)?;
         user::check(range, access, |va| process.lookup(va)).map_err(|_| Error::Fault)
     }
 
-    /// Copies `out.len()` bytes from the process's memory at `address`.
+    /// Copies `out.len()` bytes (at most a page) from the process's memory at `address`.
     fn copy_from_user(&self, pid: usize, address: u32, out: &mut [u8]) -> Result<(), Error> {
-        self.check_user(pid, address, out.len() as u32, Access::Read)?;
-        let process = &self.processes[pid];
+        let pieces = self.locate(pid, address, out.len() as u32, Access::Read)?;
         let mut done = 0;
-        for (va, len) in user::pages(UserRange::new(address, out.len() as u32).map_err(|_| Error::Fault)?) {
-            let page = process.lookup(va & !0xfff).ok_or(Error::Fault)?;
-            let source = page.phys + (va & 0xfff);
-            // SAFETY: `check_user` found this page mapped readable for the process; its
-            // frame is one-to-one mapped in the kernel and `len` stays inside the page.
-            let bytes = unsafe { core::slice::from_raw_parts(source as *const u8, len as usize) };
-            out[done..done + len as usize].copy_from_slice(bytes);
-            done += len as usize;
+        for (phys, len) in pieces.into_iter().filter(|&(_, len)| len > 0) {
+            let len = len as usize;
+            // SAFETY: `locate` found this piece inside a page mapped readable for the
+            // process; its frame is one-to-one mapped in the kernel.
+            let bytes = unsafe { core::slice::from_raw_parts(phys as *const u8, len) };
+            out[done..done + len].copy_from_slice(bytes);
+            done += len;
         }
         Ok(())
     }
 
-    /// Copies `bytes` into the process's memory at `address`, which must be writable.
+    /// Copies `bytes` (at most a page) into the process's memory at `address`, which must
+    /// be writable.
     fn copy_to_user(&self, pid: usize, address: u32, bytes: &[u8]) -> Result<(), Error> {
-        self.check_user(pid, address, bytes.len() as u32, Access::Write)?;
-        let process = &self.processes[pid];
+        let pieces = self.locate(pid, address, bytes.len() as u32, Access::Write)?;
         let mut done = 0;
-        for (va, len) in user::pages(UserRange::new(address, bytes.len() as u32).map_err(|_| Error::Fault)?) {
-            let page = process.lookup(va & !0xfff).ok_or(Error::Fault)?;
-            let target = page.phys + (va & 0xfff);
-            // SAFETY: `check_user` found this page mapped writable for the process; its
-            // frame is one-to-one mapped in the kernel and `len` stays inside the page.
-            let slot = unsafe { core::slice::from_raw_parts_mut(target as *mut u8, len as usize) };
-            slot.copy_from_slice(&bytes[done..done + len as usize]);
-            done += len as usize;
+        for (phys, len) in pieces.into_iter().filter(|&(_, len)| len > 0) {
+            let len = len as usize;
+            // SAFETY: `locate` found this piece inside a page mapped writable for the
+            // process; its frame is one-to-one mapped in the kernel.
+            let slot = unsafe { core::slice::from_raw_parts_mut(phys as *mut u8, len) };
+            slot.copy_from_slice(&bytes[done..done + len]);
+            done += len;
         }
         Ok(())
+    }
+
+    /// Copies the first `len` bytes at the physical `pieces` (from `locate` on another
+    /// process) into process `pid`'s memory at `address`: user to user, no bounce buffer.
+    fn copy_into(&self, pid: usize, address: u32, pieces: [(u32, u32); 2], len: u32) -> Result<(), Error> {
+        let targets = self.locate(pid, address, len, Access::Write)?;
+        let mut sources = pieces.into_iter().filter(|&(_, len)| len > 0);
+        let mut source = sources.next().unwrap_or((0, 0));
+        for (mut to, mut room) in targets.into_iter().filter(|&(_, len)| len > 0) {
+            while room > 0 {
+                if source.1 == 0 {
+                    source = sources.next().unwrap_or((0, 0));
+                }
+                let n = room.min(source.1);
+                // SAFETY: both pieces lie inside pages `locate` found mapped for their
+                // processes (readable and writable), one-to-one mapped in the kernel;
+                // distinct processes own distinct frames, so they do not overlap.
+                unsafe { core::ptr::copy_nonoverlapping(source.0 as *const u8, to as *mut u8, n as usize) };
+                (to, room, source) = (to + n, room - n, (source.0 + n, source.1 - n));
+            }
+        }
+        Ok(())
+    }
+
+    /// Where `[address, address + len)` of the process is in physical memory, if it may
+    /// be accessed as `access`.
+    #[inline(always)] // on every IPC path, several times: no call overhead
+    fn locate(&self, pid: usize, address: u32, len: u32, access: Access) -> Result<[(u32, u32); 2], Error> {
+        let process = &self.processes[pid];
+        let range = UserRange::new(address, len).map_err(|_| Error::Fault)?;
+        user::locate(range, access, |va| process.lookup(va)).map_err(|_| Error::Fault)
     }
 }
 

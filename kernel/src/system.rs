@@ -100,6 +100,9 @@ impl Kernel {
     /// Sets the priority the run queue uses for `pid` (priority inheritance during a call).
     pub fn set_priority(&mut self, pid: usize, priority: u8) {
         let process = &mut self.processes[pid];
+        if process.priority == priority {
+            return;
+        }
         let ready = self.run_queue.is_ready(pid, process.priority);
         self.run_queue.remove(pid, process.priority);
         process.priority = priority;
@@ -273,16 +276,14 @@ impl Kernel {
     /// more urgent is ready; otherwise its turn is over and an equal-priority process gets
     /// the CPU.
     pub fn schedule(&mut self, keep_current: bool) -> Option<*const Context> {
-        let next = match self.current {
-            Some(pid)
-                if keep_current
-                    && self.processes[pid].state == State::Ready
-                    && self.run_queue.may_continue(self.processes[pid].priority) =>
-            {
-                pid
+        if let (true, Some(pid)) = (keep_current, self.current) {
+            // The common case after a syscall: the caller goes on, its tables installed.
+            let process = &self.processes[pid];
+            if matches!(process.state, State::Ready) && self.run_queue.may_continue(process.priority) {
+                return Some(&process.context);
             }
-            _ => self.run_queue.pick()?,
-        };
+        }
+        let next = self.run_queue.pick()?;
         if self.installed != Some(next) {
             mmu::switch_address_space(self.processes[next].tables_phys(), asid(next));
             self.installed = Some(next);

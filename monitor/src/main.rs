@@ -179,32 +179,25 @@ fn serve(
     }
     let page = board::MONITOR_SHARED.base;
     let mut caller = [0u8; 16];
-    let mut request = [0u8; REQUEST_MAX];
+    let mut request = heapless::Vec::<u8, REQUEST_MAX>::new();
     // SAFETY: MONITOR_SHARED is the fixed non-secure page for requests; the monitor reads
-    // only inside it (offsets and `len` are bounded above) and never follows a pointer
-    // from the normal world. Copying first means the normal world cannot change the request
-    // while it is checked.
-    unsafe {
-        core::ptr::copy_nonoverlapping((page + CALLER_OFFSET) as *const u8, caller.as_mut_ptr(), 16);
-        core::ptr::copy_nonoverlapping((page + REQUEST_OFFSET) as *const u8, request.as_mut_ptr(), len);
-    }
-    let mut response = [0u8; RESPONSE_MAX];
+    // and writes only inside it (offsets and `len` are bounded above) and never follows a
+    // pointer from the normal world. Copying the request first means the normal world
+    // cannot change it while it is checked. The response area is only written: the
+    // response goes there directly. The normal world does not run while the monitor does
+    // (one core), so nothing else touches the page meanwhile.
+    let response = unsafe {
+        caller.copy_from_slice(core::slice::from_raw_parts((page + CALLER_OFFSET) as *const u8, 16));
+        let _ =
+            request.extend_from_slice(core::slice::from_raw_parts((page + REQUEST_OFFSET) as *const u8, len));
+        core::slice::from_raw_parts_mut((page + RESPONSE_OFFSET) as *mut u8, RESPONSE_MAX)
+    };
     let result = match SERVICES.lock().as_mut() {
-        Some(state) => handle(state, &caller, &request[..len], &mut response),
+        Some(state) => handle(state, &caller, &request, response),
         None => Err(septa_abi::monitor::FAILED),
     };
     match result {
-        Ok(written) => {
-            // SAFETY: as above; the response area lies inside the shared page.
-            unsafe {
-                core::ptr::copy_nonoverlapping(
-                    response.as_ptr(),
-                    (page + RESPONSE_OFFSET) as *mut u8,
-                    written,
-                )
-            };
-            [septa_abi::monitor::OK, written as u32, 0, 0]
-        }
+        Ok(written) => [septa_abi::monitor::OK, written as u32, 0, 0],
         Err(status) => [status, 0, 0, 0],
     }
 }

@@ -59,6 +59,10 @@ pub enum Syscall {
     /// -> response length`: a security-monitor service the manifest grants
     /// (`septa_abi::monitor`).
     MonitorCall = 14,
+    /// `reply_recv(handle, msg_ptr, msg_len, buf_ptr, buf_len, badge_ptr) -> message
+    /// length`: a server's loop in one syscall — `reply(msg)`, then `recv` on `handle`. A
+    /// reply whose caller died meanwhile is dropped; the receive still happens.
+    ReplyRecv = 15,
 }
 
 impl Syscall {
@@ -79,6 +83,7 @@ impl Syscall {
             12 => Syscall::IrqAck,
             13 => Syscall::GpioSet,
             14 => Syscall::MonitorCall,
+            15 => Syscall::ReplyRecv,
             _ => return None,
         })
     }

@@ -5,10 +5,22 @@
 //! derived by the monitor from the boot's CDI and the app's component id, never exported.
 
 use crate::{Error, Handle, HandleKind, Syscall, lookup, raw_syscall6};
+use core::sync::atomic::{AtomicU32, Ordering};
 use septa_abi::monitor::{REQUEST_MAX, Request};
 
+/// The process's `monitor` handle, looked up on first use (`u32::MAX`: not yet). A handle
+/// stays valid for the whole life of the process, so one lookup is enough.
+static MONITOR: AtomicU32 = AtomicU32::new(u32::MAX);
+
 fn call(request: &Request<'_>, response: &mut [u8]) -> Result<usize, Error> {
-    let monitor = lookup(HandleKind::Monitor, "monitor")?;
+    let monitor = match MONITOR.load(Ordering::Relaxed) {
+        u32::MAX => {
+            let handle = lookup(HandleKind::Monitor, "monitor")?;
+            MONITOR.store(handle.0, Ordering::Relaxed);
+            handle
+        }
+        cached => Handle(cached),
+    };
     call_with(monitor, request, response)
 }
 

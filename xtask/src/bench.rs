@@ -29,15 +29,21 @@ pub fn run(root: &Path, json: Option<&Path>, linux: bool) -> Result<()> {
     let peer = if linux { linux_peer(root)? } else { Results::new() };
     print_table(&septa, &wall, &peer);
     if let Some(path) = json {
-        std::fs::write(path, to_json(&septa, &wall, &peer)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, to_json(&septa, &wall, &peer))
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("xtask: wrote {}", path.display());
     }
     Ok(())
 }
 
 fn boot_and_collect(dir: &Path, icount: bool) -> Result<Results> {
-    let config =
-        Config { images: Images::in_dir(dir), interactive: false, icount, readonly: true, monitor_socket: None };
+    let config = Config {
+        images: Images::in_dir(dir),
+        interactive: false,
+        icount,
+        readonly: true,
+        monitor_socket: None,
+    };
     let mut child = Command::new(QEMU)
         .args(config.args())
         .stdin(Stdio::null())
@@ -70,7 +76,9 @@ fn boot_and_collect(dir: &Path, icount: bool) -> Result<Results> {
 /// Parses `<name> <value> <unit>`.
 fn parse_into(results: &mut Results, line: &str) {
     let mut parts = line.splitn(3, ' ');
-    if let (Some(name), Some(Ok(value)), Some(unit)) = (parts.next(), parts.next().map(str::parse), parts.next()) {
+    if let (Some(name), Some(Ok(value)), Some(unit)) =
+        (parts.next(), parts.next().map(str::parse), parts.next())
+    {
         results.insert(name.to_string(), (value, unit.to_string()));
     }
 }
@@ -78,7 +86,11 @@ fn parse_into(results: &mut Results, line: &str) {
 fn linux_peer(root: &Path) -> Result<Results> {
     let script = root.join("bench/linux/run.sh");
     println!("xtask: running the Linux peer ({})", script.display());
-    let output = Command::new("bash").arg(&script).stderr(Stdio::inherit()).output().context("running the Linux peer")?;
+    let output = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running the Linux peer")?;
     if !output.status.success() {
         bail!("{} failed; run `cargo xtask bench --no-linux` to skip it", script.display());
     }
@@ -93,7 +105,10 @@ fn linux_peer(root: &Path) -> Result<Results> {
 
 fn print_table(septa: &Results, wall: &Results, linux: &Results) {
     println!();
-    println!("{:<20} {:>14} {:>14} {:>12} {:>16}", "metric", "Septa", "Linux", "Linux/Septa", "Septa wall (ns)");
+    println!(
+        "{:<20} {:>14} {:>14} {:>12} {:>16}",
+        "metric", "Septa", "Linux", "Linux/Septa", "Septa wall (ns)"
+    );
     for (name, (value, unit)) in septa {
         let peer = linux.get(name).map(|(v, _)| *v);
         let ratio = peer.map_or("-".to_string(), |p| format!("{:.1}x", p as f64 / (*value).max(1) as f64));

@@ -120,6 +120,7 @@ fn test(root: &Path) -> Result<()> {
     setup::ensure_qemu()?;
     let mut specs = vec![images::default_image(root)?];
     specs.extend(variants::test_images(root)?);
+    specs.push(variants::bench_image(root)?);
     let dir = images::build(root, &specs)?;
     println!("xtask: building the septa host tool for the tests");
     let status =

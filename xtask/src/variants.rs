@@ -4,11 +4,9 @@
 //! - `core/`: `hello`, `counter` and `spinner` (kernel-core tests);
 //! - `trust/`: `keys` and `attest`, which use the security monitor's services;
 //! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
-//! - `core/`: `hello`, `counter` and `spinner` (kernel-core tests);
-//! - `trust/`: `keys` and `attest`, which use the security monitor's services;
-//! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
 //! - `isolation/`: `counter` and `spinner` next to one `attacker` instance per attack, each
-//!   named `a-<attack>` (the name selects the attack; see `userland/apps/attacker`).
+//!   named `a-<attack>` (the name selects the attack; see `userland/apps/attacker`);
+//! - `bench/`: the benchmark apps (also what `cargo xtask bench` runs).
 
 use crate::images::{AppSpec, ImageSpec};
 use anyhow::Result;
@@ -65,6 +63,7 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
 /// The benchmark image: `bench` first (it measures the time to the first app), `benchpeer`
 /// for IPC and switches, and a kernel that lets them read the counters.
 pub fn bench_image(root: &Path) -> Result<ImageSpec> {
-    let apps = ["bench", "benchpeer"].iter().map(|n| AppSpec::from_crate(root, n)).collect::<Result<Vec<_>>>()?;
+    let apps =
+        ["bench", "benchpeer"].iter().map(|n| AppSpec::from_crate(root, n)).collect::<Result<Vec<_>>>()?;
     Ok(ImageSpec { dir: "bench".into(), kernel_features: vec!["bench".into()], apps })
 }

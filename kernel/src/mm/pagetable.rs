@@ -21,6 +21,7 @@ pub const L1_ENTRIES: usize = 1024;
 pub const L2_ENTRIES: usize = 256;
 pub const L2_TABLES: usize = 4;
 const MIB: u32 = 1 << 20;
+const L2_TABLE_BYTES: u32 = L2_ENTRIES as u32 * 4;
 
 /// What kind of memory a mapping is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,7 +134,10 @@ impl<'a> UserPageTable<'a> {
         if entry & 0b11 != L1_PAGE_TABLE {
             return None;
         }
-        (0..L2_TABLES).find(|&slot| entry & !0x3ff == self.l2_phys(slot))
+        // The L2 tables lie back to back after the L1 table: the entry's address says which.
+        let offset = (entry & !0x3ff).wrapping_sub(self.l2_phys(0));
+        let slot = (offset / L2_TABLE_BYTES) as usize;
+        (offset.is_multiple_of(L2_TABLE_BYTES) && slot < L2_TABLES).then_some(slot)
     }
 
     fn check_va(va: u32) -> Result<(), MapError> {

@@ -77,6 +77,41 @@ pub fn check(
     Ok(())
 }
 
+/// Checks `range` (at most one page long) like [`check`] and says where its bytes are:
+/// two physical pieces `(address, length)`, the second empty unless the range crosses a
+/// page boundary. One page-table lookup per page, so a copy needs no second pass.
+#[inline(always)]
+pub fn locate(
+    range: UserRange,
+    access: Access,
+    lookup: impl Fn(u32) -> Option<PageAccess>,
+) -> Result<[(u32, u32); 2], Fault> {
+    let offset = range.addr & (PAGE - 1);
+    if offset + range.len <= PAGE {
+        // The common case, one page: one lookup, no splitting.
+        if range.len == 0 {
+            return Ok([(0, 0); 2]);
+        }
+        let page = lookup(range.addr - offset).ok_or(Fault)?;
+        if access == Access::Write && !page.writable {
+            return Err(Fault);
+        }
+        return Ok([(page.phys + offset, range.len), (0, 0)]);
+    }
+    if range.len > PAGE {
+        return Err(Fault);
+    }
+    let mut pieces = [(0, 0); 2];
+    for (piece, (va, len)) in pieces.iter_mut().zip(pages(range)) {
+        let page = lookup(va & !(PAGE - 1)).ok_or(Fault)?;
+        if access == Access::Write && !page.writable {
+            return Err(Fault);
+        }
+        *piece = (page.phys + (va & (PAGE - 1)), len);
+    }
+    Ok(pieces)
+}
+
 /// The range cut at page boundaries: `(virtual address, length)` pieces, in order.
 pub fn pages(range: UserRange) -> impl Iterator<Item = (u32, u32)> {
     let end = range.addr + range.len; // cannot overflow: checked in `UserRange::new`
@@ -131,6 +166,17 @@ mod tests {
         assert_eq!(claim(0x4010_0000, 4, Access::Read), Err(Fault), "kernel address");
         assert_eq!(claim(0x3fff_fffc, 8, Access::Read), Err(Fault), "crosses into the kernel half");
         assert_eq!(claim(0xffff_f000, 0x2000, Access::Read), Err(Fault), "wraps around");
+    }
+
+    #[test]
+    fn locate_gives_the_physical_pieces_or_refuses_the_whole_range() {
+        let locate = |addr, len, access| locate(UserRange::new(addr, len)?, access, lookup);
+        assert_eq!(locate(0x10010, 16, Access::Read), Ok([(0x4100_0010, 16), (0, 0)]));
+        assert_eq!(locate(0x10ff8, 16, Access::Read), Ok([(0x4100_0ff8, 8), (0x4200_0000, 8)]));
+        assert_eq!(locate(0x11000, 0, Access::Write), Ok([(0, 0), (0, 0)]));
+        assert_eq!(locate(0x10ff8, 16, Access::Write), Err(Fault), "first page read-only");
+        assert_eq!(locate(0x11ff8, 16, Access::Read), Err(Fault), "second page unmapped");
+        assert_eq!(locate(0x10000, 0x1001, Access::Read), Err(Fault), "longer than a page");
     }
 
     #[test]
