@@ -1,5 +1,7 @@
 //! Entropy from QEMU's virtio entropy device (`-device virtio-rng-device`), the legacy
-//! virtio-mmio interface, polled: one 32-byte read to seed the DRBG.
+//! virtio-mmio interface, polled: one 32-byte read to seed the DRBG. The read is started at
+//! boot and collected when the first random bytes are asked for, so boot never waits for
+//! the host (and its length in instructions does not depend on how fast the host answers).
 //!
 //! QEMU's virtio devices can only reach non-secure memory, so the virtqueue and buffer sit
 //! in a non-secure page the board reserves for the monitor ([`board::ENTROPY_QUEUE`]); the
@@ -34,8 +36,13 @@ fn write(base: usize, offset: usize, value: u32) {
     unsafe { write_volatile((base + offset) as *mut u32, value) }
 }
 
-/// Reads 32 bytes from the virtio entropy device, if there is one.
-pub fn read_seed() -> Option<[u8; 32]> {
+/// A 32-byte read the entropy device was asked for.
+pub struct Pending {
+    base: usize,
+}
+
+/// Asks the virtio entropy device, if there is one, for 32 bytes.
+pub fn request() -> Option<Pending> {
     let base = (board::VIRTIO_MMIO.base..board::VIRTIO_MMIO.end()).step_by(0x200).find(|&b| {
         read(b, MAGIC) == 0x7472_6976 && read(b, DEVICE_ID) == ENTROPY_DEVICE && read(b, VERSION) == 1
     })?;
@@ -57,9 +64,8 @@ pub fn read_seed() -> Option<[u8; 32]> {
     write(base, STATUS, 1 | 2 | 4); // driver ok
 
     // Legacy split virtqueue: descriptors, then the available ring; the used ring on the
-    // next page (QueueAlign).
+    // next page (QueueAlign), where `collect` looks.
     let available = queue + 16 * QUEUE_SIZE as usize;
-    let used = queue + PAGE;
     // SAFETY: all addresses lie in the zeroed queue pages laid out as the virtio 1.0 legacy
     // interface describes; the device writes only the buffer and the used ring.
     unsafe {
@@ -72,7 +78,15 @@ pub fn read_seed() -> Option<[u8; 32]> {
         core::arch::asm!("dsb");
     }
     write(base, QUEUE_NOTIFY, 0);
-    // SAFETY: as above; polling the used ring's index.
+    Some(Pending { base })
+}
+
+/// Waits for the device's answer to `pending`: the 32 bytes, or `None` if it gave none.
+pub fn collect(pending: Pending) -> Option<[u8; 32]> {
+    let base = pending.base;
+    let used = board::ENTROPY_QUEUE.base + PAGE;
+    let buffer = board::ENTROPY_QUEUE.base + 2 * PAGE;
+    // SAFETY: the queue pages `request` set up; polling the used ring's index.
     let done = (0..10_000_000).any(|_| unsafe { read_volatile((used + 2) as *const u16) } == 1);
     // SAFETY: as above; the used element's length says how much was written.
     let len = unsafe { read_volatile((used + 8) as *const u32) };

@@ -13,7 +13,9 @@
 
 use core::fmt::Write;
 use septa_abi::handoff::Handoff;
-use septa_abi::monitor::{CALLER_OFFSET, REQUEST_MAX, REQUEST_OFFSET, RESPONSE_MAX, RESPONSE_OFFSET};
+use septa_abi::monitor::{
+    CALLER_OFFSET, REQUEST_MAX, REQUEST_OFFSET, RESPONSE_MAX, RESPONSE_OFFSET, Service,
+};
 use septa_abi::{exit, smc};
 use septa_armv7::crash::{self, TrapFrame};
 use septa_armv7::{mode, pl011::Pl011, regs, semihosting};
@@ -27,6 +29,8 @@ const STAGE: &str = "monitor";
 
 /// What the services need: set once at boot from the loader's handoff.
 static SERVICES: spin::Mutex<Option<State>> = spin::Mutex::new(None);
+/// The entropy read started at boot, until the first request for random bytes collects it.
+static ENTROPY: spin::Mutex<Option<entropy::Pending>> = spin::Mutex::new(None);
 
 /// SCR for the normal world: NS, FIQ and async-abort masks writable by the normal world
 /// (FW, AW), secure instruction fetch from non-secure memory forbidden (SIF); SMC enabled,
@@ -140,7 +144,7 @@ extern "C" fn monitor_main() -> ! {
 }
 
 /// Takes the loader's handoff into the monitor's own memory, wipes it from the handoff
-/// page, and seeds the DRBG.
+/// page, and starts the entropy read for the DRBG.
 fn take_handoff(out: &mut Pl011) {
     // SAFETY: HANDOFF is the secure-RAM page the loader wrote a `Handoff` into just before
     // entering the monitor; nothing else uses it.
@@ -154,16 +158,26 @@ fn take_handoff(out: &mut Pl011) {
         let _ = writeln!(out, "septa: monitor: no handoff from the loader");
         semihosting::exit(exit::CRASH)
     }
-    let mut state = State::new(&handoff);
-    match entropy::read_seed() {
-        Some(seed) => state.seed(&seed),
-        None => {
-            let _ =
-                writeln!(out, "septa: monitor: no virtio entropy device; the random service is unavailable");
+    *ENTROPY.lock() = entropy::request();
+    if ENTROPY.lock().is_none() {
+        let _ = writeln!(out, "septa: monitor: no virtio entropy device; the random service is unavailable");
+    }
+    *SERVICES.lock() = Some(State::new(&handoff));
+    let _ = writeln!(out, "septa: monitor: {} measurements, keys derived from the CDI", handoff.record_count);
+}
+
+/// Seeds the DRBG from the entropy read started at boot, the first time random bytes are
+/// needed.
+fn seed_once(state: &mut State) {
+    if let Some(pending) = ENTROPY.lock().take() {
+        match entropy::collect(pending) {
+            Some(seed) => state.seed(&seed),
+            None => {
+                let _ =
+                    writeln!(console(), "septa: monitor: the entropy device gave nothing; no random service");
+            }
         }
     }
-    *SERVICES.lock() = Some(state);
-    let _ = writeln!(out, "septa: monitor: {} measurements, keys derived from the CDI", handoff.record_count);
 }
 
 /// Serves a request in the shared page: copies it (and the caller's component id) into
@@ -231,8 +245,12 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
     match dispatch(call) {
         Action::Return(values) => frame.r[..4].copy_from_slice(&values),
         Action::Service { service, len } => {
-            let result =
-                serve(len, |state, caller, request, out| state.handle(service, caller, request, out));
+            let result = serve(len, |state, caller, request, out| {
+                if service == Service::Random as u32 {
+                    seed_once(state);
+                }
+                state.handle(service, caller, request, out)
+            });
             frame.r[..4].copy_from_slice(&result)
         }
         Action::SignReport { len } => {

@@ -85,14 +85,16 @@ fn parse_into(results: &mut Results, line: &str) {
 
 fn linux_peer(root: &Path) -> Result<Results> {
     let script = root.join("bench/linux/run.sh");
-    println!("xtask: running the Linux peer ({})", script.display());
+    println!(
+        "xtask: running the Linux peer (bench/linux/run.sh; the first run downloads and installs what it needs)"
+    );
     let output = Command::new("bash")
         .arg(&script)
         .stderr(Stdio::inherit())
         .output()
         .context("running the Linux peer")?;
     if !output.status.success() {
-        bail!("{} failed; run `cargo xtask bench --no-linux` to skip it", script.display());
+        bail!("bench/linux/run.sh failed (see its messages above); `cargo xtask bench --no-linux` skips it");
     }
     let mut results = Results::new();
     for line in String::from_utf8_lossy(&output.stdout).lines() {
