@@ -138,10 +138,7 @@ impl Ipc {
             return Err(Error::Busy);
         }
         let queue = self.endpoints[endpoint as usize].queue;
-        let next = match queue {
-            0 => None,
-            _ => (0..MAX_PROCESSES as u8).filter(|&p| queue & (1 << p) != 0).min_by_key(|&p| urgency(p)),
-        };
+        let next = members(queue).min_by_key(|&p| urgency(p));
         match next {
             Some(caller) => {
                 self.endpoints[endpoint as usize].queue &= !(1 << caller);
@@ -217,16 +214,23 @@ impl Ipc {
                 wake |= 1 << other;
             }
         }
-        for bit in 0..MAX_PROCESSES {
-            if wake & (1 << bit) != 0 {
-                self.state[bit] = IpcState::Idle;
-            }
+        for other in members(wake) {
+            self.state[other as usize] = IpcState::Idle;
         }
         self.state[pid as usize] = IpcState::Idle;
         self.serving[pid as usize] = None;
         self.pending[pid as usize] = 0;
         wake
     }
+}
+
+/// The process numbers in the bit set `set`, lowest first; only the set bits are visited.
+pub fn members(mut set: u32) -> impl Iterator<Item = u8> {
+    core::iter::from_fn(move || {
+        let member = (set != 0).then(|| set.trailing_zeros() as u8)?;
+        set &= set - 1;
+        Some(member)
+    })
 }
 
 #[cfg(test)]
@@ -244,6 +248,16 @@ mod tests {
 
     fn equal(_: u8) -> u8 {
         0
+    }
+
+    #[test]
+    fn members_lists_the_set_bits_in_order() {
+        assert_eq!(members(0).count(), 0);
+        let mut all = members(0x8000_0025);
+        assert_eq!(
+            [all.next(), all.next(), all.next(), all.next(), all.next()],
+            [Some(0), Some(2), Some(5), Some(31), None]
+        );
     }
 
     #[test]

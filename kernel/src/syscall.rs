@@ -366,9 +366,6 @@ impl Kernel {
 
     /// Checks that the process may access `[address, address + len)` as `access`.
     fn check_user(&self, pid: usize, address: u32, len: u32, access: Access) -> Result<(), Error> {
-        if len <= 4096 {
-            return self.locate(pid, address, len, access).map(drop);
-        }
         let process = &self.processes[pid];
         let range = UserRange::new(address, len).map_err(|_| Error::Fault)?;
         user::check(range, access, |va| process.lookup(va)).map_err(|_| Error::Fault)

@@ -12,7 +12,7 @@ use septa_abi::package::Package;
 use septa_abi::slot::Slot;
 use septa_armv7::crash::{ExceptionKind, FaultRegisters};
 use septa_armv7::fault;
-use septa_kernel::ipc::Ipc;
+use septa_kernel::ipc::{self, Ipc};
 use septa_kernel::sched::RunQueue;
 use septa_kernel::supervisor::{self, EndKind, FaultLog, FaultRecord};
 use septa_syscalls::Error;
@@ -189,8 +189,8 @@ impl Kernel {
         self.report(record);
 
         let woken = self.ipc.process_died(pid as u8);
-        for other in (0..MAX_PROCESSES).filter(|o| woken & (1 << o) != 0) {
-            self.wake(other, Err(Error::Pipe));
+        for other in ipc::members(woken) {
+            self.wake(other as usize, Err(Error::Pipe));
         }
         for (index, owner) in self.device_owners.iter().enumerate() {
             if let (Some((owner, _)), Some(irq)) = (owner, board::DEVICES[index].irq)

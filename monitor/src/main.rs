@@ -158,10 +158,11 @@ fn take_handoff(out: &mut Pl011) {
         let _ = writeln!(out, "septa: monitor: no handoff from the loader");
         semihosting::exit(exit::CRASH)
     }
-    *ENTROPY.lock() = entropy::request();
-    if ENTROPY.lock().is_none() {
+    let pending = entropy::request();
+    if pending.is_none() {
         let _ = writeln!(out, "septa: monitor: no virtio entropy device; the random service is unavailable");
     }
+    *ENTROPY.lock() = pending;
     *SERVICES.lock() = Some(State::new(&handoff));
     let _ = writeln!(out, "septa: monitor: {} measurements, keys derived from the CDI", handoff.record_count);
 }
@@ -192,20 +193,23 @@ fn serve(
         return [septa_abi::monitor::BAD_REQUEST, 0, 0, 0];
     }
     let page = board::MONITOR_SHARED.base;
-    let mut caller = [0u8; 16];
-    let mut request = heapless::Vec::<u8, REQUEST_MAX>::new();
     // SAFETY: MONITOR_SHARED is the fixed non-secure page for requests; the monitor reads
     // and writes only inside it (offsets and `len` are bounded above) and never follows a
     // pointer from the normal world. Copying the request first means the normal world
     // cannot change it while it is checked. The response area is only written: the
     // response goes there directly. The normal world does not run while the monitor does
     // (one core), so nothing else touches the page meanwhile.
-    let response = unsafe {
-        caller.copy_from_slice(core::slice::from_raw_parts((page + CALLER_OFFSET) as *const u8, 16));
-        let _ =
-            request.extend_from_slice(core::slice::from_raw_parts((page + REQUEST_OFFSET) as *const u8, len));
-        core::slice::from_raw_parts_mut((page + RESPONSE_OFFSET) as *mut u8, RESPONSE_MAX)
+    let (shared_caller, shared_request, response) = unsafe {
+        (
+            core::slice::from_raw_parts((page + CALLER_OFFSET) as *const u8, 16),
+            core::slice::from_raw_parts((page + REQUEST_OFFSET) as *const u8, len),
+            core::slice::from_raw_parts_mut((page + RESPONSE_OFFSET) as *mut u8, RESPONSE_MAX),
+        )
     };
+    let mut caller = [0u8; 16];
+    caller.copy_from_slice(shared_caller);
+    let mut request = heapless::Vec::<u8, REQUEST_MAX>::new();
+    let _ = request.extend_from_slice(shared_request); // cannot fail: `len` ≤ REQUEST_MAX
     let result = match SERVICES.lock().as_mut() {
         Some(state) => handle(state, &caller, &request, response),
         None => Err(septa_abi::monitor::FAILED),

@@ -86,18 +86,6 @@ pub fn locate(
     access: Access,
     lookup: impl Fn(u32) -> Option<PageAccess>,
 ) -> Result<[(u32, u32); 2], Fault> {
-    let offset = range.addr & (PAGE - 1);
-    if offset + range.len <= PAGE {
-        // The common case, one page: one lookup, no splitting.
-        if range.len == 0 {
-            return Ok([(0, 0); 2]);
-        }
-        let page = lookup(range.addr - offset).ok_or(Fault)?;
-        if access == Access::Write && !page.writable {
-            return Err(Fault);
-        }
-        return Ok([(page.phys + offset, range.len), (0, 0)]);
-    }
     if range.len > PAGE {
         return Err(Fault);
     }
