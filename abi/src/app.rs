@@ -19,10 +19,14 @@ pub const MAX_MONITOR_SERVICES: usize = 8;
 /// GPIO pins are numbered below this (the board may have fewer).
 pub const MAX_GPIO_PINS: u8 = 32;
 /// The security-monitor services a manifest may name (`monitor = [...]`).
-pub const MONITOR_SERVICES: &[&str] = &["random", "sha256", "sign", "verify", "attest", "report"];
+pub const MONITOR_SERVICES: &[&str] = &["random", "sha256", "sign", "verify", "attest", "update", "storage"];
 /// Bounds of an app's memory quota.
 pub const MEMORY_KIB_MIN: u32 = 16;
 pub const MEMORY_KIB_MAX: u32 = 16 * 1024;
+/// The most persistent storage one app may have, and all apps of an image together (the
+/// storage journal keeps every live value in one flash sector).
+pub const STORAGE_KIB_MAX: u32 = 64;
+pub const STORAGE_KIB_TOTAL: u32 = 96;
 
 /// What the supervisor does when the app ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,6 +61,8 @@ pub struct Manifest<'a> {
     /// Security-monitor services this app may use.
     #[serde(borrow)]
     pub monitor: heapless::Vec<&'a str, MAX_MONITOR_SERVICES>,
+    /// Persistent storage quota in KiB (with the `storage` monitor service).
+    pub storage_kib: u32,
 }
 
 /// Why a manifest or an app payload was refused.
@@ -76,6 +82,8 @@ pub enum Error {
     Duplicate,
     BadPin(u8),
     UnknownService,
+    /// `storage-kib` out of range, or not matching the `storage` service.
+    BadStorage(u32),
 }
 
 impl fmt::Display for Error {
@@ -98,6 +106,11 @@ impl fmt::Display for Error {
             Error::UnknownService => {
                 write!(f, "unknown monitor service (known: {})", MonitorServices)
             }
+            Error::BadStorage(kib) => write!(
+                f,
+                "storage-kib {kib}: the storage service needs storage-kib from 1 to {STORAGE_KIB_MAX}, \
+                 and storage-kib needs the storage service"
+            ),
         }
     }
 }
@@ -153,6 +166,10 @@ impl Manifest<'_> {
         if !(MEMORY_KIB_MIN..=MEMORY_KIB_MAX).contains(&self.memory_kib) {
             return Err(Error::BadMemory(self.memory_kib));
         }
+        let storage = self.monitor.contains(&"storage");
+        if storage != (self.storage_kib > 0) || self.storage_kib > STORAGE_KIB_MAX {
+            return Err(Error::BadStorage(self.storage_kib));
+        }
         Ok(())
     }
 }
@@ -207,6 +224,7 @@ mod tests {
             devices: heapless::Vec::new(),
             gpio: heapless::Vec::from_slice(&[3]).unwrap(),
             monitor: heapless::Vec::new(),
+            storage_kib: 0,
         }
     }
 
@@ -226,6 +244,7 @@ mod tests {
             (Manifest { name: "a-very-long-app-name", ..manifest() }, Error::BadName),
             (Manifest { priority: 8, ..manifest() }, Error::BadPriority(8)),
             (Manifest { memory_kib: 1, ..manifest() }, Error::BadMemory(1)),
+            (Manifest { storage_kib: 4, ..manifest() }, Error::BadStorage(4)),
         ] {
             assert_eq!(parse_payload(&encode_payload(&bad, b"")).unwrap_err(), error);
         }

@@ -52,6 +52,18 @@ pub fn compound_device_id(device_secret: &[u8; 32], measurements: &[[u8; 32]]) -
     mac.finalize().into_bytes().into()
 }
 
+/// The sealing CDI: the device secret bound to the OEM keys that signed the booted
+/// software, not to its hashes — so data sealed with it (app storage) survives an update
+/// signed by the same OEM, and no other device or signer can unseal it (DICE's `CDI_Seal`).
+pub fn sealing_cdi(device_secret: &[u8; 32], authority_key_ids: &[[u8; 8]]) -> [u8; 32] {
+    let mut mac = HmacSha256::new_from_slice(device_secret).expect("HMAC takes keys of any length");
+    mac.update(SEALING);
+    for id in authority_key_ids {
+        mac.update(id);
+    }
+    mac.finalize().into_bytes().into()
+}
+
 /// The seed of the device identity key: depends on the device secret only, so the identity
 /// survives software updates. The loader hands this (not the secret) to the monitor.
 pub fn identity_seed(device_secret: &[u8; 32]) -> [u8; 32] {
@@ -67,6 +79,7 @@ pub fn device_identity_key(seed: &[u8; 32]) -> SigningKey {
 pub const DEVICE_IDENTITY: &[u8] = b"septa device identity";
 pub const ATTESTATION: &[u8] = b"septa attestation";
 pub const APP_KEY: &[u8] = b"septa app key";
+pub const SEALING: &[u8] = b"septa sealing cdi";
 
 #[cfg(test)]
 mod tests {

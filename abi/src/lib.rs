@@ -12,9 +12,13 @@ extern crate alloc;
 
 pub mod app;
 pub mod attest;
+pub mod boot_state;
+pub mod bundle;
 pub mod exit;
+pub mod flash;
 pub mod fuses;
 pub mod handoff;
+pub mod journal;
 pub mod keys;
 pub mod monitor;
 pub mod package;

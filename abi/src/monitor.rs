@@ -10,8 +10,10 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Shared page layout.
+/// Shared page layout: the caller's component id, its storage quota in bytes (u32 LE),
+/// the request, the response.
 pub const CALLER_OFFSET: usize = 0;
+pub const QUOTA_OFFSET: usize = 16;
 pub const REQUEST_OFFSET: usize = 64;
 pub const REQUEST_MAX: usize = 512;
 pub const RESPONSE_OFFSET: usize = 1024;
@@ -28,6 +30,12 @@ pub enum Service {
     Sign = 3,
     Verify = 4,
     Attest = 5,
+    UpdateBegin = 6,
+    UpdateWrite = 7,
+    UpdateCommit = 8,
+    StorageGet = 9,
+    StoragePut = 10,
+    StorageDelete = 11,
 }
 
 impl Service {
@@ -39,6 +47,12 @@ impl Service {
             3 => Service::Sign,
             4 => Service::Verify,
             5 => Service::Attest,
+            6 => Service::UpdateBegin,
+            7 => Service::UpdateWrite,
+            8 => Service::UpdateCommit,
+            9 => Service::StorageGet,
+            10 => Service::StoragePut,
+            11 => Service::StorageDelete,
             _ => return None,
         })
     }
@@ -51,6 +65,8 @@ impl Service {
             Service::PublicKey | Service::Sign => "sign",
             Service::Verify => "verify",
             Service::Attest => "attest",
+            Service::UpdateBegin | Service::UpdateWrite | Service::UpdateCommit => "update",
+            Service::StorageGet | Service::StoragePut | Service::StorageDelete => "storage",
         }
     }
 }
@@ -59,6 +75,11 @@ impl Service {
 pub const RANDOM_MAX: usize = 256;
 /// The longest attestation nonce.
 pub const NONCE_MAX: usize = 64;
+/// The most bytes one `UpdateWrite` carries.
+pub const UPDATE_CHUNK_MAX: usize = 448;
+/// The longest storage key and value.
+pub const KEY_MAX: usize = 32;
+pub const VALUE_MAX: usize = 256;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request<'a> {
@@ -84,6 +105,29 @@ pub enum Request<'a> {
     Attest {
         nonce: &'a [u8],
     },
+    /// Starts receiving an update bundle: its header (`septa_abi::bundle`), checked now.
+    UpdateBegin {
+        header: &'a [u8],
+    },
+    /// The next bytes of the bundle's slot image, at `offset` from its start (in order).
+    UpdateWrite {
+        offset: u32,
+        data: &'a [u8],
+    },
+    /// Checks the whole bundle, installs it into the inactive slot, marks it pending and
+    /// resets the device into it. Returns only if the bundle is refused.
+    UpdateCommit,
+    /// The caller's value under `key`.
+    StorageGet {
+        key: &'a [u8],
+    },
+    StoragePut {
+        key: &'a [u8],
+        value: &'a [u8],
+    },
+    StorageDelete {
+        key: &'a [u8],
+    },
 }
 
 impl Request<'_> {
@@ -95,6 +139,12 @@ impl Request<'_> {
             Request::Sign { .. } => Service::Sign,
             Request::Verify { .. } => Service::Verify,
             Request::Attest { .. } => Service::Attest,
+            Request::UpdateBegin { .. } => Service::UpdateBegin,
+            Request::UpdateWrite { .. } => Service::UpdateWrite,
+            Request::UpdateCommit => Service::UpdateCommit,
+            Request::StorageGet { .. } => Service::StorageGet,
+            Request::StoragePut { .. } => Service::StoragePut,
+            Request::StorageDelete { .. } => Service::StorageDelete,
         }
     }
 }
@@ -105,5 +155,17 @@ pub const OK: u32 = 0;
 pub const BAD_REQUEST: u32 = 1;
 /// The response would not fit the caller's buffer or the shared page.
 pub const TOO_LARGE: u32 = 2;
-/// The service could not be performed (e.g. no entropy).
+/// The service could not be performed (e.g. no entropy, a flash error).
 pub const FAILED: u32 = 3;
+/// No value is stored under the key.
+pub const NOT_FOUND: u32 = 4;
+/// The write would exceed the app's storage quota; nothing was changed.
+pub const QUOTA_EXCEEDED: u32 = 5;
+/// The update bundle failed a check (the monitor names it on the console); the slots are
+/// unchanged.
+pub const REFUSED: u32 = 6;
+/// The bundle is what the active slot already runs.
+pub const ALREADY_INSTALLED: u32 = 7;
+/// An update runs on trial: it must confirm itself before the next update, or an update
+/// write came without `UpdateBegin`.
+pub const BUSY: u32 = 8;

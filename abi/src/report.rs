@@ -1,15 +1,20 @@
-//! Signed failure reports: the supervisor's records of app exits and faults, signed in the
-//! secure world with the device identity key so the maker can trust them off the device.
+//! Signed failure reports: the supervisor's records of app exits and faults, and the
+//! outcomes of updates, signed in the secure world with the device identity key so the
+//! maker can trust them off the device.
 //!
-//! The kernel hands a batch of records to the monitor (`smc::SIGN_REPORT`, through the shared
-//! page); the monitor signs SHA-256 of the batch's postcard encoding and returns a
-//! [`Report`]. `septa report verify` checks it with the device's public identity key.
+//! The kernel hands a batch of records to the monitor (`smc::STORE_REPORT`, through the
+//! shared page); the monitor stamps it with the boot count, signs SHA-256 of the batch's
+//! postcard encoding, appends the [`Report`] to the report ring in flash and returns it.
+//! The monitor adds update outcomes itself. `septa report verify` checks reports — from the
+//! console or from a flash image — with the device's public identity key.
 
 use core::fmt;
 use p256::ecdsa::signature::Verifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use crate::boot_state::UpdateEvent;
 
 /// Records per batch.
 pub const MAX_RECORDS: usize = 8;
@@ -46,11 +51,65 @@ pub struct Record {
     pub restart_count: u32,
 }
 
+/// One event in a report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Event {
+    /// An app ended (exit or fault).
+    App(Record),
+    /// An update was applied or rolled back, `time_ms` after boot.
+    Update { event: UpdateEvent, time_ms: u64 },
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Batch {
-    /// Sequence number of the first record since boot.
+    /// Sequence number of the first event since boot.
     pub first: u64,
-    pub records: heapless::Vec<Record, MAX_RECORDS>,
+    /// The boot the events happened in (set by the monitor, not the kernel).
+    pub boot_count: u32,
+    pub events: heapless::Vec<Event, MAX_RECORDS>,
+}
+
+/// One line per event: time since boot, boot count, component id, app name, kind,
+/// pc/address, exit code, restart count (update events: what happened).
+pub fn describe(batch: &Batch, mut line: impl FnMut(fmt::Arguments<'_>)) {
+    for event in &batch.events {
+        match event {
+            Event::App(r) => {
+                let len = r.name.iter().position(|&b| b == 0).unwrap_or(r.name.len());
+                let name = core::str::from_utf8(&r.name[..len]).unwrap_or("?");
+                line(format_args!(
+                    "{:>8} ms  boot {}  {}  {}  {}  pc={:#010x} addr={:#010x}  exit={}  restarts={}",
+                    r.time_ms,
+                    batch.boot_count,
+                    Uuid(&r.component_id),
+                    name,
+                    r.kind.name(),
+                    r.pc,
+                    r.address,
+                    r.exit_code,
+                    r.restart_count
+                ))
+            }
+            Event::Update { event, time_ms } => {
+                line(format_args!("{time_ms:>8} ms  boot {}  update  {event}", batch.boot_count))
+            }
+        }
+    }
+}
+
+/// A component id in the 8-4-4-4-12 form of manifests.
+struct Uuid<'a>(&'a [u8; 16]);
+
+impl fmt::Display for Uuid<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, byte) in self.0.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                f.write_str("-")?;
+            }
+            write!(f, "{byte:02x}")?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +117,9 @@ pub struct Report {
     pub batch: Batch,
     pub signature: heapless::Vec<u8, 64>,
 }
+
+/// The journal tag of a report in the report ring.
+pub const RING_TAG: u16 = 1;
 
 /// What the device key signs for a batch.
 pub fn digest(batch: &Batch) -> Option<[u8; 32]> {

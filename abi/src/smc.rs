@@ -31,10 +31,25 @@ pub const POWER_OFF: u32 = TRUSTED_OS_BASE + 1;
 /// [`crate::monitor`]). r0 = status, r1 = response length.
 pub const SERVICE: u32 = TRUSTED_OS_BASE + 2;
 
-/// `SIGN_REPORT(len)`: the kernel's batch of failure records (postcard
-/// `septa_abi::report::Batch`, in the shared page's request area) signed with the device
-/// key; the postcard `Report` comes back in the response area. r0 = status, r1 = length.
-pub const SIGN_REPORT: u32 = TRUSTED_OS_BASE + 3;
+/// `STORE_REPORT(len)`: the kernel's batch of failure records (postcard
+/// `septa_abi::report::Batch`, in the shared page's request area), stamped with the boot
+/// count, signed with the device key and appended to the report ring; the postcard `Report`
+/// comes back in the response area. r0 = status, r1 = length.
+pub const STORE_REPORT: u32 = TRUSTED_OS_BASE + 3;
+
+/// `BOOT_INFO`: r0 = the booted slot (0 = A, 1 = B), r1 = 1 if it runs on trial (an update
+/// that must confirm itself), r2 = the boot count.
+pub const BOOT_INFO: u32 = TRUSTED_OS_BASE + 4;
+
+/// `CONFIRM_BOOT`: the supervisor found the system healthy. Ends a trial: the booted slot
+/// becomes active and the anti-rollback minimums rise to its versions. r0 = 1 if a trial
+/// was confirmed, 0 if there was none.
+pub const CONFIRM_BOOT: u32 = TRUSTED_OS_BASE + 5;
+
+/// `TRIAL_FAILED(len)`: an app that must always run failed during a trial (its 16-byte name
+/// in the request area). The monitor records the rollback and resets; it returns only when
+/// no trial runs (r0 = 0).
+pub const TRIAL_FAILED: u32 = TRUSTED_OS_BASE + 6;
 
 pub const WORLD_NON_SECURE: u32 = 1;
 pub const WORLD_SECURE: u32 = 0;

@@ -9,6 +9,8 @@
 
 #![no_std]
 
+#[cfg(target_arch = "arm")]
+pub mod cfi_flash;
 pub mod crash;
 pub mod fault;
 pub mod mode;

@@ -18,16 +18,16 @@ static HEAP: LockedHeap = LockedHeap::empty();
 
 static mut HEAP_AREA: [u8; HEAP_SIZE] = [0; HEAP_SIZE];
 
-/// Hands the allocator every frame of RAM outside the device tree, the kernel's region, the
-/// monitor's shared pages and the last page (test builds' boot argument), and gives the heap
-/// its area.
+/// Hands the allocator the board's frame region (RAM outside the device tree, the kernel,
+/// the monitor's shared pages, the update inbox and the last page), and gives the heap its
+/// area.
 pub fn init() {
     // SAFETY: HEAP_AREA is used by nothing but the heap, which gets it once, here, for the
     // lifetime of the kernel; no reference to the static is created.
     unsafe { HEAP.lock().init((&raw mut HEAP_AREA).cast(), HEAP_SIZE) };
     // The frame allocator keeps its free lists on the heap.
-    let start = board::ENTROPY_QUEUE.end() / PAGE;
-    let end = (board::RAM.end() - PAGE) / PAGE;
+    let start = board::FRAMES.base / PAGE;
+    let end = board::FRAMES.end() / PAGE;
     FRAMES.lock().add_frame(start, end);
 }
 

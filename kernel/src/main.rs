@@ -74,12 +74,17 @@ extern "C" fn kernel_main() -> ! {
     regs::isb();
     frames::init();
     arch::gic::init();
-    kprintln!(
-        "septa: kernel: MMU on, W^X kernel map, {} MiB of frames",
-        (board::RAM.end() - board::ENTROPY_QUEUE.end()) >> 20
-    );
+    kprintln!("septa: kernel: MMU on, W^X kernel map, {} MiB of frames", board::FRAMES.size >> 20);
 
     let mut kernel = KERNEL.lock();
+    let [slot, on_trial, boots, _] = monitor::call(smc::BOOT_INFO, [0; 3]);
+    system::BOOTED_SLOT.store(slot as usize % board::SLOTS.len(), core::sync::atomic::Ordering::Relaxed);
+    kernel.on_trial = on_trial == 1;
+    kprintln!(
+        "septa: kernel: boot {boots}, slot {}{}",
+        septa_abi::boot_state::name(slot as u8),
+        if kernel.on_trial { " on trial: the supervisor confirms it once it is healthy" } else { "" }
+    );
     let started = start_apps(&mut kernel);
     kprintln!("septa: kernel: {started} apps started");
     kernel.start_clock();
@@ -88,7 +93,7 @@ extern "C" fn kernel_main() -> ! {
     trap::run(next)
 }
 
-/// Starts every app package in slot A; a refused app is reported and skipped. First every
+/// Starts every app package in the booted slot; a refused app is reported and skipped. First every
 /// app is loaded, then endpoints are registered, then each app's capability table is built
 /// from its manifest — a capability naming something missing or already owned refuses that
 /// app alone.
@@ -96,7 +101,7 @@ fn start_apps(kernel: &mut system::Kernel) -> usize {
     let slot = match system::slot() {
         Ok(slot) => slot,
         Err(error) => {
-            kprintln!("septa: kernel: slot A: {error}; no apps started");
+            kprintln!("septa: kernel: slot: {error}; no apps started");
             return 0;
         }
     };
@@ -104,7 +109,7 @@ fn start_apps(kernel: &mut system::Kernel) -> usize {
         let (offset, package) = match entry {
             Ok(found) => found,
             Err(error) => {
-                kprintln!("septa: kernel: slot A: {error}; no further apps started");
+                kprintln!("septa: kernel: slot: {error}; no further apps started");
                 break;
             }
         };

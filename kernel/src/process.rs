@@ -18,14 +18,25 @@ use septa_kernel::elf::{self, ElfError};
 use septa_kernel::mm::pagetable::{MapError, MemoryKind, PagePerms, UserPageTable, UserTables};
 use septa_kernel::mm::user::PageAccess;
 use septa_syscalls::NAME_MAX;
+use septa_targets::qemu_virt as board;
 
 pub const MAX_PROCESSES: usize = 16;
 const PAGE: u32 = 4096;
 /// The top of every app's stack, one unmapped page below the end of the user range.
 pub const STACK_TOP: u32 = 0x3fff_f000;
 pub const STACK_PAGES: u32 = 4;
-/// Where `map_device` places devices: device `n` of the board at `DEVICE_WINDOW + n * 64 KiB`.
+/// Where `map_device` places devices: device `n` of the board at
+/// `DEVICE_WINDOW + n * DEVICE_SPACING`.
 pub const DEVICE_WINDOW: u32 = 0x3000_0000;
+/// The most address space one device may take.
+pub const DEVICE_SPACING: u32 = 4 << 20;
+const _: () = {
+    let mut index = 0;
+    while index < board::DEVICES.len() {
+        assert!(board::DEVICES[index].region.size <= DEVICE_SPACING as usize);
+        index += 1;
+    }
+};
 /// Where an app's ELF may place segments: above the null page, below the device window
 /// (and so below the stack and its guard page, which stays unmapped).
 const IMAGE_RANGE: core::ops::Range<u32> = 0x1000..DEVICE_WINDOW;
@@ -226,7 +237,7 @@ impl Process {
     /// Maps device `index` of the board (registers at `region`) at its place in the device
     /// window, once; returns the address.
     pub fn map_device(&mut self, index: usize, region: septa_targets::Region) -> Result<u32, MapError> {
-        let start = DEVICE_WINDOW + index as u32 * 0x1_0000;
+        let start = DEVICE_WINDOW + index as u32 * DEVICE_SPACING;
         if self.mapped.iter().any(|r| r.start == start) {
             return Ok(start);
         }

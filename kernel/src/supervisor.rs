@@ -4,14 +4,21 @@
 //! Restarts follow the manifest's `restart` policy with exponential backoff — the first
 //! restart after [`BACKOFF_FIRST_MS`], each next one twice as late, capped at
 //! [`BACKOFF_MAX_MS`] — so a crash loop costs little CPU and floods nothing. Every ending
-//! becomes a [`FaultRecord`] in a fixed ring (the oldest is overwritten) that the security
-//! monitor will sign and store.
+//! becomes a [`FaultRecord`] in a fixed ring (the oldest is overwritten); the security
+//! monitor signs each one and keeps it in the report ring in flash.
+//!
+//! When the boot is the trial of an update, the supervisor also judges it: once every
+//! `restart = "always"` app has run [`HEALTHY_AFTER_MS`] without failing, it confirms the
+//! update to the monitor; if one of them fails first, it tells the monitor, which rolls the
+//! update back.
 
 use septa_abi::app::Restart;
 
 pub const BACKOFF_FIRST_MS: u64 = 100;
 pub const BACKOFF_MAX_MS: u64 = 10_000;
 pub const LOG_CAPACITY: usize = 32;
+/// How long a trial boot must run without an always-running app failing.
+pub const HEALTHY_AFTER_MS: u64 = 2000;
 
 pub use septa_abi::report::{EndKind, Record as FaultRecord};
 
@@ -27,6 +34,12 @@ pub fn should_restart(policy: Restart, record: &FaultRecord) -> bool {
         Restart::Never => false,
         Restart::OnFailure => failed(record),
     }
+}
+
+/// Whether an app ending as `record` fails a trial boot: only apps that must always run
+/// count.
+pub fn fails_trial(policy: Restart, record: &FaultRecord) -> bool {
+    policy == Restart::Always && failed(record)
 }
 
 /// The delay before restart number `restart` (1 for the first).
@@ -98,6 +111,14 @@ mod tests {
         assert!(!should_restart(Restart::OnFailure, &ok));
         assert!(should_restart(Restart::OnFailure, &failed));
         assert!(should_restart(Restart::OnFailure, &fault));
+    }
+
+    #[test]
+    fn only_failing_always_apps_fail_a_trial() {
+        assert!(fails_trial(Restart::Always, &record(EndKind::DataAbort, 0)));
+        assert!(fails_trial(Restart::Always, &record(EndKind::Exit, 1)));
+        assert!(!fails_trial(Restart::Always, &record(EndKind::Exit, 0)));
+        assert!(!fails_trial(Restart::OnFailure, &record(EndKind::DataAbort, 0)));
     }
 
     #[test]

@@ -342,15 +342,14 @@ impl Kernel {
             return Err(Error::Invalid);
         }
         self.check_user(pid, response, capacity, Access::Write)?;
-        let page = board::MONITOR_SHARED.base;
-        // SAFETY: MONITOR_SHARED is a non-secure RAM page reserved for monitor requests (out
-        // of the frame allocator), one-to-one mapped in the kernel, and only this syscall
-        // touches it; the offsets and `len` stay inside it (REQUEST_MAX and RESPONSE_MAX fit
-        // the layout). The request goes straight from the app into the page and the
-        // response straight back: no staging buffers on the hot path.
-        let shared = unsafe { core::slice::from_raw_parts_mut(page as *mut u8, board::MONITOR_SHARED.size) };
+        // The request goes straight from the app into the shared page and the response
+        // straight back: no staging buffers on the hot path.
+        let shared = crate::system::shared_page();
         self.copy_from_user(pid, request, &mut shared[m::REQUEST_OFFSET..m::REQUEST_OFFSET + len as usize])?;
-        shared[m::CALLER_OFFSET..m::CALLER_OFFSET + 16].copy_from_slice(&self.processes[pid].component_id());
+        let process = &self.processes[pid];
+        let quota = process.manifest.as_ref().map_or(0, |m| m.storage_kib) * 1024;
+        shared[m::CALLER_OFFSET..m::CALLER_OFFSET + 16].copy_from_slice(&process.component_id());
+        shared[m::QUOTA_OFFSET..m::QUOTA_OFFSET + 4].copy_from_slice(&quota.to_le_bytes());
         let [status, written, ..] = crate::monitor::call(septa_abi::smc::SERVICE, [service as u32, len, 0]);
         match status {
             m::OK if written <= capacity && written as usize <= m::RESPONSE_MAX => {

@@ -8,6 +8,7 @@
 use crate::arch::{Context, gic, mmu, timer};
 use crate::kprintln;
 use crate::process::{self, MAX_PROCESSES, Process, State};
+use core::sync::atomic::{AtomicUsize, Ordering};
 use septa_abi::package::Package;
 use septa_abi::slot::Slot;
 use septa_armv7::crash::{ExceptionKind, FaultRegisters};
@@ -37,6 +38,8 @@ pub struct Kernel {
     installed: Option<usize>,
     /// The counter value when scheduling began.
     boot_counter: u64,
+    /// This boot is an update's trial, not yet confirmed.
+    pub on_trial: bool,
 }
 
 /// How a process ended.
@@ -58,6 +61,7 @@ impl Kernel {
             current: None,
             installed: None,
             boot_counter: 0,
+            on_trial: false,
         }
     }
 
@@ -146,6 +150,14 @@ impl Kernel {
     }
 
     fn on_tick(&mut self) {
+        if self.on_trial && self.uptime_ms() >= supervisor::HEALTHY_AFTER_MS {
+            self.on_trial = false;
+            kprintln!(
+                "septa: supervisor: healthy for {} ms on trial; confirming the update",
+                supervisor::HEALTHY_AFTER_MS
+            );
+            crate::monitor::call(septa_abi::smc::CONFIRM_BOOT, [0; 3]);
+        }
         let now = timer::now();
         for pid in 0..MAX_PROCESSES {
             match self.processes[pid].state {
@@ -187,6 +199,11 @@ impl Kernel {
         };
         self.faults.push(record);
         self.report(record);
+        let policy = process.manifest.as_ref().map(|m| m.restart);
+        if self.on_trial && policy.is_some_and(|policy| supervisor::fails_trial(policy, &record)) {
+            kprintln!("septa: supervisor: {} failed during the update's trial; rolling back", process.name());
+            self.fail_trial(&record.name);
+        }
 
         let woken = self.ipc.process_died(pid as u8);
         for other in ipc::members(woken) {
@@ -211,7 +228,6 @@ impl Kernel {
             self.current = None;
         }
 
-        let policy = process.manifest.as_ref().map(|m| m.restart);
         if policy.is_some_and(|policy| supervisor::should_restart(policy, &record)) {
             process.restarts += 1;
             let delay = supervisor::backoff_ms(process.restarts);
@@ -226,26 +242,34 @@ impl Kernel {
         }
     }
 
-    /// Has the monitor sign the record with the device key and prints the signed report,
-    /// for `septa report verify`.
+    /// Tells the monitor the trial failed because of app `name`; the monitor records the
+    /// rollback and resets (it returns only if no trial runs).
+    fn fail_trial(&mut self, name: &[u8; 16]) {
+        use septa_abi::monitor::REQUEST_OFFSET;
+        shared_page()[REQUEST_OFFSET..REQUEST_OFFSET + 16].copy_from_slice(name);
+        crate::monitor::call(septa_abi::smc::TRIAL_FAILED, [16, 0, 0]);
+        self.on_trial = false;
+    }
+
+    /// Has the monitor sign the record with the device key and keep it in the report ring,
+    /// and prints the signed report, for `septa report verify`.
     fn report(&self, record: FaultRecord) {
         use septa_abi::monitor::{REQUEST_MAX, REQUEST_OFFSET, RESPONSE_OFFSET};
-        let batch = septa_abi::report::Batch {
-            first: self.faults.total() - 1,
-            records: heapless::Vec::from_slice(&[record]).expect("one record fits"),
+        use septa_abi::report::{Batch, Event};
+        // The monitor sets the sequence number and the boot count.
+        let batch = Batch {
+            first: 0,
+            boot_count: 0,
+            events: heapless::Vec::from_slice(&[Event::App(record)]).expect("one record fits"),
         };
-        let page = board::MONITOR_SHARED.base;
-        // SAFETY: MONITOR_SHARED is the non-secure page reserved for monitor requests, one-to-
-        // one mapped in the kernel and used by one request at a time (the kernel is not
-        // reentrant).
-        let shared = unsafe { core::slice::from_raw_parts_mut(page as *mut u8, board::MONITOR_SHARED.size) };
+        let shared = shared_page();
         let Ok(encoded) =
             postcard::to_slice(&batch, &mut shared[REQUEST_OFFSET..REQUEST_OFFSET + REQUEST_MAX])
         else {
             return;
         };
         let len = encoded.len() as u32;
-        let [status, written, ..] = crate::monitor::call(septa_abi::smc::SIGN_REPORT, [len, 0, 0]);
+        let [status, written, ..] = crate::monitor::call(septa_abi::smc::STORE_REPORT, [len, 0, 0]);
         if status != septa_abi::monitor::OK {
             kprintln!("septa: supervisor: the monitor did not sign the report (status {status})");
             return;
@@ -294,15 +318,31 @@ impl Kernel {
 }
 
 /// Slot A as the kernel sees it, through its read-only flash window.
+/// The slot this boot runs, as the monitor reported it at boot (0 = A, 1 = B).
+pub static BOOTED_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+/// The image slot this boot runs.
 pub fn slot() -> Result<Slot<'static>, septa_abi::slot::Error> {
-    let window = mmu::device_va(board::SLOT_A.base);
-    // SAFETY: slot A lies in flash 1, which `mmu::enable` mapped read-only at `window` for
-    // the kernel's lifetime; nothing writes flash while the kernel runs.
-    let flash = unsafe { core::slice::from_raw_parts(window as *const u8, board::SLOT_A.size) };
+    let region = board::SLOTS[BOOTED_SLOT.load(Ordering::Relaxed) % board::SLOTS.len()];
+    let window = mmu::device_va(region.base);
+    // SAFETY: the slot lies in flash 1, which `mmu::enable` mapped read-only at `window` for
+    // the kernel's lifetime; the monitor writes only the other slot, staging, storage and
+    // reports there, and returns the flash to read mode before the kernel runs again.
+    let flash = unsafe { core::slice::from_raw_parts(window as *const u8, region.size) };
     Slot::parse(flash)
 }
 
-/// The package at `offset` in slot A.
+/// The non-secure page monitor requests travel through.
+pub fn shared_page() -> &'static mut [u8] {
+    // SAFETY: MONITOR_SHARED is the non-secure page reserved for monitor requests (out of
+    // the frame allocator), one-to-one mapped in the kernel and used by one request at a
+    // time: the kernel is not reentrant and drops each borrow before the next request.
+    unsafe {
+        core::slice::from_raw_parts_mut(board::MONITOR_SHARED.base as *mut u8, board::MONITOR_SHARED.size)
+    }
+}
+
+/// The package at `offset` in the booted slot.
 fn slot_package(offset: usize) -> Result<Package<'static>, process::SpawnError> {
     let slot = slot().map_err(|_| process::SpawnError::PackageMissing)?;
     slot.packages()

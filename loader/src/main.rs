@@ -2,26 +2,33 @@
 //! trust.
 //!
 //! It trusts only itself, the board's memory map and the fuse area (device secret, OEM
-//! keys, revoked keys, minimum security versions). It reads the image slot from flash 1 and
-//! for every package checks the signing key (provisioned, not revoked), the ECDSA P-256
-//! signature, the security version against the anti-rollback minimum and the payload hash;
-//! it copies the monitor into secure RAM and the kernel into non-secure RAM within the
-//! regions the board defines, measures everything (itself included) into a boot log,
-//! derives the CDI from the device secret and the measurements, hands the monitor the CDI,
-//! the identity-key seed and the boot log — never the device secret — and enters it.
-//! Anything wrong is reported on the console, naming the package and the check that failed,
-//! and the loader powers off with [`exit::BOOT_REFUSED`].
+//! keys, revoked keys, minimum security versions). It copies itself into secure RAM (so it
+//! can program flash 0), reads the boot state (`septa_abi::boot_state`) and decides which
+//! image slot boots: the active one, or a pending update on its one trial — recording the
+//! trial in flash *before* running any of the new software, so a trial that never confirms
+//! itself falls back on the next reset. For every package of the slot it checks the signing
+//! key (provisioned, not revoked), the ECDSA P-256 signature, the security version against
+//! the anti-rollback minimum (the fuses' or the raised one in the boot state, whichever is
+//! higher) and the payload hash; it copies the monitor into secure RAM and the kernel into
+//! non-secure RAM, measures everything (itself included) into a boot log, derives the CDI
+//! and the sealing CDI from the device secret, hands the monitor those, the identity-key
+//! seed, the boot log and the OEM keys — never the device secret — and enters it. A refused
+//! trial slot falls back to the active slot; a refused active slot is reported on the
+//! console, naming the package and the check that failed, and the loader powers off with
+//! [`exit::BOOT_REFUSED`].
 
 #![no_std]
 #![no_main]
 
 use core::fmt::Write;
+use septa_abi::boot_state::{self, BootState, RollbackReason};
 use septa_abi::exit;
 use septa_abi::fuses::{Fuses, KeyError};
 use septa_abi::handoff::{BootRecord, Handoff, MAX_RECORDS};
 use septa_abi::keys;
 use septa_abi::package::{Kind, Package};
 use septa_abi::slot::Slot;
+use septa_armv7::cfi_flash::CfiFlash;
 use septa_armv7::crash::{self, TrapFrame};
 use septa_armv7::{mode, pl011::Pl011, regs, semihosting};
 use septa_targets::{Region, qemu_virt as board};
@@ -33,18 +40,18 @@ fn console() -> Pl011 {
     unsafe { Pl011::new(board::UART0) }
 }
 
-// Reset entry: Secure SVC, MMU and caches off. Set the stack, copy .data from ROM, zero
-// .bss, and call `loader_main`.
+// Reset entry: Secure SVC, MMU and caches off, running from the boot ROM. Copy the image
+// (code, constants, data) into secure RAM, set the stack, zero .bss and jump to
+// `loader_main` in RAM by its absolute address.
 core::arch::global_asm!(
     r#"
     .section .text.start, "ax"
     .arm
     .global _start
 _start:
-    ldr sp, =__stack_top
-    ldr r0, =__data_start
-    ldr r1, =__data_end
-    ldr r2, =__data_load
+    ldr r0, =__image_start
+    ldr r1, =__image_end
+    ldr r2, =__image_load
 1:  cmp r0, r1
     ldrlo r3, [r2], #4
     strlo r3, [r0], #4
@@ -55,16 +62,20 @@ _start:
 2:  cmp r0, r1
     strlo r2, [r0], #4
     blo 2b
-    bl loader_main
-    b .
+    mcr p15, 0, r2, c7, c5, 0
+    dsb
+    isb
+    ldr sp, =__stack_top
+    ldr r0, =loader_main
+    bx r0
     .ltorg
 "#
 );
 
 #[unsafe(no_mangle)]
 extern "C" fn loader_main() -> ! {
-    // SAFETY: the crash vectors are a valid, 32-byte aligned vector table in ROM; from here
-    // on any exception produces a crash report instead of a silent hang.
+    // SAFETY: the crash vectors are a valid, 32-byte aligned vector table in the loader's
+    // image; from here on any exception produces a crash report instead of a silent hang.
     unsafe { regs::write_vbar(crash::crash_vectors()) };
     regs::isb();
     let mut out = console();
@@ -73,34 +84,73 @@ extern "C" fn loader_main() -> ! {
     let secure = regs::read_scr() & 1 == 0;
     let _ = mode::write_stage_line(&mut out, STAGE, secure, regs::read_cpsr());
 
-    // SAFETY: the fuse area is part of secure flash 0, mapped and read-only while we run.
+    // SAFETY: the fuse area is part of secure flash 0, mapped and read-only while it is
+    // borrowed (the loader programs only the boot-state sectors, after decoding it).
     let area = unsafe { core::slice::from_raw_parts(board::FUSES.base as *const u8, board::FUSES.size) };
-    let result = Fuses::decode(area).map_err(Refusal::Fuses).and_then(|fuses| {
+    let mut fuses = match Fuses::decode(area) {
+        Ok(fuses) => fuses,
+        Err(error) => refuse(&mut out, 0, &Refusal::Fuses(error)),
+    };
+    let result = choose_and_boot(&mut out, &fuses);
+    // The device secret goes no further than the loader.
+    fuses.device_secret.fill(0);
+    core::hint::black_box(&fuses);
+    let (monitor_entry, handoff) = result;
+    let _ = writeln!(
+        out,
+        "septa: loader: slot {}: {} packages verified and measured, entering the monitor",
+        boot_state::name(handoff.slot as u8),
+        handoff.record_count - 1
+    );
+    // SAFETY: HANDOFF is a secure-RAM area reserved for this block by the board map,
+    // outside the monitor's image and the loader's own RAM.
+    unsafe { core::ptr::write_volatile(board::HANDOFF.base as *mut Handoff, handoff) };
+    enter(monitor_entry)
+}
+
+/// Decides the slot from the boot state, records the decision, and verifies and loads the
+/// slot; falls back to the active slot if a trial slot is refused. Powers off if the slot
+/// to boot is refused.
+fn choose_and_boot(out: &mut Pl011, fuses: &Fuses) -> (usize, Handoff) {
+    // SAFETY: flash 0 is the secure boot ROM bank; the loader runs from RAM and is the only
+    // code running, so nothing executes from or drives the bank meanwhile.
+    let mut flash = unsafe { CfiFlash::new(board::FLASH0.base, board::FLASH0.size, board::FLASH_SECTOR) };
+    let journal = BootState::journal(board::BOOT_STATE.base - board::FLASH0.base, 2);
+    let mut state = BootState::load(&flash, &journal);
+    let mut slot = state.next_boot();
+    if let Err(error) = state.store(&mut flash, &journal) {
+        // Without a record of the trial a failing update could never fall back: no trial.
+        let _ =
+            writeln!(out, "septa: loader: cannot write the boot state ({error}); booting the active slot");
+        state.abandon_trial(RollbackReason::Refused);
+        slot = state.booted();
+    }
+    if let Some(event) = state.unreported {
+        let _ = writeln!(out, "septa: loader: {event}");
+    }
+    loop {
         let mut handoff = Handoff::empty();
-        let booted = secure_boot(&fuses, board::SLOT_A, &mut handoff);
-        let mut fuses = fuses;
-        // The device secret goes no further than the loader.
-        fuses.device_secret.fill(0);
-        core::hint::black_box(&fuses);
-        booted.map(|monitor| (monitor, handoff))
-    });
-    match result {
-        Ok((monitor_entry, handoff)) => {
-            let _ = writeln!(
-                out,
-                "septa: loader: {} packages verified and measured, entering the monitor",
-                handoff.record_count - 1
-            );
-            // SAFETY: HANDOFF is a secure-RAM page reserved for this block by the board map,
-            // outside the monitor's image and the loader's own RAM.
-            unsafe { core::ptr::write_volatile(board::HANDOFF.base as *mut Handoff, handoff) };
-            enter(monitor_entry)
-        }
-        Err(reason) => {
-            let _ = writeln!(out, "septa: loader: refusing to boot slot A: {reason}");
-            semihosting::exit(exit::BOOT_REFUSED)
+        match secure_boot(fuses, &state, slot, &mut handoff) {
+            Ok(entry) => return (entry, handoff),
+            Err(reason) if state.trying == Some(slot) => {
+                let _ = writeln!(
+                    out,
+                    "septa: loader: refusing to boot slot {}: {reason}",
+                    boot_state::name(slot)
+                );
+                state.abandon_trial(RollbackReason::Refused);
+                let _ = state.store(&mut flash, &journal);
+                slot = state.booted();
+                let _ = writeln!(out, "septa: loader: falling back to slot {}", boot_state::name(slot));
+            }
+            Err(reason) => refuse(out, slot, &reason),
         }
     }
+}
+
+fn refuse(out: &mut Pl011, slot: u8, reason: &Refusal) -> ! {
+    let _ = writeln!(out, "septa: loader: refusing to boot slot {}: {reason}", boot_state::name(slot));
+    semihosting::exit(exit::BOOT_REFUSED)
 }
 
 /// Why the loader refused the slot.
@@ -140,6 +190,8 @@ enum Refusal {
         kind: Kind,
     },
     TooManyPackages,
+    /// The OEM keys do not fit the handoff.
+    Handoff,
     Missing(Kind),
 }
 
@@ -189,22 +241,25 @@ impl core::fmt::Display for Refusal {
                 write!(f, "package {index}: a second {} package", kind.name())
             }
             Refusal::TooManyPackages => write!(f, "more packages than the boot log holds"),
+            Refusal::Handoff => write!(f, "the fuses' keys do not fit the monitor's handoff"),
             Refusal::Missing(kind) => write!(f, "no {} package in the slot", kind.name()),
         }
     }
 }
 
-/// Verifies every package of the slot in `region` against the fuses — key, signature,
+/// Verifies every package of `slot` against the fuses and the boot state — key, signature,
 /// anti-rollback minimum, payload hash — loads the monitor and kernel, and measures
 /// everything into `handoff`. Returns the monitor's entry.
-fn secure_boot(fuses: &Fuses, region: Region, handoff: &mut Handoff) -> Result<usize, Refusal> {
+fn secure_boot(fuses: &Fuses, state: &BootState, slot: u8, handoff: &mut Handoff) -> Result<usize, Refusal> {
+    let region = board::SLOTS[slot as usize];
     // SAFETY: `region` is a slot region of flash 1 from the board map: mapped, readable from
     // the secure world, and never written while the loader runs.
     let flash = unsafe { core::slice::from_raw_parts(region.base as *const u8, region.size) };
-    let slot = Slot::parse(flash).map_err(Refusal::Slot)?;
+    let image = Slot::parse(flash).map_err(Refusal::Slot)?;
     record(handoff, BootRecord { kind: 0, measurement: measure_loader(), ..Default::default() })?;
     let (mut monitor, mut kernel) = (false, false);
-    for (index, entry) in slot.packages().enumerate() {
+    let mut authority = [0u8; 8];
+    for (index, entry) in image.packages().enumerate() {
         let (_, package) = entry.map_err(Refusal::Slot)?;
         let header = &package.header;
         let kind = header.kind;
@@ -215,7 +270,7 @@ fn secure_boot(fuses: &Fuses, region: Region, handoff: &mut Handoff) -> Result<u
             error,
         })?;
         package.verify_signature(&key).map_err(|_| Refusal::Signature { index, kind })?;
-        let minimum = fuses.minimum_version(&header.component_id);
+        let minimum = fuses.minimum_version(&header.component_id).max(state.minimum(&header.component_id));
         if header.security_version < minimum {
             return Err(Refusal::Rollback { index, kind, version: header.security_version, minimum });
         }
@@ -228,6 +283,9 @@ fn secure_boot(fuses: &Fuses, region: Region, handoff: &mut Handoff) -> Result<u
                 };
                 if core::mem::replace(seen, true) {
                     return Err(Refusal::Duplicate { index, kind });
+                }
+                if kind == Kind::Monitor {
+                    authority = header.key_id;
                 }
                 place(index, &package, destination)?;
             }
@@ -252,6 +310,11 @@ fn secure_boot(fuses: &Fuses, region: Region, handoff: &mut Handoff) -> Result<u
         handoff.records().iter().map(|r| r.measurement).collect();
     handoff.cdi = keys::compound_device_id(&fuses.device_secret, &measurements);
     handoff.identity_seed = keys::identity_seed(&fuses.device_secret);
+    handoff.seal_cdi = keys::sealing_cdi(&fuses.device_secret, &[authority]);
+    handoff.slot = slot as u32;
+    let trust = Fuses { device_secret: [0; 32], minimum_versions: heapless::Vec::new(), ..fuses.clone() };
+    let encoded = postcard::to_slice(&trust, &mut handoff.trust).map_err(|_| Refusal::Handoff)?;
+    handoff.trust_len = encoded.len() as u32;
     handoff.magic = septa_abi::handoff::MAGIC;
     Ok(board::MONITOR_RAM.base)
 }
@@ -263,7 +326,8 @@ fn record(handoff: &mut Handoff, entry: BootRecord) -> Result<(), Refusal> {
     Ok(())
 }
 
-/// The loader measures itself: SHA-256 of its image in the boot ROM.
+/// The loader measures itself: SHA-256 of its image in the boot ROM (what reset runs and
+/// copies into RAM).
 fn measure_loader() -> [u8; 32] {
     use sha2::Digest;
     unsafe extern "C" {

@@ -5,5 +5,7 @@
 
 #![no_std]
 
+pub mod persist;
 pub mod services;
 pub mod smc;
+pub mod storage;

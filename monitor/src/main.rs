@@ -6,7 +6,9 @@
 //! unexpected), configures the Secure Configuration Register and drops to the kernel in
 //! Non-secure SVC. From then on it runs only when the kernel issues `smc #0`: the SMC entry
 //! saves the caller's registers on the monitor stack, [`septa_monitor::smc::dispatch`]
-//! decides, and the entry returns r0–r3 or powers the system off.
+//! decides, and the entry returns r0–r3, or powers the system off or resets it. The monitor
+//! owns both flash banks (`septa_monitor::persist`): the boot state, update staging and
+//! slots, app storage and the report ring.
 
 #![no_std]
 #![no_main]
@@ -14,11 +16,13 @@
 use core::fmt::Write;
 use septa_abi::handoff::Handoff;
 use septa_abi::monitor::{
-    CALLER_OFFSET, REQUEST_MAX, REQUEST_OFFSET, RESPONSE_MAX, RESPONSE_OFFSET, Service,
+    CALLER_OFFSET, QUOTA_OFFSET, REQUEST_MAX, REQUEST_OFFSET, RESPONSE_MAX, RESPONSE_OFFSET, Service,
 };
 use septa_abi::{exit, smc};
+use septa_armv7::cfi_flash::CfiFlash;
 use septa_armv7::crash::{self, TrapFrame};
 use septa_armv7::{mode, pl011::Pl011, regs, semihosting};
+use septa_monitor::persist::Persistent;
 use septa_monitor::services::State;
 use septa_monitor::smc::{Action, Call, dispatch};
 use septa_targets::qemu_virt as board;
@@ -29,6 +33,13 @@ const STAGE: &str = "monitor";
 
 /// What the services need: set once at boot from the loader's handoff.
 static SERVICES: spin::Mutex<Option<State>> = spin::Mutex::new(None);
+/// The flashes and what is kept in them.
+// SAFETY: both banks are the board's CFI flashes; once the loader has entered the monitor,
+// only the monitor drives them (the normal world has no write path), from secure RAM.
+static PERSISTENT: spin::Mutex<Persistent<CfiFlash>> = spin::Mutex::new(Persistent::new(
+    unsafe { CfiFlash::new(board::FLASH0.base, board::FLASH0.size, board::FLASH_SECTOR) },
+    unsafe { CfiFlash::new(board::FLASH1.base, board::FLASH1.size, board::FLASH_SECTOR) },
+));
 /// The entropy read started at boot, until the first request for random bytes collects it.
 static ENTROPY: spin::Mutex<Option<entropy::Pending>> = spin::Mutex::new(None);
 
@@ -163,8 +174,33 @@ fn take_handoff(out: &mut Pl011) {
         let _ = writeln!(out, "septa: monitor: no virtio entropy device; the random service is unavailable");
     }
     *ENTROPY.lock() = pending;
-    *SERVICES.lock() = Some(State::new(&handoff));
-    let _ = writeln!(out, "septa: monitor: {} measurements, keys derived from the CDI", handoff.record_count);
+    let mut state = State::new(&handoff);
+    let versions =
+        handoff.records().iter().filter(|r| r.kind != 0).map(|r| (r.component_id, r.security_version));
+    let mut persistent = PERSISTENT.lock();
+    persistent.start(versions);
+    persistent.report_update_event(&mut state, uptime_ms());
+    let _ = writeln!(
+        out,
+        "septa: monitor: {} measurements, keys derived from the CDI; slot {}{}, boot {}",
+        handoff.record_count,
+        septa_abi::boot_state::name(persistent.boot.booted()),
+        if persistent.boot.trying.is_some() { " on trial" } else { "" },
+        persistent.boot.boot_count
+    );
+    *SERVICES.lock() = Some(state);
+}
+
+/// Milliseconds since reset, from the physical counter.
+fn uptime_ms() -> u64 {
+    regs::read_cntpct() * 1000 / (regs::read_cntfrq() as u64).max(1)
+}
+
+/// Prints what the last flash operation has to say.
+fn print_message(persistent: &mut Persistent<CfiFlash>) {
+    if let Some(message) = persistent.message.take() {
+        let _ = writeln!(console(), "septa: monitor: {message}");
+    }
 }
 
 /// Seeds the DRBG from the entropy read started at boot, the first time random bytes are
@@ -181,12 +217,19 @@ fn seed_once(state: &mut State) {
     }
 }
 
-/// Serves a request in the shared page: copies it (and the caller's component id) into
-/// secure memory, lets `handle` answer it, writes the response back. Returns r0 (status)
-/// and r1 (response length).
+/// Serves a request in the shared page: copies it (and the caller's component id and
+/// storage quota) into secure memory, lets `handle` answer it, writes the response back.
+/// Returns r0 (status) and r1 (response length).
 fn serve(
     len: u32,
-    handle: impl FnOnce(&mut State, &[u8; 16], &[u8], &mut [u8]) -> Result<usize, u32>,
+    handle: impl FnOnce(
+        &mut State,
+        &mut Persistent<CfiFlash>,
+        &[u8; 16],
+        usize,
+        &[u8],
+        &mut [u8],
+    ) -> Result<usize, u32>,
 ) -> [u32; 4] {
     let len = len as usize;
     if len > REQUEST_MAX {
@@ -201,23 +244,38 @@ fn serve(
     // (one core), so nothing else touches the page meanwhile.
     let (shared_caller, shared_request, response) = unsafe {
         (
-            core::slice::from_raw_parts((page + CALLER_OFFSET) as *const u8, 16),
+            core::slice::from_raw_parts((page + CALLER_OFFSET) as *const u8, QUOTA_OFFSET + 4),
             core::slice::from_raw_parts((page + REQUEST_OFFSET) as *const u8, len),
             core::slice::from_raw_parts_mut((page + RESPONSE_OFFSET) as *mut u8, RESPONSE_MAX),
         )
     };
     let mut caller = [0u8; 16];
-    caller.copy_from_slice(shared_caller);
+    caller.copy_from_slice(&shared_caller[..16]);
+    let quota =
+        u32::from_le_bytes(shared_caller[QUOTA_OFFSET..QUOTA_OFFSET + 4].try_into().expect("4 bytes"));
     let mut request = heapless::Vec::<u8, REQUEST_MAX>::new();
     let _ = request.extend_from_slice(shared_request); // cannot fail: `len` ≤ REQUEST_MAX
-    let result = match SERVICES.lock().as_mut() {
-        Some(state) => handle(state, &caller, &request, response),
+    let (mut services, mut persistent) = (SERVICES.lock(), PERSISTENT.lock());
+    let result = match services.as_mut() {
+        Some(state) => {
+            let result = handle(state, &mut persistent, &caller, quota as usize, &request, response);
+            print_message(&mut persistent);
+            result
+        }
         None => Err(septa_abi::monitor::FAILED),
     };
     match result {
         Ok(written) => [septa_abi::monitor::OK, written as u32, 0, 0],
         Err(status) => [status, 0, 0, 0],
     }
+}
+
+/// Runs `f` on the monitor's state and flashes (which exist from boot on).
+fn with_state<T>(f: impl FnOnce(&mut State, &mut Persistent<CfiFlash>) -> T) -> Option<T> {
+    let (mut services, mut persistent) = (SERVICES.lock(), PERSISTENT.lock());
+    let result = f(services.as_mut()?, &mut persistent);
+    print_message(&mut persistent);
+    Some(result)
 }
 
 /// Puts every interrupt in Group 1 (non-secure) and opens the priority mask: the secure
@@ -249,17 +307,49 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
     match dispatch(call) {
         Action::Return(values) => frame.r[..4].copy_from_slice(&values),
         Action::Service { service, len } => {
-            let result = serve(len, |state, caller, request, out| {
-                if service == Service::Random as u32 {
+            let mut reset_after = false;
+            let result = serve(len, |state, persistent, caller, quota, request, out| {
+                if service == Service::Random as u32 || service == Service::StoragePut as u32 {
                     seed_once(state);
                 }
-                state.handle(service, caller, request, out)
+                let result = persistent.serve(state, service, caller, quota, request, out);
+                reset_after = service == Service::UpdateCommit as u32 && result.is_ok();
+                result
+            });
+            if reset_after {
+                let _ = writeln!(console(), "septa: monitor: system reset into the update");
+                reset()
+            }
+            frame.r[..4].copy_from_slice(&result)
+        }
+        Action::StoreReport { len } => {
+            let result = serve(len, |state, persistent, _, _, batch, out| {
+                let batch = postcard::from_bytes(batch).map_err(|_| septa_abi::monitor::BAD_REQUEST)?;
+                persistent.store_report(state, batch, out)
             });
             frame.r[..4].copy_from_slice(&result)
         }
-        Action::SignReport { len } => {
-            let result = serve(len, |state, _, batch, out| state.sign_report(batch, out));
-            frame.r[..4].copy_from_slice(&result)
+        Action::BootInfo => {
+            let info = with_state(|_, p| {
+                [p.boot.booted() as u32, p.boot.trying.is_some() as u32, p.boot.boot_count, 0]
+            });
+            frame.r[..4].copy_from_slice(&info.unwrap_or([0; 4]))
+        }
+        Action::ConfirmBoot => {
+            let confirmed = with_state(|state, p| p.confirm(state, uptime_ms())).unwrap_or(false);
+            frame.r[..4].copy_from_slice(&[confirmed as u32, 0, 0, 0])
+        }
+        Action::TrialFailed { len } => {
+            let mut name = [0u8; 16];
+            // The name is at most 16 bytes of the request area; anything longer is cut.
+            serve(len.min(16), |_, _, _, _, request, _| {
+                name[..request.len()].copy_from_slice(request);
+                Ok(0)
+            });
+            if with_state(|_, p| p.trial_failed(name)).unwrap_or(false) {
+                reset()
+            }
+            frame.r[..4].copy_from_slice(&[0; 4])
         }
         Action::PowerOff(status) => {
             let _ = writeln!(console(), "septa: monitor: system off (status {status})");

@@ -1,5 +1,5 @@
 //! The monitor's services for apps: randomness, hashing, per-app keys, signatures and
-//! attestation.
+//! attestation; and the device-key signature of failure reports.
 //!
 //! Keys are derived, never stored: an app's key from the CDI and the app's component id
 //! (which the kernel supplies and the app cannot choose), so two apps never share a key and
@@ -24,6 +24,9 @@ const KEY_CACHE: usize = 16;
 /// What the monitor holds for the services.
 pub struct State {
     cdi: [u8; 32],
+    seal_cdi: [u8; 32],
+    /// The fuses' OEM keys and revocations, for update bundles.
+    trust: Option<septa_abi::fuses::Fuses>,
     identity_seed: [u8; 32],
     measurements: heapless::Vec<Measurement, { attest::MAX_RECORDS }>,
     rng: Option<ChaCha20Rng>,
@@ -38,6 +41,8 @@ impl State {
     pub fn new(handoff: &Handoff) -> State {
         State {
             cdi: handoff.cdi,
+            seal_cdi: handoff.seal_cdi,
+            trust: handoff.trust(),
             identity_seed: handoff.identity_seed,
             measurements: handoff.records().iter().map(Measurement::from).collect(),
             rng: None,
@@ -52,6 +57,21 @@ impl State {
     pub fn seed(&mut self, entropy: &[u8; 32]) {
         let seed = keys::hmac(&self.cdi, &[b"septa drbg", entropy]);
         self.rng = Some(ChaCha20Rng::from_seed(seed));
+    }
+
+    pub fn seal_cdi(&self) -> &[u8; 32] {
+        &self.seal_cdi
+    }
+
+    pub fn trust(&self) -> Option<&septa_abi::fuses::Fuses> {
+        self.trust.as_ref()
+    }
+
+    /// A fresh nonce from the DRBG.
+    pub fn nonce(&mut self) -> Result<[u8; 12], u32> {
+        let mut nonce = [0u8; 12];
+        self.rng.as_mut().ok_or(FAILED)?.fill_bytes(&mut nonce);
+        Ok(nonce)
     }
 
     fn app_key(&mut self, component_id: &[u8; 16]) -> &SigningKey {
@@ -75,11 +95,14 @@ impl State {
         request: &[u8],
         out: &mut [u8],
     ) -> Result<usize, u32> {
-        let request: Request<'_> = postcard::from_bytes(request).map_err(|_| BAD_REQUEST)?;
-        if Service::from_u32(service) != Some(request.service()) {
-            return Err(BAD_REQUEST);
-        }
-        match request {
+        let request = decode(service, request)?;
+        self.answer(&request, caller, out)
+    }
+
+    /// Answers a decoded request for one of the services kept in memory (the ones that
+    /// touch flash are [`crate::persist::Persistent`]'s).
+    pub fn answer(&mut self, request: &Request<'_>, caller: &[u8; 16], out: &mut [u8]) -> Result<usize, u32> {
+        match *request {
             Request::Random { len } => {
                 let len = len as usize;
                 if len > RANDOM_MAX {
@@ -111,20 +134,19 @@ impl State {
                 let len = postcard::to_slice(&token, out).map_err(|_| TOO_LARGE)?.len();
                 Ok(len)
             }
+            _ => Err(BAD_REQUEST),
         }
     }
 
-    /// Signs a batch of failure records with the device identity key.
-    pub fn sign_report(&mut self, batch: &[u8], out: &mut [u8]) -> Result<usize, u32> {
-        let batch: report::Batch = postcard::from_bytes(batch).map_err(|_| BAD_REQUEST)?;
+    /// Signs a batch of report events with the device identity key.
+    pub fn sign_report(&mut self, batch: report::Batch) -> Result<report::Report, u32> {
         let digest = report::digest(&batch).ok_or(BAD_REQUEST)?;
         let key = self.device_key.get_or_insert_with(|| keys::device_identity_key(&self.identity_seed));
         let signature: Signature = key.sign(&digest);
-        let report = report::Report {
+        Ok(report::Report {
             batch,
             signature: heapless::Vec::from_slice(&signature.to_bytes()).map_err(|_| FAILED)?,
-        };
-        Ok(postcard::to_slice(&report, out).map_err(|_| TOO_LARGE)?.len())
+        })
     }
 
     fn token(&mut self, nonce: &[u8]) -> Option<Token> {
@@ -161,6 +183,15 @@ impl State {
         let signature: Signature = attestation_key.sign(&attest::claims_digest(&claims)?);
         Some(Token { claims, signature: heapless::Vec::from_slice(&signature.to_bytes()).ok()? })
     }
+}
+
+/// Decodes a request and checks it is for service number `service`.
+pub fn decode(service: u32, request: &[u8]) -> Result<Request<'_>, u32> {
+    let request: Request<'_> = postcard::from_bytes(request).map_err(|_| BAD_REQUEST)?;
+    if Service::from_u32(service) != Some(request.service()) {
+        return Err(BAD_REQUEST);
+    }
+    Ok(request)
 }
 
 fn put(out: &mut [u8], bytes: &[u8]) -> Result<usize, u32> {
@@ -248,17 +279,19 @@ mod tests {
             time_ms: 42,
             restart_count: 1,
         };
-        let batch = report::Batch { first: 0, records: heapless::Vec::from_slice(&[record]).unwrap() };
-        let mut encoded = [0u8; 256];
-        let encoded = postcard::to_slice(&batch, &mut encoded).unwrap();
+        let batch = report::Batch {
+            first: 0,
+            boot_count: 3,
+            events: heapless::Vec::from_slice(&[report::Event::App(record)]).unwrap(),
+        };
+        let signed = s.sign_report(batch.clone()).unwrap();
         let mut out = [0u8; 512];
-        let len = s.sign_report(encoded, &mut out).unwrap();
+        let encoded = postcard::to_slice(&signed, &mut out).unwrap();
         let device = *keys::device_identity_key(&[2; 32]).verifying_key();
-        assert_eq!(report::verify(&out[..len], &device).unwrap(), batch);
-        let mut bad = out[..len].to_vec();
+        assert_eq!(report::verify(encoded, &device).unwrap(), batch);
+        let mut bad = encoded.to_vec();
         bad[20] ^= 1;
         assert!(report::verify(&bad, &device).is_err());
-        assert_eq!(s.sign_report(&[0xff; 3], &mut out), Err(BAD_REQUEST));
     }
 
     #[test]

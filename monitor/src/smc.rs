@@ -21,8 +21,14 @@ pub enum Action {
     Reset,
     /// Serve an app's request from the shared page (see `septa_abi::monitor`).
     Service { service: u32, len: u32 },
-    /// Sign the kernel's failure-report batch in the shared page.
-    SignReport { len: u32 },
+    /// Sign and store the kernel's failure-report batch in the shared page.
+    StoreReport { len: u32 },
+    /// Report the booted slot, whether it is on trial, and the boot count.
+    BootInfo,
+    /// End a trial: the booted slot is healthy.
+    ConfirmBoot,
+    /// End a trial: an app failed (its name in the shared page); reset.
+    TrialFailed { len: u32 },
 }
 
 /// One SMC call: the function id from r0 and the arguments from r1–r3.
@@ -34,9 +40,12 @@ pub struct Call {
     pub caller_world: u32,
 }
 
-const IMPLEMENTED: [u32; 9] = [
+const IMPLEMENTED: [u32; 12] = [
     SERVICE,
-    SIGN_REPORT,
+    STORE_REPORT,
+    BOOT_INFO,
+    CONFIRM_BOOT,
+    TRIAL_FAILED,
     SMCCC_VERSION,
     SMCCC_ARCH_FEATURES,
     PSCI_VERSION,
@@ -57,7 +66,10 @@ pub fn dispatch(call: Call) -> Action {
         MONITOR_VERSION => Action::Return([MONITOR_VERSION_VALUE, call.caller_world, 0, 0]),
         POWER_OFF => Action::PowerOff(call.args[0]),
         SERVICE => Action::Service { service: call.args[0], len: call.args[1] },
-        SIGN_REPORT => Action::SignReport { len: call.args[0] },
+        STORE_REPORT => Action::StoreReport { len: call.args[0] },
+        BOOT_INFO => Action::BootInfo,
+        CONFIRM_BOOT => Action::ConfirmBoot,
+        TRIAL_FAILED => Action::TrialFailed { len: call.args[0] },
         _ => one(NOT_SUPPORTED),
     }
 }

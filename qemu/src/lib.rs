@@ -41,8 +41,9 @@ pub struct Config {
     pub interactive: bool,
     /// Run with [`ICOUNT`].
     pub icount: bool,
-    /// Open the flash files read-only, so several QEMUs can share one image set (tests).
-    pub readonly: bool,
+    /// Keep the guest's flash writes in a temporary overlay that QEMU drops on exit
+    /// (`snapshot=on`), so several QEMUs can share one image set (tests).
+    pub throwaway: bool,
     /// Serve QEMU's human monitor on this Unix socket (non-interactive runs only).
     pub monitor_socket: Option<PathBuf>,
 }
@@ -52,8 +53,8 @@ impl Config {
         let mut args: Vec<String> = qemu_virt::QEMU_MACHINE.iter().map(|s| s.to_string()).collect();
         for (unit, file) in [(0, &self.images.rom), (1, &self.images.flash)] {
             args.push("-drive".into());
-            let readonly = if self.readonly { ",readonly=on" } else { "" };
-            args.push(format!("if=pflash,unit={unit},format=raw,file={}{readonly}", file.display()));
+            let throwaway = if self.throwaway { ",snapshot=on" } else { "" };
+            args.push(format!("if=pflash,unit={unit},format=raw,file={}{throwaway}", file.display()));
         }
         args.extend(["-semihosting-config".into(), "enable=on,target=native".into()]);
         if self.interactive {

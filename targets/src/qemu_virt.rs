@@ -1,9 +1,12 @@
 //! QEMU `virt` with `secure=on` and a Cortex-A7: the reference board.
 //!
 //! Physical map (QEMU 7.2 `hw/arm/virt.c`): flash 0 is visible to the secure world only and
-//! holds the boot ROM (loader + fuse area); flash 1 holds the image slots and is readable
-//! from both worlds; secure RAM at `0x0e00_0000` is secure-only. The non-secure RAM at
-//! `0x4000_0000` starts with QEMU's device tree, so the kernel is loaded 1 MiB above it.
+//! holds the boot ROM (loader, fuse area, boot state); flash 1 holds the image slots, the
+//! update staging area, app storage and the failure-report ring, and is readable from both
+//! worlds; secure RAM at `0x0e00_0000` is secure-only. The non-secure RAM at `0x4000_0000`
+//! starts with QEMU's device tree, so the kernel is loaded 1 MiB above it. Both flashes are
+//! CFI parallel flash (Intel command set) with 256 KiB erase sectors, and only the secure
+//! world writes them.
 
 use crate::{Device, Region, StageMemory};
 
@@ -13,8 +16,10 @@ pub const NAME: &str = "qemu-virt";
 
 /// Secure flash 0: the boot ROM. 64 MiB, mapped at 0 in the secure address space only.
 pub const FLASH0: Region = Region::new(0x0000_0000, 64 << 20);
-/// Flash 1: the image slots. 64 MiB, readable from both worlds.
+/// Flash 1: image slots, staging, storage and reports. 64 MiB, readable from both worlds.
 pub const FLASH1: Region = Region::new(0x0400_0000, 64 << 20);
+/// The erase sector of both flashes.
+pub const FLASH_SECTOR: usize = 256 << 10;
 /// Secure-only RAM.
 pub const SECURE_RAM: Region = Region::new(0x0e00_0000, 16 << 20);
 /// Non-secure RAM, as sized by the QEMU command line (`-m 128M`).
@@ -41,8 +46,12 @@ pub const GPIO_PINS: u8 = 8;
 
 /// Devices an app may be granted whole (`devices = [...]`): mapped into the app with
 /// `map_device`, their interrupt delivered to it as a notification.
-pub const DEVICES: &[Device] =
-    &[Device { name: "rtc", region: Region::new(0x0901_0000, 0x1000), irq: Some(34) }];
+/// The `inbox` is RAM that development runs fill with an update bundle from the host
+/// (`cargo xtask run --bundle`); the `updater` app reads it.
+pub const DEVICES: &[Device] = &[
+    Device { name: "rtc", region: Region::new(0x0901_0000, 0x1000), irq: Some(34) },
+    Device { name: "inbox", region: UPDATE_INBOX, irq: None },
+];
 
 // ---- boot ROM (flash 0) -----------------------------------------------------------------
 
@@ -51,13 +60,25 @@ pub const LOADER_ROM: Region = Region::new(FLASH0.base, 1 << 20);
 /// The fuse area: device secret, OEM public key and anti-rollback minimums, written by
 /// `septa provision`. Secure-only because flash 0 is.
 pub const FUSES: Region = Region::new(FLASH0.base + (1 << 20), 4 << 10);
-/// The loader's data, bss and stack: the top 1 MiB of secure RAM.
+/// The boot state journal (`septa_abi::boot_state`): which slot is active, pending or on
+/// trial, the boot count and the raised anti-rollback minimums. Two sectors, secure-only.
+pub const BOOT_STATE: Region = Region::new(FLASH0.base + (1 << 20) + FLASH_SECTOR, 2 * FLASH_SECTOR);
+/// The loader runs from the top 1 MiB of secure RAM: it copies itself there at reset so it
+/// can write flash 0 (a CFI flash answers reads with status while it programs).
 pub const LOADER_RAM: Region = Region::new(SECURE_RAM.end() - (1 << 20), 1 << 20);
 
-// ---- image slots (flash 1) ------------------------------------------------------------
+// ---- flash 1 ----------------------------------------------------------------------------
 
-/// Image slot A: a slot header followed by packages (see `septa_abi::slot`).
+/// Image slots A and B: a slot header followed by packages (see `septa_abi::slot`).
 pub const SLOT_A: Region = Region::new(FLASH1.base, 16 << 20);
+pub const SLOT_B: Region = Region::new(SLOT_A.end(), 16 << 20);
+pub const SLOTS: [Region; 2] = [SLOT_A, SLOT_B];
+/// Where an update bundle is received before the monitor checks it.
+pub const STAGING: Region = Region::new(SLOT_B.end(), 16 << 20);
+/// The journal of app storage (two sectors, one live at a time).
+pub const STORAGE: Region = Region::new(STAGING.end(), 2 * FLASH_SECTOR);
+/// The failure-report ring: the oldest sector is erased when the ring is full.
+pub const REPORTS: Region = Region::new(STORAGE.end(), 4 * FLASH_SECTOR);
 
 // ---- where the loader places the stages -------------------------------------------------
 
@@ -84,8 +105,11 @@ pub const LOADER_MEMORY: StageMemory = &[("ROM", LOADER_ROM), ("RAM", LOADER_RAM
 pub const MONITOR_MEMORY: StageMemory = &[("RAM", MONITOR_RAM)];
 pub const KERNEL_MEMORY: StageMemory = &[("RAM", KERNEL_RAM)];
 
-/// Memory the kernel can hand to apps (all of RAM above the kernel's region).
-pub const APP_MEMORY: usize = RAM.end() - ENTROPY_QUEUE.end() - 4096;
+/// RAM for an update bundle loaded by the host, below the last page.
+pub const UPDATE_INBOX: Region = Region::new(RAM.end() - 4096 - (2 << 20), 2 << 20);
+/// The frames the kernel hands to apps and page tables: RAM between its own regions and
+/// the inbox.
+pub const FRAMES: Region = Region::new(ENTROPY_QUEUE.end(), UPDATE_INBOX.base - ENTROPY_QUEUE.end());
 
 /// The QEMU machine arguments for this board (without the flash drives).
 pub const QEMU_MACHINE: &[&str] =
@@ -104,6 +128,15 @@ mod tests {
         assert!(KERNEL_RAM.base >= DTB.end());
         assert!(FLASH0.contains_range(FUSES.base, FUSES.size));
         assert!(LOADER_ROM.end() <= FUSES.base);
-        assert!(FLASH1.contains_range(SLOT_A.base, SLOT_A.size));
+        assert!(FLASH0.contains_range(BOOT_STATE.base, BOOT_STATE.size));
+        assert!(BOOT_STATE.base >= FUSES.end() && BOOT_STATE.base % FLASH_SECTOR == 0);
+        for region in [SLOT_A, SLOT_B, STAGING, STORAGE, REPORTS] {
+            assert!(FLASH1.contains_range(region.base, region.size));
+            assert_eq!(region.base % FLASH_SECTOR, 0);
+        }
+        assert!(SLOT_A.end() <= SLOT_B.base && SLOT_B.end() <= STAGING.base);
+        assert!(STAGING.end() <= STORAGE.base && STORAGE.end() <= REPORTS.base);
+        assert!(RAM.contains_range(UPDATE_INBOX.base, UPDATE_INBOX.size + 4096));
+        assert!(FRAMES.end() <= UPDATE_INBOX.base);
     }
 }

@@ -55,7 +55,13 @@ pub struct Boot {
 impl Boot {
     pub fn new(images: Images) -> Boot {
         Boot {
-            config: Config { images, interactive: false, icount: true, readonly: true, monitor_socket: None },
+            config: Config {
+                images,
+                interactive: false,
+                icount: true,
+                throwaway: true,
+                monitor_socket: None,
+            },
             extra: Vec::new(),
         }
     }

@@ -41,7 +41,7 @@ fn boot_and_collect(dir: &Path, icount: bool) -> Result<Results> {
         images: Images::in_dir(dir),
         interactive: false,
         icount,
-        readonly: true,
+        throwaway: true,
         monitor_socket: None,
     };
     let mut child = Command::new(QEMU)

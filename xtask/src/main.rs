@@ -100,7 +100,7 @@ fn run(root: &Path, qemu_args: &[String]) -> Result<()> {
         images: Images::in_dir(&dir),
         interactive: true,
         icount: false,
-        readonly: false,
+        throwaway: false,
         monitor_socket: None,
     };
     println!("xtask: {}", config.command_line(qemu_args));

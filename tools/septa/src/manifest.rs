@@ -41,6 +41,8 @@ struct AppSection {
     priority: u8,
     memory_kib: u32,
     restart: RestartPolicy,
+    #[serde(default)]
+    storage_kib: u32,
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -65,6 +67,7 @@ pub struct AppManifest {
     pub devices: Vec<String>,
     pub gpio: Vec<u8>,
     pub monitor: Vec<String>,
+    pub storage_kib: u32,
 }
 
 /// Copies `items` into a bounded list, naming the field when there are too many.
@@ -93,6 +96,7 @@ impl AppManifest {
             devices: bounded(self.devices.iter().map(String::as_str)),
             gpio: bounded(self.gpio.iter().copied()),
             monitor: bounded(self.monitor.iter().map(String::as_str)),
+            storage_kib: self.storage_kib,
         }
     }
 
@@ -138,6 +142,7 @@ impl AppManifest {
             devices: caps.devices,
             gpio: caps.gpio,
             monitor: caps.monitor,
+            storage_kib: app.storage_kib,
         };
         if let Err(error) = manifest.to_abi().validate() {
             let field = match error {
@@ -146,6 +151,7 @@ impl AppManifest {
                 app::Error::BadMemory(_) => "[app] memory-kib",
                 app::Error::BadPin(_) => "[capabilities] gpio",
                 app::Error::UnknownService => "[capabilities] monitor",
+                app::Error::BadStorage(_) => "[app] storage-kib",
                 _ => "[capabilities]",
             };
             bail!("app {:?}: {field}: {error}", manifest.name);
@@ -160,6 +166,7 @@ impl AppManifest {
 pub fn check_image(apps: &[AppManifest]) -> Result<()> {
     use septa_targets::qemu_virt as board;
     let mut total_kib = 0u64;
+    let mut storage_kib = 0;
     for (i, app) in apps.iter().enumerate() {
         let name = &app.name;
         let earlier = &apps[..i];
@@ -215,7 +222,15 @@ pub fn check_image(apps: &[AppManifest]) -> Result<()> {
                 );
             }
         }
-        let board_kib = (board::APP_MEMORY / 1024) as u64;
+        storage_kib += app.storage_kib;
+        if storage_kib > app::STORAGE_KIB_TOTAL {
+            bail!(
+                "app {name:?}: [app] storage-kib: the apps' storage quotas add up to {storage_kib} KiB, more \
+                 than the {} KiB of the storage area; lower storage-kib",
+                app::STORAGE_KIB_TOTAL
+            );
+        }
+        let board_kib = (board::FRAMES.size / 1024) as u64;
         total_kib += app.memory_kib as u64;
         if total_kib > board_kib {
             bail!(

@@ -1,0 +1,117 @@
+//! A CFI parallel NOR flash with the Intel command set, as QEMU's `virt` board has: two
+//! 16-bit devices side by side on a 32-bit bus, so every command is written to both halves
+//! of a word.
+//!
+//! Reads come straight from the array. To erase a sector: `0x20` then `0xD0` at its start;
+//! to program a word: `0x40` then the word; after each, the status register is polled until
+//! ready (bit 7), its error bits (erase, program, voltage, lock) are checked and the device
+//! goes back to read-array mode (`0xFF`). While it is in a command mode the flash answers
+//! every read with status, so nothing may execute from it meanwhile — the callers run from
+//! RAM.
+
+use core::ptr::{read_volatile, write_volatile};
+use septa_abi::flash::{Error, Flash, check_range};
+
+const BOTH: u32 = 0x0001_0001;
+const READ_ARRAY: u32 = 0xff * BOTH;
+const CLEAR_STATUS: u32 = 0x50 * BOTH;
+const BLOCK_ERASE: u32 = 0x20 * BOTH;
+const CONFIRM: u32 = 0xd0 * BOTH;
+const WORD_PROGRAM: u32 = 0x40 * BOTH;
+const STATUS_READY: u32 = 0x80 * BOTH;
+/// Erase, program, voltage and block-lock errors.
+const STATUS_ERRORS: u32 = 0x3a * BOTH;
+
+/// A CFI flash bank at a fixed physical address.
+pub struct CfiFlash {
+    base: usize,
+    size: usize,
+    sector: usize,
+}
+
+impl CfiFlash {
+    /// # Safety
+    ///
+    /// `base..base + size` must be a CFI flash bank (Intel command set, 32-bit bus) with
+    /// `sector`-byte erase blocks, owned by the caller: nothing else may issue commands to
+    /// it or execute from it while the value is used.
+    pub const unsafe fn new(base: usize, size: usize, sector: usize) -> CfiFlash {
+        CfiFlash { base, size, sector }
+    }
+
+    fn command(&self, offset: usize, value: u32) {
+        // SAFETY: `new`'s contract: the bank is ours; `offset` was range-checked by the caller.
+        unsafe { write_volatile((self.base + offset) as *mut u32, value) };
+    }
+
+    /// Waits for the device, checks the status and returns to read-array mode.
+    fn finish(&self, offset: usize) -> Result<(), Error> {
+        let status = loop {
+            // SAFETY: as in `command`; in a command mode every read returns the status.
+            let status = unsafe { read_volatile((self.base + offset) as *const u32) };
+            if status & STATUS_READY == STATUS_READY {
+                break status;
+            }
+        };
+        if status & STATUS_ERRORS != 0 {
+            self.command(offset, CLEAR_STATUS);
+            self.command(offset, READ_ARRAY);
+            return Err(Error::Failed);
+        }
+        self.command(offset, READ_ARRAY);
+        Ok(())
+    }
+}
+
+impl Flash for CfiFlash {
+    fn sector_size(&self) -> usize {
+        self.sector
+    }
+
+    fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), Error> {
+        check_range(offset, out.len(), self.size)?;
+        for (index, byte) in out.iter_mut().enumerate() {
+            // SAFETY: in read-array mode the bank reads as memory; the range was checked.
+            // Byte reads through a raw pointer: flash 0 starts at address 0, where no Rust
+            // reference may point.
+            *byte = unsafe { read_volatile((self.base + offset + index) as *const u8) };
+        }
+        Ok(())
+    }
+
+    fn slice(&self, offset: usize, len: usize) -> Result<&[u8], Error> {
+        check_range(offset, len, self.size)?;
+        if self.base + offset == 0 {
+            // No Rust slice may start at address 0.
+            return Err(Error::OutOfRange);
+        }
+        // SAFETY: the range is inside the bank, which is in read-array mode whenever no
+        // `&mut self` method runs — and the slice borrows `self`, so none can run while it
+        // lives.
+        Ok(unsafe { core::slice::from_raw_parts((self.base + offset) as *const u8, len) })
+    }
+
+    fn erase(&mut self, offset: usize) -> Result<(), Error> {
+        check_range(offset, self.sector, self.size)?;
+        if offset % self.sector != 0 {
+            return Err(Error::Misaligned);
+        }
+        self.command(offset, BLOCK_ERASE);
+        self.command(offset, CONFIRM);
+        self.finish(offset)
+    }
+
+    fn program(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
+        check_range(offset, data.len(), self.size)?;
+        if offset % 4 != 0 || data.len() % 4 != 0 {
+            return Err(Error::Misaligned);
+        }
+        for (index, word) in data.chunks_exact(4).enumerate() {
+            let at = offset + 4 * index;
+            self.command(at, WORD_PROGRAM);
+            self.command(at, u32::from_le_bytes([word[0], word[1], word[2], word[3]]));
+            self.finish(at)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,310 @@
+//! What the monitor keeps in flash: the boot state (flash 0), and in flash 1 the update
+//! staging area and image slots, app storage and the failure-report ring.
+//!
+//! The monitor is the only writer of either flash once the loader has handed over. Updates
+//! arrive in three steps from an app holding the `update` capability: `UpdateBegin` checks
+//! the bundle header's signature at once (a bundle from a stranger is refused before a
+//! byte is staged) and erases the staging area; `UpdateWrite` programs the slot image into
+//! staging strictly in order; `UpdateCommit` checks the whole image exactly as the loader
+//! will, copies it into the inactive slot, reads the copy back, and only then marks the slot
+//! pending in the boot state. The active slot is never written, so a refused bundle or a
+//! power cut at any point leaves the device booting what it booted before.
+
+use crate::services::State;
+use crate::storage::Store;
+use core::fmt::Write;
+use septa_abi::boot_state::{BootState, RollbackReason, StageError};
+use septa_abi::bundle::{self, HEADER_MAX, Header};
+use septa_abi::flash::Flash;
+use septa_abi::journal::{Journal, Mode};
+use septa_abi::monitor::{
+    ALREADY_INSTALLED, BAD_REQUEST, BUSY, FAILED, REFUSED, TOO_LARGE, UPDATE_CHUNK_MAX,
+};
+use septa_abi::report::{self, Batch, Event};
+use septa_targets::qemu_virt as board;
+
+/// A line for the console, which the entry code prints after the call.
+pub type Message = heapless::String<160>;
+
+/// Offsets in flash 1 of the board's regions.
+const fn in_flash1(region: septa_targets::Region) -> usize {
+    region.base - board::FLASH1.base
+}
+
+const STAGING: usize = in_flash1(board::STAGING);
+
+/// An update being received.
+struct Session {
+    header: heapless::Vec<u8, HEADER_MAX>,
+    received: usize,
+}
+
+/// The flashes and what the monitor keeps in them.
+pub struct Persistent<F: Flash> {
+    flash0: F,
+    flash1: F,
+    boot_journal: Journal,
+    pub boot: BootState,
+    /// The security versions this boot's packages were verified at.
+    booted_versions: heapless::Vec<([u8; 16], u32), { septa_abi::handoff::MAX_RECORDS }>,
+    session: Option<Session>,
+    store: Store,
+    reports: Journal,
+    /// Sequence number of the next report event this boot.
+    sequence: u64,
+    /// What the console should show about the last call.
+    pub message: Option<Message>,
+}
+
+fn message(args: core::fmt::Arguments<'_>) -> Option<Message> {
+    let mut text = Message::new();
+    let _ = text.write_fmt(args);
+    Some(text)
+}
+
+impl<F: Flash> Persistent<F> {
+    /// Takes the flashes. (A `const fn`, so the monitor's large state is built in place in
+    /// its static, never on its stack.)
+    pub const fn new(flash0: F, flash1: F) -> Self {
+        const fn sectors(region: septa_targets::Region) -> usize {
+            region.size / board::FLASH_SECTOR
+        }
+        Persistent {
+            flash0,
+            flash1,
+            boot_journal: BootState::journal(board::BOOT_STATE.base - board::FLASH0.base, 2),
+            boot: BootState::factory(),
+            booted_versions: heapless::Vec::new(),
+            session: None,
+            store: Store::new(in_flash1(board::STORAGE), sectors(board::STORAGE)),
+            reports: Journal::new(in_flash1(board::REPORTS), sectors(board::REPORTS), Mode::Ring),
+            sequence: 0,
+            message: None,
+        }
+    }
+
+    /// Reads the boot state the loader stored and notes the versions this boot verified.
+    pub fn start(&mut self, booted_versions: impl IntoIterator<Item = ([u8; 16], u32)>) {
+        self.boot = BootState::load(&self.flash0, &self.boot_journal);
+        self.booted_versions = booted_versions.into_iter().collect();
+    }
+
+    fn save(&mut self) -> Result<(), u32> {
+        self.boot.store(&mut self.flash0, &self.boot_journal).map_err(|_| FAILED)
+    }
+
+    /// Signs `batch` (stamped with this boot's count and the monitor's sequence numbers),
+    /// appends the report to the ring and writes it into `out`.
+    pub fn store_report(
+        &mut self,
+        state: &mut State,
+        mut batch: Batch,
+        out: &mut [u8],
+    ) -> Result<usize, u32> {
+        batch.boot_count = self.boot.boot_count;
+        batch.first = self.sequence;
+        self.sequence += batch.events.len() as u64;
+        let report = state.sign_report(batch)?;
+        let len = postcard::to_slice(&report, out).map_err(|_| TOO_LARGE)?.len();
+        self.reports.append(&mut self.flash1, report::RING_TAG, &out[..len]).map_err(|_| FAILED)?;
+        Ok(len)
+    }
+
+    /// Puts an update outcome the boot state still holds into the report ring.
+    pub fn report_update_event(&mut self, state: &mut State, time_ms: u64) {
+        let Some(event) = self.boot.unreported else { return };
+        let batch = Batch {
+            first: 0,
+            boot_count: 0,
+            events: heapless::Vec::from_slice(&[Event::Update { event, time_ms }]).expect("one event"),
+        };
+        let mut out = [0u8; 512];
+        if self.store_report(state, batch, &mut out).is_ok() {
+            self.boot.unreported = None;
+            let _ = self.save();
+        }
+    }
+
+    /// `CONFIRM_BOOT`: ends a trial; the minimums rise to the booted versions.
+    pub fn confirm(&mut self, state: &mut State, time_ms: u64) -> bool {
+        let versions = self.booted_versions.clone();
+        if !self.boot.confirm(versions) {
+            return false;
+        }
+        if self.save().is_err() {
+            self.message = message(format_args!("cannot record the confirmation in flash"));
+            return false;
+        }
+        if let Some(event) = self.boot.unreported {
+            self.message = message(format_args!("{event}; minimum security versions raised"));
+        }
+        self.report_update_event(state, time_ms);
+        true
+    }
+
+    /// `TRIAL_FAILED`: records why the trial ends; the caller resets. False if no trial runs.
+    pub fn trial_failed(&mut self, name: [u8; 16]) -> bool {
+        if !self.boot.abandon_trial(RollbackReason::AppFailed { name }) {
+            return false;
+        }
+        let _ = self.save();
+        if let Some(event) = self.boot.unreported {
+            self.message = message(format_args!("{event}; resetting into the previous slot"));
+        }
+        true
+    }
+
+    /// `UpdateBegin`: checks the header and prepares the staging area.
+    pub fn update_begin(&mut self, state: &State, header: &[u8]) -> Result<usize, u32> {
+        self.session = None;
+        let parsed = Header::parse(header).map_err(|e| self.refuse(e))?;
+        if parsed.len() != header.len() {
+            return Err(BAD_REQUEST);
+        }
+        let trust = state.trust().ok_or(FAILED)?;
+        parsed.verify_signature(trust).map_err(|e| self.refuse(e))?;
+        if parsed.image_len > board::STAGING.size || parsed.image_len > board::SLOT_A.size {
+            return Err(self.refuse(bundle::Error::Truncated));
+        }
+        match self.boot.clone().prepare_stage(&parsed.digest) {
+            Err(StageError::TrialRunning) => return Err(BUSY),
+            Err(StageError::AlreadyInstalled) => return Err(ALREADY_INSTALLED),
+            Ok(_) => {}
+        }
+        erase(&mut self.flash1, STAGING, parsed.image_len)?;
+        self.session = Some(Session {
+            header: heapless::Vec::from_slice(header).map_err(|_| BAD_REQUEST)?,
+            received: 0,
+        });
+        Ok(0)
+    }
+
+    /// `UpdateWrite`: the next chunk of the slot image.
+    pub fn update_write(&mut self, offset: u32, data: &[u8]) -> Result<usize, u32> {
+        let session = self.session.as_mut().ok_or(BUSY)?;
+        let header = Header::parse(&session.header).map_err(|_| FAILED)?;
+        let end = session.received + data.len();
+        let last = end == header.image_len;
+        if offset as usize != session.received
+            || data.len() > UPDATE_CHUNK_MAX
+            || end > header.image_len
+            || (!last && data.len() % 4 != 0)
+        {
+            return Err(BAD_REQUEST);
+        }
+        // The last chunk is padded with erased bytes to whole words.
+        let mut words = [0xffu8; UPDATE_CHUNK_MAX + 3];
+        words[..data.len()].copy_from_slice(data);
+        let len = data.len().div_ceil(4) * 4;
+        self.flash1.program(STAGING + session.received, &words[..len]).map_err(|_| FAILED)?;
+        session.received = end;
+        Ok(0)
+    }
+
+    /// `UpdateCommit`: checks the staged bundle and installs it into the inactive slot as
+    /// pending. On success the caller resets the device.
+    pub fn update_commit(&mut self, state: &State) -> Result<usize, u32> {
+        let session = self.session.take().ok_or(BUSY)?;
+        let header = Header::parse(&session.header).map_err(|_| FAILED)?;
+        let trust = state.trust().ok_or(FAILED)?;
+        let image = self.flash1.slice(STAGING, session.received).map_err(|_| FAILED)?;
+        let boot = &self.boot;
+        let checked = bundle::check_image(&header, image, trust, |id| boot.minimum(id));
+        if let Err(error) = checked {
+            return Err(self.refuse(error));
+        }
+        let slot = self.boot.prepare_stage(&header.digest).map_err(|_| BUSY)?;
+        // From here until `stage`, the boot state names no pending slot: a cut while the
+        // slot is written leaves nothing half-written to try.
+        self.save()?;
+        let target = in_flash1(board::SLOTS[slot as usize]);
+        erase(&mut self.flash1, target, header.image_len)?;
+        let mut chunk = [0u8; 4096];
+        for at in (0..header.image_len).step_by(chunk.len()) {
+            let len = chunk.len().min(header.image_len - at);
+            let words = len.div_ceil(4) * 4;
+            chunk[..words].fill(0xff);
+            self.flash1.read(STAGING + at, &mut chunk[..len]).map_err(|_| FAILED)?;
+            self.flash1.program(target + at, &chunk[..words]).map_err(|_| FAILED)?;
+        }
+        let staged = self.flash1.slice(STAGING, header.image_len).map_err(|_| FAILED)?;
+        if self.flash1.slice(target, header.image_len).map_err(|_| FAILED)? != staged {
+            self.message =
+                message(format_args!("update refused: slot {} did not read back", slot_name(slot)));
+            return Err(FAILED);
+        }
+        self.boot.stage(header.digest);
+        self.save()?;
+        self.message = message(format_args!(
+            "update verified and installed in slot {}; it boots on trial after the reset",
+            slot_name(slot)
+        ));
+        Ok(0)
+    }
+
+    fn refuse(&mut self, error: bundle::Error) -> u32 {
+        self.message = message(format_args!("update refused: {error}"));
+        REFUSED
+    }
+
+    /// Serves an app's request for service number `service`: `caller` is its component id,
+    /// `quota` its storage quota in bytes.
+    pub fn serve(
+        &mut self,
+        state: &mut State,
+        service: u32,
+        caller: &[u8; 16],
+        quota: usize,
+        request: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, u32> {
+        use septa_abi::monitor::Request;
+        let request = crate::services::decode(service, request)?;
+        match request {
+            Request::UpdateBegin { header } => self.update_begin(state, header),
+            Request::UpdateWrite { offset, data } => self.update_write(offset, data),
+            Request::UpdateCommit => self.update_commit(state),
+            Request::StorageGet { .. } | Request::StoragePut { .. } | Request::StorageDelete { .. } => {
+                self.storage(state, caller, quota, &request, out)
+            }
+            _ => state.answer(&request, caller, out),
+        }
+    }
+
+    /// `StorageGet`, `StoragePut` and `StorageDelete` for app `component` with `quota` bytes.
+    fn storage(
+        &mut self,
+        state: &mut State,
+        component: &[u8; 16],
+        quota: usize,
+        request: &septa_abi::monitor::Request<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, u32> {
+        use septa_abi::monitor::Request;
+        let seal = *state.seal_cdi();
+        match *request {
+            Request::StorageGet { key } => self.store.get(&self.flash1, &seal, component, key, out),
+            Request::StoragePut { key, value } => {
+                let nonce = state.nonce()?;
+                self.store.put(&mut self.flash1, &seal, component, quota, key, value, nonce).map(|_| 0)
+            }
+            Request::StorageDelete { key } => {
+                self.store.delete(&mut self.flash1, &seal, component, key).map(|_| 0)
+            }
+            _ => Err(BAD_REQUEST),
+        }
+    }
+}
+
+fn slot_name(slot: u8) -> &'static str {
+    septa_abi::boot_state::name(slot)
+}
+
+/// Erases the sectors holding `len` bytes from `offset`.
+fn erase(flash: &mut impl Flash, offset: usize, len: usize) -> Result<(), u32> {
+    let sector = flash.sector_size();
+    for at in (offset..offset + len).step_by(sector) {
+        flash.erase(at).map_err(|_| FAILED)?;
+    }
+    Ok(())
+}
