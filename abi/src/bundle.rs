@@ -12,7 +12,7 @@
 //! | 12 | 8 | id of the OEM key that signed the header |
 //! | 20 | 32 | SHA-256 of the slot image |
 //! | 52 | 20·n | per package: component id (16), security version (4) |
-//! | 52 + 20·n | 64 | ECDSA P-256 signature (r ‖ s) over SHA-256 of the bytes before it |
+//! | 52 + 20·n | 64 | ECDSA P-256 / SHA-256 signature (r ‖ s) of the bytes before it |
 //!
 //! The monitor checks a bundle in two steps: the header when the update begins
 //! ([`Header::parse`] and [`Header::verify_signature`]), and the received slot image at commit
@@ -180,8 +180,7 @@ impl<'a> Header<'a> {
         })?;
         let signature = Signature::from_slice(&self.bytes[self.bytes.len() - SIGNATURE..])
             .map_err(|_| Error::BadSignature)?;
-        let digest = Sha256::digest(self.signed_part());
-        key.verify(&digest, &signature).map_err(|_| Error::BadSignature)
+        key.verify(self.signed_part(), &signature).map_err(|_| Error::BadSignature)
     }
 }
 
@@ -295,7 +294,7 @@ mod tests {
         let image = slot::compose(&packages);
         let components = [([1; 16], 1), ([2; 16], 1), ([3; 16], app_version)];
         let mut out = encode_signed_part(&image, crate::keys::key_id(key.verifying_key()), &components);
-        let signature: Signature = key.sign(&Sha256::digest(&out));
+        let signature: Signature = key.sign(&out);
         out.extend_from_slice(&signature.to_bytes());
         out.extend_from_slice(&image);
         out

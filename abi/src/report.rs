@@ -78,11 +78,10 @@ pub fn describe(batch: &Batch, mut line: impl FnMut(fmt::Arguments<'_>)) {
                 let len = r.name.iter().position(|&b| b == 0).unwrap_or(r.name.len());
                 let name = core::str::from_utf8(&r.name[..len]).unwrap_or("?");
                 line(format_args!(
-                    "{:>8} ms  boot {}  {}  {}  {}  pc={:#010x} addr={:#010x}  exit={}  restarts={}",
+                    "{:>8} ms  boot {}  {}  {name:<16} {:<21} pc {:#010x} address {:#010x} exit {} restarts {}",
                     r.time_ms,
                     batch.boot_count,
                     Uuid(&r.component_id),
-                    name,
                     r.kind.name(),
                     r.pc,
                     r.address,
@@ -91,7 +90,7 @@ pub fn describe(batch: &Batch, mut line: impl FnMut(fmt::Arguments<'_>)) {
                 ))
             }
             Event::Update { event, time_ms } => {
-                line(format_args!("{time_ms:>8} ms  boot {}  update  {event}", batch.boot_count))
+                line(format_args!("{time_ms:>8} ms  boot {}  {event}", batch.boot_count))
             }
         }
     }

@@ -359,7 +359,12 @@ impl Kernel {
             }
             m::OK | m::TOO_LARGE => Err(Error::NoMemory),
             m::BAD_REQUEST => Err(Error::Invalid),
-            _ => Err(Error::Busy),
+            m::NOT_FOUND => Err(Error::NotFound),
+            m::QUOTA_EXCEEDED => Err(Error::NoSpace),
+            m::REFUSED => Err(Error::Refused),
+            m::ALREADY_INSTALLED => Err(Error::Exists),
+            m::BUSY => Err(Error::Busy),
+            _ => Err(Error::Io),
         }
     }
 

@@ -46,6 +46,8 @@ pub struct Config {
     pub throwaway: bool,
     /// Serve QEMU's human monitor on this Unix socket (non-interactive runs only).
     pub monitor_socket: Option<PathBuf>,
+    /// An update bundle to load into the board's update inbox (development updates).
+    pub inbox: Option<PathBuf>,
 }
 
 impl Config {
@@ -68,6 +70,14 @@ impl Config {
         }
         if self.icount {
             args.extend(ICOUNT.map(String::from));
+        }
+        if let Some(bundle) = &self.inbox {
+            args.push("-device".into());
+            args.push(format!(
+                "loader,file={},addr={:#x},force-raw=on",
+                bundle.display(),
+                qemu_virt::UPDATE_INBOX.base
+            ));
         }
         args
     }

@@ -107,6 +107,16 @@ pub enum Error {
     Busy = -6,
     /// The other side is gone (a dead server, or a caller that died before the reply).
     Pipe = -7,
+    /// Nothing stored under that key.
+    NotFound = -8,
+    /// The app's storage quota would be exceeded; nothing was changed.
+    NoSpace = -9,
+    /// The security monitor refused the request (an update bundle that fails a check).
+    Refused = -10,
+    /// It is already there (an update the device already runs).
+    Exists = -11,
+    /// The secure world could not do it (a flash error, no entropy).
+    Io = -12,
 }
 
 impl Error {
@@ -119,6 +129,11 @@ impl Error {
             -5 => Error::NoSys,
             -6 => Error::Busy,
             -7 => Error::Pipe,
+            -8 => Error::NotFound,
+            -9 => Error::NoSpace,
+            -10 => Error::Refused,
+            -11 => Error::Exists,
+            -12 => Error::Io,
             _ => return None,
         })
     }
@@ -133,6 +148,11 @@ impl Error {
             Error::NoSys => "ENOSYS",
             Error::Busy => "EBUSY",
             Error::Pipe => "EPIPE",
+            Error::NotFound => "ENOENT",
+            Error::NoSpace => "ENOSPC",
+            Error::Refused => "EPERM",
+            Error::Exists => "EEXIST",
+            Error::Io => "EIO",
         }
     }
 

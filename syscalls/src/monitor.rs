@@ -77,3 +77,39 @@ pub fn verify(public_key: &[u8], message: &[u8], signature: &[u8]) -> Result<boo
 pub fn attest(nonce: &[u8], token: &mut [u8]) -> Result<usize, Error> {
     call(&Request::Attest { nonce }, token)
 }
+
+/// The app's value under `key` (at most 32 bytes), written into `value`; returns its
+/// length. `ENOENT` if there is none. Needs `monitor = ["storage"]` and `storage-kib`.
+pub fn storage_get(key: &[u8], value: &mut [u8]) -> Result<usize, Error> {
+    call(&Request::StorageGet { key }, value)
+}
+
+/// Stores `value` (at most 256 bytes) under `key`, sealed to this device and app, in flash.
+/// `ENOSPC` if it would exceed the app's quota (the old value stays).
+pub fn storage_put(key: &[u8], value: &[u8]) -> Result<(), Error> {
+    call(&Request::StoragePut { key, value }, &mut []).map(|_| ())
+}
+
+/// Deletes the app's value under `key` (`ENOENT` if there is none).
+pub fn storage_delete(key: &[u8]) -> Result<(), Error> {
+    call(&Request::StorageDelete { key }, &mut []).map(|_| ())
+}
+
+/// Starts an update with the bundle's header; the monitor checks its signature now.
+/// `EPERM` for a bundle it refuses, `EEXIST` if the device already runs it, `EBUSY` while
+/// an update is on trial. Needs `monitor = ["update"]`.
+pub fn update_begin(header: &[u8]) -> Result<(), Error> {
+    call(&Request::UpdateBegin { header }, &mut []).map(|_| ())
+}
+
+/// The next chunk (at most [`septa_abi::monitor::UPDATE_CHUNK_MAX`] bytes, a multiple of 4
+/// except the last) of the bundle's slot image, which starts right after the header.
+pub fn update_write(offset: u32, data: &[u8]) -> Result<(), Error> {
+    call(&Request::UpdateWrite { offset, data }, &mut []).map(|_| ())
+}
+
+/// Has the monitor check the whole bundle and install it; on success the device resets
+/// into the update and this never returns. `EPERM` if the bundle is refused.
+pub fn update_commit() -> Result<(), Error> {
+    call(&Request::UpdateCommit, &mut []).map(|_| ())
+}

@@ -61,6 +61,7 @@ impl Boot {
                 icount: true,
                 throwaway: true,
                 monitor_socket: None,
+                inbox: None,
             },
             extra: Vec::new(),
         }
@@ -76,6 +77,19 @@ impl Boot {
     pub fn poke(self, address: usize, value: u32) -> Boot {
         let device = format!("loader,addr={address:#x},data={value:#x},data-len=4");
         self.args(["-device", &device])
+    }
+
+    /// Lets the guest's flash writes reach the image files (a private copy: see
+    /// [`scratch_copy`]), so the next boot sees them, like a device across power cycles.
+    pub fn persistent(mut self) -> Boot {
+        self.config.throwaway = false;
+        self
+    }
+
+    /// Puts an update bundle into the board's update inbox.
+    pub fn inbox(mut self, bundle: &Path) -> Boot {
+        self.config.inbox = Some(bundle.to_path_buf());
+        self
     }
 
     /// Runs in real time (no `-icount`), for tests that must act between guest events.

@@ -37,7 +37,7 @@ fn valid_packages_boot_every_app() {
     let count = packages(&default_images()).len();
     let mut qemu = Boot::new(default_images()).spawn();
     qemu.wait_for(&format!("septa: kernel: {} apps started", count - 2));
-    let verified = format!("septa: loader: {count} packages verified and measured");
+    let verified = format!("septa: loader: slot A: {count} packages verified and measured");
     assert!(qemu.console().contains(&verified), "{}", qemu.console());
 }
 

@@ -43,6 +43,7 @@ fn boot_and_collect(dir: &Path, icount: bool) -> Result<Results> {
         icount,
         throwaway: true,
         monitor_socket: None,
+        inbox: None,
     };
     let mut child = Command::new(QEMU)
         .args(config.args())

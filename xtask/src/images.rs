@@ -28,6 +28,7 @@ struct ImageList {
 }
 
 /// One app in an image: which crate's binary, under which manifest.
+#[derive(Clone)]
 pub struct AppSpec {
     pub binary: String,
     pub manifest: AppManifest,
@@ -48,10 +49,20 @@ impl AppSpec {
 }
 
 /// An image to compose: its directory name under `target/septa/<board>/` ("" for the
-/// default), kernel features, and apps.
+/// default), kernel features, apps, and update bundles to make next to it.
 pub struct ImageSpec {
     pub dir: String,
     pub kernel_features: Vec<String>,
+    pub apps: Vec<AppSpec>,
+    pub bundles: Vec<BundleSpec>,
+}
+
+/// An update bundle of the same loader-less software: monitor and kernel at
+/// `security_version`, and `apps` (with their manifests' versions).
+pub struct BundleSpec {
+    /// The file name in the image directory.
+    pub file: String,
+    pub security_version: u32,
     pub apps: Vec<AppSpec>,
 }
 
@@ -80,7 +91,7 @@ pub fn default_image(root: &Path) -> Result<ImageSpec> {
     let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let list: ImageList = toml::from_str(&text).with_context(|| format!("{}", path.display()))?;
     let apps = list.apps.iter().map(|name| AppSpec::from_crate(root, name)).collect::<Result<_>>()?;
-    Ok(ImageSpec { dir: String::new(), kernel_features: Vec::new(), apps })
+    Ok(ImageSpec { dir: String::new(), kernel_features: Vec::new(), apps, bundles: Vec::new() })
 }
 
 /// Builds what `images` need (one cargo invocation per kernel feature set) and composes
@@ -88,13 +99,34 @@ pub fn default_image(root: &Path) -> Result<ImageSpec> {
 pub fn build(root: &Path, images: &[ImageSpec]) -> Result<PathBuf> {
     setup::ensure_target()?;
     for spec in images {
-        let mut binaries: Vec<&str> = spec.apps.iter().map(|a| a.binary.as_str()).collect();
+        let bundled = spec.bundles.iter().flat_map(|b| &b.apps);
+        let mut binaries: Vec<&str> = spec.apps.iter().chain(bundled).map(|a| a.binary.as_str()).collect();
         binaries.sort();
         binaries.dedup();
         let built = build_binaries(&binaries, &spec.kernel_features)?;
-        compose(&built, spec, &image_dir(root).join(&spec.dir))?;
+        let dir = image_dir(root).join(&spec.dir);
+        compose(&built, spec, &dir)?;
+        for bundle in &spec.bundles {
+            let packages = signed_packages(&built, 1.max(bundle.security_version), &bundle.apps, &dir)?;
+            let bytes = image::bundle(&packages, &development_key(&dir)?)?;
+            image::write_atomically(&dir.join(&bundle.file), &bytes)?;
+        }
     }
     Ok(image_dir(root))
+}
+
+/// Builds the default image's software at `security_version` into a signed update bundle
+/// at `out`, leaving the device images alone.
+pub fn build_bundle(root: &Path, security_version: u32, out: &Path) -> Result<()> {
+    setup::ensure_target()?;
+    let spec = default_image(root)?;
+    let binaries: Vec<&str> = spec.apps.iter().map(|a| a.binary.as_str()).collect();
+    let built = build_binaries(&binaries, &[])?;
+    let packages = signed_packages(&built, security_version, &spec.apps, &image_dir(root))?;
+    let bytes = image::bundle(&packages, &development_key(&image_dir(root))?)?;
+    image::write_atomically(out, &bytes)?;
+    println!("xtask: wrote {} ({} packages, {} bytes)", out.display(), packages.len(), bytes.len());
+    Ok(())
 }
 
 /// The linked ELF of each binary, by name.
@@ -145,30 +177,30 @@ fn binary<'a>(built: &'a Built, name: &str) -> Result<&'a Path> {
     built.get(name).map(PathBuf::as_path).with_context(|| format!("cargo built no `{name}` binary"))
 }
 
-fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
-    let manifests: Vec<AppManifest> = spec.apps.iter().map(|a| a.manifest.clone()).collect();
-    septa_tool::manifest::check_image(&manifests).with_context(|| {
-        format!("the apps of image {}", if spec.dir.is_empty() { "default" } else { &spec.dir })
-    })?;
-    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// The monitor, kernel and apps, signed with the development key: monitor and kernel at
+/// `security_version`, apps at their manifests' versions.
+fn signed_packages(
+    built: &Built,
+    security_version: u32,
+    apps: &[AppSpec],
+    dir: &Path,
+) -> Result<Vec<Vec<u8>>> {
     let flat = |name: &str, region: Region| elf::flatten_file(binary(built, name)?, region.base);
-    let loader = flat("loader", board::LOADER_ROM)?;
-    let key = development_key(dir)?;
     let mut packages = vec![
         PackageSpec {
             kind: Kind::Monitor,
             component_id: package::MONITOR_COMPONENT_ID,
-            security_version: 1,
+            security_version,
             payload: flat("monitor", board::MONITOR_RAM)?,
         },
         PackageSpec {
             kind: Kind::Kernel,
             component_id: package::KERNEL_COMPONENT_ID,
-            security_version: 1,
+            security_version,
             payload: flat("kernel", board::KERNEL_RAM)?,
         },
     ];
-    for app in &spec.apps {
+    for app in apps {
         let path = binary(built, &app.binary)?;
         let elf = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let elf = elf::strip_to_segments(&elf).with_context(|| format!("{}", path.display()))?;
@@ -179,12 +211,41 @@ fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
             payload: app::encode_payload(&app.manifest.to_abi(), &elf),
         });
     }
-    let signed: Vec<Vec<u8>> = packages.iter().map(|p| p.sign(&key)).collect();
+    let key = development_key(dir)?;
+    Ok(packages.iter().map(|p| p.sign(&key)).collect())
+}
+
+/// Composes the boot ROM (loader, provisioned fuses) and flash 1 (slot A) of an image. The
+/// files are rewritten only when what is composed changed: until then they keep what the
+/// device wrote into them (boot state, storage, reports, updates), like a real device
+/// between power cycles.
+fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
+    let manifests: Vec<AppManifest> = spec.apps.iter().map(|a| a.manifest.clone()).collect();
+    septa_tool::manifest::check_image(&manifests).with_context(|| {
+        format!("the apps of image {}", if spec.dir.is_empty() { "default" } else { &spec.dir })
+    })?;
+    fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let loader = elf::flatten_file(binary(built, "loader")?, board::LOADER_ROM.base)?;
+    let key = development_key(dir)?;
+    let signed = signed_packages(built, 1, &spec.apps, dir)?;
     let mut rom = image::compose_rom(&loader)?;
     image::provision(&mut rom, &development_fuses(dir, &key)?)?;
-    image::write_atomically(&dir.join(septa_qemu::ROM_FILE), &rom)?;
-    image::write_atomically(&dir.join(septa_qemu::FLASH_FILE), &image::compose_flash(&signed)?)?;
-    Ok(())
+    let flash = image::compose_flash(&signed)?;
+    let digest = {
+        use sha2::Digest;
+        let mut hasher = sha2::Sha256::new();
+        hasher.update(&rom);
+        hasher.update(&flash);
+        hex::encode(hasher.finalize())
+    };
+    let stamp = dir.join("composed.sha256");
+    let images = septa_qemu::Images::in_dir(dir);
+    if fs::read_to_string(&stamp).is_ok_and(|s| s == digest) && images.rom.exists() && images.flash.exists() {
+        return Ok(());
+    }
+    image::write_atomically(&images.rom, &rom)?;
+    image::write_atomically(&images.flash, &flash)?;
+    image::write_atomically(&stamp, digest.as_bytes())
 }
 
 /// The directory holding the development OEM key and device secret, shared by every image

@@ -43,9 +43,22 @@ enum Cmd {
     Build,
     /// Build if needed and boot the images under QEMU (console on stdio; quit with Ctrl-A X).
     Run {
+        /// Put this update bundle in the device's inbox, where the `updater` app finds it.
+        /// Boots the images as they are (no rebuild), so the device keeps its state.
+        #[arg(long)]
+        bundle: Option<PathBuf>,
         /// Arguments passed to QEMU unchanged, after `--` (e.g. `-- -d int`).
         #[arg(last = true)]
         qemu_args: Vec<String>,
+    },
+    /// Build the current sources into a signed update bundle (development OEM key), without
+    /// touching the device images.
+    Bundle {
+        #[arg(long)]
+        out: PathBuf,
+        /// The monitor's and kernel's security version (apps take theirs from app.toml).
+        #[arg(long, default_value_t = 2)]
+        security_version: u32,
     },
     /// Host unit tests and the QEMU integration tests.
     Test,
@@ -81,7 +94,8 @@ fn run_command(cli: Cli) -> Result<()> {
             let dir = images::build(&root, &[images::default_image(&root)?])?;
             println!("xtask: images in {}", dir.display());
         }
-        Cmd::Run { qemu_args } => run(&root, &qemu_args)?,
+        Cmd::Run { bundle, qemu_args } => run(&root, bundle.as_deref(), &qemu_args)?,
+        Cmd::Bundle { out, security_version } => images::build_bundle(&root, security_version, &out)?,
         Cmd::Test => test(&root)?,
         Cmd::Lint => lint()?,
         Cmd::Bench { json, no_linux } => bench::run(&root, json.as_deref(), !no_linux)?,
@@ -93,8 +107,15 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
 }
 
-fn run(root: &Path, qemu_args: &[String]) -> Result<()> {
-    let dir = images::build(root, &[images::default_image(root)?])?;
+fn run(root: &Path, bundle: Option<&Path>, qemu_args: &[String]) -> Result<()> {
+    let existing = Images::in_dir(&images::image_dir(root));
+    let dir = match bundle {
+        Some(bundle) if !bundle.exists() => {
+            bail!("{}: no such bundle (make one with `cargo xtask bundle --out FILE`)", bundle.display())
+        }
+        Some(_) if existing.rom.exists() && existing.flash.exists() => images::image_dir(root),
+        _ => images::build(root, &[images::default_image(root)?])?,
+    };
     setup::ensure_qemu()?;
     let config = Config {
         images: Images::in_dir(&dir),
@@ -102,6 +123,7 @@ fn run(root: &Path, qemu_args: &[String]) -> Result<()> {
         icount: false,
         throwaway: false,
         monitor_socket: None,
+        inbox: bundle.map(Path::to_path_buf),
     };
     println!("xtask: {}", config.command_line(qemu_args));
     println!("xtask: quit QEMU with Ctrl-A X");

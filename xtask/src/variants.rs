@@ -6,10 +6,15 @@
 //! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
 //! - `isolation/`: `counter` and `spinner` next to one `attacker` instance per attack, each
 //!   named `a-<attack>` (the name selects the attack; see `userland/apps/attacker`);
+//! - `update/`: `hello`, `counter`, `notes`, `peeker` (a second `notes`) and `updater`, with
+//!   three bundles next to it: `v1.bundle` (the same software), `v2.bundle` (security
+//!   version 2 everywhere) and `v2-crash.bundle` (version 2 plus a `crasher` that must
+//!   always run and faults at start);
 //! - `bench/`: the benchmark apps (also what `cargo xtask bench` runs).
 
-use crate::images::{AppSpec, ImageSpec};
+use crate::images::{AppSpec, BundleSpec, ImageSpec};
 use anyhow::Result;
+use septa_abi::app::Restart;
 use std::path::Path;
 
 /// The attacks `tests/tests/isolation.rs` expects, one attacker instance each.
@@ -39,25 +44,60 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
     }
     let apps =
         |names: &[&str]| names.iter().map(|n| AppSpec::from_crate(root, n)).collect::<Result<Vec<_>>>();
+    let image = |dir: &str, kernel_features: Vec<String>, apps: Vec<AppSpec>| ImageSpec {
+        dir: dir.into(),
+        kernel_features,
+        apps,
+        bundles: Vec::new(),
+    };
     Ok(vec![
-        ImageSpec { dir: "probe".into(), kernel_features: vec!["probe".into()], apps: Vec::new() },
-        ImageSpec {
-            dir: "core".into(),
-            kernel_features: Vec::new(),
-            apps: apps(&["hello", "counter", "spinner"])?,
-        },
-        ImageSpec {
-            dir: "compartments".into(),
-            kernel_features: Vec::new(),
-            apps: apps(&["logger", "blinky", "pong", "ping", "crasher", "prober", "counter", "clock"])?,
-        },
-        ImageSpec {
-            dir: "trust".into(),
-            kernel_features: Vec::new(),
-            apps: apps(&["keys", "attest", "hello"])?,
-        },
-        ImageSpec { dir: "isolation".into(), kernel_features: Vec::new(), apps: isolation },
+        image("probe", vec!["probe".into()], Vec::new()),
+        image("core", Vec::new(), apps(&["hello", "counter", "spinner"])?),
+        image(
+            "compartments",
+            Vec::new(),
+            apps(&["logger", "blinky", "pong", "ping", "crasher", "prober", "counter", "clock"])?,
+        ),
+        image("trust", Vec::new(), apps(&["keys", "attest", "hello"])?),
+        image("isolation", Vec::new(), isolation),
+        update_image(root)?,
     ])
+}
+
+/// The update image and its bundles.
+fn update_image(root: &Path) -> Result<ImageSpec> {
+    let mut peeker = AppSpec::from_crate(root, "notes")?;
+    peeker.manifest.name = "peeker".into();
+    peeker.manifest.component_id[15] ^= 0xff;
+    let mut apps = vec![AppSpec::from_crate(root, "hello")?, AppSpec::from_crate(root, "counter")?];
+    apps.extend([AppSpec::from_crate(root, "notes")?, peeker, AppSpec::from_crate(root, "updater")?]);
+    let version = |apps: &[AppSpec], security_version: u32| -> Vec<AppSpec> {
+        apps.iter()
+            .map(|app| {
+                let mut manifest = app.manifest.clone();
+                manifest.version = security_version;
+                AppSpec { binary: app.binary.clone(), manifest }
+            })
+            .collect()
+    };
+    let v1 = version(&apps, 1);
+    let v2 = version(&apps, 2);
+    let mut crasher = AppSpec::from_crate(root, "crasher")?;
+    crasher.manifest.restart = Restart::Always;
+    let mut v2_crash = v2.clone();
+    v2_crash.push(crasher);
+    let bundle =
+        |file: &str, security_version, apps| BundleSpec { file: file.into(), security_version, apps };
+    Ok(ImageSpec {
+        dir: "update".into(),
+        kernel_features: Vec::new(),
+        apps: v1.clone(),
+        bundles: vec![
+            bundle("v1.bundle", 1, v1),
+            bundle("v2.bundle", 2, v2),
+            bundle("v2-crash.bundle", 2, v2_crash),
+        ],
+    })
 }
 
 /// The benchmark image: `bench` first (it measures the time to the first app), `benchpeer`
@@ -65,5 +105,5 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
 pub fn bench_image(root: &Path) -> Result<ImageSpec> {
     let apps =
         ["bench", "benchpeer"].iter().map(|n| AppSpec::from_crate(root, n)).collect::<Result<Vec<_>>>()?;
-    Ok(ImageSpec { dir: "bench".into(), kernel_features: vec!["bench".into()], apps })
+    Ok(ImageSpec { dir: "bench".into(), kernel_features: vec!["bench".into()], apps, bundles: Vec::new() })
 }

@@ -4,8 +4,9 @@ use anyhow::{Context, Result, bail};
 use p256::ecdsa::{Signature, SigningKey, signature::Signer};
 use septa_abi::fuses::Fuses;
 use septa_abi::keys::key_id;
+use septa_abi::package::Package;
 use septa_abi::package::{Header, Kind};
-use septa_abi::slot;
+use septa_abi::{bundle, slot};
 use septa_targets::qemu_virt as board;
 use std::fs;
 use std::io::Write;
@@ -62,6 +63,28 @@ pub fn compose_flash(packages: &[Vec<u8>]) -> Result<Vec<u8>> {
     let at = board::SLOT_A.base - board::FLASH1.base;
     flash[at..at + slot.len()].copy_from_slice(&slot);
     Ok(flash)
+}
+
+/// An update bundle: a header naming each package's component and security version and the
+/// hash of the slot image, signed by `key`, followed by the slot image of `packages`.
+pub fn bundle(packages: &[Vec<u8>], key: &SigningKey) -> Result<Vec<u8>> {
+    if packages.len() > bundle::MAX_COMPONENTS {
+        bail!("{} packages; a bundle holds at most {}", packages.len(), bundle::MAX_COMPONENTS);
+    }
+    let mut components = Vec::new();
+    for (index, bytes) in packages.iter().enumerate() {
+        let package = Package::parse(bytes).map_err(|e| anyhow::anyhow!("package {index}: {e}"))?;
+        components.push((package.header.component_id, package.header.security_version));
+    }
+    let image = slot::compose(packages);
+    if image.len() > board::SLOT_A.size.min(board::STAGING.size) {
+        bail!("the slot image needs {} bytes; a slot holds {}", image.len(), board::SLOT_A.size);
+    }
+    let mut out = bundle::encode_signed_part(&image, key_id(key.verifying_key()), &components);
+    let signature: Signature = key.sign(&out);
+    out.extend_from_slice(&signature.to_bytes());
+    out.extend_from_slice(&image);
+    Ok(out)
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory, so `path` is

@@ -9,3 +9,4 @@ pub mod elf;
 pub mod image;
 pub mod keys;
 pub mod manifest;
+pub mod report;

@@ -89,6 +89,16 @@ enum Command {
         #[command(subcommand)]
         command: ReportCommand,
     },
+    /// Make a signed update bundle of packages (made by `septa pack`), in slot order.
+    Bundle {
+        /// The OEM private key that signs the bundle header.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(required = true)]
+        packages: Vec<PathBuf>,
+    },
     /// List the packages in a flash image, and check their signatures against OEM keys.
     Inspect {
         flash: PathBuf,
@@ -116,12 +126,16 @@ enum AttestCommand {
 
 #[derive(Subcommand)]
 enum ReportCommand {
-    /// Check signed reports (hex, one per line, as `septa: supervisor: signed report <hex>`
-    /// lines or bare) with the device key and print one line per event.
+    /// Check signed reports with the device key and print one line per event: from a file
+    /// of hex lines (`septa: supervisor: signed report <hex>` console lines, or bare), or
+    /// from the report ring of a flash image (`--flash flash.img`).
     Verify {
         #[arg(long)]
         device_key: PathBuf,
-        reports: PathBuf,
+        #[arg(long, conflicts_with = "reports")]
+        flash: Option<PathBuf>,
+        #[arg(required_unless_present = "flash")]
+        reports: Option<PathBuf>,
     },
 }
 
@@ -212,33 +226,35 @@ fn run(cli: Cli) -> Result<()> {
             septa_tool::keys::write_public_key(&out, &key)?;
             println!("wrote {}", out.display());
         }
-        Command::Report { command: ReportCommand::Verify { device_key, reports } } => {
+        Command::Report { command: ReportCommand::Verify { device_key, flash, reports } } => {
             let key = keys::load_verifying_key(&device_key)?;
-            let text =
-                fs::read_to_string(&reports).with_context(|| format!("reading {}", reports.display()))?;
-            let mut count = 0;
-            for (number, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-                let hex_text = line.trim().rsplit(' ').next().unwrap_or_default();
-                let bytes = hex::decode(hex_text)
-                    .with_context(|| format!("{} line {}: not hex", reports.display(), number + 1))?;
-                let batch = septa_abi::report::verify(&bytes, &key)
-                    .map_err(|e| anyhow::anyhow!("{} line {}: {e}", reports.display(), number + 1))?;
-                for record in &batch.records {
-                    let name = String::from_utf8_lossy(&record.name).trim_end_matches('\0').to_string();
-                    println!(
-                        "{:>8} ms  {}  {name:<16} {:<21} pc {:#010x} address {:#010x} exit {} restarts {}",
-                        record.time_ms,
-                        uuid(&record.component_id),
-                        record.kind.name(),
-                        record.pc,
-                        record.address,
-                        record.exit_code,
-                        record.restart_count
-                    );
-                    count += 1;
-                }
+            let reports = match (flash, reports) {
+                (Some(flash), _) => septa_tool::report::from_flash(&flash)?,
+                (None, Some(file)) => septa_tool::report::from_hex_lines(&file)?,
+                (None, None) => bail!("name a file of reports or --flash"),
+            };
+            let mut events = 0;
+            for (place, bytes) in &reports {
+                let batch =
+                    septa_abi::report::verify(bytes, &key).map_err(|e| anyhow::anyhow!("{place}: {e}"))?;
+                septa_abi::report::describe(&batch, |line| println!("{line}"));
+                events += batch.events.len();
             }
-            println!("{count} events, all signed by device {}", hex::encode(key_id(&key)));
+            println!(
+                "{events} events in {} reports, all signed by device {}",
+                reports.len(),
+                hex::encode(key_id(&key))
+            );
+        }
+        Command::Bundle { key, out, packages } => {
+            let key = keys::load_signing_key(&key)?;
+            let packages = packages
+                .iter()
+                .map(|p| fs::read(p).with_context(|| format!("reading {}", p.display())))
+                .collect::<Result<Vec<_>>>()?;
+            let bundle = image::bundle(&packages, &key)?;
+            image::write_atomically(&out, &bundle)?;
+            println!("wrote {} ({} packages, {} bytes)", out.display(), packages.len(), bundle.len());
         }
         Command::Attest { command: AttestCommand::Verify { device_key, nonce, image, token } } => {
             let key = keys::load_verifying_key(&device_key)?;
