@@ -85,6 +85,9 @@ pub struct BootState {
     pub trying: Option<u8>,
     /// SHA-256 of the slot image each slot got from its update bundle (zero: factory image).
     pub installed: [[u8; 32]; 2],
+    /// SHA-256 of the slot image of the last update that was rolled back: offered again,
+    /// it is refused rather than tried (and rolled back) forever.
+    pub rolled_back: [u8; 32],
     /// Minimum security version per component, raised at each confirmation.
     pub minimums: heapless::Vec<([u8; 16], u32), MAX_MINIMUMS>,
     pub unreported: Option<UpdateEvent>,
@@ -97,6 +100,8 @@ pub enum StageError {
     TrialRunning,
     /// The bundle is the one the active slot already holds.
     AlreadyInstalled,
+    /// The bundle is the update that was just rolled back.
+    RolledBack,
 }
 
 impl Default for BootState {
@@ -114,6 +119,7 @@ impl BootState {
             pending: None,
             trying: None,
             installed: [[0; 32]; 2],
+            rolled_back: [0; 32],
             minimums: heapless::Vec::new(),
             unreported: None,
         }
@@ -164,8 +170,8 @@ impl BootState {
     /// state before it runs anything from that slot.
     pub fn next_boot(&mut self) -> u8 {
         self.boot_count = self.boot_count.wrapping_add(1);
-        if let Some(slot) = self.trying.take() {
-            self.unreported = Some(UpdateEvent::RolledBack { slot, reason: RollbackReason::NotConfirmed });
+        if self.trying.is_some() {
+            self.abandon_trial(RollbackReason::NotConfirmed);
         } else if let Some(slot) = self.pending.take() {
             self.trying = Some(slot);
         }
@@ -176,6 +182,7 @@ impl BootState {
     pub fn abandon_trial(&mut self, reason: RollbackReason) -> bool {
         match self.trying.take() {
             Some(slot) => {
+                self.rolled_back = self.installed[slot as usize];
                 self.unreported = Some(UpdateEvent::RolledBack { slot, reason });
                 true
             }
@@ -191,6 +198,9 @@ impl BootState {
         }
         if self.installed[self.active as usize] == *digest {
             return Err(StageError::AlreadyInstalled);
+        }
+        if self.rolled_back == *digest {
+            return Err(StageError::RolledBack);
         }
         let slot = self.inactive();
         self.pending = None;
@@ -273,6 +283,8 @@ mod tests {
         state.next_boot();
         assert!(state.abandon_trial(RollbackReason::Watchdog));
         assert_eq!(state.next_boot(), 0);
+        assert_eq!(state.prepare_stage(&[1; 32]), Err(StageError::RolledBack));
+        assert_eq!(state.prepare_stage(&[2; 32]), Ok(1));
     }
 
     #[test]

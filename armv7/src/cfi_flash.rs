@@ -2,12 +2,14 @@
 //! 16-bit devices side by side on a 32-bit bus, so every command is written to both halves
 //! of a word.
 //!
-//! Reads come straight from the array. To erase a sector: `0x20` then `0xD0` at its start;
-//! to program a word: `0x40` then the word; after each, the status register is polled until
-//! ready (bit 7), its error bits (erase, program, voltage, lock) are checked and the device
-//! goes back to read-array mode (`0xFF`). While it is in a command mode the flash answers
-//! every read with status, so nothing may execute from it meanwhile — the callers run from
-//! RAM.
+//! Reads come straight from the array. To erase a sector: `0x20` then `0xD0` at its start.
+//! To program, a buffered write per write block: `0xE8`, the number of words less one, the
+//! words, `0xD0` (one device operation for many words — QEMU also writes its backing file
+//! once per buffer instead of once per word). After each, the status register is polled
+//! until ready (bit 7) and its error bits (erase, program, voltage, lock) are checked. The
+//! device goes back to read-array mode (`0xFF`) once per operation. While it is in a command mode the
+//! flash answers every read with status, so nothing may execute from it meanwhile — the
+//! callers run from RAM.
 
 use core::ptr::{read_volatile, write_volatile};
 use septa_abi::flash::{Error, Flash, check_range};
@@ -17,7 +19,7 @@ const READ_ARRAY: u32 = 0xff * BOTH;
 const CLEAR_STATUS: u32 = 0x50 * BOTH;
 const BLOCK_ERASE: u32 = 0x20 * BOTH;
 const CONFIRM: u32 = 0xd0 * BOTH;
-const WORD_PROGRAM: u32 = 0x40 * BOTH;
+const WRITE_TO_BUFFER: u32 = 0xe8 * BOTH;
 const STATUS_READY: u32 = 0x80 * BOTH;
 /// Erase, program, voltage and block-lock errors.
 const STATUS_ERRORS: u32 = 0x3a * BOTH;
@@ -27,16 +29,19 @@ pub struct CfiFlash {
     base: usize,
     size: usize,
     sector: usize,
+    /// Bytes one buffered write may program (a power of two, within one write block).
+    buffer: usize,
 }
 
 impl CfiFlash {
     /// # Safety
     ///
     /// `base..base + size` must be a CFI flash bank (Intel command set, 32-bit bus) with
-    /// `sector`-byte erase blocks, owned by the caller: nothing else may issue commands to
-    /// it or execute from it while the value is used.
-    pub const unsafe fn new(base: usize, size: usize, sector: usize) -> CfiFlash {
-        CfiFlash { base, size, sector }
+    /// `sector`-byte erase blocks and write buffers of at least `buffer` bytes, owned by the
+    /// caller: nothing else may issue commands to it or execute from it while the value is
+    /// used.
+    pub const unsafe fn new(base: usize, size: usize, sector: usize, buffer: usize) -> CfiFlash {
+        CfiFlash { base, size, sector, buffer }
     }
 
     fn command(&self, offset: usize, value: u32) {
@@ -44,8 +49,9 @@ impl CfiFlash {
         unsafe { write_volatile((self.base + offset) as *mut u32, value) };
     }
 
-    /// Waits for the device, checks the status and returns to read-array mode.
-    fn finish(&self, offset: usize) -> Result<(), Error> {
+    /// Waits for the device and checks the status; after an error, clears it and returns
+    /// to read-array mode.
+    fn wait(&self, offset: usize) -> Result<(), Error> {
         let status = loop {
             // SAFETY: as in `command`; in a command mode every read returns the status.
             let status = unsafe { read_volatile((self.base + offset) as *const u32) };
@@ -58,7 +64,6 @@ impl CfiFlash {
             self.command(offset, READ_ARRAY);
             return Err(Error::Failed);
         }
-        self.command(offset, READ_ARRAY);
         Ok(())
     }
 }
@@ -98,7 +103,9 @@ impl Flash for CfiFlash {
         }
         self.command(offset, BLOCK_ERASE);
         self.command(offset, CONFIRM);
-        self.finish(offset)
+        self.wait(offset)?;
+        self.command(offset, READ_ARRAY);
+        Ok(())
     }
 
     fn program(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
@@ -106,12 +113,21 @@ impl Flash for CfiFlash {
         if offset % 4 != 0 || data.len() % 4 != 0 {
             return Err(Error::Misaligned);
         }
-        for (index, word) in data.chunks_exact(4).enumerate() {
-            let at = offset + 4 * index;
-            self.command(at, WORD_PROGRAM);
-            self.command(at, u32::from_le_bytes([word[0], word[1], word[2], word[3]]));
-            self.finish(at)?;
+        let (mut at, mut rest) = (offset, data);
+        while !rest.is_empty() {
+            // One buffered write never crosses a buffer boundary.
+            let (now, later) = rest.split_at((self.buffer - at % self.buffer).min(rest.len()));
+            self.command(at, WRITE_TO_BUFFER);
+            self.wait(at)?;
+            self.command(at, (now.len() / 4 - 1) as u32 * BOTH);
+            for (index, word) in now.chunks_exact(4).enumerate() {
+                self.command(at + 4 * index, u32::from_le_bytes([word[0], word[1], word[2], word[3]]));
+            }
+            self.command(at, CONFIRM);
+            self.wait(at)?;
+            (at, rest) = (at + now.len(), later);
         }
+        self.command(offset, READ_ARRAY);
         Ok(())
     }
 }

@@ -114,7 +114,9 @@ extern "C" fn loader_main() -> ! {
 fn choose_and_boot(out: &mut Pl011, fuses: &Fuses) -> (usize, Handoff) {
     // SAFETY: flash 0 is the secure boot ROM bank; the loader runs from RAM and is the only
     // code running, so nothing executes from or drives the bank meanwhile.
-    let mut flash = unsafe { CfiFlash::new(board::FLASH0.base, board::FLASH0.size, board::FLASH_SECTOR) };
+    let mut flash = unsafe {
+        CfiFlash::new(board::FLASH0.base, board::FLASH0.size, board::FLASH_SECTOR, board::FLASH_WRITE_BUFFER)
+    };
     let journal = BootState::journal(board::BOOT_STATE.base - board::FLASH0.base, 2);
     let mut state = BootState::load(&flash, &journal);
     let mut slot = state.next_boot();

@@ -37,8 +37,12 @@ static SERVICES: spin::Mutex<Option<State>> = spin::Mutex::new(None);
 // SAFETY: both banks are the board's CFI flashes; once the loader has entered the monitor,
 // only the monitor drives them (the normal world has no write path), from secure RAM.
 static PERSISTENT: spin::Mutex<Persistent<CfiFlash>> = spin::Mutex::new(Persistent::new(
-    unsafe { CfiFlash::new(board::FLASH0.base, board::FLASH0.size, board::FLASH_SECTOR) },
-    unsafe { CfiFlash::new(board::FLASH1.base, board::FLASH1.size, board::FLASH_SECTOR) },
+    unsafe {
+        CfiFlash::new(board::FLASH0.base, board::FLASH0.size, board::FLASH_SECTOR, board::FLASH_WRITE_BUFFER)
+    },
+    unsafe {
+        CfiFlash::new(board::FLASH1.base, board::FLASH1.size, board::FLASH_SECTOR, board::FLASH_WRITE_BUFFER)
+    },
 ));
 /// The entropy read started at boot, until the first request for random bytes collects it.
 static ENTROPY: spin::Mutex<Option<entropy::Pending>> = spin::Mutex::new(None);

@@ -169,6 +169,10 @@ impl<F: Flash> Persistent<F> {
         match self.boot.clone().prepare_stage(&parsed.digest) {
             Err(StageError::TrialRunning) => return Err(BUSY),
             Err(StageError::AlreadyInstalled) => return Err(ALREADY_INSTALLED),
+            Err(StageError::RolledBack) => {
+                self.message = message(format_args!("update refused: it was rolled back before"));
+                return Err(REFUSED);
+            }
             Ok(_) => {}
         }
         erase(&mut self.flash1, STAGING, parsed.image_len)?;

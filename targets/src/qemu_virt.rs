@@ -20,6 +20,8 @@ pub const FLASH0: Region = Region::new(0x0000_0000, 64 << 20);
 pub const FLASH1: Region = Region::new(0x0400_0000, 64 << 20);
 /// The erase sector of both flashes.
 pub const FLASH_SECTOR: usize = 256 << 10;
+/// Bytes one buffered program writes (QEMU's write block is 4 KiB: two 2 KiB devices).
+pub const FLASH_WRITE_BUFFER: usize = 1024;
 /// Secure-only RAM.
 pub const SECURE_RAM: Region = Region::new(0x0e00_0000, 16 << 20);
 /// Non-secure RAM, as sized by the QEMU command line (`-m 128M`).

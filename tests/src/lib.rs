@@ -46,6 +46,38 @@ pub fn scratch_copy(images: &Images, test: &str) -> Images {
     copy
 }
 
+/// The `septa` host tool `cargo xtask test` built (`SEPTA_TOOL`).
+pub fn septa() -> Command {
+    let tool = std::env::var_os("SEPTA_TOOL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/septa"));
+    Command::new(tool)
+}
+
+/// The boot state the device keeps in flash 0 of `images`.
+pub fn boot_state(images: &Images) -> septa_abi::boot_state::BootState {
+    use septa_abi::boot_state::BootState;
+    use septa_targets::qemu_virt as board;
+    let rom = fs::read(&images.rom).expect("reading rom.img");
+    let flash = septa_abi::flash::MemFlash::new(rom, board::FLASH_SECTOR);
+    BootState::load(&flash, &BootState::journal(board::BOOT_STATE.base - board::FLASH0.base, 2))
+}
+
+/// `septa report verify --flash` on the flash 1 image of `images`: success and output.
+pub fn verify_report_ring(images: &Images) -> (bool, String) {
+    let device_key = images_dir().join("keys/device.pub.pem");
+    let output = septa()
+        .args(["report", "verify", "--device-key"])
+        .arg(&device_key)
+        .arg("--flash")
+        .arg(&images.flash)
+        .output()
+        .expect("running septa");
+    let text =
+        String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+    (output.status.success(), text)
+}
+
 /// A QEMU boot being prepared.
 pub struct Boot {
     config: Config,

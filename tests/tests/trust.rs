@@ -3,7 +3,7 @@
 //! `septa attest verify` — and stops verifying when anything about it changes.
 
 use septa_tests::tamper::{development_key, packages, resign, stranger_key, write_packages};
-use septa_tests::{Boot, images_dir, scratch_copy, variant_images};
+use septa_tests::{Boot, images_dir, scratch_copy, septa, variant_images};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -56,13 +56,6 @@ fn monitor_services_give_random_bytes_hashes_and_stable_per_app_keys() {
 }
 
 /// The `septa` host tool, built by `cargo xtask test`.
-fn septa() -> Command {
-    let tool = std::env::var_os("SEPTA_TOOL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/septa"));
-    Command::new(tool)
-}
-
 fn verify(
     token: &str,
     nonce: &str,

@@ -42,6 +42,9 @@ fn main() {
     match monitor::update_begin(&header[..header_len]) {
         Ok(()) => {}
         Err(Error::Exists) => return sys::log!("the device already runs this update"),
+        Err(Error::Busy) => {
+            return sys::log!("an update is on trial; the next one waits for its confirmation");
+        }
         Err(error) => return fail_with("the monitor refused the bundle header", error),
     }
     let mut chunk = [0u8; UPDATE_CHUNK_MAX];
