@@ -134,15 +134,14 @@ impl BootState {
     pub fn load(flash: &impl Flash, journal: &Journal) -> BootState {
         let mut state = BootState::default();
         journal.read(flash, |entry| {
-            if entry.intact && entry.tag == TAG {
-                if let Ok(found) = postcard::from_bytes::<BootState>(entry.payload) {
-                    if found.active < 2
-                        && found.pending.is_none_or(|s| s < 2)
-                        && found.trying.is_none_or(|s| s < 2)
-                    {
-                        state = found;
-                    }
-                }
+            if entry.intact
+                && entry.tag == TAG
+                && let Ok(found) = postcard::from_bytes::<BootState>(entry.payload)
+                && found.active < 2
+                && found.pending.is_none_or(|s| s < 2)
+                && found.trying.is_none_or(|s| s < 2)
+            {
+                state = found;
             }
         });
         state

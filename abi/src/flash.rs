@@ -104,7 +104,7 @@ impl Flash for MemFlash {
 
     fn erase(&mut self, offset: usize) -> Result<(), Error> {
         check_range(offset, self.sector, self.bytes.len())?;
-        if offset % self.sector != 0 {
+        if !offset.is_multiple_of(self.sector) {
             return Err(Error::Misaligned);
         }
         self.spend()?;
@@ -114,7 +114,7 @@ impl Flash for MemFlash {
 
     fn program(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
         check_range(offset, data.len(), self.bytes.len())?;
-        if offset % 4 != 0 || data.len() % 4 != 0 {
+        if !offset.is_multiple_of(4) || !data.len().is_multiple_of(4) {
             return Err(Error::Misaligned);
         }
         for (index, word) in data.chunks(4).enumerate() {

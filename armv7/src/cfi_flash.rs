@@ -98,7 +98,7 @@ impl Flash for CfiFlash {
 
     fn erase(&mut self, offset: usize) -> Result<(), Error> {
         check_range(offset, self.sector, self.size)?;
-        if offset % self.sector != 0 {
+        if !offset.is_multiple_of(self.sector) {
             return Err(Error::Misaligned);
         }
         self.command(offset, BLOCK_ERASE);
@@ -110,7 +110,7 @@ impl Flash for CfiFlash {
 
     fn program(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
         check_range(offset, data.len(), self.size)?;
-        if offset % 4 != 0 || data.len() % 4 != 0 {
+        if !offset.is_multiple_of(4) || !data.len().is_multiple_of(4) {
             return Err(Error::Misaligned);
         }
         let (mut at, mut rest) = (offset, data);

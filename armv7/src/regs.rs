@@ -70,9 +70,9 @@ cp15_register!(/// Context ID Register: the ASID of the running process.
     read_contextidr, write_contextidr, "0", "c13", "c0", "1");
 cp15_register!(/// Counter-timer frequency.
     read_cntfrq, write_cntfrq, "0", "c14", "c0", "0");
-cp15_register!(/// Non-secure physical timer: timer value (down-counter).
+cp15_register!(/// Physical timer of the current security state: timer value (down-counter).
     read_cntp_tval, write_cntp_tval, "0", "c14", "c2", "0");
-cp15_register!(/// Non-secure physical timer: control.
+cp15_register!(/// Physical timer of the current security state: control.
     read_cntp_ctl, write_cntp_ctl, "0", "c14", "c2", "1");
 
 macro_rules! cp15_operation {

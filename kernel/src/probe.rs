@@ -6,7 +6,9 @@
 //! 1. read secure RAM — must take a synchronous external abort (crash report);
 //! 2. read secure flash 0 (the boot ROM and fuses) — likewise;
 //! 3. SMC checks: an unknown function id must return `NOT_SUPPORTED`; then a system reset,
-//!    and on the boot after it a system off.
+//!    and on the boot after it a system off;
+//! 4. wait forever with interrupts masked (a kernel that never confirms an update: the secure
+//!    watchdog must roll it back).
 
 use crate::console::console;
 use crate::monitor;
@@ -45,6 +47,13 @@ pub fn run() {
                     let _ = writeln!(out, "septa: probe: back after reset, requesting system off");
                     monitor::call(smc::PSCI_SYSTEM_OFF, [0; 3]);
                 }
+            }
+        }
+        4 => {
+            // A deadlock: waiting, with interrupts masked, for one that never comes.
+            let _ = writeln!(out, "septa: probe: hanging with interrupts masked");
+            loop {
+                septa_armv7::regs::wait_for_interrupt();
             }
         }
         other => {

@@ -14,6 +14,7 @@
 #![no_main]
 
 use core::fmt::Write;
+use septa_abi::boot_state::RollbackReason;
 use septa_abi::handoff::Handoff;
 use septa_abi::monitor::{
     CALLER_OFFSET, QUOTA_OFFSET, REQUEST_MAX, REQUEST_OFFSET, RESPONSE_MAX, RESPONSE_OFFSET, Service,
@@ -47,10 +48,16 @@ static PERSISTENT: spin::Mutex<Persistent<CfiFlash>> = spin::Mutex::new(Persiste
 /// The entropy read started at boot, until the first request for random bytes collects it.
 static ENTROPY: spin::Mutex<Option<entropy::Pending>> = spin::Mutex::new(None);
 
-/// SCR for the normal world: NS, FIQ and async-abort masks writable by the normal world
-/// (FW, AW), secure instruction fetch from non-secure memory forbidden (SIF); SMC enabled,
-/// IRQ/FIQ/external aborts taken in the current world, no Hyp.
-const SCR_NORMAL_WORLD: u32 = (1 << 0) | (1 << 4) | (1 << 5) | (1 << 9);
+/// SCR for the normal world: NS, FIQs taken to Monitor mode (FIQ — the secure watchdog is
+/// the only FIQ source) and not maskable by the normal world (FW clear), async-abort mask
+/// writable by it (AW), secure instruction fetch from non-secure memory forbidden (SIF);
+/// SMC enabled, IRQs and external aborts taken in the current world, no Hyp.
+const SCR_NORMAL_WORLD: u32 = (1 << 0) | (1 << 2) | (1 << 5) | (1 << 9);
+/// How long an update on trial may run without confirming itself before the secure
+/// watchdog rolls it back.
+const WATCHDOG_MS: u64 = 5000;
+/// The secure physical timer's interrupt (PPI 13), routed to the monitor as an FIQ.
+const WATCHDOG_IRQ: u32 = 29;
 /// NSACR: the normal world gets no coprocessor access beyond CP14/CP15 (it has no FPU use).
 const NSACR_NORMAL_WORLD: u32 = 0;
 
@@ -94,7 +101,7 @@ monitor_vectors:
     b septa_crash_vectors + 16
     b septa_crash_vectors + 20
     b septa_crash_vectors + 24
-    b septa_crash_vectors + 28
+    b monitor_fiq_entry
 
 monitor_smc_entry:
     push {{r0-r12, lr}}
@@ -103,9 +110,16 @@ monitor_smc_entry:
     pop {{r0-r12, lr}}
     movs pc, lr
 
+monitor_fiq_entry:
+    sub lr, lr, #4
+    push {{r0-r3, r12, lr}}
+    bl monitor_fiq
+    pop {{r0-r3, r12, lr}}
+    movs pc, lr
+
     .global monitor_enter_normal_world
 monitor_enter_normal_world:
-    mov r2, #0x1d3
+    mov r2, #0x193
     msr spsr_cxsf, r2
     mov lr, r0
     mcr p15, 0, r1, c1, c1, 0
@@ -130,8 +144,9 @@ monitor_enter_normal_world:
 
 unsafe extern "C" {
     static monitor_vectors: u8;
-    /// Sets SCR to `scr` and returns to `entry` in Non-secure SVC with A, I and F masked and
-    /// every general-purpose register cleared, so no secure value leaks to the normal world.
+    /// Sets SCR to `scr` and returns to `entry` in Non-secure SVC with A and I masked (F stays
+    /// clear: the normal world cannot mask the watchdog) and every general-purpose register
+    /// cleared, so no secure value leaks to the normal world.
     fn monitor_enter_normal_world(entry: usize, scr: u32) -> !;
 }
 
@@ -151,6 +166,9 @@ extern "C" fn monitor_main() -> ! {
     // SAFETY: NSACR only narrows what the normal world may do.
     unsafe { regs::write_nsacr(NSACR_NORMAL_WORLD) };
     give_interrupts_to_normal_world();
+    if PERSISTENT.lock().boot.trying.is_some() {
+        arm_watchdog();
+    }
     let entry = board::KERNEL_RAM.base;
     let _ = writeln!(out, "septa: monitor: entering the kernel at {entry:#010x}, non-secure svc");
     // SAFETY: the loader copied and checked the kernel image at `entry`; SCR_NORMAL_WORLD
@@ -193,6 +211,61 @@ fn take_handoff(out: &mut Pl011) {
         persistent.boot.boot_count
     );
     *SERVICES.lock() = Some(state);
+}
+
+/// Starts the secure watchdog: the secure physical timer fires [`WATCHDOG_MS`] from now as
+/// a Group 0 interrupt, which the GIC signals as an FIQ, which SCR routes to the monitor.
+fn arm_watchdog() {
+    const GICD_CTLR: usize = 0x000;
+    const GICD_IGROUPR: usize = 0x080;
+    const GICD_ISENABLER: usize = 0x100;
+    const GICD_IPRIORITYR: usize = 0x400;
+    const GICC_CTLR: usize = 0x000;
+    let bit = 1u32 << WATCHDOG_IRQ;
+    // SAFETY: GICD and GICC are the board's GIC; from the secure world these writes only put
+    // the watchdog's line into Group 0 at the highest priority, enable it, and enable Group 0
+    // (as FIQ) in the distributor and the CPU interface, leaving Group 1 as it is.
+    unsafe {
+        let group = (board::GICD + GICD_IGROUPR) as *mut u32;
+        core::ptr::write_volatile(group, core::ptr::read_volatile(group) & !bit);
+        core::ptr::write_volatile((board::GICD + GICD_IPRIORITYR + WATCHDOG_IRQ as usize) as *mut u8, 0);
+        core::ptr::write_volatile((board::GICD + GICD_ISENABLER) as *mut u32, bit);
+        let dctlr = (board::GICD + GICD_CTLR) as *mut u32;
+        core::ptr::write_volatile(dctlr, core::ptr::read_volatile(dctlr) | 1);
+        let cctlr = (board::GICC + GICC_CTLR) as *mut u32;
+        core::ptr::write_volatile(cctlr, core::ptr::read_volatile(cctlr) | 1 | (1 << 3));
+        // In the secure world the physical timer registers are the secure timer's.
+        regs::write_cntp_tval((WATCHDOG_MS * regs::read_cntfrq() as u64 / 1000) as u32);
+        regs::write_cntp_ctl(1);
+    }
+    let _ = writeln!(
+        console(),
+        "septa: monitor: watchdog armed: the update must confirm itself within {WATCHDOG_MS} ms"
+    );
+}
+
+fn disarm_watchdog() {
+    // SAFETY: stops the secure physical timer (only the monitor uses it).
+    unsafe { regs::write_cntp_ctl(0) };
+}
+
+/// An FIQ: only the watchdog raises one. If a trial is still running, it failed: record
+/// that and reset into the previous slot.
+#[unsafe(no_mangle)]
+extern "C" fn monitor_fiq() {
+    const GICC_IAR: usize = 0x00c;
+    const GICC_EOIR: usize = 0x010;
+    // SAFETY: reading the secure GICC_IAR acknowledges the highest-priority Group 0
+    // interrupt; EOIR ends it.
+    let id = unsafe { core::ptr::read_volatile((board::GICC + GICC_IAR) as *const u32) } & 0x3ff;
+    disarm_watchdog();
+    if id == WATCHDOG_IRQ && with_state(|_, p| p.end_trial(RollbackReason::Watchdog)).unwrap_or(false) {
+        reset()
+    }
+    if id < 1020 {
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile((board::GICC + GICC_EOIR) as *mut u32, id) };
+    }
 }
 
 /// Milliseconds since reset, from the physical counter.
@@ -341,6 +414,9 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
         }
         Action::ConfirmBoot => {
             let confirmed = with_state(|state, p| p.confirm(state, uptime_ms())).unwrap_or(false);
+            if confirmed {
+                disarm_watchdog();
+            }
             frame.r[..4].copy_from_slice(&[confirmed as u32, 0, 0, 0])
         }
         Action::TrialFailed { len } => {
@@ -350,7 +426,7 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
                 name[..request.len()].copy_from_slice(request);
                 Ok(0)
             });
-            if with_state(|_, p| p.trial_failed(name)).unwrap_or(false) {
+            if with_state(|_, p| p.end_trial(RollbackReason::AppFailed { name })).unwrap_or(false) {
                 reset()
             }
             frame.r[..4].copy_from_slice(&[0; 4])

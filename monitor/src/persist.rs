@@ -142,9 +142,10 @@ impl<F: Flash> Persistent<F> {
         true
     }
 
-    /// `TRIAL_FAILED`: records why the trial ends; the caller resets. False if no trial runs.
-    pub fn trial_failed(&mut self, name: [u8; 16]) -> bool {
-        if !self.boot.abandon_trial(RollbackReason::AppFailed { name }) {
+    /// `TRIAL_FAILED` or the watchdog: records why the trial ends; the caller resets. False
+    /// if no trial runs.
+    pub fn end_trial(&mut self, reason: RollbackReason) -> bool {
+        if !self.boot.abandon_trial(reason) {
             return false;
         }
         let _ = self.save();
@@ -192,7 +193,7 @@ impl<F: Flash> Persistent<F> {
         if offset as usize != session.received
             || data.len() > UPDATE_CHUNK_MAX
             || end > header.image_len
-            || (!last && data.len() % 4 != 0)
+            || (!last && !data.len().is_multiple_of(4))
         {
             return Err(BAD_REQUEST);
         }

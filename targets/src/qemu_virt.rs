@@ -131,10 +131,10 @@ mod tests {
         assert!(FLASH0.contains_range(FUSES.base, FUSES.size));
         assert!(LOADER_ROM.end() <= FUSES.base);
         assert!(FLASH0.contains_range(BOOT_STATE.base, BOOT_STATE.size));
-        assert!(BOOT_STATE.base >= FUSES.end() && BOOT_STATE.base % FLASH_SECTOR == 0);
+        assert!(BOOT_STATE.base >= FUSES.end() && BOOT_STATE.base.is_multiple_of(FLASH_SECTOR));
         for region in [SLOT_A, SLOT_B, STAGING, STORAGE, REPORTS] {
             assert!(FLASH1.contains_range(region.base, region.size));
-            assert_eq!(region.base % FLASH_SECTOR, 0);
+            assert!(region.base.is_multiple_of(FLASH_SECTOR));
         }
         assert!(SLOT_A.end() <= SLOT_B.base && SLOT_B.end() <= STAGING.base);
         assert!(STAGING.end() <= STORAGE.base && STORAGE.end() <= REPORTS.base);

@@ -4,8 +4,6 @@
 
 use septa_tests::tamper::{development_key, packages, resign, stranger_key, write_packages};
 use septa_tests::{Boot, images_dir, scratch_copy, septa, variant_images};
-use std::path::PathBuf;
-use std::process::Command;
 
 /// What the `keys` and `attest` apps printed in one boot.
 struct Boot1 {

@@ -147,6 +147,24 @@ fn an_update_whose_app_crashes_is_rolled_back_with_a_report() {
 }
 
 #[test]
+fn an_update_that_hangs_is_rolled_back_by_the_secure_watchdog() {
+    let images = update_images("update-hang");
+    // The probe kernel in `hang.bundle` hangs with interrupts masked when told to (probe 4);
+    // the kernel in slot A ignores the word.
+    let hang = septa_tests::images_dir().join("probe/hang.bundle");
+    let mut qemu = Boot::new(images.clone()).persistent().inbox(&hang).poke(board::TEST_BOOT_ARG, 4).spawn();
+    qemu.wait_for("septa: probe: hanging with interrupts masked");
+    qemu.wait_for("septa: loader: update in slot B rolled back: not confirmed before the watchdog fired");
+    qemu.wait_for("septa: kernel: boot 3, slot A");
+    qemu.kill();
+    let console = qemu.console();
+    assert!(console.contains("septa: monitor: watchdog armed"), "{console}");
+    let state = boot_state(&images);
+    assert_eq!((state.active, state.trying), (0, None));
+    cleanup(&images);
+}
+
+#[test]
 fn a_power_cut_at_any_point_of_an_update_leaves_a_bootable_device() {
     // Cut points spread over the whole update: staging, checking, installing, marking,
     // the trial boot and the confirmation (about two seconds of wall time in all from

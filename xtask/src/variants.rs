@@ -1,6 +1,7 @@
 //! The image sets only the integration tests use, besides the default image.
 //!
-//! - `probe/`: a kernel built with the `probe` feature (boot-chain tests), no apps;
+//! - `probe/`: a kernel built with the `probe` feature (boot-chain tests), no apps; with
+//!   `hang.bundle`, an update to that kernel (which the watchdog test makes hang);
 //! - `core/`: `hello`, `counter` and `spinner` (kernel-core tests);
 //! - `trust/`: `keys` and `attest`, which use the security monitor's services;
 //! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
@@ -51,7 +52,10 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
         bundles: Vec::new(),
     };
     Ok(vec![
-        image("probe", vec!["probe".into()], Vec::new()),
+        ImageSpec {
+            bundles: vec![BundleSpec { file: "hang.bundle".into(), security_version: 2, apps: Vec::new() }],
+            ..image("probe", vec!["probe".into()], Vec::new())
+        },
         image("core", Vec::new(), apps(&["hello", "counter", "spinner"])?),
         image(
             "compartments",
