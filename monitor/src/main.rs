@@ -26,6 +26,7 @@ use septa_armv7::{mode, pl011::Pl011, regs, semihosting};
 use septa_monitor::persist::Persistent;
 use septa_monitor::services::State;
 use septa_monitor::smc::{Action, Call, dispatch};
+use septa_monitor::storage::Store;
 use septa_targets::qemu_virt as board;
 
 mod entropy;
@@ -45,6 +46,8 @@ static PERSISTENT: spin::Mutex<Persistent<CfiFlash>> = spin::Mutex::new(Persiste
         CfiFlash::new(board::FLASH1.base, board::FLASH1.size, board::FLASH_SECTOR, board::FLASH_WRITE_BUFFER)
     },
 ));
+/// The index of app storage (large and zeroed: kept apart so it stays out of the image).
+static STORE: spin::Mutex<Store> = spin::Mutex::new(Store::new());
 /// The entropy read started at boot, until the first request for random bytes collects it.
 static ENTROPY: spin::Mutex<Option<entropy::Pending>> = spin::Mutex::new(None);
 
@@ -389,7 +392,7 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
                 if service == Service::Random as u32 || service == Service::StoragePut as u32 {
                     seed_once(state);
                 }
-                let result = persistent.serve(state, service, caller, quota, request, out);
+                let result = persistent.serve(state, &mut STORE.lock(), service, caller, quota, request, out);
                 reset_after = service == Service::UpdateCommit as u32 && result.is_ok();
                 result
             });

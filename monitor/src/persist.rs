@@ -48,7 +48,7 @@ pub struct Persistent<F: Flash> {
     /// The security versions this boot's packages were verified at.
     booted_versions: heapless::Vec<([u8; 16], u32), { septa_abi::handoff::MAX_RECORDS }>,
     session: Option<Session>,
-    store: Store,
+    storage: Journal,
     reports: Journal,
     /// Sequence number of the next report event this boot.
     sequence: u64,
@@ -76,7 +76,7 @@ impl<F: Flash> Persistent<F> {
             boot: BootState::factory(),
             booted_versions: heapless::Vec::new(),
             session: None,
-            store: Store::new(in_flash1(board::STORAGE), sectors(board::STORAGE)),
+            storage: crate::storage::journal(in_flash1(board::STORAGE), sectors(board::STORAGE)),
             reports: Journal::new(in_flash1(board::REPORTS), sectors(board::REPORTS), Mode::Ring),
             sequence: 0,
             message: None,
@@ -253,10 +253,12 @@ impl<F: Flash> Persistent<F> {
     }
 
     /// Serves an app's request for service number `service`: `caller` is its component id,
-    /// `quota` its storage quota in bytes.
+    /// `quota` its storage quota in bytes; `store` is the index of app storage.
+    #[allow(clippy::too_many_arguments)]
     pub fn serve(
         &mut self,
         state: &mut State,
+        store: &mut Store,
         service: u32,
         caller: &[u8; 16],
         quota: usize,
@@ -270,7 +272,7 @@ impl<F: Flash> Persistent<F> {
             Request::UpdateWrite { offset, data } => self.update_write(offset, data),
             Request::UpdateCommit => self.update_commit(state),
             Request::StorageGet { .. } | Request::StoragePut { .. } | Request::StorageDelete { .. } => {
-                self.storage(state, caller, quota, &request, out)
+                self.storage(state, store, caller, quota, &request, out)
             }
             _ => state.answer(&request, caller, out),
         }
@@ -280,6 +282,7 @@ impl<F: Flash> Persistent<F> {
     fn storage(
         &mut self,
         state: &mut State,
+        store: &mut Store,
         component: &[u8; 16],
         quota: usize,
         request: &septa_abi::monitor::Request<'_>,
@@ -288,13 +291,15 @@ impl<F: Flash> Persistent<F> {
         use septa_abi::monitor::Request;
         let seal = *state.seal_cdi();
         match *request {
-            Request::StorageGet { key } => self.store.get(&self.flash1, &seal, component, key, out),
+            Request::StorageGet { key } => store.get(&self.flash1, &self.storage, &seal, component, key, out),
             Request::StoragePut { key, value } => {
                 let nonce = state.nonce()?;
-                self.store.put(&mut self.flash1, &seal, component, quota, key, value, nonce).map(|_| 0)
+                store
+                    .put(&mut self.flash1, &self.storage, &seal, component, quota, key, value, nonce)
+                    .map(|_| 0)
             }
             Request::StorageDelete { key } => {
-                self.store.delete(&mut self.flash1, &seal, component, key).map(|_| 0)
+                store.delete(&mut self.flash1, &self.storage, &seal, component, key).map(|_| 0)
             }
             _ => Err(BAD_REQUEST),
         }

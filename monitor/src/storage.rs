@@ -68,29 +68,36 @@ impl Sealed {
     }
 }
 
-/// The store: its journal and an index of the live values, built on first use. (The index
-/// is large; it is only ever changed in place, never moved or copied.)
+/// The journal of a store in `sectors` erase sectors from `base`.
+pub const fn journal(base: usize, sectors: usize) -> Journal {
+    Journal::new(base, sectors, Mode::Rewrite)
+}
+
+/// A store's index of the live values in its journal, built on first use. (The index is
+/// large: it starts zeroed — in `.bss`, not in the monitor's image — and is only ever
+/// changed in place, never moved or copied.)
 pub struct Store {
-    journal: Journal,
     index: heapless::Vec<Entry, MAX_ENTRIES>,
     indexed: bool,
 }
 
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Store {
-    pub const fn new(base: usize, sectors: usize) -> Store {
-        Store {
-            journal: Journal::new(base, sectors, Mode::Rewrite),
-            index: heapless::Vec::new(),
-            indexed: false,
-        }
+    pub const fn new() -> Store {
+        Store { index: heapless::Vec::new(), indexed: false }
     }
 
-    fn index(&mut self, flash: &impl Flash) -> &mut heapless::Vec<Entry, MAX_ENTRIES> {
+    fn index(&mut self, flash: &impl Flash, journal: &Journal) -> &mut heapless::Vec<Entry, MAX_ENTRIES> {
         if !self.indexed {
             self.indexed = true;
             let index = &mut self.index;
             index.clear();
-            self.journal.read(flash, |record| {
+            journal.read(flash, |record| {
                 if !record.intact || record.payload.len() < TAGS {
                     return;
                 }
@@ -110,15 +117,15 @@ impl Store {
     pub fn get(
         &mut self,
         flash: &impl Flash,
+        journal: &Journal,
         seal_cdi: &[u8; 32],
         component: &[u8; 16],
         key: &[u8],
         out: &mut [u8],
     ) -> Result<usize, u32> {
         let sealed = Sealed::new(seal_cdi, component, key);
-        let journal = self.journal;
         let entry = *self
-            .index(flash)
+            .index(flash, journal)
             .iter()
             .find(|e| (e.owner, e.key) == (sealed.owner, sealed.key))
             .ok_or(NOT_FOUND)?;
@@ -145,6 +152,7 @@ impl Store {
     pub fn put(
         &mut self,
         flash: &mut impl Flash,
+        journal: &Journal,
         seal_cdi: &[u8; 32],
         component: &[u8; 16],
         quota: usize,
@@ -157,7 +165,7 @@ impl Store {
         }
         let sealed = Sealed::new(seal_cdi, component, key);
         let used: usize = self
-            .index(flash)
+            .index(flash, journal)
             .iter()
             .filter(|e| e.owner == sealed.owner && e.key != sealed.key)
             .map(|e| e.cost)
@@ -178,35 +186,37 @@ impl Store {
             .encrypt_in_place_detached(Nonce::from_slice(&nonce), &head[..TAGS], sealed_value)
             .map_err(|_| FAILED)?;
         rest[value.len()..value.len() + MAC].copy_from_slice(&mac);
-        self.write(flash, PUT, &record[..len], (sealed.owner, sealed.key))
+        self.write(flash, journal, PUT, &record[..len], (sealed.owner, sealed.key))
     }
 
     /// Deletes the caller's `key`.
     pub fn delete(
         &mut self,
         flash: &mut impl Flash,
+        journal: &Journal,
         seal_cdi: &[u8; 32],
         component: &[u8; 16],
         key: &[u8],
     ) -> Result<(), u32> {
         let sealed = Sealed::new(seal_cdi, component, key);
-        if !self.index(flash).iter().any(|e| (e.owner, e.key) == (sealed.owner, sealed.key)) {
+        if !self.index(flash, journal).iter().any(|e| (e.owner, e.key) == (sealed.owner, sealed.key)) {
             return Err(NOT_FOUND);
         }
-        self.write(flash, DELETE, &sealed.tags(), (sealed.owner, sealed.key))
+        self.write(flash, journal, DELETE, &sealed.tags(), (sealed.owner, sealed.key))
     }
 
     /// Appends a record for `id`, compacting first when the sector is full.
     fn write(
         &mut self,
         flash: &mut impl Flash,
+        journal: &Journal,
         tag: u16,
         record: &[u8],
         id: ([u8; 8], [u8; 16]),
     ) -> Result<(), u32> {
-        match self.journal.append(flash, tag, record) {
+        match journal.append(flash, tag, record) {
             Ok(offset) => {
-                let index = self.index(flash);
+                let index = self.index(flash, journal);
                 index.retain(|e| (e.owner, e.key) != id);
                 if tag == PUT {
                     let cost = record.len() - TAGS - NONCE - MAC + ENTRY_COST;
@@ -215,8 +225,8 @@ impl Store {
                 Ok(())
             }
             Err(JournalError::Full) => {
-                self.compact(flash).map_err(|_| FAILED)?;
-                self.write(flash, tag, record, id)
+                self.compact(flash, journal).map_err(|_| FAILED)?;
+                self.write(flash, journal, tag, record, id)
             }
             Err(_) => Err(FAILED),
         }
@@ -225,13 +235,13 @@ impl Store {
     /// Copies every live record into a fresh sector, then re-reads the index. (The value
     /// about to be replaced is copied too: until its successor is written, it is the one in
     /// force.)
-    fn compact(&mut self, flash: &mut impl Flash) -> Result<(), JournalError> {
-        self.index(flash);
+    fn compact(&mut self, flash: &mut impl Flash, journal: &Journal) -> Result<(), JournalError> {
+        self.index(flash, journal);
         self.indexed = false;
-        let mut rewrite = self.journal.rewrite(flash)?;
+        let mut rewrite = journal.rewrite(flash)?;
         let mut record = [0u8; RECORD_MAX];
         for entry in &self.index {
-            let Some((tag, len)) = self.journal.read_at(flash, entry.offset, &mut record) else { continue };
+            let Some((tag, len)) = journal.read_at(flash, entry.offset, &mut record) else { continue };
             rewrite.push(flash, tag, &record[..len])?;
         }
         rewrite.finish(flash)
@@ -246,48 +256,49 @@ mod tests {
     use std::vec::Vec;
 
     const SECTOR: usize = 8192;
+    const J: Journal = journal(0, 2);
     const SEAL: [u8; 32] = [4; 32];
     const APP: [u8; 16] = [1; 16];
     const OTHER: [u8; 16] = [2; 16];
 
     fn get(store: &mut Store, flash: &MemFlash, app: &[u8; 16], key: &[u8]) -> Result<Vec<u8>, u32> {
         let mut out = [0u8; VALUE_MAX];
-        let len = store.get(flash, &SEAL, app, key, &mut out)?;
+        let len = store.get(flash, &J, &SEAL, app, key, &mut out)?;
         Ok(out[..len].to_vec())
     }
 
     #[test]
     fn values_round_trip_and_survive_a_reload() {
         let mut flash = MemFlash::blank(2, SECTOR);
-        let mut store = Store::new(0, 2);
-        store.put(&mut flash, &SEAL, &APP, 1024, b"greeting", b"hello", [1; 12]).unwrap();
-        store.put(&mut flash, &SEAL, &APP, 1024, b"greeting", b"hello again", [2; 12]).unwrap();
+        let mut store = Store::new();
+        store.put(&mut flash, &J, &SEAL, &APP, 1024, b"greeting", b"hello", [1; 12]).unwrap();
+        store.put(&mut flash, &J, &SEAL, &APP, 1024, b"greeting", b"hello again", [2; 12]).unwrap();
         assert_eq!(get(&mut store, &flash, &APP, b"greeting").unwrap(), b"hello again");
-        let mut reloaded = Store::new(0, 2);
+        let mut reloaded = Store::new();
         assert_eq!(get(&mut reloaded, &flash, &APP, b"greeting").unwrap(), b"hello again");
         // Neither the key nor the value is readable in flash.
         let bytes = &flash.bytes;
         assert!(!bytes.windows(5).any(|w| w == b"hello" || w == b"greet"));
-        store.delete(&mut flash, &SEAL, &APP, b"greeting").unwrap();
+        store.delete(&mut flash, &J, &SEAL, &APP, b"greeting").unwrap();
         assert_eq!(get(&mut store, &flash, &APP, b"greeting"), Err(NOT_FOUND));
-        assert_eq!(store.delete(&mut flash, &SEAL, &APP, b"greeting"), Err(NOT_FOUND));
+        assert_eq!(store.delete(&mut flash, &J, &SEAL, &APP, b"greeting"), Err(NOT_FOUND));
     }
 
     #[test]
     fn apps_and_devices_cannot_read_each_others_values() {
         let mut flash = MemFlash::blank(2, SECTOR);
-        let mut store = Store::new(0, 2);
-        store.put(&mut flash, &SEAL, &APP, 1024, b"secret", b"mine", [1; 12]).unwrap();
+        let mut store = Store::new();
+        store.put(&mut flash, &J, &SEAL, &APP, 1024, b"secret", b"mine", [1; 12]).unwrap();
         assert_eq!(get(&mut store, &flash, &OTHER, b"secret"), Err(NOT_FOUND));
         let mut out = [0u8; 16];
-        assert_eq!(Store::new(0, 2).get(&flash, &[5; 32], &APP, b"secret", &mut out), Err(NOT_FOUND));
+        assert_eq!(Store::new().get(&flash, &J, &[5; 32], &APP, b"secret", &mut out), Err(NOT_FOUND));
     }
 
     #[test]
     fn tampered_values_fail_to_open() {
         let mut flash = MemFlash::blank(2, SECTOR);
-        let mut store = Store::new(0, 2);
-        store.put(&mut flash, &SEAL, &APP, 1024, b"k", b"value", [1; 12]).unwrap();
+        let mut store = Store::new();
+        store.put(&mut flash, &J, &SEAL, &APP, 1024, b"k", b"value", [1; 12]).unwrap();
         // Flip a byte of the sealed value and fix up the journal's (non-secret) check, as an
         // attacker writing flash would.
         let record = 16;
@@ -302,43 +313,46 @@ mod tests {
             hash
         };
         flash.bytes[record + 4..record + 8].copy_from_slice(&check.to_le_bytes());
-        assert_eq!(get(&mut Store::new(0, 2), &flash, &APP, b"k"), Err(FAILED));
+        assert_eq!(get(&mut Store::new(), &flash, &APP, b"k"), Err(FAILED));
     }
 
     #[test]
     fn the_quota_is_enforced_and_a_refused_put_changes_nothing() {
         let mut flash = MemFlash::blank(2, SECTOR);
-        let mut store = Store::new(0, 2);
+        let mut store = Store::new();
         let quota = 2 * (100 + ENTRY_COST);
-        store.put(&mut flash, &SEAL, &APP, quota, b"a", &[1; 100], [1; 12]).unwrap();
-        store.put(&mut flash, &SEAL, &APP, quota, b"b", &[2; 100], [2; 12]).unwrap();
-        assert_eq!(store.put(&mut flash, &SEAL, &APP, quota, b"c", &[3; 1], [3; 12]), Err(QUOTA_EXCEEDED));
+        store.put(&mut flash, &J, &SEAL, &APP, quota, b"a", &[1; 100], [1; 12]).unwrap();
+        store.put(&mut flash, &J, &SEAL, &APP, quota, b"b", &[2; 100], [2; 12]).unwrap();
+        assert_eq!(
+            store.put(&mut flash, &J, &SEAL, &APP, quota, b"c", &[3; 1], [3; 12]),
+            Err(QUOTA_EXCEEDED)
+        );
         // Replacing a value counts only the new size.
-        store.put(&mut flash, &SEAL, &APP, quota, b"b", &[4; 100], [4; 12]).unwrap();
+        store.put(&mut flash, &J, &SEAL, &APP, quota, b"b", &[4; 100], [4; 12]).unwrap();
         assert_eq!(get(&mut store, &flash, &APP, b"b").unwrap(), [4; 100]);
         assert_eq!(get(&mut store, &flash, &APP, b"c"), Err(NOT_FOUND));
         // Another app has its own quota.
-        store.put(&mut flash, &SEAL, &OTHER, quota, b"a", &[5; 100], [5; 12]).unwrap();
+        store.put(&mut flash, &J, &SEAL, &OTHER, quota, b"a", &[5; 100], [5; 12]).unwrap();
     }
 
     #[test]
     fn compaction_keeps_every_live_value_and_a_cut_anywhere_keeps_the_old_value() {
         for cut in (0..3000).step_by(37) {
             let mut flash = MemFlash::blank(2, SECTOR);
-            let mut store = Store::new(0, 2);
-            store.put(&mut flash, &SEAL, &OTHER, 4096, b"other", b"kept", [9; 12]).unwrap();
+            let mut store = Store::new();
+            store.put(&mut flash, &J, &SEAL, &OTHER, 4096, b"other", b"kept", [9; 12]).unwrap();
             flash.budget = Some(cut);
             let mut last = None;
             for n in 0..200u32 {
                 let value = n.to_le_bytes().repeat(16);
                 let nonce = [n as u8; 12];
-                if store.put(&mut flash, &SEAL, &APP, 4096, b"counter", &value, nonce).is_err() {
+                if store.put(&mut flash, &J, &SEAL, &APP, 4096, b"counter", &value, nonce).is_err() {
                     break;
                 }
                 last = Some(value);
             }
             flash.budget = None;
-            let mut reloaded = Store::new(0, 2);
+            let mut reloaded = Store::new();
             let found = get(&mut reloaded, &flash, &APP, b"counter").ok();
             // Either the last acknowledged value, or the one being written when the power
             // went (its record was complete).
