@@ -1,5 +1,5 @@
-use septa_targets::{build::link_stage, qemu_virt};
+use septa_targets::{board, build::link_stage};
 
 fn main() {
-    link_stage(qemu_virt::NAME, "loader.ld", qemu_virt::LOADER_MEMORY);
+    link_stage(board::NAME, "loader.ld", board::LOADER_MEMORY);
 }

@@ -1,5 +1,5 @@
-use septa_targets::{build::link_stage, qemu_virt};
+use septa_targets::{board, build::link_stage};
 
 fn main() {
-    link_stage(qemu_virt::NAME, "ram-stage.ld", qemu_virt::MONITOR_MEMORY);
+    link_stage(board::NAME, "ram-stage.ld", board::MONITOR_MEMORY);
 }

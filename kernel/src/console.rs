@@ -3,7 +3,7 @@
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 use septa_armv7::pl011::Pl011;
-use septa_targets::qemu_virt as board;
+use septa_targets::board;
 
 static UART_BASE: AtomicUsize = AtomicUsize::new(board::UART0);
 

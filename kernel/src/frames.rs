@@ -6,7 +6,7 @@
 
 use buddy_system_allocator::FrameAllocator;
 use linked_list_allocator::LockedHeap;
-use septa_targets::qemu_virt as board;
+use septa_targets::board;
 
 const PAGE: usize = 4096;
 const HEAP_SIZE: usize = 256 * 1024;

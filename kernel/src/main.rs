@@ -22,13 +22,14 @@ mod syscall;
 mod system;
 mod trap;
 
+use crate::arch::InterruptController;
 use crate::console::console;
 use septa_abi::package::Kind;
 use septa_abi::{exit, smc};
 use septa_armv7::crash::{self, TrapFrame};
 use septa_armv7::{mode, regs};
 use septa_kernel::cap::{Cap, CapTable};
-use septa_targets::qemu_virt as board;
+use septa_targets::board;
 use system::KERNEL;
 
 const STAGE: &str = "kernel";
@@ -73,7 +74,7 @@ extern "C" fn kernel_main() -> ! {
     unsafe { regs::write_vbar(arch::entry::vectors()) };
     regs::isb();
     frames::init();
-    arch::gic::init();
+    arch::IRQS.init();
     kprintln!("septa: kernel: MMU on, W^X kernel map, {} MiB of frames", board::FRAMES.size >> 20);
 
     let mut kernel = KERNEL.lock();

@@ -15,7 +15,7 @@ use crate::monitor;
 use core::fmt::Write;
 use core::ptr::{read_volatile, write_volatile};
 use septa_abi::smc;
-use septa_targets::qemu_virt as board;
+use septa_targets::board;
 
 const RESET_MARKER: u32 = 0x5e70_7a11;
 

@@ -18,7 +18,7 @@ use septa_kernel::elf::{self, ElfError};
 use septa_kernel::mm::pagetable::{MapError, MemoryKind, PagePerms, UserPageTable, UserTables};
 use septa_kernel::mm::user::PageAccess;
 use septa_syscalls::NAME_MAX;
-use septa_targets::qemu_virt as board;
+use septa_targets::board;
 
 pub const MAX_PROCESSES: usize = 16;
 const PAGE: u32 = 4096;

@@ -6,7 +6,7 @@
 //! changes nothing else. Unknown numbers return `ENOSYS`. Calls that block (sleep, call,
 //! recv, wait) get their result in r0 when they are woken.
 
-use crate::arch::{mmu, timer};
+use crate::arch::{IRQS, InterruptController, mmu, timer};
 use crate::console::console;
 use crate::process::{Claim, State};
 use crate::system::{Ending, Kernel};
@@ -15,7 +15,7 @@ use septa_kernel::cap::{Cap, Kind};
 use septa_kernel::ipc::{CallOutcome, RecvOutcome};
 use septa_kernel::mm::user::{self, Access, UserRange};
 use septa_syscalls::{BADGE_LEN, Error, Info, LOG_MAX, MESSAGE_MAX, NAME_MAX, Syscall};
-use septa_targets::qemu_virt as board;
+use septa_targets::board;
 
 /// What the trap code does after a syscall.
 pub enum After {
@@ -284,7 +284,7 @@ impl Kernel {
         let device = &board::DEVICES[index];
         let address = self.processes[pid].map_device(index, device.region).map_err(|_| Error::NoMemory)?;
         if let Some(irq) = device.irq {
-            crate::arch::gic::enable(irq);
+            IRQS.enable(irq);
         }
         done(address)
     }
@@ -294,7 +294,7 @@ impl Kernel {
             return Err(Error::Access);
         };
         let irq = board::DEVICES[device as usize].irq.ok_or(Error::Invalid)?;
-        crate::arch::gic::enable(irq);
+        IRQS.enable(irq);
         done(0)
     }
 

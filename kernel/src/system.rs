@@ -5,7 +5,7 @@
 //! masked, so each trap takes the lock once, decides, and releases it before resuming a
 //! process.
 
-use crate::arch::{Context, gic, mmu, timer};
+use crate::arch::{Context, IRQS, InterruptController, mmu, timer};
 use crate::kprintln;
 use crate::process::{self, MAX_PROCESSES, Process, State};
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +17,7 @@ use septa_kernel::ipc::{self, Ipc};
 use septa_kernel::sched::RunQueue;
 use septa_kernel::supervisor::{self, EndKind, FaultLog, FaultRecord};
 use septa_syscalls::Error;
-use septa_targets::qemu_virt as board;
+use septa_targets::board;
 
 pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new());
 
@@ -67,7 +67,7 @@ impl Kernel {
 
     pub fn start_clock(&mut self) {
         self.boot_counter = timer::now();
-        gic::enable(board::TIMER_IRQ);
+        IRQS.enable(board::TIMER_IRQ);
         timer::arm();
     }
 
@@ -118,8 +118,7 @@ impl Kernel {
     /// Handles every pending interrupt. Returns whether the current time slice ended.
     pub fn handle_interrupts(&mut self) -> bool {
         let mut slice_over = false;
-        while let Some(iar) = gic::acknowledge() {
-            let irq = gic::irq_number(iar);
+        while let Some((irq, token)) = IRQS.acknowledge() {
             if irq == board::TIMER_IRQ {
                 timer::arm();
                 self.on_tick();
@@ -127,7 +126,7 @@ impl Kernel {
             } else {
                 self.deliver_device_interrupt(irq);
             }
-            gic::end(iar);
+            IRQS.end(token);
         }
         slice_over
     }
@@ -135,7 +134,7 @@ impl Kernel {
     /// A device interrupt goes to the app holding the device, as notification bit
     /// `1 << handle`; the line stays masked until the app acknowledges it.
     fn deliver_device_interrupt(&mut self, irq: u32) {
-        gic::disable(irq);
+        IRQS.disable(irq);
         let owner = board::DEVICES
             .iter()
             .zip(self.device_owners)
@@ -213,7 +212,7 @@ impl Kernel {
             if let (Some((owner, _)), Some(irq)) = (owner, board::DEVICES[index].irq)
                 && *owner == pid
             {
-                gic::disable(irq);
+                IRQS.disable(irq);
             }
         }
         let process = &mut self.processes[pid];

@@ -31,7 +31,7 @@ use septa_abi::slot::Slot;
 use septa_armv7::cfi_flash::CfiFlash;
 use septa_armv7::crash::{self, TrapFrame};
 use septa_armv7::{mode, pl011::Pl011, regs, semihosting};
-use septa_targets::{Region, qemu_virt as board};
+use septa_targets::{Region, board};
 
 const STAGE: &str = "loader";
 

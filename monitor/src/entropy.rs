@@ -8,7 +8,7 @@
 //! DRBG mixes what arrives with the CDI, so the normal world alone cannot choose its seed.
 
 use core::ptr::{read_volatile, write_volatile};
-use septa_targets::qemu_virt as board;
+use septa_targets::board;
 
 const MAGIC: usize = 0x000;
 const VERSION: usize = 0x004;

@@ -27,7 +27,7 @@ use septa_monitor::persist::Persistent;
 use septa_monitor::services::State;
 use septa_monitor::smc::{Action, Call, dispatch};
 use septa_monitor::storage::Store;
-use septa_targets::qemu_virt as board;
+use septa_targets::board;
 
 mod entropy;
 

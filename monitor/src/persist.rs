@@ -21,7 +21,7 @@ use septa_abi::monitor::{
     ALREADY_INSTALLED, BAD_REQUEST, BUSY, FAILED, REFUSED, TOO_LARGE, UPDATE_CHUNK_MAX,
 };
 use septa_abi::report::{self, Batch, Event};
-use septa_targets::qemu_virt as board;
+use septa_targets::board;
 
 /// A line for the console, which the entry code prints after the call.
 pub type Message = heapless::String<160>;

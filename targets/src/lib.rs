@@ -10,6 +10,10 @@
 
 pub mod qemu_virt;
 
+/// The board the device crates (loader, monitor, kernel) are built for. Device code names
+/// addresses only through this alias, so a second board is a second module selected here.
+pub use qemu_virt as board;
+
 /// A region of the physical address space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Region {

@@ -13,7 +13,7 @@
 
 use septa_armv7::regs;
 use septa_kernel::mm::pagetable::{self, MemoryKind, UserTables};
-use septa_targets::{Region, qemu_virt as board};
+use septa_targets::{Region, board};
 
 /// Physical addresses below 256 MiB (devices, flash) appear at this base + the address.
 const LOW_WINDOW: usize = 0xf000_0000;

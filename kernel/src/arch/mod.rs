@@ -3,7 +3,9 @@
 //! - [`entry`]: the vector table, saving a process's registers into its [`Context`] on any
 //!   exception from user mode, and the return to user mode;
 //! - [`mmu`]: the kernel's translation tables, turning the MMU on, switching TTBR0/ASID;
-//! - [`gic`] and [`timer`]: the interrupt controller and the tick.
+//! - [`timer`]: the tick (the ARM generic timer, the same on every board);
+//! - the board's interrupt controller behind [`InterruptController`]: [`gic`] on
+//!   `qemu-virt`.
 
 pub mod entry;
 pub mod gic;
@@ -11,6 +13,24 @@ pub mod mmu;
 pub mod timer;
 
 pub use entry::Context;
+
+/// What the kernel needs from a board's interrupt controller. The kernel runs with IRQs
+/// masked and polls it on each interrupt exception.
+pub trait InterruptController {
+    /// Starts forwarding interrupts to this CPU (each line stays masked until enabled).
+    fn init(&self);
+    fn enable(&self, irq: u32);
+    fn disable(&self, irq: u32);
+    /// The next pending interrupt, acknowledged: its number and the token [`end`] takes.
+    ///
+    /// [`end`]: InterruptController::end
+    fn acknowledge(&self) -> Option<(u32, u32)>;
+    /// Ends the handling of an acknowledged interrupt.
+    fn end(&self, token: u32);
+}
+
+/// The board's interrupt controller.
+pub static IRQS: gic::Gic = gic::Gic;
 
 /// Benchmark builds only: starts the PMU cycle counter and lets user mode read it and the
 /// virtual counter, so benchmark apps can time themselves.
