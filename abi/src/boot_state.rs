@@ -58,9 +58,7 @@ impl core::fmt::Display for UpdateEvent {
                     RollbackReason::Refused => write!(f, "the loader refused its images"),
                     RollbackReason::NotConfirmed => write!(f, "reset before it confirmed itself"),
                     RollbackReason::AppFailed { name } => {
-                        let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
-                        let name = core::str::from_utf8(&name[..len]).unwrap_or("?");
-                        write!(f, "app {name} failed during the trial")
+                        write!(f, "app {} failed during the trial", crate::report::Name(&name))
                     }
                     RollbackReason::Watchdog => write!(f, "not confirmed before the watchdog fired"),
                 }
@@ -284,6 +282,18 @@ mod tests {
         assert_eq!(state.next_boot(), 0);
         assert_eq!(state.prepare_stage(&[1; 32]), Err(StageError::RolledBack));
         assert_eq!(state.prepare_stage(&[2; 32]), Ok(1));
+    }
+
+    #[test]
+    fn names_in_events_cannot_carry_control_characters() {
+        let mut name = *b"evil\x1b[2J\n\0\0\0\0\0\0\0";
+        name[8] = 0xff;
+        let event = UpdateEvent::RolledBack { slot: 1, reason: RollbackReason::AppFailed { name } };
+        let text = alloc::format!("{event}");
+        assert!(
+            text.contains("app evil?[2J? failed") && text.chars().all(|c| c.is_ascii_graphic() || c == ' '),
+            "{text}"
+        );
     }
 
     #[test]

@@ -75,8 +75,7 @@ pub fn describe(batch: &Batch, mut line: impl FnMut(fmt::Arguments<'_>)) {
     for event in &batch.events {
         match event {
             Event::App(r) => {
-                let len = r.name.iter().position(|&b| b == 0).unwrap_or(r.name.len());
-                let name = core::str::from_utf8(&r.name[..len]).unwrap_or("?");
+                let name = Name(&r.name);
                 line(format_args!(
                     "{:>8} ms  boot {}  {}  {name:<16} {:<21} pc {:#010x} address {:#010x} exit {} restarts {}",
                     r.time_ms,
@@ -93,6 +92,23 @@ pub fn describe(batch: &Batch, mut line: impl FnMut(fmt::Arguments<'_>)) {
                 line(format_args!("{time_ms:>8} ms  boot {}  {event}", batch.boot_count))
             }
         }
+    }
+}
+
+/// An app name from a record, as text safe for any terminal: up to the first NUL, with
+/// anything but printable ASCII shown as `?` (names come from the normal world).
+pub struct Name<'a>(pub &'a [u8; 16]);
+
+impl fmt::Display for Name<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let len = self.0.iter().position(|&b| b == 0).unwrap_or(self.0.len());
+        let mut text = [b'?'; 16];
+        for (shown, &byte) in text.iter_mut().zip(&self.0[..len]) {
+            if byte.is_ascii_graphic() {
+                *shown = byte;
+            }
+        }
+        f.pad(core::str::from_utf8(&text[..len]).unwrap_or("?"))
     }
 }
 
