@@ -6,7 +6,7 @@
 //! changes nothing else. Unknown numbers return `ENOSYS`. Calls that block (sleep, call,
 //! recv, wait) get their result in r0 when they are woken.
 
-use crate::arch::{IRQS, InterruptController, mmu, timer};
+use crate::arch::{GPIO, GpioController, IRQS, InterruptController, timer};
 use crate::console::console;
 use crate::process::{Claim, State};
 use crate::system::{Ending, Kernel};
@@ -308,16 +308,7 @@ impl Kernel {
         if pins & !granted != 0 {
             return Err(Error::Access);
         }
-        const GPIODIR: usize = 0x400;
-        let base = mmu::device_va(board::GPIO);
-        // SAFETY: the PL061 lies in the UART's MiB, mapped as device memory by `mmu::enable`.
-        // GPIODIR only gains the caller's own pins as outputs, and a data write at offset
-        // (pins << 2) changes only those pins (PL061 address masking).
-        unsafe {
-            let dir = (base + GPIODIR) as *mut u32;
-            dir.write_volatile(dir.read_volatile() | pins);
-            ((base + ((pins as usize) << 2)) as *mut u32).write_volatile(values & pins);
-        }
+        GPIO.set(pins, values);
         done(0)
     }
 

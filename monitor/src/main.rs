@@ -20,7 +20,6 @@ use septa_abi::monitor::{
     CALLER_OFFSET, QUOTA_OFFSET, REQUEST_MAX, REQUEST_OFFSET, RESPONSE_MAX, RESPONSE_OFFSET, Service,
 };
 use septa_abi::{exit, smc};
-use septa_armv7::cfi_flash::CfiFlash;
 use septa_armv7::crash::{self, TrapFrame};
 use septa_armv7::{mode, pl011::Pl011, regs, semihosting};
 use septa_monitor::persist::Persistent;
@@ -30,22 +29,15 @@ use septa_monitor::storage::Store;
 use septa_targets::board;
 
 mod entropy;
+mod platform;
 
 const STAGE: &str = "monitor";
 
 /// What the services need: set once at boot from the loader's handoff.
 static SERVICES: spin::Mutex<Option<State>> = spin::Mutex::new(None);
 /// The flashes and what is kept in them.
-// SAFETY: both banks are the board's CFI flashes; once the loader has entered the monitor,
-// only the monitor drives them (the normal world has no write path), from secure RAM.
-static PERSISTENT: spin::Mutex<Persistent<CfiFlash>> = spin::Mutex::new(Persistent::new(
-    unsafe {
-        CfiFlash::new(board::FLASH0.base, board::FLASH0.size, board::FLASH_SECTOR, board::FLASH_WRITE_BUFFER)
-    },
-    unsafe {
-        CfiFlash::new(board::FLASH1.base, board::FLASH1.size, board::FLASH_SECTOR, board::FLASH_WRITE_BUFFER)
-    },
-));
+static PERSISTENT: spin::Mutex<Persistent<platform::Flash>> =
+    spin::Mutex::new(Persistent::new(platform::flash0(), platform::flash1()));
 /// The index of app storage (large and zeroed: kept apart so it stays out of the image).
 static STORE: spin::Mutex<Store> = spin::Mutex::new(Store::new());
 /// The entropy read started at boot, until the first request for random bytes collects it.
@@ -59,8 +51,6 @@ const SCR_NORMAL_WORLD: u32 = (1 << 0) | (1 << 2) | (1 << 5) | (1 << 9);
 /// How long an update on trial may run without confirming itself before the secure
 /// watchdog rolls it back.
 const WATCHDOG_MS: u64 = 5000;
-/// The secure physical timer's interrupt (PPI 13), routed to the monitor as an FIQ.
-const WATCHDOG_IRQ: u32 = 29;
 /// NSACR: the normal world gets no coprocessor access beyond CP14/CP15 (it has no FPU use).
 const NSACR_NORMAL_WORLD: u32 = 0;
 
@@ -168,7 +158,7 @@ extern "C" fn monitor_main() -> ! {
     take_handoff(&mut out);
     // SAFETY: NSACR only narrows what the normal world may do.
     unsafe { regs::write_nsacr(NSACR_NORMAL_WORLD) };
-    give_interrupts_to_normal_world();
+    platform::give_interrupts_to_normal_world();
     if PERSISTENT.lock().boot.trying.is_some() {
         arm_watchdog();
     }
@@ -216,28 +206,13 @@ fn take_handoff(out: &mut Pl011) {
     *SERVICES.lock() = Some(state);
 }
 
-/// Starts the secure watchdog: the secure physical timer fires [`WATCHDOG_MS`] from now as
-/// a Group 0 interrupt, which the GIC signals as an FIQ, which SCR routes to the monitor.
+/// Starts the secure watchdog: the secure physical timer fires [`WATCHDOG_MS`] from now,
+/// and the board turns its interrupt into an FIQ, which SCR routes to the monitor.
 fn arm_watchdog() {
-    const GICD_CTLR: usize = 0x000;
-    const GICD_IGROUPR: usize = 0x080;
-    const GICD_ISENABLER: usize = 0x100;
-    const GICD_IPRIORITYR: usize = 0x400;
-    const GICC_CTLR: usize = 0x000;
-    let bit = 1u32 << WATCHDOG_IRQ;
-    // SAFETY: GICD and GICC are the board's GIC; from the secure world these writes only put
-    // the watchdog's line into Group 0 at the highest priority, enable it, and enable Group 0
-    // (as FIQ) in the distributor and the CPU interface, leaving Group 1 as it is.
+    platform::route_watchdog_to_monitor();
+    // SAFETY: in the secure world the physical timer registers are the secure timer's, which
+    // only the monitor uses; this only schedules its interrupt.
     unsafe {
-        let group = (board::GICD + GICD_IGROUPR) as *mut u32;
-        core::ptr::write_volatile(group, core::ptr::read_volatile(group) & !bit);
-        core::ptr::write_volatile((board::GICD + GICD_IPRIORITYR + WATCHDOG_IRQ as usize) as *mut u8, 0);
-        core::ptr::write_volatile((board::GICD + GICD_ISENABLER) as *mut u32, bit);
-        let dctlr = (board::GICD + GICD_CTLR) as *mut u32;
-        core::ptr::write_volatile(dctlr, core::ptr::read_volatile(dctlr) | 1);
-        let cctlr = (board::GICC + GICC_CTLR) as *mut u32;
-        core::ptr::write_volatile(cctlr, core::ptr::read_volatile(cctlr) | 1 | (1 << 3));
-        // In the secure world the physical timer registers are the secure timer's.
         regs::write_cntp_tval((WATCHDOG_MS * regs::read_cntfrq() as u64 / 1000) as u32);
         regs::write_cntp_ctl(1);
     }
@@ -256,18 +231,15 @@ fn disarm_watchdog() {
 /// that and reset into the previous slot.
 #[unsafe(no_mangle)]
 extern "C" fn monitor_fiq() {
-    const GICC_IAR: usize = 0x00c;
-    const GICC_EOIR: usize = 0x010;
-    // SAFETY: reading the secure GICC_IAR acknowledges the highest-priority Group 0
-    // interrupt; EOIR ends it.
-    let id = unsafe { core::ptr::read_volatile((board::GICC + GICC_IAR) as *const u32) } & 0x3ff;
+    let fiq = platform::acknowledge_fiq();
     disarm_watchdog();
-    if id == WATCHDOG_IRQ && with_state(|_, p| p.end_trial(RollbackReason::Watchdog)).unwrap_or(false) {
-        reset()
+    if fiq.is_some_and(|fiq| fiq.is_watchdog())
+        && with_state(|_, p| p.end_trial(RollbackReason::Watchdog)).unwrap_or(false)
+    {
+        platform::reset()
     }
-    if id < 1020 {
-        // SAFETY: as above.
-        unsafe { core::ptr::write_volatile((board::GICC + GICC_EOIR) as *mut u32, id) };
+    if let Some(fiq) = fiq {
+        platform::end_fiq(fiq);
     }
 }
 
@@ -277,7 +249,7 @@ fn uptime_ms() -> u64 {
 }
 
 /// Prints what the last flash operation has to say.
-fn print_message(persistent: &mut Persistent<CfiFlash>) {
+fn print_message(persistent: &mut Persistent<platform::Flash>) {
     if let Some(message) = persistent.message.take() {
         let _ = writeln!(console(), "septa: monitor: {message}");
     }
@@ -304,7 +276,7 @@ fn serve(
     len: u32,
     handle: impl FnOnce(
         &mut State,
-        &mut Persistent<CfiFlash>,
+        &mut Persistent<platform::Flash>,
         &[u8; 16],
         usize,
         &[u8],
@@ -351,33 +323,11 @@ fn serve(
 }
 
 /// Runs `f` on the monitor's state and flashes (which exist from boot on).
-fn with_state<T>(f: impl FnOnce(&mut State, &mut Persistent<CfiFlash>) -> T) -> Option<T> {
+fn with_state<T>(f: impl FnOnce(&mut State, &mut Persistent<platform::Flash>) -> T) -> Option<T> {
     let (mut services, mut persistent) = (SERVICES.lock(), PERSISTENT.lock());
     let result = f(services.as_mut()?, &mut persistent);
     print_message(&mut persistent);
     Some(result)
-}
-
-/// Puts every interrupt in Group 1 (non-secure) and opens the priority mask: the secure
-/// world takes no interrupts, and only the secure world can write GICD_IGROUPR or lower
-/// the mask out of the secure range (the normal world's writes to GICC_PMR are ignored
-/// while it is below 0x80). The kernel enables and prioritises its interrupts itself.
-fn give_interrupts_to_normal_world() {
-    const GICD_TYPER: usize = 0x004;
-    const GICD_IGROUPR: usize = 0x080;
-    const GICC_PMR: usize = 0x004;
-    // SAFETY: GICD and GICC are the board's GIC distributor and CPU interface; TYPER is
-    // read-only, IGROUPR only selects the group of each implemented interrupt line, and
-    // PMR only sets the priority threshold.
-    unsafe {
-        let typer = core::ptr::read_volatile((board::GICD + GICD_TYPER) as *const u32);
-        let words = (typer & 0x1f) as usize + 1;
-        for word in 0..words {
-            let igroupr = (board::GICD + GICD_IGROUPR + 4 * word) as *mut u32;
-            core::ptr::write_volatile(igroupr, u32::MAX);
-        }
-        core::ptr::write_volatile((board::GICC + GICC_PMR) as *mut u32, 0xff);
-    }
 }
 
 #[unsafe(no_mangle)]
@@ -398,7 +348,7 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
             });
             if reset_after {
                 let _ = writeln!(console(), "septa: monitor: system reset into the update");
-                reset()
+                platform::reset()
             }
             frame.r[..4].copy_from_slice(&result)
         }
@@ -430,7 +380,7 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
                 Ok(0)
             });
             if with_state(|_, p| p.end_trial(RollbackReason::AppFailed { name })).unwrap_or(false) {
-                reset()
+                platform::reset()
             }
             frame.r[..4].copy_from_slice(&[0; 4])
         }
@@ -440,29 +390,8 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
         }
         Action::Reset => {
             let _ = writeln!(console(), "septa: monitor: system reset");
-            reset()
+            platform::reset()
         }
-    }
-}
-
-/// Resets the board by raising the secure GPIO line QEMU wires to its reset request.
-///
-/// The power-off line sits next to it and input pins read as pulled up, so both lines are
-/// made outputs driven low first; only then is the reset line raised.
-fn reset() -> ! {
-    const GPIODIR: usize = 0x400;
-    let data = |mask: u32| (board::SECURE_GPIO + ((mask as usize) << 2)) as *mut u32;
-    let reset = 1u32 << board::SECURE_GPIO_RESET_PIN;
-    let lines = reset | 1 << board::SECURE_GPIO_POWEROFF_PIN;
-    // SAFETY: SECURE_GPIO is the board's secure PL061. A write to the data register at
-    // offset (mask << 2) changes only the pins in `mask`; GPIODIR selects outputs.
-    unsafe {
-        core::ptr::write_volatile(data(lines), 0);
-        core::ptr::write_volatile((board::SECURE_GPIO + GPIODIR) as *mut u32, lines);
-        core::ptr::write_volatile(data(reset), reset);
-    }
-    loop {
-        regs::wait_for_interrupt();
     }
 }
 

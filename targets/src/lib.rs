@@ -39,6 +39,22 @@ impl Region {
     }
 }
 
+/// How the kernel maps a window of the physical address space it needs besides RAM.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WindowKind {
+    /// Device registers: read-write, device memory.
+    Device,
+    /// Memory the kernel only reads (the flash holding the image slots).
+    ReadOnly,
+}
+
+/// A window the kernel maps (whole MiBs) at its device window address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub region: Region,
+    pub kind: WindowKind,
+}
+
 /// A device an app can be granted: its registers and its interrupt (GIC id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Device {

@@ -8,7 +8,7 @@
 //! CFI parallel flash (Intel command set) with 256 KiB erase sectors, and only the secure
 //! world writes them.
 
-use crate::{Device, Region, StageMemory};
+use crate::{Device, Region, StageMemory, Window, WindowKind};
 
 pub const NAME: &str = "qemu-virt";
 
@@ -45,6 +45,14 @@ pub const SECURE_GPIO_POWEROFF_PIN: u32 = 0;
 /// The kernel owns the controller and drives only the pins an app holds.
 pub const GPIO: usize = 0x0903_0000;
 pub const GPIO_PINS: u8 = 8;
+
+/// What the kernel maps besides RAM: the UART's MiB (which also holds the RTC and the
+/// GPIO controller), the GIC's MiB, and flash 1 with the image slots, read-only.
+pub const KERNEL_WINDOWS: &[Window] = &[
+    Window { region: Region::new(UART0 & !0xf_ffff, 1 << 20), kind: WindowKind::Device },
+    Window { region: Region::new(GICD & !0xf_ffff, 1 << 20), kind: WindowKind::Device },
+    Window { region: FLASH1, kind: WindowKind::ReadOnly },
+];
 
 /// Devices an app may be granted whole (`devices = [...]`): mapped into the app with
 /// `map_device`, their interrupt delivered to it as a notification.

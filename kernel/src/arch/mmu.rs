@@ -6,14 +6,14 @@
 //! so physical addresses of frames and tables are usable directly. The kernel image is
 //! mapped with 4 KiB pages — text read-only and executable, read-only data read-only,
 //! everything else read-write and execute-never; the rest of RAM with 1 MiB sections,
-//! read-write and execute-never; devices and flash in a window at [`LOW_WINDOW`] + physical
-//! address, execute-never. Nothing is both writable and executable, and nothing the kernel
+//! read-write and execute-never; the board's device and flash windows
+//! (`board::KERNEL_WINDOWS`) at [`LOW_WINDOW`] + physical address, execute-never. Nothing is both writable and executable, and nothing the kernel
 //! maps is reachable from user mode. The tables are built by safe code from the encoders in
 //! `septa_kernel::mm::pagetable`; only installing them is `unsafe`.
 
 use septa_armv7::regs;
 use septa_kernel::mm::pagetable::{self, MemoryKind, UserTables};
-use septa_targets::{Region, board};
+use septa_targets::{WindowKind, board};
 
 /// Physical addresses below 256 MiB (devices, flash) appear at this base + the address.
 const LOW_WINDOW: usize = 0xf000_0000;
@@ -85,17 +85,16 @@ fn build(tables: &mut KernelTables) {
         };
         tables.l1.0[mib / MIB] = entry;
     }
-    let mut window = |region: Region, writable: bool, kind: MemoryKind| {
-        for pa in (region.base..region.end()).step_by(MIB) {
+    for window in board::KERNEL_WINDOWS {
+        let (writable, kind) = match window.kind {
+            WindowKind::Device => (true, MemoryKind::Device),
+            WindowKind::ReadOnly => (false, MemoryKind::Normal),
+        };
+        for pa in (window.region.base..window.region.end()).step_by(MIB) {
             tables.l1.0[device_va(pa) / MIB] =
                 pagetable::kernel_section(pa as u32, writable, false, kind).unwrap_or_else(|e| fail(e));
         }
-    };
-    // The UART's MiB also holds the RTC and GPIO; the GIC's holds distributor and CPU
-    // interface. Flash 1 holds the image slots the kernel loads apps from.
-    window(Region::new(board::UART0 & !(MIB - 1), MIB), true, MemoryKind::Device);
-    window(Region::new(board::GICD & !(MIB - 1), MIB), true, MemoryKind::Device);
-    window(board::FLASH1, false, MemoryKind::Normal);
+    }
 }
 
 /// Builds the kernel's tables and turns the MMU on. The kernel keeps running at the same

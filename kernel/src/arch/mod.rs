@@ -4,12 +4,13 @@
 //!   exception from user mode, and the return to user mode;
 //! - [`mmu`]: the kernel's translation tables, turning the MMU on, switching TTBR0/ASID;
 //! - [`timer`]: the tick (the ARM generic timer, the same on every board);
-//! - the board's interrupt controller behind [`InterruptController`]: [`gic`] on
-//!   `qemu-virt`.
+//! - the board's interrupt and GPIO controllers behind [`InterruptController`] and
+//!   [`GpioController`]: [`gic`] and [`pl061`] on `qemu-virt`.
 
 pub mod entry;
 pub mod gic;
 pub mod mmu;
+pub mod pl061;
 pub mod timer;
 
 pub use entry::Context;
@@ -31,6 +32,16 @@ pub trait InterruptController {
 
 /// The board's interrupt controller.
 pub static IRQS: gic::Gic = gic::Gic;
+
+/// What the kernel needs from a board's GPIO controller.
+pub trait GpioController {
+    /// Makes `pins` outputs and drives them to the matching bits of `values`, leaving every
+    /// other pin as it is.
+    fn set(&self, pins: u32, values: u32);
+}
+
+/// The board's GPIO controller.
+pub static GPIO: pl061::Pl061 = pl061::Pl061;
 
 /// Benchmark builds only: starts the PMU cycle counter and lets user mode read it and the
 /// virtual counter, so benchmark apps can time themselves.
