@@ -7,8 +7,8 @@
 //! mapped with 4 KiB pages — text read-only and executable, read-only data read-only,
 //! everything else read-write and execute-never; the rest of RAM with 1 MiB sections,
 //! read-write and execute-never; the board's device and flash windows
-//! (`board::KERNEL_WINDOWS`) at [`LOW_WINDOW`] + physical address, execute-never. Nothing is both writable and executable, and nothing the kernel
-//! maps is reachable from user mode. The tables are built by safe code from the encoders in
+//! (`board::KERNEL_WINDOWS`) at [`LOW_WINDOW`] + physical address, execute-never. Nothing
+//! is both writable and executable, and nothing the kernel maps is reachable from user mode. The tables are built by safe code from the encoders in
 //! `septa_kernel::mm::pagetable`; only installing them is `unsafe`.
 
 use septa_armv7::regs;
