@@ -274,14 +274,7 @@ fn seed_once(state: &mut State) {
 /// Returns r0 (status) and r1 (response length).
 fn serve(
     len: u32,
-    handle: impl FnOnce(
-        &mut State,
-        &mut Persistent<platform::Flash>,
-        &[u8; 16],
-        usize,
-        &[u8],
-        &mut [u8],
-    ) -> Result<usize, u32>,
+    handle: impl FnOnce(&mut State, &[u8; 16], usize, &[u8], &mut [u8]) -> Result<usize, u32>,
 ) -> [u32; 4] {
     let len = len as usize;
     if len > REQUEST_MAX {
@@ -307,13 +300,8 @@ fn serve(
         u32::from_le_bytes(shared_caller[QUOTA_OFFSET..QUOTA_OFFSET + 4].try_into().expect("4 bytes"));
     let mut request = heapless::Vec::<u8, REQUEST_MAX>::new();
     let _ = request.extend_from_slice(shared_request); // cannot fail: `len` ≤ REQUEST_MAX
-    let (mut services, mut persistent) = (SERVICES.lock(), PERSISTENT.lock());
-    let result = match services.as_mut() {
-        Some(state) => {
-            let result = handle(state, &mut persistent, &caller, quota as usize, &request, response);
-            print_message(&mut persistent);
-            result
-        }
+    let result = match SERVICES.lock().as_mut() {
+        Some(state) => handle(state, &caller, quota as usize, &request, response),
         None => Err(septa_abi::monitor::FAILED),
     };
     match result {
@@ -338,11 +326,18 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
         Action::Return(values) => frame.r[..4].copy_from_slice(&values),
         Action::Service { service, len } => {
             let mut reset_after = false;
-            let result = serve(len, |state, persistent, caller, quota, request, out| {
+            let result = serve(len, |state, caller, quota, request, out| {
                 if service == Service::Random as u32 || service == Service::StoragePut as u32 {
                     seed_once(state);
                 }
+                let capability = Service::from_u32(service).map(Service::capability);
+                if !matches!(capability, Some("update" | "storage")) {
+                    // Keys, hashes, randomness: nothing in flash, no flash lock.
+                    return state.handle(service, caller, request, out);
+                }
+                let mut persistent = PERSISTENT.lock();
                 let result = persistent.serve(state, &mut STORE.lock(), service, caller, quota, request, out);
+                print_message(&mut persistent);
                 reset_after = service == Service::UpdateCommit as u32 && result.is_ok();
                 result
             });
@@ -353,9 +348,9 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
             frame.r[..4].copy_from_slice(&result)
         }
         Action::StoreReport { len } => {
-            let result = serve(len, |state, persistent, _, _, batch, out| {
+            let result = serve(len, |state, _, _, batch, out| {
                 let batch = postcard::from_bytes(batch).map_err(|_| septa_abi::monitor::BAD_REQUEST)?;
-                persistent.store_report(state, batch, out)
+                PERSISTENT.lock().store_report(state, batch, out)
             });
             frame.r[..4].copy_from_slice(&result)
         }
@@ -375,7 +370,7 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
         Action::TrialFailed { len } => {
             let mut name = [0u8; 16];
             // The name is at most 16 bytes of the request area; anything longer is cut.
-            serve(len.min(16), |_, _, _, _, request, _| {
+            serve(len.min(16), |_, _, _, request, _| {
                 name[..request.len()].copy_from_slice(request);
                 Ok(0)
             });
