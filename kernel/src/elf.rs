@@ -228,7 +228,7 @@ mod tests {
     use super::*;
     use std::vec::Vec;
 
-    const USER: Range<u32> = 0x1000..0x4000_0000;
+    const USER: Range<u32> = 0x1000..0x2000_0000;
 
     /// A header: (type, offset, vaddr, filesz, memsz, flags).
     type Ph = (u32, u32, u32, u32, u32, u32);

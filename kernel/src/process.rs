@@ -23,11 +23,11 @@ use septa_targets::board;
 pub const MAX_PROCESSES: usize = 16;
 const PAGE: u32 = 4096;
 /// The top of every app's stack, one unmapped page below the end of the user range.
-pub const STACK_TOP: u32 = 0x3fff_f000;
+pub const STACK_TOP: u32 = 0x1fff_f000;
 pub const STACK_PAGES: u32 = 4;
 /// Where `map_device` places devices: device `n` of the board at
 /// `DEVICE_WINDOW + n * DEVICE_SPACING`.
-pub const DEVICE_WINDOW: u32 = 0x3000_0000;
+pub const DEVICE_WINDOW: u32 = 0x1000_0000;
 /// The most address space one device may take.
 pub const DEVICE_SPACING: u32 = 4 << 20;
 const _: () = {

@@ -1,7 +1,7 @@
 //! The kernel's address space and the MMU switch.
 //!
-//! TTBCR.N = 2 splits the address space: TTBR0 (per process, 4 KiB level-1 table) covers
-//! user addresses below 1 GiB; TTBR1 (this module's 16 KiB table) covers the rest and is
+//! TTBCR.N = 3 splits the address space: TTBR0 (per process, 4 KiB level-1 table) covers
+//! user addresses below 512 MiB; TTBR1 (this module's 16 KiB table) covers the rest and is
 //! the same for every process. Non-secure RAM is mapped one-to-one (virtual = physical),
 //! so physical addresses of frames and tables are usable directly. The kernel image is
 //! mapped with 4 KiB pages — text read-only and executable, read-only data read-only,
@@ -110,7 +110,7 @@ pub fn enable() {
     // in client mode so the table permissions decide every access.
     unsafe {
         regs::tlbiall(0);
-        regs::write_ttbcr(2);
+        regs::write_ttbcr(3);
         regs::write_ttbr1(l1 | WALK_ATTRIBUTES);
         regs::write_ttbr0(no_process_tables() | WALK_ATTRIBUTES);
         regs::write_contextidr(0);

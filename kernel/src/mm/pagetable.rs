@@ -1,7 +1,8 @@
 //! ARMv7 short-descriptor translation tables, built by plain safe Rust.
 //!
-//! TTBCR.N = 2: TTBR0 covers each process's user range `0..USER_END` with a 1024-entry
-//! level-1 table; the kernel's TTBR1 table covers the rest. A process's tables are one fixed
+//! TTBCR.N = 3: TTBR0 covers each process's user range `0..USER_END` (512 MiB) with the
+//! first 512 entries of a 1024-entry level-1 table; the kernel's TTBR1 table covers the
+//! rest. (Boards whose RAM starts at 0 keep their kernel RAM above 512 MiB.) A process's tables are one fixed
 //! 8 KiB block ([`UserTables`]): the level-1 table and four level-2 tables of 256 small-page
 //! entries, each covering 1 MiB. That bounds a process's table memory; a mapping that would
 //! need a fifth MiB fails with [`MapError::NoTableSpace`] and changes nothing.
@@ -16,7 +17,7 @@
 use core::fmt;
 
 pub const PAGE_SIZE: u32 = 4096;
-pub const USER_END: u32 = 0x4000_0000;
+pub const USER_END: u32 = 0x2000_0000;
 pub const L1_ENTRIES: usize = 1024;
 pub const L2_ENTRIES: usize = 256;
 pub const L2_TABLES: usize = 4;
@@ -329,9 +330,9 @@ mod tests {
     fn translate_round_trips_with_offset() {
         let mut t = tables();
         let mut pt = UserPageTable::new(&mut t, PHYS).unwrap();
-        pt.map_page(0x3fff_e000, 0x4700_0000, RO, MemoryKind::Normal).unwrap();
-        assert_eq!(pt.translate(0x3fff_e123), Some((0x4700_0123, RO, MemoryKind::Normal)));
-        assert_eq!(pt.translate(0x3fff_f000), None);
+        pt.map_page(0x1fff_e000, 0x4700_0000, RO, MemoryKind::Normal).unwrap();
+        assert_eq!(pt.translate(0x1fff_e123), Some((0x4700_0123, RO, MemoryKind::Normal)));
+        assert_eq!(pt.translate(0x1fff_f000), None);
         assert_eq!(pt.translate(0x4000_0000), None);
     }
 

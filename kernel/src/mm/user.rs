@@ -152,7 +152,7 @@ mod tests {
         assert_eq!(claim(0x12000, 1, Access::Read), Err(Fault), "unmapped");
         assert_eq!(claim(0x11ff0, 0x20, Access::Read), Err(Fault), "runs into an unmapped page");
         assert_eq!(claim(0x4010_0000, 4, Access::Read), Err(Fault), "kernel address");
-        assert_eq!(claim(0x3fff_fffc, 8, Access::Read), Err(Fault), "crosses into the kernel half");
+        assert_eq!(claim(0x1fff_fffc, 8, Access::Read), Err(Fault), "crosses into the kernel half");
         assert_eq!(claim(0xffff_f000, 0x2000, Access::Read), Err(Fault), "wraps around");
     }
 
