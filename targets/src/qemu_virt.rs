@@ -46,6 +46,10 @@ pub const SECURE_GPIO_POWEROFF_PIN: u32 = 0;
 pub const GPIO: usize = 0x0903_0000;
 pub const GPIO_PINS: u8 = 8;
 
+/// The kernel maps its windows at a fixed virtual base + (physical address − this base); the
+/// windows must lie within 256 MiB above it.
+pub const KERNEL_WINDOW_BASE: usize = 0;
+
 /// What the kernel maps besides RAM: the UART's MiB (which also holds the RTC and the
 /// GPIO controller), the GIC's MiB, and flash 1 with the image slots, read-only.
 pub const KERNEL_WINDOWS: &[Window] = &[
@@ -148,5 +152,9 @@ mod tests {
         assert!(STAGING.end() <= STORAGE.base && STORAGE.end() <= REPORTS.base);
         assert!(RAM.contains_range(UPDATE_INBOX.base, UPDATE_INBOX.size + 4096));
         assert!(FRAMES.end() <= UPDATE_INBOX.base);
+        for window in KERNEL_WINDOWS {
+            assert!(window.region.base >= KERNEL_WINDOW_BASE);
+            assert!(window.region.end() <= KERNEL_WINDOW_BASE + (256 << 20));
+        }
     }
 }

@@ -7,7 +7,7 @@
 //! mapped with 4 KiB pages — text read-only and executable, read-only data read-only,
 //! everything else read-write and execute-never; the rest of RAM with 1 MiB sections,
 //! read-write and execute-never; the board's device and flash windows
-//! (`board::KERNEL_WINDOWS`) at [`LOW_WINDOW`] + physical address, execute-never. Nothing
+//! (`board::KERNEL_WINDOWS`) at [`LOW_WINDOW`] + offset, execute-never. Nothing
 //! is both writable and executable, and nothing the kernel maps is reachable from user mode. The tables are built by safe code from the encoders in
 //! `septa_kernel::mm::pagetable`; only installing them is `unsafe`.
 
@@ -15,7 +15,8 @@ use septa_armv7::regs;
 use septa_kernel::mm::pagetable::{self, MemoryKind, UserTables};
 use septa_targets::{WindowKind, board};
 
-/// Physical addresses below 256 MiB (devices, flash) appear at this base + the address.
+/// The board's windows (devices, flash: 256 MiB from `board::KERNEL_WINDOW_BASE`) appear at
+/// this base + their offset.
 const LOW_WINDOW: usize = 0xf000_0000;
 const MIB: usize = 1 << 20;
 const PAGE: usize = 4096;
@@ -24,9 +25,9 @@ const WALK_ATTRIBUTES: u32 = (1 << 6) | (1 << 3) | (1 << 1);
 /// SCTLR: MMU, alignment checking, data cache, branch prediction, instruction cache.
 const SCTLR_ENABLE: u32 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 11) | (1 << 12);
 
-/// The kernel virtual address of a device or flash physical address below 256 MiB.
+/// The kernel virtual address of a device or flash physical address in the board's windows.
 pub const fn device_va(pa: usize) -> usize {
-    LOW_WINDOW + pa
+    LOW_WINDOW + (pa - board::KERNEL_WINDOW_BASE)
 }
 
 #[repr(C, align(16384))]
