@@ -1,5 +1,9 @@
-use septa_targets::{board, build::link_stage};
+use septa_targets::{build::link_stage, qemu_virt, raspi2b};
 
 fn main() {
-    link_stage(board::NAME, "ram-stage.ld", board::MONITOR_MEMORY);
+    if std::env::var_os("CARGO_FEATURE_RASPI2B").is_some() {
+        link_stage(raspi2b::NAME, "ram-stage.ld", raspi2b::MONITOR_MEMORY);
+    } else {
+        link_stage(qemu_virt::NAME, "ram-stage.ld", qemu_virt::MONITOR_MEMORY);
+    }
 }

@@ -17,6 +17,8 @@ pub mod mode;
 #[cfg(target_arch = "arm")]
 pub mod pl011;
 #[cfg(target_arch = "arm")]
+pub mod ram_flash;
+#[cfg(target_arch = "arm")]
 pub mod regs;
 #[cfg(target_arch = "arm")]
 pub mod semihosting;

@@ -28,7 +28,6 @@ use septa_abi::handoff::{BootRecord, Handoff, MAX_RECORDS};
 use septa_abi::keys;
 use septa_abi::package::{Kind, Package};
 use septa_abi::slot::Slot;
-use septa_armv7::cfi_flash::CfiFlash;
 use septa_armv7::crash::{self, TrapFrame};
 use septa_armv7::{mode, pl011::Pl011, regs, semihosting};
 use septa_targets::{Region, board};
@@ -40,16 +39,23 @@ fn console() -> Pl011 {
     unsafe { Pl011::new(board::UART0) }
 }
 
-// Reset entry: Secure SVC, MMU and caches off, running from the boot ROM. Copy the image
-// (code, constants, data) into secure RAM, set the stack, zero .bss and jump to
-// `loader_main` in RAM by its absolute address.
+// Reset entry: Secure SVC, MMU and caches off, running from the boot ROM. Cores other than
+// core 0 park in a WFI loop until SMP support exists (WFI rather than WFE: QEMU runs a WFE
+// loop as a busy loop, which would eat the emulated time of core 0). Core 0 copies the image (code,
+// constants, data) into secure RAM, sets the stack, zeroes .bss and jumps to `loader_main`
+// in RAM by its absolute address.
 core::arch::global_asm!(
     r#"
     .section .text.start, "ax"
     .arm
     .global _start
 _start:
-    ldr r0, =__image_start
+    mrc p15, 0, r0, c0, c0, 5
+    ands r0, r0, #3
+    beq 3f
+0:  wfi
+    b 0b
+3:  ldr r0, =__image_start
     ldr r1, =__image_end
     ldr r2, =__image_load
 1:  cmp r0, r1
@@ -112,11 +118,7 @@ extern "C" fn loader_main() -> ! {
 /// slot; falls back to the active slot if a trial slot is refused. Powers off if the slot
 /// to boot is refused.
 fn choose_and_boot(out: &mut Pl011, fuses: &Fuses) -> (usize, Handoff) {
-    // SAFETY: flash 0 is the secure boot ROM bank; the loader runs from RAM and is the only
-    // code running, so nothing executes from or drives the bank meanwhile.
-    let mut flash = unsafe {
-        CfiFlash::new(board::FLASH0.base, board::FLASH0.size, board::FLASH_SECTOR, board::FLASH_WRITE_BUFFER)
-    };
+    let mut flash = boot_flash();
     let journal = BootState::journal(board::BOOT_STATE.base - board::FLASH0.base, 2);
     let mut state = BootState::load(&flash, &journal);
     let mut slot = state.next_boot();
@@ -147,6 +149,31 @@ fn choose_and_boot(out: &mut Pl011, fuses: &Fuses) -> (usize, Handoff) {
             }
             Err(reason) => refuse(out, slot, &reason),
         }
+    }
+}
+
+/// Flash 0 (fuses, boot state) as the loader writes it.
+#[cfg(not(feature = "raspi2b"))]
+fn boot_flash() -> septa_armv7::cfi_flash::CfiFlash {
+    // SAFETY: flash 0 is the secure boot ROM bank; the loader runs from RAM and is the only
+    // code running, so nothing executes from or drives the bank meanwhile.
+    unsafe {
+        septa_armv7::cfi_flash::CfiFlash::new(
+            board::FLASH0.base,
+            board::FLASH0.size,
+            board::FLASH_SECTOR,
+            board::FLASH_WRITE_BUFFER,
+        )
+    }
+}
+
+/// The boot payload's fuse and boot-state area, in RAM on the dev kit.
+#[cfg(feature = "raspi2b")]
+fn boot_flash() -> septa_armv7::ram_flash::RamFlash {
+    // SAFETY: FLASH0 is the RAM the boot payload put the fuses and boot state into; only the
+    // loader uses it while it runs.
+    unsafe {
+        septa_armv7::ram_flash::RamFlash::new(board::FLASH0.base, board::FLASH0.size, board::FLASH_SECTOR)
     }
 }
 

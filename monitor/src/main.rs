@@ -28,7 +28,9 @@ use septa_monitor::smc::{Action, Call, dispatch};
 use septa_monitor::storage::Store;
 use septa_targets::board;
 
+#[cfg_attr(feature = "raspi2b", path = "entropy_raspi2b.rs")]
 mod entropy;
+#[cfg_attr(feature = "raspi2b", path = "platform_raspi2b.rs")]
 mod platform;
 
 const STAGE: &str = "monitor";

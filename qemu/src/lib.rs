@@ -3,7 +3,7 @@
 //! `cargo xtask run`, the integration tests and the benchmarks all start QEMU through
 //! [`Config::args`], so the command a user copies from the README is the one the tests use.
 
-use septa_targets::qemu_virt;
+use septa_targets::{qemu_virt, raspi2b};
 use std::path::{Path, PathBuf};
 
 /// The QEMU binary for every board.
@@ -31,10 +31,28 @@ impl Images {
 
 pub const ROM_FILE: &str = "rom.img";
 pub const FLASH_FILE: &str = "flash.img";
+/// The dev kit's images: the loader ELF and the boot payload (fuses, boot state, slot A).
+pub const LOADER_ELF_FILE: &str = "loader.elf";
+pub const PAYLOAD_FILE: &str = "payload.img";
+
+impl Images {
+    /// The dev kit's images in `dir` (`rom` is the loader ELF, `flash` the boot payload).
+    pub fn raspi2b_in_dir(dir: &Path) -> Images {
+        Images { rom: dir.join(LOADER_ELF_FILE), flash: dir.join(PAYLOAD_FILE) }
+    }
+}
+
+/// The boards QEMU runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Board {
+    QemuVirt,
+    Raspi2b,
+}
 
 /// One QEMU invocation for the `qemu-virt` board.
 #[derive(Clone, Debug)]
 pub struct Config {
+    pub board: Board,
     pub images: Images,
     /// Console on stdio with QEMU's monitor multiplexed (Ctrl-A X quits, Ctrl-A C switches
     /// to the monitor), for interactive use. Otherwise serial on stdio and no monitor.
@@ -52,11 +70,27 @@ pub struct Config {
 
 impl Config {
     pub fn args(&self) -> Vec<String> {
-        let mut args: Vec<String> = qemu_virt::QEMU_MACHINE.iter().map(|s| s.to_string()).collect();
-        for (unit, file) in [(0, &self.images.rom), (1, &self.images.flash)] {
-            args.push("-drive".into());
-            let throwaway = if self.throwaway { ",snapshot=on" } else { "" };
-            args.push(format!("if=pflash,unit={unit},format=raw,file={}{throwaway}", file.display()));
+        let mut args: Vec<String> = Vec::new();
+        match self.board {
+            Board::QemuVirt => {
+                args.extend(qemu_virt::QEMU_MACHINE.iter().map(|s| s.to_string()));
+                for (unit, file) in [(0, &self.images.rom), (1, &self.images.flash)] {
+                    args.push("-drive".into());
+                    let throwaway = if self.throwaway { ",snapshot=on" } else { "" };
+                    args.push(format!("if=pflash,unit={unit},format=raw,file={}{throwaway}", file.display()));
+                }
+            }
+            Board::Raspi2b => {
+                // An ELF given with -kernel starts in Secure SVC at its entry point; the boot
+                // payload lands where the firmware's `ramfsaddr` would put it.
+                args.extend(raspi2b::QEMU_MACHINE.iter().map(|s| s.to_string()));
+                args.extend(["-kernel".to_string(), self.images.rom.display().to_string(), "-device".into()]);
+                args.push(format!(
+                    "loader,file={},addr={:#x},force-raw=on",
+                    self.images.flash.display(),
+                    raspi2b::FLASH0.base
+                ));
+            }
         }
         args.extend(["-semihosting-config".into(), "enable=on,target=native".into()]);
         if self.interactive {

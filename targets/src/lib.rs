@@ -9,10 +9,15 @@
 #![cfg_attr(not(feature = "build"), no_std)]
 
 pub mod qemu_virt;
+pub mod raspi2b;
 
-/// The board the device crates (loader, monitor, kernel) are built for. Device code names
-/// addresses only through this alias, so a second board is a second module selected here.
+/// The board the device crates (loader, monitor, kernel) are built for: `qemu-virt`, or
+/// the Raspberry Pi 2B with the `raspi2b` feature. Device code names addresses only
+/// through this alias.
+#[cfg(not(feature = "raspi2b"))]
 pub use qemu_virt as board;
+#[cfg(feature = "raspi2b")]
+pub use raspi2b as board;
 
 /// A region of the physical address space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

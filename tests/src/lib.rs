@@ -7,7 +7,7 @@
 //! The images come from `cargo xtask test`, which builds them and passes their directory in
 //! `SEPTA_IMAGES` (`target/septa/qemu-virt` by default).
 
-use septa_qemu::{Config, Images, QEMU};
+use septa_qemu::{Board, Config, Images, QEMU};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -88,6 +88,7 @@ impl Boot {
     pub fn new(images: Images) -> Boot {
         Boot {
             config: Config {
+                board: Board::QemuVirt,
                 images,
                 interactive: false,
                 icount: true,

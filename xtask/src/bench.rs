@@ -7,7 +7,7 @@
 
 use crate::{images, setup, variants};
 use anyhow::{Context, Result, bail};
-use septa_qemu::{Config, Images, QEMU};
+use septa_qemu::{Board, Config, Images, QEMU};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -38,6 +38,7 @@ pub fn run(root: &Path, json: Option<&Path>, linux: bool) -> Result<()> {
 
 fn boot_and_collect(dir: &Path, icount: bool) -> Result<Results> {
     let config = Config {
+        board: Board::QemuVirt,
         images: Images::in_dir(dir),
         interactive: false,
         icount,

@@ -6,7 +6,7 @@ use p256::ecdsa::SigningKey;
 use septa_abi::app;
 use septa_abi::fuses::Fuses;
 use septa_abi::package::{self, Kind};
-use septa_targets::{Region, qemu_virt as board};
+use septa_targets::{Region, qemu_virt as board, raspi2b};
 use septa_tool::image::{self, PackageSpec};
 use septa_tool::manifest::AppManifest;
 use septa_tool::{elf, keys};
@@ -133,7 +133,17 @@ pub fn build_bundle(root: &Path, security_version: u32, out: &Path) -> Result<()
 type Built = HashMap<String, PathBuf>;
 
 fn build_binaries(apps: &[&str], kernel_features: &[String]) -> Result<Built> {
-    let features = kernel_features.iter().map(|f| format!("septa-kernel/{f}")).collect::<Vec<_>>().join(",");
+    build_binaries_for(apps, kernel_features, None)
+}
+
+/// Builds for `board` (`None`: `qemu-virt`); another board builds with the stages' board
+/// feature into its own target directory, so switching boards rebuilds nothing.
+fn build_binaries_for(apps: &[&str], kernel_features: &[String], board: Option<&str>) -> Result<Built> {
+    let mut features: Vec<String> = kernel_features.iter().map(|f| format!("septa-kernel/{f}")).collect();
+    if let Some(board) = board {
+        features.extend(DEVICE_BINARIES.iter().map(|stage| format!("{stage}/{board}")));
+    }
+    let features = features.join(",");
     println!(
         "xtask: building loader, monitor, kernel{} and apps {} for {DEVICE_TARGET}",
         if features.is_empty() { String::new() } else { format!(" ({features})") },
@@ -152,6 +162,9 @@ fn build_binaries(apps: &[&str], kernel_features: &[String]) -> Result<Built> {
     }
     if !features.is_empty() {
         command.args(["--features", &features]);
+    }
+    if let Some(board) = board {
+        command.args(["--target-dir", &format!("target/{board}")]);
     }
     let mut child = command.stdout(Stdio::piped()).spawn().context("running cargo build")?;
     // Cargo reports each linked executable's path; with features switching between builds
@@ -185,19 +198,30 @@ fn signed_packages(
     apps: &[AppSpec],
     dir: &Path,
 ) -> Result<Vec<Vec<u8>>> {
+    signed_packages_at(built, security_version, apps, dir, (board::MONITOR_RAM, board::KERNEL_RAM))
+}
+
+/// [`signed_packages`] for a board whose monitor and kernel load at `stages`.
+fn signed_packages_at(
+    built: &Built,
+    security_version: u32,
+    apps: &[AppSpec],
+    dir: &Path,
+    (monitor_ram, kernel_ram): (Region, Region),
+) -> Result<Vec<Vec<u8>>> {
     let flat = |name: &str, region: Region| elf::flatten_file(binary(built, name)?, region.base);
     let mut packages = vec![
         PackageSpec {
             kind: Kind::Monitor,
             component_id: package::MONITOR_COMPONENT_ID,
             security_version,
-            payload: flat("monitor", board::MONITOR_RAM)?,
+            payload: flat("monitor", monitor_ram)?,
         },
         PackageSpec {
             kind: Kind::Kernel,
             component_id: package::KERNEL_COMPONENT_ID,
             security_version,
-            payload: flat("kernel", board::KERNEL_RAM)?,
+            payload: flat("kernel", kernel_ram)?,
         },
     ];
     for app in apps {
@@ -246,6 +270,44 @@ fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
     image::write_atomically(&images.rom, &rom)?;
     image::write_atomically(&images.flash, &flash)?;
     image::write_atomically(&stamp, digest.as_bytes())
+}
+
+/// The dev kit's apps: the default image's, less those needing devices it lacks.
+pub fn raspi2b_image(root: &Path) -> Result<ImageSpec> {
+    let mut spec = default_image(root)?;
+    spec.apps.retain(|app| app.manifest.devices.iter().all(|d| raspi2b::DEVICES.iter().any(|b| b.name == d)));
+    spec.dir = String::new();
+    Ok(spec)
+}
+
+/// Builds an image for the Raspberry Pi 2B under `target/septa/raspi2b/<dir>/`: the loader
+/// ELF (what QEMU's `-kernel` or the firmware starts) and the boot payload — the fuse and
+/// boot-state area, then slot A — which goes to `raspi2b::FLASH0`.
+pub fn build_raspi2b(root: &Path, spec: &ImageSpec) -> Result<PathBuf> {
+    setup::ensure_target()?;
+    let mut binaries: Vec<&str> = spec.apps.iter().map(|a| a.binary.as_str()).collect();
+    binaries.sort();
+    binaries.dedup();
+    let built = build_binaries_for(&binaries, &spec.kernel_features, Some(raspi2b::NAME))?;
+    let dir = root.join("target/septa").join(raspi2b::NAME).join(&spec.dir);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let key = development_key(&dir)?;
+    let signed =
+        signed_packages_at(&built, 1, &spec.apps, &dir, (raspi2b::MONITOR_RAM, raspi2b::KERNEL_RAM))?;
+    let mut payload = vec![0u8; raspi2b::FLASH0.size];
+    let fuses = raspi2b::FUSES.base - raspi2b::FLASH0.base;
+    development_fuses(&dir, &key)?
+        .encode_into(&mut payload[fuses..fuses + raspi2b::FUSES.size])
+        .map_err(|e| anyhow::anyhow!("encoding the fuses: {e}"))?;
+    let slot = septa_abi::slot::compose(&signed);
+    if slot.len() > raspi2b::SLOT_A.size {
+        bail!("slot A needs {} bytes; the dev kit gives it {}", slot.len(), raspi2b::SLOT_A.size);
+    }
+    payload.extend_from_slice(&slot);
+    fs::copy(binary(&built, "loader")?, dir.join(septa_qemu::LOADER_ELF_FILE))
+        .context("copying the loader")?;
+    image::write_atomically(&dir.join(septa_qemu::PAYLOAD_FILE), &payload)?;
+    Ok(dir)
 }
 
 /// The directory holding the development OEM key and device secret, shared by every image

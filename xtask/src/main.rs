@@ -26,7 +26,7 @@ const HOST_TESTED: [&str; 10] = [
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use septa_qemu::{Config, Images, QEMU};
+use septa_qemu::{Board, Config, Images, QEMU};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -40,9 +40,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Build loader, monitor and kernel and compose the board images under target/septa/.
-    Build,
+    Build {
+        /// `qemu-virt` (the reference board) or `raspi2b` (the dev kit).
+        #[arg(long, default_value = "qemu-virt")]
+        board: BoardName,
+    },
     /// Build if needed and boot the images under QEMU (console on stdio; quit with Ctrl-A X).
     Run {
+        #[arg(long, default_value = "qemu-virt")]
+        board: BoardName,
         /// Put this update bundle in the device's inbox, where the `updater` app finds it.
         /// Boots the images as they are (no rebuild), so the device keeps its state.
         #[arg(long)]
@@ -76,6 +82,13 @@ enum Cmd {
     },
 }
 
+/// The boards `--board` names.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum BoardName {
+    QemuVirt,
+    Raspi2b,
+}
+
 fn main() -> std::process::ExitCode {
     match run_command(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -90,11 +103,35 @@ fn run_command(cli: Cli) -> Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root).context("entering the workspace root")?;
     match cli.command {
-        Cmd::Build => {
+        Cmd::Build { board: BoardName::QemuVirt } => {
             let dir = images::build(&root, &[images::default_image(&root)?])?;
             println!("xtask: images in {}", dir.display());
         }
-        Cmd::Run { bundle, qemu_args } => run(&root, bundle.as_deref(), &qemu_args)?,
+        Cmd::Build { board: BoardName::Raspi2b } => {
+            let dir = images::build_raspi2b(&root, &images::raspi2b_image(&root)?)?;
+            println!("xtask: images in {}", dir.display());
+        }
+        Cmd::Run { board: BoardName::QemuVirt, bundle, qemu_args } => {
+            run(&root, bundle.as_deref(), &qemu_args)?
+        }
+        Cmd::Run { board: BoardName::Raspi2b, bundle, qemu_args } => {
+            if bundle.is_some() {
+                bail!("--bundle is for qemu-virt; the dev kit has no update inbox loader yet");
+            }
+            let dir = images::build_raspi2b(&root, &images::raspi2b_image(&root)?)?;
+            boot_interactive(
+                Config {
+                    board: Board::Raspi2b,
+                    images: Images::raspi2b_in_dir(&dir),
+                    interactive: true,
+                    icount: false,
+                    throwaway: false,
+                    monitor_socket: None,
+                    inbox: None,
+                },
+                &qemu_args,
+            )?
+        }
         Cmd::Bundle { out, security_version } => images::build_bundle(&root, security_version, &out)?,
         Cmd::Test => test(&root)?,
         Cmd::Lint => lint()?,
@@ -116,15 +153,23 @@ fn run(root: &Path, bundle: Option<&Path>, qemu_args: &[String]) -> Result<()> {
         Some(_) if existing.rom.exists() && existing.flash.exists() => images::image_dir(root),
         _ => images::build(root, &[images::default_image(root)?])?,
     };
+    boot_interactive(
+        Config {
+            board: Board::QemuVirt,
+            images: Images::in_dir(&dir),
+            interactive: true,
+            icount: false,
+            throwaway: false,
+            monitor_socket: None,
+            inbox: bundle.map(Path::to_path_buf),
+        },
+        qemu_args,
+    )
+}
+
+/// Boots `config` with the console on this terminal.
+fn boot_interactive(config: Config, qemu_args: &[String]) -> Result<()> {
     setup::ensure_qemu()?;
-    let config = Config {
-        images: Images::in_dir(&dir),
-        interactive: true,
-        icount: false,
-        throwaway: false,
-        monitor_socket: None,
-        inbox: bundle.map(Path::to_path_buf),
-    };
     println!("xtask: {}", config.command_line(qemu_args));
     println!("xtask: quit QEMU with Ctrl-A X");
     let status = Command::new(QEMU)

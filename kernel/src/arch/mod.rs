@@ -5,11 +5,18 @@
 //! - [`mmu`]: the kernel's translation tables, turning the MMU on, switching TTBR0/ASID;
 //! - [`timer`]: the tick (the ARM generic timer, the same on every board);
 //! - the board's interrupt and GPIO controllers behind [`InterruptController`] and
-//!   [`GpioController`]: [`gic`] and [`pl061`] on `qemu-virt`.
+//!   [`GpioController`]: the GIC and the PL061 on `qemu-virt`, the BCM2836 local
+//!   controller and the BCM2835 GPIO on the Raspberry Pi 2B.
 
+#[cfg(feature = "raspi2b")]
+pub mod bcm2835_gpio;
+#[cfg(feature = "raspi2b")]
+pub mod bcm2836;
 pub mod entry;
+#[cfg(not(feature = "raspi2b"))]
 pub mod gic;
 pub mod mmu;
+#[cfg(not(feature = "raspi2b"))]
 pub mod pl061;
 pub mod timer;
 
@@ -31,7 +38,10 @@ pub trait InterruptController {
 }
 
 /// The board's interrupt controller.
+#[cfg(not(feature = "raspi2b"))]
 pub static IRQS: gic::Gic = gic::Gic;
+#[cfg(feature = "raspi2b")]
+pub static IRQS: bcm2836::Bcm2836 = bcm2836::Bcm2836;
 
 /// What the kernel needs from a board's GPIO controller.
 pub trait GpioController {
@@ -41,7 +51,10 @@ pub trait GpioController {
 }
 
 /// The board's GPIO controller.
+#[cfg(not(feature = "raspi2b"))]
 pub static GPIO: pl061::Pl061 = pl061::Pl061;
+#[cfg(feature = "raspi2b")]
+pub static GPIO: bcm2835_gpio::Bcm2835Gpio = bcm2835_gpio::Bcm2835Gpio;
 
 /// Benchmark builds only: starts the PMU cycle counter and lets user mode read it and the
 /// virtual counter, so benchmark apps can time themselves.

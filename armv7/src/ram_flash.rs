@@ -1,0 +1,69 @@
+//! RAM standing in for flash on a board without one (the Raspberry Pi 2B's boot payload):
+//! the same [`Flash`] interface, so the journals work unchanged — but nothing survives a
+//! power cycle.
+
+use core::ptr::{read_volatile, write_volatile};
+use septa_abi::flash::{Error, Flash, check_range};
+
+pub struct RamFlash {
+    base: usize,
+    size: usize,
+    sector: usize,
+}
+
+impl RamFlash {
+    /// # Safety
+    ///
+    /// `base..base + size` must be RAM owned by the caller and used for nothing else while
+    /// the value lives.
+    pub const unsafe fn new(base: usize, size: usize, sector: usize) -> RamFlash {
+        RamFlash { base, size, sector }
+    }
+}
+
+impl Flash for RamFlash {
+    fn sector_size(&self) -> usize {
+        self.sector
+    }
+
+    fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), Error> {
+        check_range(offset, out.len(), self.size)?;
+        for (index, byte) in out.iter_mut().enumerate() {
+            // SAFETY: inside the caller's RAM (`new`), range checked above.
+            *byte = unsafe { read_volatile((self.base + offset + index) as *const u8) };
+        }
+        Ok(())
+    }
+
+    fn slice(&self, offset: usize, len: usize) -> Result<&[u8], Error> {
+        check_range(offset, len, self.size)?;
+        // SAFETY: inside the caller's RAM, range checked; the slice borrows `self`, so no
+        // erase or program changes it while it lives.
+        Ok(unsafe { core::slice::from_raw_parts((self.base + offset) as *const u8, len) })
+    }
+
+    fn erase(&mut self, offset: usize) -> Result<(), Error> {
+        check_range(offset, self.sector, self.size)?;
+        if !offset.is_multiple_of(self.sector) {
+            return Err(Error::Misaligned);
+        }
+        for at in (offset..offset + self.sector).step_by(4) {
+            // SAFETY: as in `read`.
+            unsafe { write_volatile((self.base + at) as *mut u32, u32::MAX) };
+        }
+        Ok(())
+    }
+
+    fn program(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
+        check_range(offset, data.len(), self.size)?;
+        if !offset.is_multiple_of(4) || !data.len().is_multiple_of(4) {
+            return Err(Error::Misaligned);
+        }
+        for (index, word) in data.chunks_exact(4).enumerate() {
+            let value = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+            // SAFETY: as in `read`.
+            unsafe { write_volatile((self.base + offset + 4 * index) as *mut u32, value) };
+        }
+        Ok(())
+    }
+}
