@@ -26,6 +26,19 @@ pub fn images_dir() -> PathBuf {
     }
 }
 
+/// The directory of the dev kit's image sets (`target/septa/raspi2b` by default).
+pub fn raspi2b_dir() -> PathBuf {
+    match std::env::var_os("SEPTA_RASPI2B_IMAGES") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/septa/raspi2b"),
+    }
+}
+
+/// The dev kit's default images (`name` "") or a variant.
+pub fn raspi2b_images(name: &str) -> Images {
+    Images::raspi2b_in_dir(&raspi2b_dir().join(name))
+}
+
 /// The default images, shared read-only between tests.
 pub fn default_images() -> Images {
     Images::in_dir(&images_dir())
@@ -110,6 +123,12 @@ impl Boot {
     pub fn poke(self, address: usize, value: u32) -> Boot {
         let device = format!("loader,addr={address:#x},data={value:#x},data-len=4");
         self.args(["-device", &device])
+    }
+
+    /// Boots the Raspberry Pi 2B (`-M raspi2b`) instead of `qemu-virt`.
+    pub fn raspi2b(mut self) -> Boot {
+        self.config.board = Board::Raspi2b;
+        self
     }
 
     /// Lets the guest's flash writes reach the image files (a private copy: see

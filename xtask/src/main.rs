@@ -189,6 +189,8 @@ fn test(root: &Path) -> Result<()> {
     specs.extend(variants::test_images(root)?);
     specs.push(variants::bench_image(root)?);
     let dir = images::build(root, &specs)?;
+    let raspi2b_dir = images::build_raspi2b(root, &images::raspi2b_image(root)?)?;
+    images::build_raspi2b(root, &variants::raspi2b_core_image(root)?)?;
     println!("xtask: building the septa host tool for the tests");
     let status =
         Command::new(env!("CARGO")).args(["build", "-p", "septa-tool", "--bin", "septa"]).status()?;
@@ -202,7 +204,8 @@ fn test(root: &Path) -> Result<()> {
         command.args(["-p", package]);
     }
     let tool = root.join("target/debug/septa");
-    let summary = tally::run(command.env("SEPTA_IMAGES", &dir).env("SEPTA_TOOL", tool))?;
+    command.env("SEPTA_IMAGES", &dir).env("SEPTA_RASPI2B_IMAGES", raspi2b_dir).env("SEPTA_TOOL", tool);
+    let summary = tally::run(&mut command)?;
     println!("tests: {} passed, {} failed", summary.passed, summary.failed);
     if summary.failed > 0 || !summary.success {
         bail!("tests failed");

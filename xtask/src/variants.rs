@@ -104,6 +104,15 @@ fn update_image(root: &Path) -> Result<ImageSpec> {
     })
 }
 
+/// The dev kit's `core/` image: `hello`, `counter` and `spinner` (preemption).
+pub fn raspi2b_core_image(root: &Path) -> Result<ImageSpec> {
+    let apps = ["hello", "counter", "spinner"]
+        .iter()
+        .map(|n| AppSpec::from_crate(root, n))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ImageSpec { dir: "core".into(), kernel_features: Vec::new(), apps, bundles: Vec::new() })
+}
+
 /// The benchmark image: `bench` first (it measures the time to the first app), `benchpeer`
 /// for IPC and switches, and a kernel that lets them read the counters.
 pub fn bench_image(root: &Path) -> Result<ImageSpec> {

@@ -1,0 +1,74 @@
+//! The dev kit: the same loader, monitor, kernel and apps under QEMU's `raspi2b` — the
+//! BCM2836 local interrupt controller instead of the GIC, the BCM2835 GPIO, RNG and
+//! watchdog, and the images in a boot payload in RAM instead of flash.
+
+use septa_abi::package::Kind;
+use septa_abi::slot::Slot;
+use septa_targets::raspi2b as board;
+use septa_tests::{Boot, raspi2b_images};
+use std::fs;
+
+#[test]
+fn the_dev_kit_boots_the_chain_and_runs_the_apps() {
+    let mut qemu = Boot::new(raspi2b_images("")).raspi2b().spawn();
+    qemu.wait_for("septa: supervisor: restarting crasher in 200 ms (restart 2)");
+    qemu.wait_for("[logger] from 6b1c5d6e: blinky: pin 3 off");
+    let console = qemu.console();
+    for line in [
+        "septa: loader 0.1.0 secure svc\n",
+        "septa: loader: slot A:",
+        "septa: monitor 0.1.0 secure mon\n",
+        "septa: kernel 0.1.0 non-secure svc\n",
+        "[hello] hello from hello (pid 0)",
+        "[logger] from 6b1c5d6e: blinky: pin 3 on",
+        "[ping] 1000 of 1000 round trips to pong checked",
+        "septa: kernel: app crasher faulted: data abort at pc",
+        "septa: supervisor: restarting crasher in 100 ms (restart 1)",
+    ] {
+        assert!(console.contains(line), "missing {line:?}:\n{console}");
+    }
+    // Only core 0 runs: the other three are parked by the loader.
+    assert_eq!(console.matches("septa: loader 0.1.0").count(), 1, "{console}");
+}
+
+#[test]
+fn the_timer_preempts_a_spinning_app_on_the_dev_kit() {
+    let mut qemu = Boot::new(raspi2b_images("core")).raspi2b().spawn();
+    qemu.wait_for("[spinner] still spinning (round 1)");
+    qemu.wait_for("[counter] count 4");
+    let console = qemu.console();
+    let spinning = console.find("[spinner] still spinning (round 1)").unwrap();
+    assert!(spinning < console.find("[counter] count 4").unwrap(), "no preemption:\n{console}");
+    assert!(!console.contains("faulted"), "{console}");
+}
+
+#[test]
+fn secure_boot_on_the_dev_kit_refuses_a_tampered_app() {
+    let images = raspi2b_images("");
+    let dir = std::env::temp_dir().join(format!("septa-raspi2b-tamper-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let copy = septa_qemu::Images::raspi2b_in_dir(&dir);
+    fs::copy(&images.rom, &copy.rom).unwrap();
+    let mut payload = fs::read(&images.flash).unwrap();
+    let slot_at = board::SLOT_A.base - board::FLASH0.base;
+    let (index, end) = {
+        let slot = Slot::parse(&payload[slot_at..]).unwrap();
+        let (index, (offset, package)) = slot
+            .packages()
+            .map(Result::unwrap)
+            .enumerate()
+            .find(|(_, (_, p))| p.header.kind == Kind::App)
+            .unwrap();
+        (index, slot_at + offset + package.encoded_len())
+    };
+    payload[end - 1] ^= 1;
+    fs::write(&copy.flash, payload).unwrap();
+    let outcome = Boot::new(copy).raspi2b().run();
+    let _ = fs::remove_dir_all(&dir);
+    outcome.expect(
+        septa_abi::exit::BOOT_REFUSED,
+        &[&format!(
+            "septa: loader: refusing to boot slot A: package {index} (app): payload SHA-256 does not match the header (corrupt image)"
+        )],
+    );
+}
