@@ -21,6 +21,9 @@ pub const LOADER_ROM: Region = Region::new(0x0f00_0000, 1 << 20);
 pub const SECURE_RAM: Region = Region::new(0x1000_0000, 16 << 20);
 /// The kernel's RAM, identity-mapped above the user range.
 pub const RAM: Region = Region::new(0x2000_0000, 0x1800_0000);
+// The kernel's RAM must lie above the user range (which ends at 512 MiB).
+const _: () = assert!(RAM.base >= 0x2000_0000);
+
 /// Kept free below the kernel, as the device tree is on `qemu-virt`.
 pub const DTB: Region = Region::new(RAM.base, 1 << 20);
 
@@ -106,7 +109,6 @@ mod tests {
     #[test]
     fn regions_are_disjoint_and_the_kernel_stays_above_the_user_range() {
         assert!(LOADER_ROM.end() <= SECURE_RAM.base && SECURE_RAM.end() <= RAM.base);
-        assert!(RAM.base >= 0x2000_0000, "user addresses end at 512 MiB");
         assert!(RAM.end() <= FLASH0.base && FLASH1.end() <= 0x3c00_0000);
         assert!(MONITOR_RAM.end() <= LOADER_RAM.base);
         assert!(REPORTS.end() <= FLASH1.end());

@@ -236,5 +236,15 @@ fn lint() -> Result<()> {
         device.extend(["-p", package]);
     }
     device.extend(["--", "-D", "warnings"]);
-    cargo(&device)
+    cargo(&device)?;
+    // The dev kit's build of the three stages.
+    let features: Vec<String> =
+        images::DEVICE_BINARIES.iter().map(|stage| format!("{stage}/raspi2b")).collect();
+    let features = features.join(",");
+    let mut raspi2b = vec!["clippy", "--release", "--target", setup::DEVICE_TARGET, "--bins"];
+    for package in images::DEVICE_BINARIES {
+        raspi2b.extend(["-p", package]);
+    }
+    raspi2b.extend(["--features", &features, "--target-dir", "target/raspi2b", "--", "-D", "warnings"]);
+    cargo(&raspi2b)
 }
