@@ -46,8 +46,23 @@ impl Images {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Board {
     QemuVirt,
+    /// The dev kit, the loader given as an ELF (`-kernel`).
     Raspi2b,
+    /// The dev kit started the way its firmware starts an SD card made by `cargo xtask
+    /// sdcard`: the stub at 0, the flat loader and the payload at their configured addresses,
+    /// every core starting at 0. `images.rom` is the SD card's `loader.bin`.
+    Raspi2bSdCard,
 }
+
+impl Images {
+    /// The images of an SD card boot directory.
+    pub fn sdcard_in_dir(dir: &Path) -> Images {
+        Images { rom: dir.join("loader.bin"), flash: dir.join(PAYLOAD_FILE) }
+    }
+}
+
+/// The name of the stub the firmware runs first (`armstub=` in `config.txt`).
+pub const ARMSTUB_FILE: &str = "septa-armstub.bin";
 
 /// One QEMU invocation for the `qemu-virt` board.
 #[derive(Clone, Debug)]
@@ -90,6 +105,18 @@ impl Config {
                     self.images.flash.display(),
                     raspi2b::FLASH0.base
                 ));
+            }
+            Board::Raspi2bSdCard => {
+                args.extend(raspi2b::QEMU_MACHINE.iter().map(|s| s.to_string()));
+                let stub = self.images.rom.with_file_name(ARMSTUB_FILE);
+                for (file, address) in [
+                    (&stub, 0),
+                    (&self.images.rom, raspi2b::LOADER_ROM.base),
+                    (&self.images.flash, raspi2b::FLASH0.base),
+                ] {
+                    args.push("-device".into());
+                    args.push(format!("loader,file={},addr={address:#x},force-raw=on", file.display()));
+                }
             }
         }
         args.extend(["-semihosting-config".into(), "enable=on,target=native".into()]);

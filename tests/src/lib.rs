@@ -131,6 +131,12 @@ impl Boot {
         self
     }
 
+    /// Boots the Raspberry Pi 2B from an SD card directory's files, as its firmware would.
+    pub fn raspi2b_sdcard(mut self) -> Boot {
+        self.config.board = Board::Raspi2bSdCard;
+        self
+    }
+
     /// Lets the guest's flash writes reach the image files (a private copy: see
     /// [`scratch_copy`]), so the next boot sees them, like a device across power cycles.
     pub fn persistent(mut self) -> Boot {

@@ -32,6 +32,19 @@ fn the_dev_kit_boots_the_chain_and_runs_the_apps() {
 }
 
 #[test]
+fn the_sd_card_boots_as_the_firmware_starts_it() {
+    // All four cores start at address 0 in the stub, as the firmware starts them.
+    let sdcard = septa_tests::raspi2b_dir().join("sdcard");
+    let config = std::fs::read_to_string(sdcard.join("config.txt")).unwrap();
+    assert!(config.contains("armstub=septa-armstub.bin") && config.contains("ramfsaddr=0x38000000"));
+    let mut qemu = Boot::new(septa_qemu::Images::sdcard_in_dir(&sdcard)).raspi2b_sdcard().spawn();
+    qemu.wait_for("[hello] hello from hello");
+    let console = qemu.console();
+    assert_eq!(console.matches("septa: loader 0.1.0 secure svc").count(), 1, "{console}");
+    assert!(console.contains("septa: kernel 0.1.0 non-secure svc"), "{console}");
+}
+
+#[test]
 fn the_timer_preempts_a_spinning_app_on_the_dev_kit() {
     let mut qemu = Boot::new(raspi2b_images("core")).raspi2b().spawn();
     qemu.wait_for("[spinner] still spinning (round 1)");

@@ -310,6 +310,64 @@ pub fn build_raspi2b(root: &Path, spec: &ImageSpec) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// The firmware files a Raspberry Pi 2B boot partition needs besides ours; they are not
+/// redistributed here.
+const PI_FIRMWARE: [&str; 3] = ["bootcode.bin", "start.elf", "fixup.dat"];
+
+/// Writes the boot directory of an SD card for a real Raspberry Pi 2B from the dev kit
+/// images in `dir`: our stub, the loader, the boot payload and a `config.txt` that makes
+/// the firmware start the stub in the secure world. The firmware files are the user's to add.
+pub fn write_sdcard(dir: &Path, out: &Path) -> Result<()> {
+    fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    // The stub the firmware runs at address 0 on every core, in Secure SVC:
+    // `ldr pc, [pc, #-4]` then the loader's address. The loader parks cores 1-3.
+    let mut stub = 0xe51f_f004u32.to_le_bytes().to_vec();
+    stub.extend_from_slice(&(raspi2b::LOADER_ROM.base as u32).to_le_bytes());
+    image::write_atomically(&out.join(septa_qemu::ARMSTUB_FILE), &stub)?;
+    let loader = elf::flatten_file(&dir.join(septa_qemu::LOADER_ELF_FILE), raspi2b::LOADER_ROM.base)?;
+    image::write_atomically(&out.join("loader.bin"), &loader)?;
+    fs::copy(dir.join(septa_qemu::PAYLOAD_FILE), out.join(septa_qemu::PAYLOAD_FILE))
+        .with_context(|| format!("copying the boot payload into {}", out.display()))?;
+    let config = format!(
+        "# Septa on the Raspberry Pi 2B (docs/devkit.md).\n\
+         # The firmware runs our stub at address 0 in the secure world; the stub jumps to the\n\
+         # loader, which verifies the images in the boot payload before anything else runs.\n\
+         arm_64bit=0\n\
+         armstub={}\n\
+         kernel=loader.bin\n\
+         kernel_address={:#010x}\n\
+         ramfsfile={}\n\
+         ramfsaddr={:#010x}\n\
+         device_tree=\n\
+         disable_commandline_tags=1\n\
+         enable_uart=1\n",
+        septa_qemu::ARMSTUB_FILE,
+        raspi2b::LOADER_ROM.base,
+        septa_qemu::PAYLOAD_FILE,
+        raspi2b::FLASH0.base
+    );
+    image::write_atomically(&out.join("config.txt"), config.as_bytes())?;
+    let missing: Vec<&str> = PI_FIRMWARE.iter().copied().filter(|f| !out.join(f).exists()).collect();
+    image::write_atomically(
+        &out.join("FIRMWARE.txt"),
+        format!(
+            "Copy these Raspberry Pi firmware files into this directory (from the `boot/` folder of\n\
+             https://github.com/raspberrypi/firmware, or the boot partition of Raspberry Pi OS):\n{}\n",
+            PI_FIRMWARE.join("\n")
+        )
+        .as_bytes(),
+    )?;
+    println!("xtask: SD card boot directory in {}", out.display());
+    if !missing.is_empty() {
+        println!(
+            "xtask: add the Raspberry Pi firmware files {} (see {}), then copy the directory to a FAT32 card",
+            missing.join(", "),
+            out.join("FIRMWARE.txt").display()
+        );
+    }
+    Ok(())
+}
+
 /// The directory holding the development OEM key and device secret, shared by every image
 /// of the board (`target/septa/<board>/keys/`). Never committed: `target/` is ignored.
 pub fn keys_dir(image_dir: &Path) -> PathBuf {

@@ -66,6 +66,14 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         security_version: u32,
     },
+    /// Write an SD card boot directory for a real Raspberry Pi 2B (docs/devkit.md).
+    Sdcard {
+        #[arg(long, default_value = "raspi2b")]
+        board: BoardName,
+        /// Where to write it (default: target/septa/raspi2b/sdcard).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Host unit tests and the QEMU integration tests.
     Test,
     /// rustfmt check and clippy (no warnings) for host and device crates.
@@ -133,6 +141,14 @@ fn run_command(cli: Cli) -> Result<()> {
             )?
         }
         Cmd::Bundle { out, security_version } => images::build_bundle(&root, security_version, &out)?,
+        Cmd::Sdcard { board: BoardName::QemuVirt, .. } => {
+            bail!("qemu-virt has no SD card: use --board raspi2b")
+        }
+        Cmd::Sdcard { board: BoardName::Raspi2b, out } => {
+            let dir = images::build_raspi2b(&root, &images::raspi2b_image(&root)?)?;
+            let out = out.unwrap_or_else(|| dir.join("sdcard"));
+            images::write_sdcard(&dir, &out)?;
+        }
         Cmd::Test => test(&root)?,
         Cmd::Lint => lint()?,
         Cmd::Bench { json, no_linux } => bench::run(&root, json.as_deref(), !no_linux)?,
@@ -190,6 +206,7 @@ fn test(root: &Path) -> Result<()> {
     specs.push(variants::bench_image(root)?);
     let dir = images::build(root, &specs)?;
     let raspi2b_dir = images::build_raspi2b(root, &images::raspi2b_image(root)?)?;
+    images::write_sdcard(&raspi2b_dir, &raspi2b_dir.join("sdcard"))?;
     images::build_raspi2b(root, &variants::raspi2b_core_image(root)?)?;
     println!("xtask: building the septa host tool for the tests");
     let status =
