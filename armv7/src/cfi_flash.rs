@@ -74,26 +74,15 @@ impl Flash for CfiFlash {
     }
 
     fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), Error> {
-        check_range(offset, out.len(), self.size)?;
-        for (index, byte) in out.iter_mut().enumerate() {
-            // SAFETY: in read-array mode the bank reads as memory; the range was checked.
-            // Byte reads through a raw pointer: flash 0 starts at address 0, where no Rust
-            // reference may point.
-            *byte = unsafe { read_volatile((self.base + offset + index) as *const u8) };
-        }
-        Ok(())
+        // SAFETY: the bank is mapped and reads as memory in read-array mode, which it is in
+        // whenever no `&mut self` method runs.
+        unsafe { crate::mapped::read(self.base, self.size, offset, out) }
     }
 
     fn slice(&self, offset: usize, len: usize) -> Result<&[u8], Error> {
-        check_range(offset, len, self.size)?;
-        if self.base + offset == 0 {
-            // No Rust slice may start at address 0.
-            return Err(Error::OutOfRange);
-        }
-        // SAFETY: the range is inside the bank, which is in read-array mode whenever no
-        // `&mut self` method runs — and the slice borrows `self`, so none can run while it
-        // lives.
-        Ok(unsafe { core::slice::from_raw_parts((self.base + offset) as *const u8, len) })
+        // SAFETY: as in `read`; the slice borrows `self`, so no erase or program runs while
+        // it lives.
+        unsafe { crate::mapped::slice(self.base, self.size, offset, len) }
     }
 
     fn erase(&mut self, offset: usize) -> Result<(), Error> {

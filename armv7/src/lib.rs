@@ -13,6 +13,8 @@
 pub mod cfi_flash;
 pub mod crash;
 pub mod fault;
+#[cfg(target_arch = "arm")]
+mod mapped;
 pub mod mode;
 #[cfg(target_arch = "arm")]
 pub mod pl011;

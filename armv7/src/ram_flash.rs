@@ -2,7 +2,7 @@
 //! the same [`Flash`] interface, so the journals work unchanged — but nothing survives a
 //! power cycle.
 
-use core::ptr::{read_volatile, write_volatile};
+use core::ptr::write_volatile;
 use septa_abi::flash::{Error, Flash, check_range};
 
 pub struct RamFlash {
@@ -27,19 +27,13 @@ impl Flash for RamFlash {
     }
 
     fn read(&self, offset: usize, out: &mut [u8]) -> Result<(), Error> {
-        check_range(offset, out.len(), self.size)?;
-        for (index, byte) in out.iter_mut().enumerate() {
-            // SAFETY: inside the caller's RAM (`new`), range checked above.
-            *byte = unsafe { read_volatile((self.base + offset + index) as *const u8) };
-        }
-        Ok(())
+        // SAFETY: the caller's RAM (`new`).
+        unsafe { crate::mapped::read(self.base, self.size, offset, out) }
     }
 
     fn slice(&self, offset: usize, len: usize) -> Result<&[u8], Error> {
-        check_range(offset, len, self.size)?;
-        // SAFETY: inside the caller's RAM, range checked; the slice borrows `self`, so no
-        // erase or program changes it while it lives.
-        Ok(unsafe { core::slice::from_raw_parts((self.base + offset) as *const u8, len) })
+        // SAFETY: as in `read`; the slice borrows `self`, so nothing writes it meanwhile.
+        unsafe { crate::mapped::slice(self.base, self.size, offset, len) }
     }
 
     fn erase(&mut self, offset: usize) -> Result<(), Error> {

@@ -123,8 +123,10 @@ fn failure_reports_are_signed_and_verify_offline() {
     let mut qemu = Boot::new(variant_images("compartments")).spawn();
     qemu.wait_for("(restart 2)");
     qemu.wait_for_nth("septa: supervisor: signed report ", 3);
-    let reports: String = qemu
-        .console()
+    // Only whole lines: QEMU may be in the middle of printing the next report.
+    let console = qemu.console();
+    let whole = &console[..console.rfind('\n').map_or(0, |end| end + 1)];
+    let reports: String = whole
         .lines()
         .filter(|l| l.starts_with("septa: supervisor: signed report "))
         .map(|l| format!("{l}\n"))
