@@ -41,6 +41,8 @@ macro_rules! cp15_register {
 
 cp15_register!(/// System Control Register.
     read_sctlr, write_sctlr, "0", "c1", "c0", "0");
+cp15_register!(/// Auxiliary Control Register (Cortex-A7: bit 6 is SMP, coherency).
+    read_actlr, write_actlr, "0", "c1", "c0", "1");
 cp15_register!(/// Secure Configuration Register (secure PL1 only).
     read_scr, write_scr, "0", "c1", "c1", "0");
 cp15_register!(/// Non-Secure Access Control Register.

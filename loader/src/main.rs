@@ -84,6 +84,8 @@ extern "C" fn loader_main() -> ! {
     // image; from here on any exception produces a crash report instead of a silent hang.
     unsafe { regs::write_vbar(crash::crash_vectors()) };
     regs::isb();
+    #[cfg(feature = "raspi2b")]
+    start_core();
     let mut out = console();
     out.enable();
     // Reading SCR succeeds only in the secure world; NS = 0 confirms it.
@@ -148,6 +150,27 @@ fn choose_and_boot(out: &mut Pl011, fuses: &Fuses) -> (usize, Handoff) {
                 let _ = writeln!(out, "septa: loader: falling back to slot {}", boot_state::name(slot));
             }
             Err(reason) => refuse(out, slot, &reason),
+        }
+    }
+}
+
+/// What the Pi's own firmware stub does before the kernel, since ours replaces it: join the
+/// cores' coherency domain (ACTLR.SMP, required before caches and MMU on the Cortex-A7), and
+/// start the generic timer from the 19.2 MHz crystal and tell software its frequency — only
+/// the secure world can write CNTFRQ. Under QEMU, which presets CNTFRQ, nothing changes.
+#[cfg(feature = "raspi2b")]
+fn start_core() {
+    const LOCAL_CONTROL: usize = 0x0;
+    const LOCAL_PRESCALER: usize = 0x8;
+    // SAFETY: ACTLR.SMP only enables coherency; LOCAL_INTC is the board's local peripheral
+    // block, whose control and prescaler registers set the generic timer's clock (crystal,
+    // ratio 1:1); CNTFRQ only records that frequency.
+    unsafe {
+        regs::write_actlr(regs::read_actlr() | (1 << 6));
+        if regs::read_cntfrq() == 0 {
+            core::ptr::write_volatile((board::LOCAL_INTC + LOCAL_CONTROL) as *mut u32, 0);
+            core::ptr::write_volatile((board::LOCAL_INTC + LOCAL_PRESCALER) as *mut u32, 0x8000_0000);
+            regs::write_cntfrq(board::TIMER_CRYSTAL_HZ);
         }
     }
 }

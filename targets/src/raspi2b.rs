@@ -46,6 +46,9 @@ pub const RNG: usize = 0x3f10_4000;
 pub const POWER_MANAGEMENT: usize = 0x3f10_0000;
 /// BCM2836 per-core interrupt controller ("local peripherals").
 pub const LOCAL_INTC: usize = 0x4000_0000;
+/// The crystal the ARM generic timer counts from on a real board (QEMU's counts 62.5 MHz
+/// and sets CNTFRQ itself).
+pub const TIMER_CRYSTAL_HZ: u32 = 19_200_000;
 /// The non-secure physical timer's bit in core 0's interrupt source register.
 pub const TIMER_IRQ: u32 = 1;
 
