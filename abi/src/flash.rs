@@ -44,6 +44,24 @@ pub trait Flash {
     fn program(&mut self, offset: usize, data: &[u8]) -> Result<(), Error>;
 }
 
+/// Checks an erase: `offset` is the start of a `sector`-byte sector inside `size` bytes.
+pub fn check_erase(offset: usize, sector: usize, size: usize) -> Result<(), Error> {
+    check_range(offset, sector, size)?;
+    if !offset.is_multiple_of(sector) {
+        return Err(Error::Misaligned);
+    }
+    Ok(())
+}
+
+/// Checks a program: `len` bytes at `offset` inside `size` bytes, both multiples of 4.
+pub fn check_program(offset: usize, len: usize, size: usize) -> Result<(), Error> {
+    check_range(offset, len, size)?;
+    if !offset.is_multiple_of(4) || !len.is_multiple_of(4) {
+        return Err(Error::Misaligned);
+    }
+    Ok(())
+}
+
 /// Checks that `len` bytes at `offset` lie in a flash of `size` bytes.
 pub fn check_range(offset: usize, len: usize, size: usize) -> Result<(), Error> {
     match offset.checked_add(len) {
@@ -103,20 +121,14 @@ impl Flash for MemFlash {
     }
 
     fn erase(&mut self, offset: usize) -> Result<(), Error> {
-        check_range(offset, self.sector, self.bytes.len())?;
-        if !offset.is_multiple_of(self.sector) {
-            return Err(Error::Misaligned);
-        }
+        check_erase(offset, self.sector, self.bytes.len())?;
         self.spend()?;
         self.bytes[offset..offset + self.sector].fill(0xff);
         Ok(())
     }
 
     fn program(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
-        check_range(offset, data.len(), self.bytes.len())?;
-        if !offset.is_multiple_of(4) || !data.len().is_multiple_of(4) {
-            return Err(Error::Misaligned);
-        }
+        check_program(offset, data.len(), self.bytes.len())?;
         for (index, word) in data.chunks(4).enumerate() {
             self.spend()?;
             let at = offset + 4 * index;

@@ -12,7 +12,7 @@
 //! callers run from RAM.
 
 use core::ptr::{read_volatile, write_volatile};
-use septa_abi::flash::{Error, Flash, check_range};
+use septa_abi::flash::{Error, Flash, check_erase, check_program};
 
 const BOTH: u32 = 0x0001_0001;
 const READ_ARRAY: u32 = 0xff * BOTH;
@@ -86,10 +86,7 @@ impl Flash for CfiFlash {
     }
 
     fn erase(&mut self, offset: usize) -> Result<(), Error> {
-        check_range(offset, self.sector, self.size)?;
-        if !offset.is_multiple_of(self.sector) {
-            return Err(Error::Misaligned);
-        }
+        check_erase(offset, self.sector, self.size)?;
         self.command(offset, BLOCK_ERASE);
         self.command(offset, CONFIRM);
         self.wait(offset)?;
@@ -98,10 +95,7 @@ impl Flash for CfiFlash {
     }
 
     fn program(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
-        check_range(offset, data.len(), self.size)?;
-        if !offset.is_multiple_of(4) || !data.len().is_multiple_of(4) {
-            return Err(Error::Misaligned);
-        }
+        check_program(offset, data.len(), self.size)?;
         let (mut at, mut rest) = (offset, data);
         while !rest.is_empty() {
             // One buffered write never crosses a buffer boundary.

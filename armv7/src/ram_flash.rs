@@ -3,7 +3,7 @@
 //! power cycle.
 
 use core::ptr::write_volatile;
-use septa_abi::flash::{Error, Flash, check_range};
+use septa_abi::flash::{Error, Flash, check_erase, check_program};
 
 pub struct RamFlash {
     base: usize,
@@ -37,10 +37,7 @@ impl Flash for RamFlash {
     }
 
     fn erase(&mut self, offset: usize) -> Result<(), Error> {
-        check_range(offset, self.sector, self.size)?;
-        if !offset.is_multiple_of(self.sector) {
-            return Err(Error::Misaligned);
-        }
+        check_erase(offset, self.sector, self.size)?;
         for at in (offset..offset + self.sector).step_by(4) {
             // SAFETY: as in `read`.
             unsafe { write_volatile((self.base + at) as *mut u32, u32::MAX) };
@@ -49,10 +46,7 @@ impl Flash for RamFlash {
     }
 
     fn program(&mut self, offset: usize, data: &[u8]) -> Result<(), Error> {
-        check_range(offset, data.len(), self.size)?;
-        if !offset.is_multiple_of(4) || !data.len().is_multiple_of(4) {
-            return Err(Error::Misaligned);
-        }
+        check_program(offset, data.len(), self.size)?;
         for (index, word) in data.chunks_exact(4).enumerate() {
             let value = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
             // SAFETY: as in `read`.
