@@ -57,6 +57,12 @@ impl Service {
         })
     }
 
+    /// Whether the service keeps state in flash (updates, storage): the monitor serves these
+    /// from its flash owner, the others from memory.
+    pub fn uses_flash(self) -> bool {
+        matches!(self.capability(), "update" | "storage")
+    }
+
     /// The manifest capability (`monitor = [...]`) a service needs.
     pub fn capability(self) -> &'static str {
         match self {

@@ -332,8 +332,7 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
                 if service == Service::Random as u32 || service == Service::StoragePut as u32 {
                     seed_once(state);
                 }
-                let capability = Service::from_u32(service).map(Service::capability);
-                if !matches!(capability, Some("update" | "storage")) {
+                if !Service::from_u32(service).is_some_and(Service::uses_flash) {
                     // Keys, hashes, randomness: nothing in flash, no flash lock.
                     return state.handle(service, caller, request, out);
                 }

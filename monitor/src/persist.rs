@@ -13,7 +13,7 @@
 use crate::services::State;
 use crate::storage::Store;
 use core::fmt::Write;
-use septa_abi::boot_state::{BootState, RollbackReason, StageError};
+use septa_abi::boot_state::{self, BootState, RollbackReason, StageError};
 use septa_abi::bundle::{self, HEADER_MAX, Header};
 use septa_abi::flash::Flash;
 use septa_abi::journal::{Journal, Mode};
@@ -235,14 +235,14 @@ impl<F: Flash> Persistent<F> {
         let staged = self.flash1.slice(STAGING, header.image_len).map_err(|_| FAILED)?;
         if self.flash1.slice(target, header.image_len).map_err(|_| FAILED)? != staged {
             self.message =
-                message(format_args!("update refused: slot {} did not read back", slot_name(slot)));
+                message(format_args!("update refused: slot {} did not read back", boot_state::name(slot)));
             return Err(FAILED);
         }
         self.boot.stage(header.digest);
         self.save()?;
         self.message = message(format_args!(
             "update verified and installed in slot {}; it boots on trial after the reset",
-            slot_name(slot)
+            boot_state::name(slot)
         ));
         Ok(0)
     }
@@ -252,8 +252,11 @@ impl<F: Flash> Persistent<F> {
         REFUSED
     }
 
-    /// Serves an app's request for service number `service`: `caller` is its component id,
-    /// `quota` its storage quota in bytes; `store` is the index of app storage.
+    /// Serves an app's request for one of the services that use flash
+    /// ([`Service::uses_flash`]): `caller` is its component id, `quota` its storage quota in
+    /// bytes; `store` is the index of app storage.
+    ///
+    /// [`Service::uses_flash`]: septa_abi::monitor::Service::uses_flash
     #[allow(clippy::too_many_arguments)]
     pub fn serve(
         &mut self,
@@ -266,48 +269,23 @@ impl<F: Flash> Persistent<F> {
         out: &mut [u8],
     ) -> Result<usize, u32> {
         use septa_abi::monitor::Request;
-        let request = crate::services::decode(service, request)?;
-        match request {
+        let seal = *state.seal_cdi();
+        match crate::services::decode(service, request)? {
             Request::UpdateBegin { header } => self.update_begin(state, header),
             Request::UpdateWrite { offset, data } => self.update_write(offset, data),
             Request::UpdateCommit => self.update_commit(state),
-            Request::StorageGet { .. } | Request::StoragePut { .. } | Request::StorageDelete { .. } => {
-                self.storage(state, store, caller, quota, &request, out)
-            }
-            _ => state.answer(&request, caller, out),
-        }
-    }
-
-    /// `StorageGet`, `StoragePut` and `StorageDelete` for app `component` with `quota` bytes.
-    fn storage(
-        &mut self,
-        state: &mut State,
-        store: &mut Store,
-        component: &[u8; 16],
-        quota: usize,
-        request: &septa_abi::monitor::Request<'_>,
-        out: &mut [u8],
-    ) -> Result<usize, u32> {
-        use septa_abi::monitor::Request;
-        let seal = *state.seal_cdi();
-        match *request {
-            Request::StorageGet { key } => store.get(&self.flash1, &self.storage, &seal, component, key, out),
+            Request::StorageGet { key } => store.get(&self.flash1, &self.storage, &seal, caller, key, out),
             Request::StoragePut { key, value } => {
                 let nonce = state.nonce()?;
-                store
-                    .put(&mut self.flash1, &self.storage, &seal, component, quota, key, value, nonce)
-                    .map(|_| 0)
+                store.put(&mut self.flash1, &self.storage, &seal, caller, quota, key, value, nonce).map(|_| 0)
             }
             Request::StorageDelete { key } => {
-                store.delete(&mut self.flash1, &self.storage, &seal, component, key).map(|_| 0)
+                store.delete(&mut self.flash1, &self.storage, &seal, caller, key).map(|_| 0)
             }
+            // The other services keep nothing in flash: `State::handle` serves them.
             _ => Err(BAD_REQUEST),
         }
     }
-}
-
-fn slot_name(slot: u8) -> &'static str {
-    septa_abi::boot_state::name(slot)
 }
 
 /// Erases the sectors holding `len` bytes from `offset`.

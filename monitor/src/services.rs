@@ -95,14 +95,7 @@ impl State {
         request: &[u8],
         out: &mut [u8],
     ) -> Result<usize, u32> {
-        let request = decode(service, request)?;
-        self.answer(&request, caller, out)
-    }
-
-    /// Answers a decoded request for one of the services kept in memory (the ones that
-    /// touch flash are [`crate::persist::Persistent`]'s).
-    pub fn answer(&mut self, request: &Request<'_>, caller: &[u8; 16], out: &mut [u8]) -> Result<usize, u32> {
-        match *request {
+        match decode(service, request)? {
             Request::Random { len } => {
                 let len = len as usize;
                 if len > RANDOM_MAX {

@@ -57,6 +57,17 @@ pub struct ImageSpec {
     pub bundles: Vec<BundleSpec>,
 }
 
+impl ImageSpec {
+    /// The app binaries the image and its bundles need, each once.
+    fn binaries(&self) -> Vec<&str> {
+        let bundled = self.bundles.iter().flat_map(|b| &b.apps);
+        let mut binaries: Vec<&str> = self.apps.iter().chain(bundled).map(|a| a.binary.as_str()).collect();
+        binaries.sort();
+        binaries.dedup();
+        binaries
+    }
+}
+
 /// An update bundle of the same loader-less software: monitor and kernel at
 /// `security_version`, and `apps` (with their manifests' versions).
 pub struct BundleSpec {
@@ -99,11 +110,7 @@ pub fn default_image(root: &Path) -> Result<ImageSpec> {
 pub fn build(root: &Path, images: &[ImageSpec]) -> Result<PathBuf> {
     setup::ensure_target()?;
     for spec in images {
-        let bundled = spec.bundles.iter().flat_map(|b| &b.apps);
-        let mut binaries: Vec<&str> = spec.apps.iter().chain(bundled).map(|a| a.binary.as_str()).collect();
-        binaries.sort();
-        binaries.dedup();
-        let built = build_binaries(&binaries, &spec.kernel_features)?;
+        let built = build_binaries(&spec.binaries(), &spec.kernel_features)?;
         let dir = image_dir(root).join(&spec.dir);
         compose(&built, spec, &dir)?;
         for bundle in &spec.bundles {
@@ -285,10 +292,7 @@ pub fn raspi2b_image(root: &Path) -> Result<ImageSpec> {
 /// boot-state area, then slot A — which goes to `raspi2b::FLASH0`.
 pub fn build_raspi2b(root: &Path, spec: &ImageSpec) -> Result<PathBuf> {
     setup::ensure_target()?;
-    let mut binaries: Vec<&str> = spec.apps.iter().map(|a| a.binary.as_str()).collect();
-    binaries.sort();
-    binaries.dedup();
-    let built = build_binaries_for(&binaries, &spec.kernel_features, Some(raspi2b::NAME))?;
+    let built = build_binaries_for(&spec.binaries(), &spec.kernel_features, Some(raspi2b::NAME))?;
     let dir = root.join("target/septa").join(raspi2b::NAME).join(&spec.dir);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let key = development_key(&dir)?;
