@@ -109,7 +109,7 @@ pub struct Process {
 
 impl Process {
     pub const EMPTY: Process = Process {
-        context: Context { r: [0; 13], sp: 0, lr: 0, pc: 0, cpsr: 0 },
+        context: Context { r: [0; 13], sp: 0, lr: 0, pc: 0, cpsr: 0, tpidrurw: 0 },
         state: State::Free,
         manifest: None,
         package_offset: 0,
@@ -171,7 +171,7 @@ impl Process {
         }
     }
 
-    /// Allocates a zeroed frame against the quota and maps it at `va`.
+    /// Allocates a zeroed frame (see `frames`) against the quota and maps it at `va`.
     fn map_new_page(&mut self, va: u32, perms: PagePerms) -> Result<u32, SpawnError> {
         if self.pages_used >= self.page_quota {
             return Err(SpawnError::QuotaExceeded);
@@ -315,10 +315,8 @@ fn build(
     if process.page_quota < TABLE_PAGES {
         return Err(SpawnError::QuotaExceeded);
     }
+    // Zeroed (no mapping anywhere), 8 KiB aligned to its size by the buddy allocator.
     let tables = frames::alloc(TABLE_PAGES as usize).ok_or(SpawnError::OutOfMemory)?;
-    // SAFETY: the block was just allocated (8 KiB, aligned to its size by the buddy
-    // allocator) and is one-to-one mapped; zero means "no mapping" throughout.
-    unsafe { core::ptr::write_bytes(tables as *mut u8, 0, core::mem::size_of::<UserTables>()) };
     process.tables = tables;
     process.pages_used = TABLE_PAGES;
     process.name[..manifest.name.len()].copy_from_slice(manifest.name.as_bytes());

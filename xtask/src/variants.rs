@@ -6,7 +6,8 @@
 //! - `trust/`: `keys` and `attest`, which use the security monitor's services;
 //! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
 //! - `isolation/`: `counter` and `spinner` next to one `attacker` instance per attack, each
-//!   named `a-<attack>` (the name selects the attack; see `userland/apps/attacker`);
+//!   named `a-<attack>` (the name selects the attack; see `userland/apps/attacker`;
+//!   `a-residue` restarts whenever it ends);
 //! - `update/`: `hello`, `counter`, `notes`, `peeker` (a second `notes`) and `updater`, with
 //!   three bundles next to it: `v1.bundle` (the same software), `v2.bundle` (security
 //!   version 2 everywhere) and `v2-crash.bundle` (version 2 plus a `crasher` that must
@@ -19,7 +20,7 @@ use septa_abi::app::Restart;
 use std::path::Path;
 
 /// The attacks `tests/tests/isolation.rs` expects, one attacker instance each.
-pub const ATTACKS: [&str; 11] = [
+pub const ATTACKS: [&str; 15] = [
     "syscalls",
     "kread",
     "otherapp",
@@ -31,6 +32,10 @@ pub const ATTACKS: [&str; 11] = [
     "kexec",
     "undef",
     "align",
+    "residue",
+    "tls-set",
+    "tls-get",
+    "flood",
 ];
 
 pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
@@ -41,6 +46,10 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
         manifest.name = format!("a-{attack}");
         // Each instance is its own component.
         manifest.component_id[15] = manifest.component_id[15].wrapping_add(index as u8);
+        if *attack == "residue" {
+            // Restarted after each run, on frames an earlier run may have had.
+            manifest.restart = Restart::Always;
+        }
         isolation.push(AppSpec { binary: "attacker".into(), manifest });
     }
     let apps =
