@@ -23,6 +23,13 @@ pub const MONITOR_SERVICES: &[&str] = &["random", "sha256", "sign", "verify", "a
 /// Bounds of an app's memory quota.
 pub const MEMORY_KIB_MIN: u32 = 16;
 pub const MEMORY_KIB_MAX: u32 = 16 * 1024;
+/// CPU budgets: an app may run `cpu-budget-ms` in every `cpu-period-ms`. The kernel counts
+/// in 10 ms ticks, so a budget is at least one tick; the defaults let an app that never
+/// blocks take half the CPU and leave the other half to less urgent apps.
+pub const CPU_BUDGET_MS_MIN: u32 = 10;
+pub const CPU_PERIOD_MS_MAX: u32 = 10_000;
+pub const DEFAULT_CPU_BUDGET_MS: u32 = 50;
+pub const DEFAULT_CPU_PERIOD_MS: u32 = 100;
 /// The most persistent storage one app may have, and all apps of an image together (the
 /// storage journal keeps every live value in one flash sector).
 pub const STORAGE_KIB_MAX: u32 = 64;
@@ -63,6 +70,9 @@ pub struct Manifest<'a> {
     pub monitor: heapless::Vec<&'a str, MAX_MONITOR_SERVICES>,
     /// Persistent storage quota in KiB (with the `storage` monitor service).
     pub storage_kib: u32,
+    /// CPU time the app may use per period, in milliseconds (see [`CPU_BUDGET_MS_MIN`]).
+    pub cpu_budget_ms: u32,
+    pub cpu_period_ms: u32,
 }
 
 /// Why a manifest or an app payload was refused.
@@ -84,6 +94,11 @@ pub enum Error {
     UnknownService,
     /// `storage-kib` out of range, or not matching the `storage` service.
     BadStorage(u32),
+    /// `cpu-budget-ms` / `cpu-period-ms` out of range.
+    BadCpuBudget {
+        budget_ms: u32,
+        period_ms: u32,
+    },
 }
 
 impl fmt::Display for Error {
@@ -110,6 +125,11 @@ impl fmt::Display for Error {
                 f,
                 "storage-kib {kib}: the storage service needs storage-kib from 1 to {STORAGE_KIB_MAX}, \
                  and storage-kib needs the storage service"
+            ),
+            Error::BadCpuBudget { budget_ms, period_ms } => write!(
+                f,
+                "cpu-budget-ms {budget_ms} per cpu-period-ms {period_ms}: the budget must be from \
+                 {CPU_BUDGET_MS_MIN} ms up to the period, the period at most {CPU_PERIOD_MS_MAX} ms"
             ),
         }
     }
@@ -170,6 +190,10 @@ impl Manifest<'_> {
         if storage != (self.storage_kib > 0) || self.storage_kib > STORAGE_KIB_MAX {
             return Err(Error::BadStorage(self.storage_kib));
         }
+        let (budget_ms, period_ms) = (self.cpu_budget_ms, self.cpu_period_ms);
+        if budget_ms < CPU_BUDGET_MS_MIN || budget_ms > period_ms || period_ms > CPU_PERIOD_MS_MAX {
+            return Err(Error::BadCpuBudget { budget_ms, period_ms });
+        }
         Ok(())
     }
 }
@@ -225,6 +249,8 @@ mod tests {
             gpio: heapless::Vec::from_slice(&[3]).unwrap(),
             monitor: heapless::Vec::new(),
             storage_kib: 0,
+            cpu_budget_ms: 20,
+            cpu_period_ms: 100,
         }
     }
 
@@ -245,6 +271,14 @@ mod tests {
             (Manifest { priority: 8, ..manifest() }, Error::BadPriority(8)),
             (Manifest { memory_kib: 1, ..manifest() }, Error::BadMemory(1)),
             (Manifest { storage_kib: 4, ..manifest() }, Error::BadStorage(4)),
+            (
+                Manifest { cpu_budget_ms: 5, ..manifest() },
+                Error::BadCpuBudget { budget_ms: 5, period_ms: 100 },
+            ),
+            (
+                Manifest { cpu_budget_ms: 200, ..manifest() },
+                Error::BadCpuBudget { budget_ms: 200, period_ms: 100 },
+            ),
         ] {
             assert_eq!(parse_payload(&encode_payload(&bad, b"")).unwrap_err(), error);
         }

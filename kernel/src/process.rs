@@ -7,7 +7,7 @@
 //! undoes everything on failure: a bad or oversized app is refused with a message and the
 //! others are unaffected.
 
-use crate::arch::{Context, mmu};
+use crate::arch::{Context, mmu, timer};
 use crate::frames;
 use alloc::vec::Vec;
 use core::fmt;
@@ -17,6 +17,7 @@ use septa_kernel::cap::CapTable;
 use septa_kernel::elf::{self, ElfError};
 use septa_kernel::mm::pagetable::{MapError, MemoryKind, PagePerms, UserPageTable, UserTables};
 use septa_kernel::mm::user::PageAccess;
+use septa_kernel::sched::Budget;
 use septa_syscalls::NAME_MAX;
 use septa_targets::board;
 
@@ -57,6 +58,8 @@ pub enum State {
     Restarting {
         at: u64,
     },
+    /// Used up its CPU budget; ready again when its next period starts.
+    Throttled,
     /// Ended for good.
     Ended,
 }
@@ -105,6 +108,9 @@ pub struct Process {
     /// Frames in use (tables included) and the quota from the manifest.
     pages_used: u32,
     page_quota: u32,
+    /// CPU budget from the manifest, and whether an overrun was reported since the start.
+    pub budget: Budget,
+    pub overran: bool,
 }
 
 impl Process {
@@ -126,6 +132,8 @@ impl Process {
         mapped: Vec::new(),
         pages_used: 0,
         page_quota: 0,
+        budget: Budget::NONE,
+        overran: false,
     };
 
     pub fn name(&self) -> &str {
@@ -322,6 +330,9 @@ fn build(
     process.name[..manifest.name.len()].copy_from_slice(manifest.name.as_bytes());
     process.name_len = manifest.name.len();
     process.priority = manifest.priority;
+    let ticks = |ms: u32| timer::ms_to_ticks(ms as u64);
+    process.budget = Budget::new(ticks(manifest.cpu_budget_ms), ticks(manifest.cpu_period_ms), timer::now());
+    process.overran = false;
 
     for segment in program.segments() {
         let pages = segment.mem_size.div_ceil(PAGE);

@@ -43,6 +43,18 @@ struct AppSection {
     restart: RestartPolicy,
     #[serde(default)]
     storage_kib: u32,
+    #[serde(default = "default_cpu_budget_ms")]
+    cpu_budget_ms: u32,
+    #[serde(default = "default_cpu_period_ms")]
+    cpu_period_ms: u32,
+}
+
+fn default_cpu_budget_ms() -> u32 {
+    app::DEFAULT_CPU_BUDGET_MS
+}
+
+fn default_cpu_period_ms() -> u32 {
+    app::DEFAULT_CPU_PERIOD_MS
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -68,6 +80,8 @@ pub struct AppManifest {
     pub gpio: Vec<u8>,
     pub monitor: Vec<String>,
     pub storage_kib: u32,
+    pub cpu_budget_ms: u32,
+    pub cpu_period_ms: u32,
 }
 
 /// Copies `items` into a bounded list, naming the field when there are too many.
@@ -97,6 +111,8 @@ impl AppManifest {
             gpio: bounded(self.gpio.iter().copied()),
             monitor: bounded(self.monitor.iter().map(String::as_str)),
             storage_kib: self.storage_kib,
+            cpu_budget_ms: self.cpu_budget_ms,
+            cpu_period_ms: self.cpu_period_ms,
         }
     }
 
@@ -143,6 +159,8 @@ impl AppManifest {
             gpio: caps.gpio,
             monitor: caps.monitor,
             storage_kib: app.storage_kib,
+            cpu_budget_ms: app.cpu_budget_ms,
+            cpu_period_ms: app.cpu_period_ms,
         };
         if let Err(error) = manifest.to_abi().validate() {
             let field = match error {
@@ -152,6 +170,7 @@ impl AppManifest {
                 app::Error::BadPin(_) => "[capabilities] gpio",
                 app::Error::UnknownService => "[capabilities] monitor",
                 app::Error::BadStorage(_) => "[app] storage-kib",
+                app::Error::BadCpuBudget { .. } => "[app] cpu-budget-ms",
                 _ => "[capabilities]",
             };
             bail!("app {:?}: {field}: {error}", manifest.name);
