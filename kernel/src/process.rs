@@ -17,6 +17,7 @@ use septa_kernel::cap::CapTable;
 use septa_kernel::elf::{self, ElfError};
 use septa_kernel::mm::pagetable::{MapError, MemoryKind, PagePerms, UserPageTable, UserTables};
 use septa_kernel::mm::user::PageAccess;
+use septa_kernel::ratelimit::LogLimit;
 use septa_kernel::sched::Budget;
 use septa_syscalls::NAME_MAX;
 use septa_targets::board;
@@ -111,6 +112,8 @@ pub struct Process {
     /// CPU budget from the manifest, and whether an overrun was reported since the start.
     pub budget: Budget,
     pub overran: bool,
+    /// The console rate limit (kept across restarts).
+    pub log_limit: LogLimit,
 }
 
 impl Process {
@@ -134,6 +137,7 @@ impl Process {
         page_quota: 0,
         budget: Budget::NONE,
         overran: false,
+        log_limit: LogLimit::new(0),
     };
 
     pub fn name(&self) -> &str {

@@ -1,4 +1,5 @@
-//! Apps in user mode: the default image's `hello`, `counter` and `spinner`.
+//! Apps in user mode: the default image's `hello`, `counter` and `spinner`; what the kernel
+//! holds every app to — its CPU budget and the console's rate limit (`limits` image).
 
 use septa_tests::{Boot, scratch_copy, variant_images, verify_report_ring};
 
@@ -44,7 +45,7 @@ fn a_spinning_urgent_app_is_throttled_to_its_budget_and_reported() {
         qemu.wait_for("[spinner] still spinning (round 3)");
         spinner_rounds(&qemu.console())
     };
-    let images = scratch_copy(&variant_images("budget"), "budget");
+    let images = scratch_copy(&variant_images("limits"), "budget");
     let mut qemu = Boot::new(images.clone()).persistent().spawn();
     qemu.wait_for("[spinner] still spinning (round 3)");
     qemu.kill();
@@ -67,4 +68,24 @@ fn a_spinning_urgent_app_is_throttled_to_its_budget_and_reported() {
     let (ok, report) = verify_report_ring(&images);
     assert!(ok && report.contains("spinner") && report.contains("cpu budget overrun"), "{report}");
     let _ = std::fs::remove_dir_all(images.rom.parent().unwrap());
+}
+
+#[test]
+fn a_console_flood_is_limited_and_the_dropped_lines_are_counted() {
+    let mut qemu = Boot::new(variant_images("limits")).spawn();
+    qemu.wait_for("[a-flood] flood over: ");
+    let console = qemu.console();
+    let printed = console.lines().filter(|l| l.starts_with("[a-flood] flood line ")).count();
+    // A burst of 40 lines, then one per 100 ms: the loop takes a few ms.
+    assert!((40..=42).contains(&printed), "{printed} lines printed:\n{console}");
+    let dropped = 1000 - printed;
+    let note = format!(
+        "septa: kernel: app a-flood: {dropped} log lines dropped (rate limit: 40 lines, then one per 100 ms)"
+    );
+    assert!(console.contains(&note), "missing {note:?}:\n{console}");
+    assert!(console.contains(&format!("[a-flood] flood over: {dropped} of 1000 lines refused with EBUSY")));
+    // The others still get their lines out.
+    let flood = console.find(&note).unwrap();
+    qemu.wait_for_nth("[counter] count ", console.matches("[counter] count ").count() + 1);
+    assert!(qemu.console()[flood..].contains("[counter] count "), "{}", qemu.console());
 }

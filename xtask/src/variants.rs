@@ -3,8 +3,8 @@
 //! - `probe/`: a kernel built with the `probe` feature (boot-chain tests), no apps; with
 //!   `hang.bundle`, an update to that kernel (which the watchdog test makes hang);
 //! - `core/`: `hello`, `counter` and `spinner` (kernel-core tests);
-//! - `budget/`: `spinner` at priority 1 with a CPU budget of 20 ms per 100 ms, next to
-//!   `counter` at priority 2;
+//! - `limits/`: `spinner` at priority 1 with a CPU budget of 20 ms per 100 ms, next to
+//!   `counter` at priority 2, and an `attacker` instance `a-flood` that floods the console;
 //! - `trust/`: `keys` and `attest`, which use the security monitor's services;
 //! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
 //! - `isolation/`: `counter` and `spinner` next to one `attacker` instance per attack, each
@@ -22,7 +22,7 @@ use septa_abi::app::Restart;
 use std::path::Path;
 
 /// The attacks `tests/tests/isolation.rs` expects, one attacker instance each.
-pub const ATTACKS: [&str; 15] = [
+pub const ATTACKS: [&str; 14] = [
     "syscalls",
     "kread",
     "otherapp",
@@ -37,7 +37,6 @@ pub const ATTACKS: [&str; 15] = [
     "residue",
     "tls-set",
     "tls-get",
-    "flood",
 ];
 
 pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
@@ -73,20 +72,23 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
             Vec::new(),
             apps(&["logger", "blinky", "pong", "ping", "crasher", "prober", "counter", "clock"])?,
         ),
-        image("budget", Vec::new(), budget_apps(root)?),
+        image("limits", Vec::new(), limits_apps(root)?),
         image("trust", Vec::new(), apps(&["keys", "attest", "hello"])?),
         image("isolation", Vec::new(), isolation),
         update_image(root)?,
     ])
 }
 
-/// A spinner more urgent than `counter`, which only its CPU budget keeps from starving it.
-fn budget_apps(root: &Path) -> Result<Vec<AppSpec>> {
+/// A spinner more urgent than `counter`, which only its CPU budget keeps from starving it,
+/// and a console flood.
+fn limits_apps(root: &Path) -> Result<Vec<AppSpec>> {
     let mut spinner = AppSpec::from_crate(root, "spinner")?;
     spinner.manifest.priority = 1;
     spinner.manifest.cpu_budget_ms = 20;
     spinner.manifest.cpu_period_ms = 100;
-    Ok(vec![spinner, AppSpec::from_crate(root, "counter")?])
+    let mut flood = AppSpec::from_crate(root, "attacker")?;
+    flood.manifest.name = "a-flood".into();
+    Ok(vec![spinner, AppSpec::from_crate(root, "counter")?, flood])
 }
 
 /// The update image and its bundles.
