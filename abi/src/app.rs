@@ -20,6 +20,10 @@ pub const MAX_MONITOR_SERVICES: usize = 8;
 pub const MAX_GPIO_PINS: u8 = 32;
 /// The security-monitor services a manifest may name (`monitor = [...]`).
 pub const MONITOR_SERVICES: &[&str] = &["random", "sha256", "sign", "verify", "attest", "update", "storage"];
+/// What the kernel maps for every app besides its segments, counted against `memory-kib`:
+/// the stack and the translation tables.
+pub const STACK_KIB: u32 = 16;
+pub const TABLES_KIB: u32 = 8;
 /// Bounds of an app's memory quota.
 pub const MEMORY_KIB_MIN: u32 = 16;
 pub const MEMORY_KIB_MAX: u32 = 16 * 1024;

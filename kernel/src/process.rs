@@ -44,6 +44,8 @@ const _: () = {
 const IMAGE_RANGE: core::ops::Range<u32> = 0x1000..DEVICE_WINDOW;
 /// Pages of translation tables per process.
 const TABLE_PAGES: u32 = (core::mem::size_of::<UserTables>() / PAGE as usize) as u32;
+// The host tools compute an app's memory need from these (`septa_abi::app`).
+const _: () = assert!(STACK_PAGES * 4 == app::STACK_KIB && TABLE_PAGES * 4 == app::TABLES_KIB);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {

@@ -179,6 +179,25 @@ impl AppManifest {
     }
 }
 
+/// The payload of an app package: the manifest and the ELF stripped to its segments, after
+/// checking that `memory-kib` covers what the kernel will map for this ELF (the kernel
+/// would otherwise refuse the app at boot).
+pub fn app_payload(manifest: &AppManifest, elf: &[u8]) -> Result<Vec<u8>> {
+    let needed = crate::elf::app_memory_kib(elf)?;
+    if manifest.memory_kib < needed {
+        bail!(
+            "app {:?}: [app] memory-kib: {} KiB is too small: the app needs {needed} KiB (its segments \
+             in whole 4 KiB pages, the {} KiB stack and {} KiB of translation tables); set memory-kib = {needed}",
+            manifest.name,
+            manifest.memory_kib,
+            app::STACK_KIB,
+            app::TABLES_KIB
+        );
+    }
+    let stripped = crate::elf::strip_to_segments(elf)?;
+    Ok(app::encode_payload(&manifest.to_abi(), &stripped))
+}
+
 /// Checks the apps of one image against each other and against the board: unique names
 /// and component ids, one server per endpoint, every called endpoint served, devices and
 /// pins that exist and belong to one app, and memory quotas that fit.
