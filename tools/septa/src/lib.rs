@@ -9,4 +9,5 @@ pub mod elf;
 pub mod image;
 pub mod keys;
 pub mod manifest;
+pub mod new;
 pub mod report;
