@@ -9,4 +9,5 @@ pub mod elf;
 pub mod image;
 pub mod keys;
 pub mod manifest;
+pub mod netpolicy;
 pub mod report;
