@@ -124,10 +124,9 @@ impl fmt::Display for Error {
                  and storage-kib needs the storage service"
             ),
             Error::BadDestination(e) => write!(f, "a destination is not valid: {e}"),
-            Error::BadDma(kib) => write!(
-                f,
-                "dma-kib {kib}: must be 4, 8, 16, … up to {DMA_KIB_MAX} KiB and fit in memory-kib"
-            ),
+            Error::BadDma(kib) => {
+                write!(f, "dma-kib {kib}: must be 4, 8, 16, … up to {DMA_KIB_MAX} KiB and fit in memory-kib")
+            }
         }
     }
 }
@@ -282,7 +281,10 @@ mod tests {
                 Error::BadDestination(crate::net::DestinationError::Malformed),
             ),
             (
-                Manifest { connect: heapless::Vec::from_slice(&["devhost:7", "devhost:7"]).unwrap(), ..manifest() },
+                Manifest {
+                    connect: heapless::Vec::from_slice(&["devhost:7", "devhost:7"]).unwrap(),
+                    ..manifest()
+                },
                 Error::Duplicate,
             ),
         ] {

@@ -75,7 +75,8 @@ impl<'a> Destination<'a> {
         if host.is_empty() || port.is_empty() {
             return Err(DestinationError::Malformed);
         }
-        let port = parse_decimal(port).filter(|p| (1..=65535).contains(p)).ok_or(DestinationError::BadPort)?;
+        let port =
+            parse_decimal(port).filter(|p| (1..=65535).contains(p)).ok_or(DestinationError::BadPort)?;
         let address = resolve(host).ok_or(DestinationError::UnknownHost)?;
         Ok(Destination { host, address, port: port as u16 })
     }

@@ -81,6 +81,48 @@ pub struct Config {
     pub monitor_socket: Option<PathBuf>,
     /// An update bundle to load into the board's update inbox (development updates).
     pub inbox: Option<PathBuf>,
+    /// The network card and QEMU's user network, loopback only (`qemu-virt` only).
+    pub network: Option<Network>,
+}
+
+/// Where the guest reaches the host's forwards: `devhost` in the image's name table.
+pub const FORWARD_ADDRESS: &str = "10.0.2.100";
+
+/// QEMU's user network with `restrict=on`: the guest reaches nothing but the named
+/// forwards, each a command QEMU starts per guest connection with the connection on its
+/// standard input and output (`septa relay 127.0.0.1:PORT`). Never a tap or a bridge.
+#[derive(Clone, Debug, Default)]
+pub struct Network {
+    pub forwards: Vec<Forward>,
+}
+
+/// Guest connections to `10.0.2.100:guest_port` run `command`.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    pub guest_port: u16,
+    pub command: String,
+}
+
+impl Network {
+    /// A forward from `guest_port` to `septa relay` (the binary at `septa`) towards a
+    /// server on the host's loopback.
+    pub fn relay(mut self, guest_port: u16, septa: &Path, server: std::net::SocketAddr) -> Network {
+        let command = format!("{} relay {server}", septa.display());
+        self.forwards.push(Forward { guest_port, command });
+        self
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut netdev = String::from("user,id=n0,restrict=on,ipv6=off");
+        for forward in &self.forwards {
+            // A comma inside an option value is written twice.
+            let command = forward.command.replace(',', ",,");
+            netdev.push_str(&format!(",guestfwd=tcp:{FORWARD_ADDRESS}:{}-cmd:{command}", forward.guest_port));
+        }
+        // Transport 0, alone on its page (the monitor's virtio-rng is transport 31).
+        let device = "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0".to_string();
+        vec!["-netdev".into(), netdev, "-device".into(), device]
+    }
 }
 
 impl Config {
@@ -131,6 +173,11 @@ impl Config {
         }
         if self.icount {
             args.extend(ICOUNT.map(String::from));
+        }
+        if let Some(network) = &self.network
+            && self.board == Board::QemuVirt
+        {
+            args.extend(network.args());
         }
         if let Some(bundle) = &self.inbox {
             args.push("-device".into());

@@ -28,7 +28,8 @@ pub mod op {
     pub const POLL: u8 = 5;
     /// Driver only: `[MAC: 6 bytes]`, the driver (re)started; every socket is reset.
     pub const ATTACH: u8 = 16;
-    /// Driver only: `[frame]` received; the reply may carry a frame to send.
+    /// Driver only: `[frame]` received; if the socket byte is 1 (the driver has a free
+    /// transmit buffer) the reply may carry a frame to send.
     pub const FRAME: u8 = 17;
     /// Driver only: the reply carries a frame to send, or is empty.
     pub const TAKE: u8 = 18;
@@ -87,7 +88,13 @@ mod client {
         closed: bool,
     }
 
-    fn request(service: Handle, op: u8, socket: u8, payload: &[u8], reply: &mut [u8]) -> Result<(u32, usize), Error> {
+    fn request(
+        service: Handle,
+        op: u8,
+        socket: u8,
+        payload: &[u8],
+        reply: &mut [u8],
+    ) -> Result<(u32, usize), Error> {
         let mut message = [0u8; MESSAGE_MAX];
         let len = REQUEST_HEADER + payload.len();
         if len > MESSAGE_MAX {
@@ -120,7 +127,8 @@ mod client {
             payload[2..].copy_from_slice(host.as_bytes());
             let mut reply = [0u8; 16];
             let (socket, _) = request(service, op::CONNECT, 0, payload, &mut reply)?;
-            let mut stream = TcpStream { service, socket: socket as u8, timeout_ms: DEFAULT_TIMEOUT_MS, closed: false };
+            let stream =
+                TcpStream { service, socket: socket as u8, timeout_ms: DEFAULT_TIMEOUT_MS, closed: false };
             stream.wait(CONNECTED)?;
             Ok(stream)
         }

@@ -108,6 +108,7 @@ impl Boot {
                 throwaway: true,
                 monitor_socket: None,
                 inbox: None,
+                network: None,
             },
             extra: Vec::new(),
         }

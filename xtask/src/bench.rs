@@ -45,6 +45,7 @@ fn boot_and_collect(dir: &Path, icount: bool) -> Result<Results> {
         throwaway: true,
         monitor_socket: None,
         inbox: None,
+        network: None,
     };
     let mut child = Command::new(QEMU)
         .args(config.args())

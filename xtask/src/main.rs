@@ -11,13 +11,15 @@ mod variants;
 
 /// Crates whose tests run on the host: everything except the device binaries and apps (the
 /// kernel's and monitor's libraries are host-tested; their binaries only link for the device).
-const HOST_TESTED: [&str; 10] = [
+const HOST_TESTED: [&str; 12] = [
     "septa-abi",
     "septa-targets",
     "septa-armv7",
     "septa-monitor",
     "septa-kernel",
     "septa-syscalls",
+    "septa-net",
+    "septa-dma",
     "septa-qemu",
     "septa-tool",
     "septa-tests",
@@ -44,6 +46,9 @@ enum Cmd {
         /// `qemu-virt` (the reference board) or `raspi2b` (the dev kit).
         #[arg(long, default_value = "qemu-virt")]
         board: BoardName,
+        /// Build only this test image set (e.g. `net`) under target/septa/qemu-virt/NAME/.
+        #[arg(long)]
+        variant: Option<String>,
     },
     /// Build if needed and boot the images under QEMU (console on stdio; quit with Ctrl-A X).
     Run {
@@ -111,11 +116,18 @@ fn run_command(cli: Cli) -> Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root).context("entering the workspace root")?;
     match cli.command {
-        Cmd::Build { board: BoardName::QemuVirt } => {
+        Cmd::Build { board: BoardName::QemuVirt, variant: None } => {
             let dir = images::build(&root, &[images::default_image(&root)?])?;
             println!("xtask: images in {}", dir.display());
         }
-        Cmd::Build { board: BoardName::Raspi2b } => {
+        Cmd::Build { board: BoardName::QemuVirt, variant: Some(name) } => {
+            let spec = variants::test_images(&root)?.into_iter().find(|s| s.dir == name);
+            let spec = spec
+                .with_context(|| format!("no test image set named {name:?} (see xtask/src/variants.rs)"))?;
+            images::build(&root, &[spec])?;
+            println!("xtask: images in {}", images::image_dir(&root).join(&name).display());
+        }
+        Cmd::Build { board: BoardName::Raspi2b, .. } => {
             let dir = images::build_raspi2b(&root, &images::raspi2b_image(&root)?)?;
             println!("xtask: images in {}", dir.display());
         }
@@ -136,6 +148,7 @@ fn run_command(cli: Cli) -> Result<()> {
                     throwaway: false,
                     monitor_socket: None,
                     inbox: None,
+                    network: None,
                 },
                 &qemu_args,
             )?
@@ -178,6 +191,7 @@ fn run(root: &Path, bundle: Option<&Path>, qemu_args: &[String]) -> Result<()> {
             throwaway: false,
             monitor_socket: None,
             inbox: bundle.map(Path::to_path_buf),
+            network: None,
         },
         qemu_args,
     )

@@ -10,4 +10,5 @@ pub mod image;
 pub mod keys;
 pub mod manifest;
 pub mod netpolicy;
+pub mod relay;
 pub mod report;

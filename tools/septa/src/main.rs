@@ -99,6 +99,12 @@ enum Command {
         #[arg(required = true)]
         packages: Vec<PathBuf>,
     },
+    /// Relay standard input and output to a TCP server on the host's loopback (QEMU's
+    /// `guestfwd=...-cmd:` starts one per guest connection).
+    Relay {
+        /// The server: a loopback IP:PORT.
+        target: String,
+    },
     /// List the packages in a flash image, and check their signatures against OEM keys.
     Inspect {
         flash: PathBuf,
@@ -221,6 +227,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("provisioned {}", rom.display());
         }
         Command::Inspect { flash, keys: key_files } => inspect(&flash, &key_files)?,
+        Command::Relay { target } => septa_tool::relay::run(septa_tool::relay::target(&target)?)?,
         Command::DeviceKey { device_secret, out } => {
             let key = septa_tool::keys::device_public_key(&keys::load_secret(&device_secret)?);
             septa_tool::keys::write_public_key(&out, &key)?;

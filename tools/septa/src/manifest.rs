@@ -426,7 +426,8 @@ restart = "always"
             let error = format!("{:#}", AppManifest::parse(&text).unwrap_err());
             assert!(error.contains(&format!("app \"blinky\": [capabilities] {expected}")), "{error}");
         }
-        let error = AppManifest::parse(&format!("{GOOD}\n[capabilities]\nconnect = [\"devhost:7\"]")).unwrap_err();
+        let error =
+            AppManifest::parse(&format!("{GOOD}\n[capabilities]\nconnect = [\"devhost:7\"]")).unwrap_err();
         assert!(format!("{error:#}").contains("destinations need call = [\"net\"]"), "{error:#}");
     }
 

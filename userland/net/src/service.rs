@@ -189,10 +189,12 @@ impl Service {
             op::CLOSE => (self.close(badge, socket), 0),
             op::POLL => (self.readiness(badge, socket), 0),
             op::ATTACH => (self.attach(payload), 0),
-            op::FRAME | op::TAKE => {
+            // A driver with no free transmit buffer says so (socket byte 0) on `FRAME`.
+            op::FRAME | op::TAKE if op == op::TAKE || socket != 0 => {
                 let n = self.take_frame(&mut reply[STATUS_LEN..]);
                 (Ok(n as u32), n)
             }
+            op::FRAME => (Ok(0), 0),
             _ => (Err(Error::Invalid), 0),
         };
         if matches!(op, op::SEND | op::RECV | op::CLOSE | op::CONNECT) {
@@ -273,8 +275,10 @@ impl Service {
             return Err(Error::NoMemory);
         }
         let index = self.slots.iter().position(Option::is_none).ok_or(Error::NoMemory)?;
-        let mut socket =
-            tcp::Socket::new(tcp::SocketBuffer::new(vec![0; BUFFER]), tcp::SocketBuffer::new(vec![0; BUFFER]));
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; BUFFER]),
+            tcp::SocketBuffer::new(vec![0; BUFFER]),
+        );
         socket.set_nagle_enabled(false);
         socket.set_ack_delay(None);
         let [a, b, c, d] = address;

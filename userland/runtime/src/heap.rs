@@ -21,7 +21,11 @@ unsafe impl<const N: usize> Sync for Heap<N> {}
 impl<const N: usize> Heap<N> {
     #[allow(clippy::new_without_default)]
     pub const fn new() -> Self {
-        Heap { area: UnsafeCell::new([0; N]), heap: linked_list_allocator::LockedHeap::empty(), ready: AtomicBool::new(false) }
+        Heap {
+            area: UnsafeCell::new([0; N]),
+            heap: linked_list_allocator::LockedHeap::empty(),
+            ready: AtomicBool::new(false),
+        }
     }
 
     fn heap(&self) -> &linked_list_allocator::LockedHeap {

@@ -56,7 +56,8 @@ fn main() {
     refused += expect("notify(closed handle)", sys::notify(closed, 1), Error::Access);
     refused += expect("reply without a call", sys::reply(b"x"), Error::Invalid);
     let oversized = [0u8; sys::MESSAGE_MAX + 1];
-    refused += expect("call with an oversized message", sys::call(pong, &oversized, &mut reply), Error::Invalid);
+    refused +=
+        expect("call with an oversized message", sys::call(pong, &oversized, &mut reply), Error::Invalid);
     let bad_reply_buffer =
         sys::raw_syscall5(Syscall::Call as u32, [pong.0, reply.as_ptr() as u32, 4, 0x4010_0000, 16]);
     refused += expect("call with a kernel reply buffer", Error::check(bad_reply_buffer), Error::Fault);

@@ -92,7 +92,13 @@ impl Net {
         net
     }
 
-    fn call(&mut self, badge: &[u8; 16], op: u8, socket: u8, payload: &[u8]) -> Result<(u32, Vec<u8>), Error> {
+    fn call(
+        &mut self,
+        badge: &[u8; 16],
+        op: u8,
+        socket: u8,
+        payload: &[u8],
+    ) -> Result<(u32, Vec<u8>), Error> {
         let mut reply = vec![0u8; septa_syscalls::MESSAGE_MAX];
         let n = self.service.handle(badge, &request(op, socket, payload), &mut reply, self.now);
         parse_reply(&reply[..n]).map(|(status, rest)| (status, rest.to_vec()))
@@ -116,7 +122,7 @@ impl Net {
             self.peer.echo();
             self.peer.poll(self.now);
             while let Some(frame) = self.peer.frames.outgoing.pop_front() {
-                let (n, back) = self.call(&DRIVER, op::FRAME, 0, &frame).unwrap();
+                let (n, back) = self.call(&DRIVER, op::FRAME, 1, &frame).unwrap();
                 if n > 0 {
                     self.peer.frames.received.push_back(back);
                     self.delivered += 1;

@@ -1,5 +1,4 @@
-//! The network driver's DMA pool: the one physically contiguous region the device may be
-//! told about.
+//! A driver's DMA pool: the one physically contiguous region the device may be told about.
 //!
 //! The kernel grants the driver a pool (`dma-kib`) and tells it the pool's virtual and
 //! physical base. Queue memory is carved from its front a page at a time
@@ -8,6 +7,8 @@
 //! virtio crate passes stack buffers too) is bounced through one of the fixed slots at the
 //! pool's end ([`Pool::bounce`], [`Pool::unbounce`]). Every address the device is given
 //! lies inside the pool.
+
+#![no_std]
 
 /// Size of a page and of a bounce slot.
 pub const PAGE: usize = 4096;
