@@ -7,7 +7,7 @@
 
 use crate::{images, setup, variants};
 use anyhow::{Context, Result, bail};
-use septa_qemu::{Board, Config, Images, QEMU};
+use septa_qemu::{Board, Config, Images};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -37,28 +37,29 @@ pub fn run(root: &Path, json: Option<&Path>, linux: bool) -> Result<()> {
 }
 
 fn boot_and_collect(dir: &Path, icount: bool) -> Result<Results> {
-    let config = Config {
-        board: Board::QemuVirt,
-        images: Images::in_dir(dir),
-        interactive: false,
-        icount,
-        throwaway: true,
-        monitor_socket: None,
-        inbox: None,
-        network: None,
-    };
-    let mut child = Command::new(QEMU)
-        .args(config.args())
+    let config = Config { icount, throwaway: true, ..Config::new(Board::QemuVirt, Images::in_dir(dir)) };
+    let results = collect(&config, "[bench] BENCH ")?;
+    if results.is_empty() {
+        bail!("the benchmark app printed no results");
+    }
+    Ok(results)
+}
+
+/// Boots `config` and gathers its `<prefix><name> <value> <unit>` lines until the guest
+/// prints `<prefix>done`, QEMU exits, or the hang guard fires.
+fn collect(config: &Config, prefix: &str) -> Result<Results> {
+    let mut child = config
+        .command(&[])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
-        .context("starting QEMU")?;
+        .with_context(|| format!("starting {}", septa_qemu::binary().display()))?;
     let stdout = child.stdout.take().expect("piped");
-    let deadline = Instant::now() + Duration::from_secs(240);
+    let deadline = Instant::now() + Duration::from_secs(600);
     let mut results = Results::new();
     for line in BufReader::new(stdout).lines() {
         let line = line?.replace('\r', "");
-        if let Some(rest) = line.strip_prefix("[bench] BENCH ") {
+        if let Some(rest) = line.trim().strip_prefix(prefix) {
             if rest == "done" {
                 break;
             }
@@ -70,9 +71,6 @@ fn boot_and_collect(dir: &Path, icount: bool) -> Result<Results> {
     }
     let _ = child.kill();
     let _ = child.wait();
-    if results.is_empty() {
-        bail!("the benchmark app printed no results");
-    }
     Ok(results)
 }
 
@@ -86,24 +84,22 @@ fn parse_into(results: &mut Results, line: &str) {
     }
 }
 
+/// Builds the Linux peer (`bench/linux/run.sh`) and boots it with the same command-line
+/// builder and icount setting as Septa.
 fn linux_peer(root: &Path) -> Result<Results> {
     let script = root.join("bench/linux/run.sh");
     println!(
-        "xtask: running the Linux peer (bench/linux/run.sh; the first run downloads and installs what it needs)"
+        "xtask: preparing the Linux peer (bench/linux/run.sh; the first run downloads and installs what it needs)"
     );
-    let output = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running the Linux peer")?;
-    if !output.status.success() {
+    let status = Command::new("bash").arg(&script).status().context("running bench/linux/run.sh")?;
+    if !status.success() {
         bail!("bench/linux/run.sh failed (see its messages above); `cargo xtask bench --no-linux` skips it");
     }
-    let mut results = Results::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        if let Some(rest) = line.trim().strip_prefix("BENCH linux_") {
-            parse_into(&mut results, rest);
-        }
+    println!("xtask: booting the Linux peer under QEMU with -icount shift=0,sleep=off");
+    let images = Images::linux_peer_in_dir(&root.join("target/bench/linux"));
+    let results = collect(&Config { icount: true, ..Config::new(Board::LinuxPeer, images) }, "BENCH linux_")?;
+    if results.is_empty() {
+        bail!("the Linux peer printed no results");
     }
     Ok(results)
 }

@@ -28,7 +28,7 @@ const HOST_TESTED: [&str; 12] = [
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use septa_qemu::{Board, Config, Images, QEMU};
+use septa_qemu::{Board, Config, Images};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -139,19 +139,8 @@ fn run_command(cli: Cli) -> Result<()> {
                 bail!("--bundle is for qemu-virt; the dev kit has no update inbox loader yet");
             }
             let dir = images::build_raspi2b(&root, &images::raspi2b_image(&root)?)?;
-            boot_interactive(
-                Config {
-                    board: Board::Raspi2b,
-                    images: Images::raspi2b_in_dir(&dir),
-                    interactive: true,
-                    icount: false,
-                    throwaway: false,
-                    monitor_socket: None,
-                    inbox: None,
-                    network: None,
-                },
-                &qemu_args,
-            )?
+            let config = Config::new(Board::Raspi2b, Images::raspi2b_in_dir(&dir));
+            boot_interactive(Config { interactive: true, ..config }, &qemu_args)?
         }
         Cmd::Bundle { out, security_version } => images::build_bundle(&root, security_version, &out)?,
         Cmd::Sdcard { board: BoardName::QemuVirt, .. } => {
@@ -182,19 +171,8 @@ fn run(root: &Path, bundle: Option<&Path>, qemu_args: &[String]) -> Result<()> {
         Some(_) if existing.rom.exists() && existing.flash.exists() => images::image_dir(root),
         _ => images::build(root, &[images::default_image(root)?])?,
     };
-    boot_interactive(
-        Config {
-            board: Board::QemuVirt,
-            images: Images::in_dir(&dir),
-            interactive: true,
-            icount: false,
-            throwaway: false,
-            monitor_socket: None,
-            inbox: bundle.map(Path::to_path_buf),
-            network: None,
-        },
-        qemu_args,
-    )
+    let config = Config::new(Board::QemuVirt, Images::in_dir(&dir));
+    boot_interactive(Config { interactive: true, inbox: bundle.map(Path::to_path_buf), ..config }, qemu_args)
 }
 
 /// Boots `config` with the console on this terminal.
@@ -202,11 +180,10 @@ fn boot_interactive(config: Config, qemu_args: &[String]) -> Result<()> {
     setup::ensure_qemu()?;
     println!("xtask: {}", config.command_line(qemu_args));
     println!("xtask: quit QEMU with Ctrl-A X");
-    let status = Command::new(QEMU)
-        .args(config.args())
-        .args(qemu_args)
+    let status = config
+        .command(qemu_args)
         .status()
-        .with_context(|| format!("starting {QEMU}"))?;
+        .with_context(|| format!("starting {}", septa_qemu::binary().display()))?;
     if !status.success() {
         bail!("QEMU exited with {status} (the guest reports a failure this way: see the console above)");
     }
@@ -236,6 +213,18 @@ fn test(root: &Path) -> Result<()> {
     }
     let tool = root.join("target/debug/septa");
     command.env("SEPTA_IMAGES", &dir).env("SEPTA_RASPI2B_IMAGES", raspi2b_dir).env("SEPTA_TOOL", tool);
+    // The QEMU tests run with only the files `apt-get install --no-install-recommends
+    // qemu-system-arm` brings, whatever else this machine has installed.
+    match septa_qemu::prepare_package_only(&root.join("target/septa/qemu-package-only")) {
+        Ok(Some(qemu)) => {
+            println!("xtask: QEMU tests see only the files of {} and its dependencies", septa_qemu::PACKAGE);
+            command.env(septa_qemu::QEMU_ENV, qemu);
+        }
+        Ok(None) => {
+            println!("xtask: no dpkg here: the QEMU tests use the installed QEMU with all of its data files")
+        }
+        Err(error) => bail!("preparing the package-only QEMU for the tests: {error}"),
+    }
     let summary = tally::run(&mut command)?;
     println!("tests: {} passed, {} failed", summary.passed, summary.failed);
     if summary.failed > 0 || !summary.success {
