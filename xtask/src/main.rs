@@ -28,7 +28,7 @@ const HOST_TESTED: [&str; 12] = [
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use septa_qemu::{Board, Config, Images};
+use septa_qemu::{Board, Config, Images, Network};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -171,8 +171,46 @@ fn run(root: &Path, bundle: Option<&Path>, qemu_args: &[String]) -> Result<()> {
         Some(_) if existing.rom.exists() && existing.flash.exists() => images::image_dir(root),
         _ => images::build(root, &[images::default_image(root)?])?,
     };
+    let septa = build_septa_tool(root)?;
+    let service = demo_service()?;
+    println!("xtask: a demo service listens on {service}; the device reaches it as devhost:7 (nethello)");
+    let network = Network::default().relay(7, &septa, service);
     let config = Config::new(Board::QemuVirt, Images::in_dir(&dir));
-    boot_interactive(Config { interactive: true, inbox: bundle.map(Path::to_path_buf), ..config }, qemu_args)
+    let config =
+        Config { interactive: true, inbox: bundle.map(Path::to_path_buf), network: Some(network), ..config };
+    boot_interactive(config, qemu_args)
+}
+
+/// Builds the `septa` host tool (the relay QEMU's forwards run, and what tests call).
+fn build_septa_tool(root: &Path) -> Result<PathBuf> {
+    println!("xtask: building the septa host tool");
+    let status =
+        Command::new(env!("CARGO")).args(["build", "-p", "septa-tool", "--bin", "septa"]).status()?;
+    if !status.success() {
+        bail!("building the septa host tool failed");
+    }
+    Ok(root.join("target/debug/septa"))
+}
+
+/// A small service on the host's loopback for `cargo xtask run`: it answers each line with
+/// `host says: <line>`.
+fn demo_service() -> Result<std::net::SocketAddr> {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding the demo service")?;
+    let address = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(mut writer) = stream.try_clone() else { return };
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if writeln!(writer, "host says: {line}").is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(address)
 }
 
 /// Boots `config` with the console on this terminal.
@@ -199,19 +237,13 @@ fn test(root: &Path) -> Result<()> {
     let raspi2b_dir = images::build_raspi2b(root, &images::raspi2b_image(root)?)?;
     images::write_sdcard(&raspi2b_dir, &raspi2b_dir.join("sdcard"))?;
     images::build_raspi2b(root, &variants::raspi2b_core_image(root)?)?;
-    println!("xtask: building the septa host tool for the tests");
-    let status =
-        Command::new(env!("CARGO")).args(["build", "-p", "septa-tool", "--bin", "septa"]).status()?;
-    if !status.success() {
-        bail!("building the septa host tool failed");
-    }
+    let tool = build_septa_tool(root)?;
     println!("xtask: running host unit tests and QEMU integration tests");
     let mut command = Command::new(env!("CARGO"));
     command.arg("test");
     for package in HOST_TESTED {
         command.args(["-p", package]);
     }
-    let tool = root.join("target/debug/septa");
     command.env("SEPTA_IMAGES", &dir).env("SEPTA_RASPI2B_IMAGES", raspi2b_dir).env("SEPTA_TOOL", tool);
     // The QEMU tests run with only the files `apt-get install --no-install-recommends
     // qemu-system-arm` brings, whatever else this machine has installed.

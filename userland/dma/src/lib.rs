@@ -41,7 +41,11 @@ impl Pool {
     /// A pool of `len` bytes at `virt`/`phys`, with `slots` bounce slots at its end.
     pub fn new(virt: usize, phys: u64, len: usize, slots: usize) -> Option<Pool> {
         let slots_len = slots.checked_mul(SLOT)?;
-        if slots > MAX_SLOTS || slots_len > len || virt % PAGE != 0 || phys % PAGE as u64 != 0 {
+        if slots > MAX_SLOTS
+            || slots_len > len
+            || !virt.is_multiple_of(PAGE)
+            || !phys.is_multiple_of(PAGE as u64)
+        {
             return None;
         }
         let slots_at = (len - slots_len) / PAGE * PAGE;
@@ -83,7 +87,7 @@ impl Pool {
     pub fn unbounce(&mut self, phys: u64) -> Option<Bounce> {
         let offset = phys.checked_sub(self.phys + self.slots_at as u64)? as usize;
         let slot = offset / SLOT;
-        if offset % SLOT != 0 || slot >= self.slots || self.used & (1 << slot) == 0 {
+        if !offset.is_multiple_of(SLOT) || slot >= self.slots || self.used & (1 << slot) == 0 {
             return None;
         }
         self.used &= !(1 << slot);

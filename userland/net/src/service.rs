@@ -283,7 +283,7 @@ impl Service {
         socket.set_ack_delay(None);
         let [a, b, c, d] = address;
         let local = self.next_port;
-        self.next_port = if local >= 65535 { 49152 } else { local + 1 };
+        self.next_port = if local == u16::MAX { 49152 } else { local + 1 };
         socket
             .connect(self.iface.context(), (IpAddress::v4(a, b, c, d), port), local)
             .map_err(|_| Error::Invalid)?;
