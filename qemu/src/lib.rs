@@ -27,6 +27,11 @@ pub fn binary() -> PathBuf {
 
 /// Deterministic time: one guest nanosecond per instruction, idle time skipped.
 pub const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
+/// [`ICOUNT`] for a guest with a network: idle time passes in real time (`sleep=on`). The
+/// host's side of a connection (QEMU's slirp, the relays, the servers) runs in real time,
+/// so a guest that skipped its idle time would see its timeouts expire while the host has
+/// not had a moment to answer. Executed instructions still count one nanosecond each.
+pub const ICOUNT_NETWORK: [&str; 2] = ["-icount", "shift=0,sleep=on"];
 
 /// The images one boot uses, as composed by `cargo xtask build` under
 /// `target/septa/<board>/`.
@@ -102,7 +107,7 @@ pub struct Config {
     /// Console on stdio with QEMU's monitor multiplexed (Ctrl-A X quits, Ctrl-A C switches
     /// to the monitor), for interactive use. Otherwise serial on stdio and no monitor.
     pub interactive: bool,
-    /// Run with [`ICOUNT`].
+    /// Run with [`ICOUNT`] ([`ICOUNT_NETWORK`] with a network).
     pub icount: bool,
     /// Keep the guest's flash writes in a temporary overlay that QEMU drops on exit
     /// (`snapshot=on`), so several QEMUs can share one image set (tests).
@@ -235,7 +240,8 @@ impl Config {
             }
         }
         if self.icount {
-            args.extend(ICOUNT.map(String::from));
+            let network = self.network.is_some() && matches!(self.board, Board::QemuVirt | Board::LinuxPeer);
+            args.extend(if network { ICOUNT_NETWORK } else { ICOUNT }.map(String::from));
         }
         if let Some(network) = &self.network
             && matches!(self.board, Board::QemuVirt | Board::LinuxPeer)

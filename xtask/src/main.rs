@@ -182,7 +182,7 @@ fn run(root: &Path, bundle: Option<&Path>, qemu_args: &[String]) -> Result<()> {
 }
 
 /// Builds the `septa` host tool (the relay QEMU's forwards run, and what tests call).
-fn build_septa_tool(root: &Path) -> Result<PathBuf> {
+pub(crate) fn build_septa_tool(root: &Path) -> Result<PathBuf> {
     println!("xtask: building the septa host tool");
     let status =
         Command::new(env!("CARGO")).args(["build", "-p", "septa-tool", "--bin", "septa"]).status()?;

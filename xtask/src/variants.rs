@@ -15,7 +15,8 @@
 //!   `echo-small`, `denied`, `nocap`, `cutoff`), each with its own destinations;
 //! - `net-crash/`: the same with a driver that faults mid-transfer (`netdev-crash`), a
 //!   `survivor` client and `counter` (an app without network, which must not notice);
-//! - `bench/`: the benchmark apps (also what `cargo xtask bench` runs).
+//! - `bench/`: the benchmark apps (also what `cargo xtask bench` runs);
+//! - `net-bench/`: `netbench` with the network apps (`cargo xtask bench` only).
 
 use crate::images::{AppSpec, BundleSpec, ImageSpec};
 use anyhow::Result;
@@ -156,4 +157,19 @@ pub fn bench_image(root: &Path) -> Result<ImageSpec> {
     let apps =
         ["bench", "benchpeer"].iter().map(|n| AppSpec::from_crate(root, n)).collect::<Result<Vec<_>>>()?;
     Ok(ImageSpec { dir: "bench".into(), kernel_features: vec!["bench".into()], apps, bundles: Vec::new() })
+}
+
+/// The network benchmark image: the driver, the service and `netbench`, with a kernel that
+/// lets it program the counters.
+pub fn net_bench_image(root: &Path) -> Result<ImageSpec> {
+    let apps = ["netdev", "netsvc", "netbench"]
+        .iter()
+        .map(|n| AppSpec::from_crate(root, n))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ImageSpec {
+        dir: "net-bench".into(),
+        kernel_features: vec!["bench".into()],
+        apps,
+        bundles: Vec::new(),
+    })
 }
