@@ -9,7 +9,7 @@ use septa_abi::package::{self, Kind};
 use septa_targets::{Region, qemu_virt as board, raspi2b};
 use septa_tool::image::{self, PackageSpec};
 use septa_tool::manifest::AppManifest;
-use septa_tool::{elf, keys};
+use septa_tool::{elf, keys, netpolicy};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs;
@@ -247,9 +247,13 @@ fn signed_packages_at(
             payload: flat("kernel", kernel_ram)?,
         },
     ];
+    // The network service carries the image's network policy in its own signed package.
+    let manifests: Vec<AppManifest> = apps.iter().map(|a| a.manifest.clone()).collect();
+    let policy = netpolicy::compose(&manifests)?;
     for app in apps {
         let path = binary(built, &app.binary)?;
-        let elf = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut elf = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        netpolicy::patch(&mut elf, &policy).with_context(|| format!("{}", path.display()))?;
         let elf = elf::strip_to_segments(&elf).with_context(|| format!("{}", path.display()))?;
         packages.push(PackageSpec {
             kind: Kind::App,
@@ -313,7 +317,18 @@ fn keep_symbols(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
 /// The dev kit's apps: the default image's, less those needing devices it lacks.
 pub fn raspi2b_image(root: &Path) -> Result<ImageSpec> {
     let mut spec = default_image(root)?;
+    // Apps for devices the Pi lacks go (its QEMU model has no network card: so the network
+    // driver goes), and then every app calling an endpoint nobody serves any more (so the
+    // network service and its clients go too).
     spec.apps.retain(|app| app.manifest.devices.iter().all(|d| raspi2b::DEVICES.iter().any(|b| b.name == d)));
+    loop {
+        let served: Vec<String> = spec.apps.iter().filter_map(|a| a.manifest.serve.clone()).collect();
+        let before = spec.apps.len();
+        spec.apps.retain(|app| app.manifest.call.iter().all(|c| served.contains(c)));
+        if spec.apps.len() == before {
+            break;
+        }
+    }
     spec.dir = String::new();
     Ok(spec)
 }

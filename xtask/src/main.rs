@@ -12,13 +12,15 @@ mod variants;
 
 /// Crates whose tests run on the host: everything except the device binaries and apps (the
 /// kernel's and monitor's libraries are host-tested; their binaries only link for the device).
-const HOST_TESTED: [&str; 10] = [
+const HOST_TESTED: [&str; 12] = [
     "septa-abi",
     "septa-targets",
     "septa-armv7",
     "septa-monitor",
     "septa-kernel",
     "septa-syscalls",
+    "septa-net",
+    "septa-dma",
     "septa-qemu",
     "septa-tool",
     "septa-tests",
@@ -27,7 +29,7 @@ const HOST_TESTED: [&str; 10] = [
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use septa_qemu::{Board, Config, Images};
+use septa_qemu::{Board, Config, Images, Network};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -45,6 +47,9 @@ enum Cmd {
         /// `qemu-virt` (the reference board) or `raspi2b` (the dev kit).
         #[arg(long, default_value = "qemu-virt")]
         board: BoardName,
+        /// Build only this test image set (e.g. `net`) under target/septa/qemu-virt/NAME/.
+        #[arg(long)]
+        variant: Option<String>,
     },
     /// Build if needed and boot the images under QEMU (console on stdio; quit with Ctrl-A X).
     Run {
@@ -123,11 +128,18 @@ fn run_command(cli: Cli) -> Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root).context("entering the workspace root")?;
     match cli.command {
-        Cmd::Build { board: BoardName::QemuVirt } => {
+        Cmd::Build { board: BoardName::QemuVirt, variant: None } => {
             let dir = images::build(&root, &[images::default_image(&root)?])?;
             println!("xtask: images in {}", dir.display());
         }
-        Cmd::Build { board: BoardName::Raspi2b } => {
+        Cmd::Build { board: BoardName::QemuVirt, variant: Some(name) } => {
+            let spec = variants::test_images(&root)?.into_iter().find(|s| s.dir == name);
+            let spec = spec
+                .with_context(|| format!("no test image set named {name:?} (see xtask/src/variants.rs)"))?;
+            images::build(&root, &[spec])?;
+            println!("xtask: images in {}", images::image_dir(&root).join(&name).display());
+        }
+        Cmd::Build { board: BoardName::Raspi2b, .. } => {
             let dir = images::build_raspi2b(&root, &images::raspi2b_image(&root)?)?;
             println!("xtask: images in {}", dir.display());
         }
@@ -191,8 +203,46 @@ fn run(
         println!("xtask: in another terminal: {}", sideload::gdb_command(&script, port, app.as_deref()));
         println!("xtask: QEMU waits for gdb on {}:{port}", sideload::GDB_HOST);
     }
+    let septa = build_septa_tool(root)?;
+    let service = demo_service()?;
+    println!("xtask: a demo service listens on {service}; the device reaches it as devhost:7 (nethello)");
+    let network = Network::default().relay(7, &septa, service);
     let config = Config::new(Board::QemuVirt, existing);
-    boot_interactive(Config { interactive: true, inbox: bundle.map(Path::to_path_buf), ..config }, &qemu_args)
+    let config =
+        Config { interactive: true, inbox: bundle.map(Path::to_path_buf), network: Some(network), ..config };
+    boot_interactive(config, &qemu_args)
+}
+
+/// Builds the `septa` host tool (the relay QEMU's forwards run, and what tests call).
+pub(crate) fn build_septa_tool(root: &Path) -> Result<PathBuf> {
+    println!("xtask: building the septa host tool");
+    let status =
+        Command::new(env!("CARGO")).args(["build", "-p", "septa-tool", "--bin", "septa"]).status()?;
+    if !status.success() {
+        bail!("building the septa host tool failed");
+    }
+    Ok(root.join("target/debug/septa"))
+}
+
+/// A small service on the host's loopback for `cargo xtask run`: it answers each line with
+/// `host says: <line>`.
+fn demo_service() -> Result<std::net::SocketAddr> {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding the demo service")?;
+    let address = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(mut writer) = stream.try_clone() else { return };
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if writeln!(writer, "host says: {line}").is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    Ok(address)
 }
 
 /// Boots `config` with the console on this terminal.
@@ -220,19 +270,13 @@ fn test(root: &Path) -> Result<()> {
     let raspi2b_dir = images::build_raspi2b(root, &images::raspi2b_image(root)?)?;
     images::write_sdcard(&raspi2b_dir, &raspi2b_dir.join("sdcard"))?;
     images::build_raspi2b(root, &variants::raspi2b_core_image(root)?)?;
-    println!("xtask: building the septa host tool for the tests");
-    let status =
-        Command::new(env!("CARGO")).args(["build", "-p", "septa-tool", "--bin", "septa"]).status()?;
-    if !status.success() {
-        bail!("building the septa host tool failed");
-    }
+    let tool = build_septa_tool(root)?;
     println!("xtask: running host unit tests and QEMU integration tests");
     let mut command = Command::new(env!("CARGO"));
     command.arg("test");
     for package in HOST_TESTED {
         command.args(["-p", package]);
     }
-    let tool = root.join("target/debug/septa");
     // The developer-experience tests run `cargo xtask run` through this very binary.
     command.env("SEPTA_XTASK", std::env::current_exe().context("finding the xtask binary")?);
     command.env("SEPTA_IMAGES", &dir).env("SEPTA_RASPI2B_IMAGES", raspi2b_dir).env("SEPTA_TOOL", tool);

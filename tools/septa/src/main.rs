@@ -109,6 +109,12 @@ enum Command {
         #[arg(long)]
         septa: Option<PathBuf>,
     },
+    /// Relay standard input and output to a TCP server on the host's loopback (QEMU's
+    /// `guestfwd=...-cmd:` starts one per guest connection).
+    Relay {
+        /// The server: a loopback IP:PORT.
+        target: String,
+    },
     /// List the packages in a flash image, and check their signatures against OEM keys.
     Inspect {
         flash: PathBuf,
@@ -249,6 +255,7 @@ fn run(cli: Cli) -> Result<()> {
             println!("created app {name:?} in {} (Septa checkout {})", path.display(), septa.display());
             println!("next: cd {} && cargo build --release", path.display());
         }
+        Command::Relay { target } => septa_tool::relay::run(septa_tool::relay::target(&target)?)?,
         Command::DeviceKey { device_secret, out } => {
             let key = septa_tool::keys::device_public_key(&keys::load_secret(&device_secret)?);
             septa_tool::keys::write_public_key(&out, &key)?;
