@@ -26,3 +26,6 @@ pub mod package;
 pub mod report;
 pub mod slot;
 pub mod smc;
+
+#[cfg(test)]
+mod fuzz;
