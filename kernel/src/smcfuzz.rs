@@ -19,7 +19,7 @@ pub fn run() {
     // SAFETY: TEST_BOOT_ARG is the last page of non-secure RAM, unused by this kernel.
     let requested = unsafe { core::ptr::read_volatile(board::TEST_BOOT_ARG as *const u32) };
     let calls = if requested == 0 { DEFAULT_CALLS } else { requested };
-    let mut state = 0x5eb7_a3u64 ^ calls as u64;
+    let mut state = 0x005e_b7a3u64 ^ calls as u64;
     let mut next = move || {
         state ^= state >> 12;
         state ^= state << 25;

@@ -57,7 +57,7 @@ fn buffer(rng: &mut Rng) -> (u32, u32) {
     let len = rng.pick(&[0, 1, 4, 16, 64, 240, 241, 512, 4096, 4097, 0xffff_ffff]);
     match rng.below(9) {
         // Inside the scratch buffer, never past its end.
-        0 | 1 | 2 => {
+        0..=2 => {
             let len = len.min(8192);
             (scratch() + rng.below(8192 - len + 1), len)
         }
@@ -103,7 +103,7 @@ fn canary_intact() -> bool {
 
 fn main() {
     let long = sys::info().name() == "sysfuzz-long";
-    let (iterations, seed) = if long { (500_000, 0x5eb7_a2u64) } else { (20_000, 0x5eb7_a1u64) };
+    let (iterations, seed) = if long { (500_000, 0x005e_b7a2u64) } else { (20_000, 0x005e_b7a1u64) };
     let canary = (&raw mut CANARY) as *mut u32;
     for i in 0..1024 {
         // SAFETY: as in `canary_intact`.
