@@ -27,9 +27,11 @@ struct ImageList {
     apps: Vec<String>,
 }
 
-/// One app in an image: which crate's binary, under which manifest.
+/// One app in an image: which binary, under which manifest.
 #[derive(Clone)]
 pub struct AppSpec {
+    /// The binary of an app crate under `userland/apps/`, or the absolute path of an app
+    /// ELF built outside the tree ([`AppSpec::sideloaded`]).
     pub binary: String,
     pub manifest: AppManifest,
 }
@@ -58,10 +60,16 @@ pub struct ImageSpec {
 }
 
 impl ImageSpec {
-    /// The app binaries the image and its bundles need, each once.
+    /// The app crates the image and its bundles need built, each once.
     fn binaries(&self) -> Vec<&str> {
         let bundled = self.bundles.iter().flat_map(|b| &b.apps);
-        let mut binaries: Vec<&str> = self.apps.iter().chain(bundled).map(|a| a.binary.as_str()).collect();
+        let mut binaries: Vec<&str> = self
+            .apps
+            .iter()
+            .chain(bundled)
+            .map(|a| a.binary.as_str())
+            .filter(|binary| !Path::new(binary).is_absolute())
+            .collect();
         binaries.sort();
         binaries.dedup();
         binaries
@@ -193,9 +201,17 @@ fn build_binaries_for(apps: &[&str], kernel_features: &[String], board: Option<&
     Ok(built)
 }
 
-fn binary<'a>(built: &'a Built, name: &str) -> Result<&'a Path> {
+/// The ELF of binary `name`: one cargo just built, or a sideloaded app's own.
+fn binary<'a>(built: &'a Built, name: &'a str) -> Result<&'a Path> {
+    if Path::new(name).is_absolute() {
+        return Ok(Path::new(name));
+    }
     built.get(name).map(PathBuf::as_path).with_context(|| format!("cargo built no `{name}` binary"))
 }
+
+/// Where an image keeps the ELF files of its stages and apps, with their symbols, for the
+/// debugger (`cargo xtask run --gdb`) and for reading addresses in fault reports.
+pub const SYMBOLS_DIR: &str = "symbols";
 
 /// The monitor, kernel and apps, signed with the development key: monitor and kernel at
 /// `security_version`, apps at their manifests' versions.
@@ -273,6 +289,7 @@ fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
         hasher.update(&flash);
         hex::encode(hasher.finalize())
     };
+    keep_symbols(built, spec, dir)?;
     let stamp = dir.join("composed.sha256");
     let images = septa_qemu::Images::in_dir(dir);
     if fs::read_to_string(&stamp).is_ok_and(|s| s == digest) && images.rom.exists() && images.flash.exists() {
@@ -281,6 +298,20 @@ fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
     image::write_atomically(&images.rom, &rom)?;
     image::write_atomically(&images.flash, &flash)?;
     image::write_atomically(&stamp, digest.as_bytes())
+}
+
+/// Copies the ELF files of `spec`'s stages and apps into `dir/symbols/` as `<name>.elf`.
+fn keep_symbols(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
+    let symbols = dir.join(SYMBOLS_DIR);
+    fs::create_dir_all(&symbols).with_context(|| format!("creating {}", symbols.display()))?;
+    let stages = ["loader", "monitor", "kernel"].map(|stage| (stage, stage));
+    let apps = spec.apps.iter().map(|app| (app.manifest.name.as_str(), app.binary.as_str()));
+    for (name, binary_name) in stages.into_iter().chain(apps) {
+        let elf = binary(built, binary_name)?;
+        let copy = symbols.join(format!("{name}.elf"));
+        fs::copy(elf, &copy).with_context(|| format!("copying {} to {}", elf.display(), copy.display()))?;
+    }
+    Ok(())
 }
 
 /// The dev kit's apps: the default image's, less those needing devices it lacks.

@@ -10,5 +10,6 @@ pub mod image;
 pub mod keys;
 pub mod manifest;
 pub mod netpolicy;
+pub mod new;
 pub mod relay;
 pub mod report;
