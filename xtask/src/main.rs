@@ -273,7 +273,7 @@ fn test(root: &Path) -> Result<()> {
     let tool = build_septa_tool(root)?;
     println!("xtask: running host unit tests and QEMU integration tests");
     let mut command = Command::new(env!("CARGO"));
-    command.arg("test");
+    command.args(["test", "--no-fail-fast"]);
     for package in HOST_TESTED {
         command.args(["-p", package]);
     }
