@@ -320,7 +320,7 @@ fn test(root: &Path) -> Result<()> {
     let tool = build_septa_tool(root)?;
     println!("xtask: running host unit tests and QEMU integration tests");
     let mut command = cargo();
-    command.arg("test");
+    command.args(["test", "--no-fail-fast"]);
     for package in HOST_TESTED {
         command.args(["-p", package]);
     }
