@@ -23,5 +23,6 @@ pub mod keys;
 pub mod monitor;
 pub mod package;
 pub mod report;
+pub mod service;
 pub mod slot;
 pub mod smc;
