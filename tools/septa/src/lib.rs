@@ -10,3 +10,4 @@ pub mod image;
 pub mod keys;
 pub mod manifest;
 pub mod report;
+pub mod service;
