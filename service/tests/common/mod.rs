@@ -94,6 +94,17 @@ pub struct Service {
     http: reqwest::Client,
 }
 
+/// The `septa` host tool: `SEPTA_TOOL` (set by `cargo xtask test`), or the workspace's
+/// debug build.
+pub fn septa_tool() -> PathBuf {
+    if let Ok(path) = std::env::var("SEPTA_TOOL") {
+        return path.into();
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/septa");
+    assert!(path.exists(), "{} is missing: build it with `cargo build -p septa-tool` (cargo xtask test does)", path.display());
+    path
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_septa-service")
 }
@@ -133,6 +144,24 @@ impl Service {
         }
         std::thread::spawn(move || for _ in lines {});
         Service { child, base: base.unwrap(), tls: tls.unwrap(), token, db, http: reqwest::Client::new() }
+    }
+
+    /// Another tenant in the same database; its first admin token.
+    pub fn create_tenant(&self, name: &str) -> String {
+        let output = Command::new(binary()).args(self.db.args()).args(["create-tenant", name]).output().unwrap();
+        assert!(output.status.success(), "create-tenant: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    }
+
+    /// Runs the `septa` CLI against this service with `token`.
+    pub fn septa(&self, token: &str, args: &[&str]) -> std::process::Output {
+        Command::new(septa_tool())
+            .arg("service")
+            .args(args)
+            .env("SEPTA_SERVICE_URL", &self.base)
+            .env("SEPTA_SERVICE_TOKEN", token)
+            .output()
+            .expect("running septa")
     }
 
     pub fn device_client(&self) -> Client {
