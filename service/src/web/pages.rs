@@ -61,7 +61,7 @@ main{padding:20px 24px}table{border-collapse:collapse;background:#fff;width:100%
 th,td{padding:6px 10px;border-bottom:1px solid #e1e5eb;text-align:left;font-size:14px}th{background:#e9edf3}\
 .cards{display:flex;gap:16px;margin-bottom:20px}.card{background:#fff;padding:14px 18px;border-radius:6px;min-width:120px;box-shadow:0 1px 2px #0002}\
 .card b{display:block;font-size:26px}.ok{color:#17803d}.bad{color:#b3261e}.bar{background:#e1e5eb;height:14px;width:240px;display:flex;border-radius:3px;overflow:hidden}\
-.bar span{display:block;height:14px}.u{background:#2e9d57}.f{background:#c8453b}.o{background:#e0a526}code{font-size:12px}";
+.bar span{display:block;height:14px}.u{background:#2e9d57}.f{background:#c8453b}.o{background:#e0a526}code{font-size:12px}.kv th{width:200px}";
 
 fn layout(title: &str, body: &str) -> Html<String> {
     Html(format!(
@@ -77,12 +77,27 @@ fn signed_in(caller: std::result::Result<Caller, Error>) -> std::result::Result<
     caller.map_err(|_| Redirect::to("/login").into_response())
 }
 
-async fn login_page() -> Html<String> {
-    layout(
+#[derive(Deserialize)]
+struct LoginQuery {
+    token: Option<String>,
+    next: Option<String>,
+}
+
+/// The sign-in form; with `?token=...&next=/page` (for kiosks and scripted screenshots) it
+/// signs in directly and goes to `next`, a path on this site only.
+async fn login_page(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Result<Response> {
+    if let Some(token) = query.token {
+        let next = query.next.filter(|n| {
+            n.starts_with('/') && !n.starts_with("//") && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+        });
+        return sign_in(&state, &token, next.as_deref().unwrap_or("/")).await;
+    }
+    Ok(layout(
         "Sign in",
         "<form method=post action=/login><p>API token: <input name=token type=password size=50> \
-         <button>Sign in</button></p></form><p>Create a token with <code>septa service token create</code>.</p>",
+         <button>Sign in</button></p></form><p>Create a token with <code>septa service token-create</code>.</p>",
     )
+    .into_response())
 }
 
 #[derive(Deserialize)]
@@ -91,7 +106,11 @@ struct Login {
 }
 
 async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Result<Response> {
-    let token = form.token.trim();
+    sign_in(&state, &form.token, "/").await
+}
+
+async fn sign_in(state: &AppState, token: &str, next: &str) -> Result<Response> {
+    let token = token.trim();
     let valid = token.len() <= 128
         && token.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
         && state.storage.token(&crate::policy::token_hash(token)).await?.is_some();
@@ -102,7 +121,7 @@ async fn login(State(state): State<AppState>, Form(form): Form<Login>) -> Result
         StatusCode::SEE_OTHER,
         [
             (header::SET_COOKIE, format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/")),
-            (header::LOCATION, "/".to_string()),
+            (header::LOCATION, next.to_string()),
         ],
     )
         .into_response())
@@ -168,7 +187,7 @@ async fn device(
     let attestations = state.storage.attestations(&caller.tenant, &id, 20).await?;
     let reports = state.storage.reports(&caller.tenant, &id).await?;
     let mut body = format!(
-        "<table><tr><th>product</th><td>{}</td></tr><tr><th>group</th><td>{}</td></tr><tr><th>release</th><td>{}</td></tr>\
+        "<table class=kv><tr><th>product</th><td>{}</td></tr><tr><th>group</th><td>{}</td></tr><tr><th>release</th><td>{}</td></tr>\
          <tr><th>status</th><td>{}</td></tr><tr><th>last check-in</th><td>{}</td></tr><tr><th>certificate expires</th><td>{}</td></tr></table>",
         esc(&d.product),
         esc(d.group.as_deref().unwrap_or("-")),
