@@ -226,3 +226,35 @@ impl Client {
         Ok(postcard::from_bytes(&reply.body)?)
     }
 }
+
+/// A signed update bundle of a monitor, a kernel and one app with synthetic payloads,
+/// made with the same `abi` code as `septa bundle` (for the load generator, which has no
+/// ELF files to pack).
+pub fn bundle(key: &SigningKey, version: u32, tag: u8) -> Vec<u8> {
+    use septa_abi::package::{Header, Kind};
+    let package = |kind, component_id, payload: Vec<u8>| {
+        let header = Header::for_payload(kind, component_id, version, &payload, keys::key_id(key.verifying_key()));
+        let signature: Signature = key.sign(&header.encode_signed());
+        let mut bytes = header.encode(&signature.to_bytes().into()).to_vec();
+        bytes.extend_from_slice(&payload);
+        bytes
+    };
+    let packages = [
+        package(Kind::Monitor, septa_abi::package::MONITOR_COMPONENT_ID, vec![tag; 3000]),
+        package(Kind::Kernel, septa_abi::package::KERNEL_COMPONENT_ID, vec![tag ^ 0x55; 9000]),
+        package(Kind::App, [0xa1; 16], vec![tag ^ 0xaa; 5000]),
+    ];
+    let image = septa_abi::slot::compose(&packages);
+    let components: Vec<([u8; 16], u32)> = packages
+        .iter()
+        .map(|p| {
+            let h = septa_abi::package::Package::parse(p).expect("just made").header;
+            (h.component_id, h.security_version)
+        })
+        .collect();
+    let mut out = septa_abi::bundle::encode_signed_part(&image, keys::key_id(key.verifying_key()), &components);
+    let signature: Signature = key.sign(&out);
+    out.extend_from_slice(&signature.to_bytes());
+    out.extend_from_slice(&image);
+    out
+}
