@@ -33,6 +33,17 @@ pub fn ensure_qemu() -> Result<()> {
     Ok(())
 }
 
+/// Installs Debian's Chromium (the dashboard tests drive it headless) if it is missing.
+pub fn ensure_chromium() -> Result<()> {
+    if found("chromium") {
+        return Ok(());
+    }
+    println!("xtask: chromium not found; installing Debian's chromium with apt-get (for the dashboard tests)");
+    apt_get(&["update"])?;
+    apt_get(&["install", "-y", "--no-install-recommends", "chromium"])?;
+    Ok(())
+}
+
 /// Runs apt-get with `args`, through sudo unless already root.
 fn apt_get(args: &[&str]) -> Result<()> {
     let mut command = if is_root() { Command::new("apt-get") } else { Command::new("sudo") };
@@ -43,10 +54,7 @@ fn apt_get(args: &[&str]) -> Result<()> {
     println!("xtask: apt-get {}", args.join(" "));
     let status = command.status().context("running apt-get")?;
     if !status.success() {
-        bail!(
-            "`apt-get {}` failed; install QEMU with `sudo apt-get install qemu-system-arm` and retry",
-            args.join(" ")
-        );
+        bail!("`apt-get {}` failed; run it by hand (with sudo) and retry", args.join(" "));
     }
     Ok(())
 }
