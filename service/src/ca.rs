@@ -94,7 +94,12 @@ impl Ca {
 
     /// A device certificate for `device_key`, valid from `now` for 24 hours: DER and
     /// expiry.
-    pub fn issue_device(&self, device_id: &str, device_key: &VerifyingKey, now: i64) -> Result<(Vec<u8>, i64), CaError> {
+    pub fn issue_device(
+        &self,
+        device_id: &str,
+        device_key: &VerifyingKey,
+        now: i64,
+    ) -> Result<(Vec<u8>, i64), CaError> {
         let public = DevicePublicKey(device_key.to_encoded_point(false).as_bytes().to_vec());
         let mut params = CertificateParams::new(Vec::new())?;
         params.distinguished_name = name(device_id);

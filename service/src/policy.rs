@@ -73,7 +73,10 @@ pub fn verify_bundle(bytes: &[u8], oem_keys: &[VerifyingKey]) -> Result<Verified
         .find(|k| septa_abi::keys::key_id(k) == header.key_id)
         .ok_or(BundleError::Invalid(bundle::Error::UnknownKey(header.key_id).to_string()))?;
     let point = signer.to_encoded_point(false);
-    fuses.oem_keys.push(heapless::Vec::from_slice(point.as_bytes()).expect("65 bytes")).expect("room for one");
+    fuses
+        .oem_keys
+        .push(heapless::Vec::from_slice(point.as_bytes()).expect("65 bytes"))
+        .expect("room for one");
     header.verify_signature(&fuses).map_err(invalid)?;
     let image = &bytes[header.len()..];
     bundle::check_image(&header, image, &fuses, |_| 0).map_err(invalid)?;
@@ -162,7 +165,8 @@ pub fn status_after_attestation(
 /// The rank of a device in a deployment's order: a hash of both ids, so each deployment
 /// picks its first 1 % differently and nobody can choose to be first.
 pub fn rank(deployment_id: &str, device_id: &str) -> i64 {
-    let digest = Sha256::new_with_prefix(deployment_id.as_bytes()).chain_update(device_id.as_bytes()).finalize();
+    let digest =
+        Sha256::new_with_prefix(deployment_id.as_bytes()).chain_update(device_id.as_bytes()).finalize();
     (u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")) >> 1) as i64
 }
 

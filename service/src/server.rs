@@ -34,7 +34,8 @@ pub async fn state(database_url: &str, nonce_ttl_s: i64) -> Result<AppState> {
 
 pub async fn run(options: Options) -> Result<()> {
     let state = state(&options.database_url, options.nonce_ttl_s).await?;
-    let listener = TcpListener::bind(options.listen).await.with_context(|| format!("binding {}", options.listen))?;
+    let listener =
+        TcpListener::bind(options.listen).await.with_context(|| format!("binding {}", options.listen))?;
     println!(
         "septa-service: management API, dashboard and device protocol on http://{} ({})",
         listener.local_addr()?,
@@ -70,9 +71,10 @@ fn acceptor(ca: &Ca, names: Vec<String>) -> Result<TlsAcceptor> {
     let (cert, key) = ca.issue_server(names, web::now())?;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(ca.certificate_der()))?;
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-        .allow_unauthenticated()
-        .build()?;
+    let verifier =
+        rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .allow_unauthenticated()
+            .build()?;
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
@@ -89,11 +91,13 @@ async fn serve_tls(listener: TcpListener, acceptor: TlsAcceptor, router: axum::R
         let acceptor = acceptor.clone();
         let router = router.clone();
         tokio::spawn(async move {
-            let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else {
+            let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+            else {
                 return;
             };
             let service = hyper_util::service::TowerToHyperService::new(router);
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+            let _ =
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
         });
     }
 }

@@ -51,7 +51,11 @@ impl Device {
         Device { secret, identity, measurements, attestation, boot_count: 1 }
     }
 
-    fn attestation_for(secret: &[u8; 32], identity: &SigningKey, measurements: &[Measurement]) -> (SigningKey, Vec<u8>) {
+    fn attestation_for(
+        secret: &[u8; 32],
+        identity: &SigningKey,
+        measurements: &[Measurement],
+    ) -> (SigningKey, Vec<u8>) {
         let digests: Vec<[u8; 32]> = measurements.iter().map(|m| m.digest).collect();
         let cdi = keys::compound_device_id(secret, &digests);
         let key = keys::derive_key(&cdi, keys::ATTESTATION, b"");
@@ -87,23 +91,29 @@ impl Device {
     pub fn token(&self, nonce: &[u8]) -> Vec<u8> {
         let (key, certificate) = &self.attestation;
         let claims = Claims {
-            device_key: heapless::Vec::from_slice(self.public_key().to_encoded_point(false).as_bytes()).expect("65"),
-            attestation_key: heapless::Vec::from_slice(key.verifying_key().to_encoded_point(false).as_bytes())
+            device_key: heapless::Vec::from_slice(self.public_key().to_encoded_point(false).as_bytes())
                 .expect("65"),
+            attestation_key: heapless::Vec::from_slice(
+                key.verifying_key().to_encoded_point(false).as_bytes(),
+            )
+            .expect("65"),
             certificate: heapless::Vec::from_slice(certificate).expect("64"),
             nonce: heapless::Vec::from_slice(nonce).expect("nonce fits"),
             measurements: self.measurements.iter().copied().collect(),
         };
         let signature: Signature = key.sign(&attest::claims_digest(&claims).expect("claims encode"));
-        let token = Token { claims, signature: heapless::Vec::from_slice(&signature.to_bytes()).expect("64") };
+        let token =
+            Token { claims, signature: heapless::Vec::from_slice(&signature.to_bytes()).expect("64") };
         postcard::to_allocvec(&token).expect("token encodes")
     }
 
     /// A signed report of `events`, as the monitor signs it.
     pub fn report(&self, first: u64, events: &[Event]) -> Vec<u8> {
         let batch = Batch { first, boot_count: self.boot_count, events: events.iter().copied().collect() };
-        let signature: Signature = self.identity.sign(&septa_abi::report::digest(&batch).expect("batch encodes"));
-        let report = Report { batch, signature: heapless::Vec::from_slice(&signature.to_bytes()).expect("64") };
+        let signature: Signature =
+            self.identity.sign(&septa_abi::report::digest(&batch).expect("batch encodes"));
+        let report =
+            Report { batch, signature: heapless::Vec::from_slice(&signature.to_bytes()).expect("64") };
         postcard::to_allocvec(&report).expect("report encodes")
     }
 }
@@ -164,7 +174,9 @@ impl Client {
     }
 
     pub async fn nonce(&self, device: &Device) -> Result<[u8; 32]> {
-        let reply = self.post("/device/v1/nonce", postcard::to_allocvec(&NonceRequest { device_id: device.id() })?).await?;
+        let reply = self
+            .post("/device/v1/nonce", postcard::to_allocvec(&NonceRequest { device_id: device.id() })?)
+            .await?;
         if reply.status != 200 {
             bail!("nonce: {} {}", reply.status, reply.text());
         }
@@ -214,8 +226,11 @@ impl Client {
             list.push(heapless::Vec::from_slice(r).map_err(|_| anyhow::anyhow!("report too long"))?)
                 .map_err(|_| anyhow::anyhow!("too many reports"))?;
         }
-        self.post("/device/v1/reports", postcard::to_allocvec(&ReportUpload { device_id: device.id(), reports: list })?)
-            .await
+        self.post(
+            "/device/v1/reports",
+            postcard::to_allocvec(&ReportUpload { device_id: device.id(), reports: list })?,
+        )
+        .await
     }
 
     pub async fn report_counts(&self, device: &Device, reports: &[Vec<u8>]) -> Result<ReportResponse> {
@@ -233,7 +248,8 @@ impl Client {
 pub fn bundle(key: &SigningKey, version: u32, tag: u8) -> Vec<u8> {
     use septa_abi::package::{Header, Kind};
     let package = |kind, component_id, payload: Vec<u8>| {
-        let header = Header::for_payload(kind, component_id, version, &payload, keys::key_id(key.verifying_key()));
+        let header =
+            Header::for_payload(kind, component_id, version, &payload, keys::key_id(key.verifying_key()));
         let signature: Signature = key.sign(&header.encode_signed());
         let mut bytes = header.encode(&signature.to_bytes().into()).to_vec();
         bytes.extend_from_slice(&payload);
@@ -252,7 +268,8 @@ pub fn bundle(key: &SigningKey, version: u32, tag: u8) -> Vec<u8> {
             (h.component_id, h.security_version)
         })
         .collect();
-    let mut out = septa_abi::bundle::encode_signed_part(&image, keys::key_id(key.verifying_key()), &components);
+    let mut out =
+        septa_abi::bundle::encode_signed_part(&image, keys::key_id(key.verifying_key()), &components);
     let signature: Signature = key.sign(&out);
     out.extend_from_slice(&signature.to_bytes());
     out.extend_from_slice(&image);

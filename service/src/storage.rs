@@ -262,7 +262,9 @@ impl Storage {
         if self.postgres {
             sqlx::query("SELECT pg_advisory_xact_lock(7431)").execute(&mut *tx).await?;
         }
-        sqlx::query("CREATE TABLE IF NOT EXISTS septa_schema (version BIGINT NOT NULL)").execute(&mut *tx).await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS septa_schema (version BIGINT NOT NULL)")
+            .execute(&mut *tx)
+            .await?;
         let version: Option<i64> =
             sqlx::query("SELECT MAX(version) FROM septa_schema").fetch_one(&mut *tx).await?.try_get(0)?;
         let blob = if self.postgres { "BYTEA" } else { "BLOB" };
@@ -288,8 +290,10 @@ impl Storage {
     /// The value of setting `name`, storing `make()` first if there is none (first start).
     /// Replicas starting together agree: the first insert wins and everyone reads it back.
     pub async fn setting_or_insert(&self, name: &str, make: impl FnOnce() -> String) -> Result<String> {
-        if let Some(row) =
-            sqlx::query("SELECT value FROM settings WHERE name = $1").bind(name).fetch_optional(&self.pool).await?
+        if let Some(row) = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
         {
             return Ok(row.try_get(0)?);
         }
@@ -298,7 +302,10 @@ impl Storage {
             .bind(make())
             .execute(&self.pool)
             .await?;
-        let row = sqlx::query("SELECT value FROM settings WHERE name = $1").bind(name).fetch_one(&self.pool).await?;
+        let row = sqlx::query("SELECT value FROM settings WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get(0)?)
     }
 
@@ -308,12 +315,14 @@ impl Storage {
     pub async fn create_tenant(&self, name: &str, token_hash: &str, now: i64) -> Result<String> {
         let mut tx = self.pool.begin().await?;
         let id = new_id();
-        let inserted = sqlx::query("INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING")
-            .bind(&id)
-            .bind(name)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO tenants (id, name, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
         if inserted.rows_affected() == 0 {
             return Err(StorageError::Conflict(format!("tenant {name} exists")));
         }
@@ -322,7 +331,14 @@ impl Storage {
         Ok(id)
     }
 
-    pub async fn create_token(&self, tenant: &str, role: Role, name: &str, hash: &str, now: i64) -> Result<String> {
+    pub async fn create_token(
+        &self,
+        tenant: &str,
+        role: Role,
+        name: &str,
+        hash: &str,
+        now: i64,
+    ) -> Result<String> {
         let mut tx = self.pool.begin().await?;
         let id = insert_token(&mut tx, tenant, role, name, hash, now).await?;
         tx.commit().await?;
@@ -331,10 +347,11 @@ impl Storage {
 
     /// The tenant and role of an unrevoked token.
     pub async fn token(&self, hash: &str) -> Result<Option<(String, Role)>> {
-        let row = sqlx::query("SELECT tenant_id, role FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL")
-            .bind(hash)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT tenant_id, role FROM api_tokens WHERE hash = $1 AND revoked_at IS NULL")
+                .bind(hash)
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(match row {
             Some(row) => {
                 let role: String = row.try_get(1)?;
@@ -502,13 +519,15 @@ impl Storage {
 
     pub async fn set_group(&self, tenant: &str, device_id: &str, group: &str) -> Result<()> {
         let (group_id, product_id) = self.group(tenant, group).await?;
-        let done = sqlx::query("UPDATE devices SET group_id = $1 WHERE tenant_id = $2 AND id = $3 AND product_id = $4")
-            .bind(group_id)
-            .bind(tenant)
-            .bind(device_id)
-            .bind(product_id)
-            .execute(&self.pool)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE devices SET group_id = $1 WHERE tenant_id = $2 AND id = $3 AND product_id = $4",
+        )
+        .bind(group_id)
+        .bind(tenant)
+        .bind(device_id)
+        .bind(product_id)
+        .execute(&self.pool)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StorageError::NotFound(format!("no device {device_id} in the group's product")));
         }
@@ -521,8 +540,10 @@ impl Storage {
             .bind(device_id)
             .fetch_optional(&self.pool)
             .await?;
-        row.map(|r| Ok(DeviceKey { tenant_id: r.try_get(0)?, product_id: r.try_get(1)?, public_key: r.try_get(2)? }))
-            .transpose()
+        row.map(|r| {
+            Ok(DeviceKey { tenant_id: r.try_get(0)?, product_id: r.try_get(1)?, public_key: r.try_get(2)? })
+        })
+        .transpose()
     }
 
     const DEVICE_COLUMNS: &'static str = "d.id, p.name, g.name, d.claimed_at, d.last_seen, d.trusted, r.name, d.cert_not_after \
@@ -538,7 +559,10 @@ impl Storage {
     pub async fn device(&self, tenant: &str, id: &str) -> Result<Device> {
         let sql = format!("SELECT {} WHERE d.tenant_id = $1 AND d.id = $2", Self::DEVICE_COLUMNS);
         let row = sqlx::query(&sql).bind(tenant).bind(id).fetch_optional(&self.pool).await?;
-        row.as_ref().map(device_row).transpose()?.ok_or_else(|| StorageError::NotFound(format!("no device {id}")))
+        row.as_ref()
+            .map(device_row)
+            .transpose()?
+            .ok_or_else(|| StorageError::NotFound(format!("no device {id}")))
     }
 
     pub async fn attestations(&self, tenant: &str, device: &str, limit: i64) -> Result<Vec<Attestation>> {
@@ -593,14 +617,15 @@ impl Storage {
     /// offered (a deployment's, or the recovery release for an untrusted device).
     pub async fn checkin(&self, c: &Checkin<'_>) -> Result<CheckinResult> {
         let mut tx = self.pool.begin().await?;
-        let release: Option<String> =
-            sqlx::query("SELECT id FROM releases WHERE product_id = $1 AND fingerprint = $2 ORDER BY seq LIMIT 1")
-                .bind(&c.key.product_id)
-                .bind(c.fingerprint)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.try_get(0))
-                .transpose()?;
+        let release: Option<String> = sqlx::query(
+            "SELECT id FROM releases WHERE product_id = $1 AND fingerprint = $2 ORDER BY seq LIMIT 1",
+        )
+        .bind(&c.key.product_id)
+        .bind(c.fingerprint)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
         let trusted = release.is_some();
         sqlx::query(
             "INSERT INTO attestations (id, tenant_id, device_id, at, fingerprint, release_id, trusted, attestation_key) \
@@ -707,7 +732,11 @@ impl Storage {
     }
 
     /// The bundle a live ticket names: (bytes, deployment id).
-    pub async fn ticket_bundle(&self, ticket_hash: &str, now: i64) -> Result<Option<(Vec<u8>, Option<String>, String)>> {
+    pub async fn ticket_bundle(
+        &self,
+        ticket_hash: &str,
+        now: i64,
+    ) -> Result<Option<(Vec<u8>, Option<String>, String)>> {
         let row = sqlx::query(
             "SELECT r.bundle, t.deployment_id, t.device_id FROM tickets t JOIN releases r ON r.id = t.release_id \
              WHERE t.hash = $1 AND t.expires_at >= $2",
@@ -831,11 +860,12 @@ impl Storage {
         .ok_or_else(|| StorageError::NotFound(format!("no release {release} for the group's product")))?;
         let release_id: String = row.try_get(0)?;
         let mut tx = self.pool.begin().await?;
-        let active: i64 = sqlx::query("SELECT COUNT(*) FROM deployments WHERE group_id = $1 AND state = 'active'")
-            .bind(&group_id)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get(0)?;
+        let active: i64 =
+            sqlx::query("SELECT COUNT(*) FROM deployments WHERE group_id = $1 AND state = 'active'")
+                .bind(&group_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
         if active > 0 {
             return Err(StorageError::Conflict(format!("group {group} already has an active deployment")));
         }
@@ -922,10 +952,12 @@ impl Storage {
             let id: String = r.try_get(0)?;
             let mut counts = std::collections::BTreeMap::new();
             let mut total = 0;
-            for row in sqlx::query("SELECT status, COUNT(*) FROM deployment_targets WHERE deployment_id = $1 GROUP BY status")
-                .bind(&id)
-                .fetch_all(&self.pool)
-                .await?
+            for row in sqlx::query(
+                "SELECT status, COUNT(*) FROM deployment_targets WHERE deployment_id = $1 GROUP BY status",
+            )
+            .bind(&id)
+            .fetch_all(&self.pool)
+            .await?
             {
                 let n: i64 = row.try_get(1)?;
                 total += n;
@@ -1003,8 +1035,10 @@ impl Storage {
         }
         let day = now.div_euclid(86_400);
         for event in events {
-            if let septa_abi::report::Event::Update { event: septa_abi::report::UpdateEvent::RolledBack { .. }, .. } =
-                event
+            if let septa_abi::report::Event::Update {
+                event: septa_abi::report::UpdateEvent::RolledBack { .. },
+                ..
+            } = event
             {
                 // Signed by the device: its open targets rolled back.
                 let open = sqlx::query(
@@ -1149,20 +1183,26 @@ impl Storage {
     // --- audit ---
 
     pub async fn audit(&self, tenant: &str, now: i64, silent_days: i64, expiring_s: i64) -> Result<Audit> {
-        let ids = |rows: Vec<AnyRow>| rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<Vec<String>, _>>();
-        let untrusted = ids(sqlx::query("SELECT id FROM devices WHERE tenant_id = $1 AND trusted = 0 ORDER BY id")
-            .bind(tenant)
-            .fetch_all(&self.pool)
-            .await?)?;
-        let silent = ids(sqlx::query("SELECT id FROM devices WHERE tenant_id = $1 AND last_seen < $2 ORDER BY id")
-            .bind(tenant)
-            .bind(now - silent_days * 86_400)
-            .fetch_all(&self.pool)
-            .await?)?;
-        let never_seen = ids(sqlx::query("SELECT id FROM devices WHERE tenant_id = $1 AND last_seen IS NULL ORDER BY id")
-            .bind(tenant)
-            .fetch_all(&self.pool)
-            .await?)?;
+        let ids = |rows: Vec<AnyRow>| {
+            rows.iter().map(|r| r.try_get(0)).collect::<std::result::Result<Vec<String>, _>>()
+        };
+        let untrusted =
+            ids(sqlx::query("SELECT id FROM devices WHERE tenant_id = $1 AND trusted = 0 ORDER BY id")
+                .bind(tenant)
+                .fetch_all(&self.pool)
+                .await?)?;
+        let silent =
+            ids(sqlx::query("SELECT id FROM devices WHERE tenant_id = $1 AND last_seen < $2 ORDER BY id")
+                .bind(tenant)
+                .bind(now - silent_days * 86_400)
+                .fetch_all(&self.pool)
+                .await?)?;
+        let never_seen = ids(sqlx::query(
+            "SELECT id FROM devices WHERE tenant_id = $1 AND last_seen IS NULL ORDER BY id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?)?;
         let expiring = ids(sqlx::query(
             "SELECT id FROM devices WHERE tenant_id = $1 AND cert_not_after IS NOT NULL AND cert_not_after < $2 ORDER BY id",
         )
@@ -1170,10 +1210,12 @@ impl Storage {
         .bind(now + expiring_s)
         .fetch_all(&self.pool)
         .await?)?;
-        let halted = ids(sqlx::query("SELECT id FROM deployments WHERE tenant_id = $1 AND state = 'halted' ORDER BY id")
-            .bind(tenant)
-            .fetch_all(&self.pool)
-            .await?)?;
+        let halted = ids(sqlx::query(
+            "SELECT id FROM deployments WHERE tenant_id = $1 AND state = 'halted' ORDER BY id",
+        )
+        .bind(tenant)
+        .fetch_all(&self.pool)
+        .await?)?;
         let mut shared_keys = Vec::new();
         for row in sqlx::query(
             "SELECT attestation_key FROM attestations WHERE tenant_id = $1 GROUP BY attestation_key HAVING COUNT(DISTINCT device_id) > 1",
@@ -1274,12 +1316,14 @@ async fn open_phase(tx: &mut Transaction<'_, Any>, deployment: &str, phase: usiz
         return Ok(());
     }
     let size = policy::phase_size(total as usize, phases[phase.min(phases.len() - 1)]);
-    let cutoff: i64 = sqlx::query("SELECT rank FROM deployment_targets WHERE deployment_id = $1 ORDER BY rank LIMIT 1 OFFSET $2")
-        .bind(deployment)
-        .bind(size as i64 - 1)
-        .fetch_one(&mut **tx)
-        .await?
-        .try_get(0)?;
+    let cutoff: i64 = sqlx::query(
+        "SELECT rank FROM deployment_targets WHERE deployment_id = $1 ORDER BY rank LIMIT 1 OFFSET $2",
+    )
+    .bind(deployment)
+    .bind(size as i64 - 1)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?;
     sqlx::query("UPDATE deployment_targets SET opened_at = $1 WHERE deployment_id = $2 AND rank <= $3 AND opened_at IS NULL")
         .bind(now)
         .bind(deployment)
@@ -1292,10 +1336,11 @@ async fn open_phase(tx: &mut Transaction<'_, Any>, deployment: &str, phase: usiz
 /// Applies the rollout policy to a deployment's open targets.
 async fn evaluate(tx: &mut Transaction<'_, Any>, deployment: &str, now: i64) -> Result<()> {
     loop {
-        let row = sqlx::query("SELECT phases, phase, threshold_percent, state FROM deployments WHERE id = $1")
-            .bind(deployment)
-            .fetch_one(&mut **tx)
-            .await?;
+        let row =
+            sqlx::query("SELECT phases, phase, threshold_percent, state FROM deployments WHERE id = $1")
+                .bind(deployment)
+                .fetch_one(&mut **tx)
+                .await?;
         let state: String = row.try_get(3)?;
         if state != "active" {
             return Ok(());

@@ -31,10 +31,20 @@ fn verify_device_certificate(der: &[u8], ca_pem: &str, device: &septa_service::s
     let point = device.public_key().to_encoded_point(false);
     assert!(der.windows(65).any(|w| w == point.as_bytes()), "certificate carries the device key");
     // ... and expires in 24 hours, not later.
-    let in_25h = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(now.as_secs() + 25 * 3600));
+    let in_25h = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+        now.as_secs() + 25 * 3600,
+    ));
     assert!(
         end_entity
-            .verify_for_usage(&[webpki::ring::ECDSA_P256_SHA256], &anchors, &[], in_25h, webpki::KeyUsage::client_auth(), None, None)
+            .verify_for_usage(
+                &[webpki::ring::ECDSA_P256_SHA256],
+                &anchors,
+                &[],
+                in_25h,
+                webpki::KeyUsage::client_auth(),
+                None,
+                None
+            )
             .is_err()
     );
 }
@@ -130,11 +140,21 @@ async fn replayed_and_forged_tokens_are_refused(db: Db) {
     assert_eq!(client.attest_raw(&device, device.token(&nonce)).await.unwrap().status, 200);
     // An unclaimed device gets nothing.
     let stranger = new_device(&fixture.v1);
-    let reply = client.post("/device/v1/nonce", postcard::to_allocvec(&septa_abi::service::NonceRequest { device_id: stranger.id() }).unwrap()).await.unwrap();
+    let reply = client
+        .post(
+            "/device/v1/nonce",
+            postcard::to_allocvec(&septa_abi::service::NonceRequest { device_id: stranger.id() }).unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(reply.status, 404);
 
     let info = service.ok("GET", &format!("/api/v1/devices/{}", device.id_hex()), None).await;
-    assert_eq!(info["attestations"].as_array().unwrap().len(), 2, "only the two real check-ins were recorded");
+    assert_eq!(
+        info["attestations"].as_array().unwrap().len(),
+        2,
+        "only the two real check-ins were recorded"
+    );
 }
 on_both_databases!(replayed_and_forged_tokens_are_refused);
 
@@ -143,7 +163,12 @@ async fn untrusted_device_gets_no_certificate_and_only_recovery(db: Db) {
     let service = Service::start(db).await;
     service.setup_product(&fixture).await;
     // Software signed by someone else: measurements of no release.
-    let rogue = septa_service::sim::measurements_of(&common::bundle(&p256::ecdsa::SigningKey::random(&mut rand_core::OsRng), 1, 9)).unwrap();
+    let rogue = septa_service::sim::measurements_of(&common::bundle(
+        &p256::ecdsa::SigningKey::random(&mut rand_core::OsRng),
+        1,
+        9,
+    ))
+    .unwrap();
     let mut device = service.claimed_device(&fixture.v1).await;
     device.boot(rogue);
     let client = service.device_client();

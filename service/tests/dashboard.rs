@@ -70,7 +70,8 @@ async fn fleet(service: &Service, fixture: &Fixture) -> (String, String) {
     let (status, _) = service.upload(&service.token, "sensor", "v2", false, &fixture.v2).await;
     assert_eq!(status, 200);
     let body = json!({ "release": "v2", "group": "field", "phases": "50,100", "threshold_percent": 40 });
-    let deployment = service.ok("POST", "/api/v1/deployments", Some(body)).await["id"].as_str().unwrap().to_string();
+    let deployment =
+        service.ok("POST", "/api/v1/deployments", Some(body)).await["id"].as_str().unwrap().to_string();
     let mut updated = false;
     for d in devices.iter_mut() {
         if let Some(offer) = client.checkin(d).await.unwrap().offer {
@@ -110,12 +111,20 @@ async fn every_dashboard_page_renders_in_chromium() {
         ("fleet", "/".to_string(), vec!["Fleet", "untrusted", &device, "v2"]),
         ("device", format!("/devices/{device}"), vec!["Attestations", "trusted", "data abort", "sensor-app"]),
         ("rollouts", "/rollouts".to_string(), vec!["Rollouts", "v2", "field", "halted"]),
-        ("issues", "/issues".to_string(), vec!["Failure issues", "sensor-app", "0x000100cc", "counts per day"]),
+        (
+            "issues",
+            "/issues".to_string(),
+            vec!["Failure issues", "sensor-app", "0x000100cc", "counts per day"],
+        ),
     ];
     for (name, path, expected) in &pages {
         let url = format!("{}/login?token={}&next={path}", service.base, service.token);
         let file = dir.join(format!("{name}.png"));
-        let out = chromium(&[format!("--screenshot={}", file.display()), format!("--window-size={WIDTH},{HEIGHT}"), url.clone()]);
+        let out = chromium(&[
+            format!("--screenshot={}", file.display()),
+            format!("--window-size={WIDTH},{HEIGHT}"),
+            url.clone(),
+        ]);
         assert!(file.exists(), "no screenshot of {path}: {}", String::from_utf8_lossy(&out.stderr));
         check_screenshot(&file);
         let dom = chromium(&["--dump-dom".into(), url]);
@@ -127,7 +136,8 @@ async fn every_dashboard_page_renders_in_chromium() {
     }
     if let Ok(keep) = std::env::var("SEPTA_KEEP_SCREENSHOTS") {
         for (name, ..) in &pages {
-            let _ = std::fs::copy(dir.join(format!("{name}.png")), Path::new(&keep).join(format!("{name}.png")));
+            let _ =
+                std::fs::copy(dir.join(format!("{name}.png")), Path::new(&keep).join(format!("{name}.png")));
         }
     }
     let _ = std::fs::remove_dir_all(dir);
@@ -143,9 +153,17 @@ async fn pages_need_a_valid_token() {
     let response = http.get(format!("{}/login?token=septa_bad&next=/", service.base)).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 401);
     // No open redirect: only paths of this site.
-    let response = http.get(format!("{}/login?token={}&next=//evil.example", service.base, service.token)).send().await.unwrap();
+    let response = http
+        .get(format!("{}/login?token={}&next=//evil.example", service.base, service.token))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.headers()["location"], "/");
-    let response = http.get(format!("{}/login?token={}&next=/issues", service.base, service.token)).send().await.unwrap();
+    let response = http
+        .get(format!("{}/login?token={}&next=/issues", service.base, service.token))
+        .send()
+        .await
+        .unwrap();
     assert!(response.headers()["set-cookie"].to_str().unwrap().contains("HttpOnly"));
     assert_eq!(response.headers()["location"], "/issues");
 }

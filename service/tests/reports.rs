@@ -43,7 +43,10 @@ async fn reports_are_verified_deduplicated_grouped_and_reopened(db: Db) {
     let reply = client.upload_reports(&a, &[b.report(5, &[fault(0x9999, 1)])]).await.unwrap();
     assert_eq!(reply.status, 401, "{}", reply.text());
     // A clean exit is no failure.
-    let mut clean = match fault(0x3000, 1) { Event::App(r) => r, _ => unreachable!() };
+    let mut clean = match fault(0x3000, 1) {
+        Event::App(r) => r,
+        _ => unreachable!(),
+    };
     clean.kind = EndKind::Exit;
     client.report_counts(&a, &[a.report(9, &[Event::App(clean)])]).await.unwrap();
 
@@ -76,7 +79,8 @@ async fn reports_are_verified_deduplicated_grouped_and_reopened(db: Db) {
     assert_eq!(state(&issues), "open");
     let top = issues.as_array().unwrap().iter().find(|i| i["id"] == id.as_str()).unwrap().clone();
     assert_eq!(top["count"], 4);
-    let releases: Vec<_> = top["history"].as_array().unwrap().iter().map(|h| h[0].as_str().unwrap().to_string()).collect();
+    let releases: Vec<_> =
+        top["history"].as_array().unwrap().iter().map(|h| h[0].as_str().unwrap().to_string()).collect();
     assert!(releases.contains(&"v2".to_string()), "{releases:?}");
 
     // Stored as received: the CLI exports them and `septa report verify` checks them offline.

@@ -94,7 +94,10 @@ async fn silent_devices_time_out_and_signed_roll_backs_count(db: Db) {
     // Device 0 says, in a report signed by its own key, that the update rolled back.
     let offer = client.checkin(&devices[0]).await.unwrap().offer.unwrap();
     client.download(&offer.ticket, 1 << 20).await.unwrap();
-    let rolled_back = Event::Update { event: UpdateEvent::RolledBack { slot: 1, reason: RollbackReason::Watchdog }, time_ms: 900 };
+    let rolled_back = Event::Update {
+        event: UpdateEvent::RolledBack { slot: 1, reason: RollbackReason::Watchdog },
+        time_ms: 900,
+    };
     let counts = client.report_counts(&devices[0], &[devices[0].report(0, &[rolled_back])]).await.unwrap();
     assert_eq!(counts.stored, 1);
     // Device 1 takes the offer and goes silent.

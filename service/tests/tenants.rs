@@ -16,14 +16,19 @@ async fn tenants_are_isolated_and_tokens_scoped(db: Db) {
     // The other tenant sees none of acme's things and cannot touch them.
     let (status, devices) = service.call_as(&other, "GET", "/api/v1/devices", None).await;
     assert_eq!((status, devices), (200, json!([])));
-    let (status, _) = service.call_as(&other, "GET", &format!("/api/v1/devices/{}", device.id_hex()), None).await;
+    let (status, _) =
+        service.call_as(&other, "GET", &format!("/api/v1/devices/{}", device.id_hex()), None).await;
     assert_eq!(status, 404);
     for path in ["/api/v1/releases", "/api/v1/deployments", "/api/v1/issues"] {
         assert_eq!(service.call_as(&other, "GET", path, None).await.1, json!([]), "{path}");
     }
     service.call_as(&other, "POST", "/api/v1/products", Some(json!({ "name": "sensor" }))).await;
     let claim = json!({ "product": "sensor", "public_key": device.public_key_hex() });
-    assert_eq!(service.call_as(&other, "POST", "/api/v1/devices", Some(claim)).await.0, 409, "claimed by acme");
+    assert_eq!(
+        service.call_as(&other, "POST", "/api/v1/devices", Some(claim)).await.0,
+        409,
+        "claimed by acme"
+    );
     let (status, _) = service.upload(&other, "sensor", "v9", false, &fixture.v1).await;
     assert_eq!(status, 422, "globex has no OEM key; acme's is not theirs");
     let deploy = json!({ "release": "v1", "group": "field" });
@@ -43,7 +48,10 @@ async fn tenants_are_isolated_and_tokens_scoped(db: Db) {
     let out = service.septa(&viewer, &["product", "lamp"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("403"), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(service.call_as(&deployer, "POST", "/api/v1/products", Some(json!({"name": "lamp"}))).await.0, 403);
+    assert_eq!(
+        service.call_as(&deployer, "POST", "/api/v1/products", Some(json!({"name": "lamp"}))).await.0,
+        403
+    );
     let (status, _) = service.upload(&viewer, "sensor", "v2", false, &fixture.v2).await;
     assert_eq!(status, 403);
     let (status, _) = service.upload(&deployer, "sensor", "v2", false, &fixture.v2).await;
@@ -53,12 +61,22 @@ async fn tenants_are_isolated_and_tokens_scoped(db: Db) {
     let new = common::new_device(&fixture.v1);
     let key = dir.join("device.pub.pem");
     septa_tool::keys::write_public_key(&key, &new.public_key()).unwrap();
-    let out = service.septa(&service.token, &["claim", "--product", "sensor", "--group", "field", "--device-key", key.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&out.stdout).contains(&new.id_hex()), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = service.septa(
+        &service.token,
+        &["claim", "--product", "sensor", "--group", "field", "--device-key", key.to_str().unwrap()],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&new.id_hex()),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = std::fs::remove_dir_all(dir);
     // Revoked tokens stop working; unknown and missing tokens never work.
     let tokens = service.ok("GET", "/api/v1/tokens", None).await;
-    let viewer_id = tokens.as_array().unwrap().iter().find(|t| t["name"] == "ci").unwrap()["id"].as_str().unwrap().to_string();
+    let viewer_id = tokens.as_array().unwrap().iter().find(|t| t["name"] == "ci").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let out = service.septa(&service.token, &["token-revoke", &viewer_id]);
     assert!(out.status.success());
     assert_eq!(service.call_as(&viewer, "GET", "/api/v1/devices", None).await.0, 401);
@@ -90,7 +108,8 @@ async fn bad_input_is_refused_and_changes_nothing(db: Db) {
     assert_eq!(client.post("/device/v1/reports", vec![0; 20000]).await.unwrap().status, 413);
     assert_eq!(client.post("/device/v1/attest", vec![0xff; 100]).await.unwrap().status, 400);
     assert_eq!(client.post("/device/v1/nonce", vec![]).await.unwrap().status, 400);
-    let mut nonce_request = postcard::to_allocvec(&septa_abi::service::NonceRequest { device_id: device.id() }).unwrap();
+    let mut nonce_request =
+        postcard::to_allocvec(&septa_abi::service::NonceRequest { device_id: device.id() }).unwrap();
     nonce_request.push(0);
     assert_eq!(client.post("/device/v1/nonce", nonce_request).await.unwrap().status, 400);
     assert_eq!(client.attest_raw(&device, vec![1, 2, 3]).await.unwrap().status, 400);
@@ -103,25 +122,35 @@ async fn bad_input_is_refused_and_changes_nothing(db: Db) {
     for name in ["x'); DROP TABLE devices;--", "../../etc/passwd", "a/b", "<script>", ""] {
         let (status, body) = service.call("POST", "/api/v1/products", Some(json!({ "name": name }))).await;
         assert_eq!(status, 400, "{name:?}: {body}");
-        let (status, _) = service.call("POST", "/api/v1/groups", Some(json!({ "product": "sensor", "name": name }))).await;
+        let (status, _) =
+            service.call("POST", "/api/v1/groups", Some(json!({ "product": "sensor", "name": name }))).await;
         assert_eq!(status, 400, "{name:?}");
-        let (status, _) = service.upload(&service.token, "sensor", &urlencode(name), false, &fixture.v2).await;
+        let (status, _) =
+            service.upload(&service.token, "sensor", &urlencode(name), false, &fixture.v2).await;
         assert_eq!(status, 400, "{name:?}");
     }
-    for path in ["/api/v1/devices/..%2F..%2Fetc", "/api/v1/devices/1'%20OR%20'1'='1", "/api/v1/deployments/x/targets"] {
+    for path in
+        ["/api/v1/devices/..%2F..%2Fetc", "/api/v1/devices/1'%20OR%20'1'='1", "/api/v1/deployments/x/targets"]
+    {
         assert_eq!(service.call("GET", path, None).await.0, 400, "{path}");
     }
-    let (status, _) = service.call("POST", "/api/v1/devices", Some(json!({ "product": "sensor", "public_key": "04abcd" }))).await;
+    let (status, _) = service
+        .call("POST", "/api/v1/devices", Some(json!({ "product": "sensor", "public_key": "04abcd" })))
+        .await;
     assert_eq!(status, 400);
     let (status, _) = service.call("POST", "/api/v1/devices", Some(json!({ "product": "sensor" }))).await;
     assert_eq!(status, 422, "a missing field");
-    let (status, _) = service.call("POST", "/api/v1/oem-keys", Some(json!({ "public_key": "-----BEGIN PUBLIC KEY-----" }))).await;
+    let (status, _) = service
+        .call("POST", "/api/v1/oem-keys", Some(json!({ "public_key": "-----BEGIN PUBLIC KEY-----" })))
+        .await;
     assert_eq!(status, 400);
     let stranger = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
-    let (status, body) = service.upload(&service.token, "sensor", "v3", false, &common::bundle(&stranger, 3, 7)).await;
+    let (status, body) =
+        service.upload(&service.token, "sensor", "v3", false, &common::bundle(&stranger, 3, 7)).await;
     assert_eq!(status, 422, "{body}");
     assert!(body.as_str().unwrap().contains("unknown key"), "{body}");
-    let (status, _) = service.upload(&service.token, "sensor", "v3", false, &fixture.v2[..fixture.v2.len() - 10]).await;
+    let (status, _) =
+        service.upload(&service.token, "sensor", "v3", false, &fixture.v2[..fixture.v2.len() - 10]).await;
     assert_eq!(status, 422);
     let mut tampered = fixture.v2.clone();
     let last = tampered.len() - 100;
@@ -162,5 +191,7 @@ async fn bad_input_is_refused_and_changes_nothing(db: Db) {
 on_both_databases!(bad_input_is_refused_and_changes_nothing);
 
 fn urlencode(text: &str) -> String {
-    text.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    text.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }

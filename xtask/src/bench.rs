@@ -163,7 +163,8 @@ pub fn service(root: &Path, devices: usize) -> Result<()> {
     for (name, db) in databases {
         println!("xtask: {devices} simulated devices against septa-service on {name}");
         let tenant = format!("bench-{}-{}", std::process::id(), name);
-        let output = Command::new(bin.join("septa-service")).args(&db).args(["create-tenant", &tenant]).output()?;
+        let output =
+            Command::new(bin.join("septa-service")).args(&db).args(["create-tenant", &tenant]).output()?;
         if !output.status.success() {
             bail!("create-tenant: {}", String::from_utf8_lossy(&output.stderr));
         }
@@ -176,9 +177,19 @@ pub fn service(root: &Path, devices: usize) -> Result<()> {
             .context("starting septa-service")?;
         let mut lines = BufReader::new(service.stdout.take().expect("piped")).lines();
         let first = lines.next().context("septa-service printed nothing")??;
-        let url = first.split("on ").nth(1).and_then(|r| r.split(' ').next()).context("no address")?.to_string();
+        let url =
+            first.split("on ").nth(1).and_then(|r| r.split(' ').next()).context("no address")?.to_string();
         let load = Command::new(bin.join("septa-load"))
-            .args(["--url", &url, "--token", &token, "--devices", &devices.to_string(), "--label", &format!("service_{name}")])
+            .args([
+                "--url",
+                &url,
+                "--token",
+                &token,
+                "--devices",
+                &devices.to_string(),
+                "--label",
+                &format!("service_{name}"),
+            ])
             .stderr(Stdio::inherit())
             .output()
             .context("running septa-load");

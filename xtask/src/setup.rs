@@ -38,7 +38,9 @@ pub fn ensure_chromium() -> Result<()> {
     if found("chromium") {
         return Ok(());
     }
-    println!("xtask: chromium not found; installing Debian's chromium with apt-get (for the dashboard tests)");
+    println!(
+        "xtask: chromium not found; installing Debian's chromium with apt-get (for the dashboard tests)"
+    );
     apt_get(&["update"])?;
     apt_get(&["install", "-y", "--no-install-recommends", "chromium"])?;
     Ok(())

@@ -52,15 +52,24 @@ async fn main() -> Result<()> {
             bail!("{path}: {}", response.text().await?);
         }
     }
-    let response = api(reqwest::Method::POST, "/api/v1/releases?product=loadtest&name=v1").body(bundle.clone()).send().await?;
+    let response = api(reqwest::Method::POST, "/api/v1/releases?product=loadtest&name=v1")
+        .body(bundle.clone())
+        .send()
+        .await?;
     if !response.status().is_success() {
         bail!("release: {}", response.text().await?);
     }
 
     let measurements = sim::measurements_of(&bundle)?;
-    let seed: [u8; 32] = rand_core::RngCore::next_u64(&mut rand_core::OsRng).to_le_bytes().repeat(4).try_into().unwrap();
+    let seed: [u8; 32] =
+        rand_core::RngCore::next_u64(&mut rand_core::OsRng).to_le_bytes().repeat(4).try_into().unwrap();
     let devices: Vec<Arc<Device>> = (0..args.devices)
-        .map(|i| Arc::new(Device::new(septa_abi::keys::hmac(&seed, &[&(i as u64).to_le_bytes()]), measurements.clone())))
+        .map(|i| {
+            Arc::new(Device::new(
+                septa_abi::keys::hmac(&seed, &[&(i as u64).to_le_bytes()]),
+                measurements.clone(),
+            ))
+        })
         .collect();
     eprintln!("septa-load: claiming {} devices", devices.len());
     let started = Instant::now();

@@ -32,7 +32,10 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/devices", post(claim).get(devices))
         .route("/api/v1/devices/{id}", get(device))
         .route("/api/v1/devices/{id}/group", put(set_group))
-        .route("/api/v1/releases", post(upload_release).get(releases).layer(DefaultBodyLimit::max(BUNDLE_MAX)))
+        .route(
+            "/api/v1/releases",
+            post(upload_release).get(releases).layer(DefaultBodyLimit::max(BUNDLE_MAX)),
+        )
         .route("/api/v1/deployments", post(deploy).get(deployments))
         .route("/api/v1/deployments/{id}/targets", get(targets))
         .route("/api/v1/issues", get(issues))
@@ -85,12 +88,20 @@ struct NewToken {
     role: String,
 }
 
-async fn create_token(State(state): State<AppState>, caller: Caller, Json(body): Json<NewToken>) -> Result<Json<Value>> {
+async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<NewToken>,
+) -> Result<Json<Value>> {
     caller.require(Role::Admin)?;
     name("token name", &body.name)?;
-    let role = Role::parse(&body.role).ok_or_else(|| Error::bad_request("role is admin, deployer or viewer"))?;
+    let role =
+        Role::parse(&body.role).ok_or_else(|| Error::bad_request("role is admin, deployer or viewer"))?;
     let token = crate::new_token();
-    let id = state.storage.create_token(&caller.tenant, role, &body.name, &policy::token_hash(&token), now()).await?;
+    let id = state
+        .storage
+        .create_token(&caller.tenant, role, &body.name, &policy::token_hash(&token), now())
+        .await?;
     Ok(Json(json!({ "id": id, "token": token, "role": role.name() })))
 }
 
@@ -99,7 +110,11 @@ async fn tokens(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
     Ok(Json(json!(state.storage.tokens(&caller.tenant).await?)))
 }
 
-async fn revoke_token(State(state): State<AppState>, caller: Caller, Path(token): Path<String>) -> Result<StatusCode> {
+async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(token): Path<String>,
+) -> Result<StatusCode> {
     caller.require(Role::Admin)?;
     id(&token)?;
     state.storage.revoke_token(&caller.tenant, &token, now()).await?;
@@ -111,7 +126,11 @@ struct NewKey {
     public_key: String,
 }
 
-async fn add_oem_key(State(state): State<AppState>, caller: Caller, Json(body): Json<NewKey>) -> Result<Json<Value>> {
+async fn add_oem_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<NewKey>,
+) -> Result<Json<Value>> {
     caller.require(Role::Admin)?;
     let key = public_key(&body.public_key)?;
     let key_id = hex::encode(septa_abi::keys::key_id(&key));
@@ -124,7 +143,11 @@ struct NewProduct {
     name: String,
 }
 
-async fn create_product(State(state): State<AppState>, caller: Caller, Json(body): Json<NewProduct>) -> Result<Json<Value>> {
+async fn create_product(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<NewProduct>,
+) -> Result<Json<Value>> {
     caller.require(Role::Admin)?;
     name("product", &body.name)?;
     let id = state.storage.create_product(&caller.tenant, &body.name).await?;
@@ -137,7 +160,11 @@ struct NewGroup {
     name: String,
 }
 
-async fn create_group(State(state): State<AppState>, caller: Caller, Json(body): Json<NewGroup>) -> Result<Json<Value>> {
+async fn create_group(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<NewGroup>,
+) -> Result<Json<Value>> {
     caller.require(Role::Admin)?;
     name("product", &body.product)?;
     name("group", &body.name)?;
@@ -152,7 +179,11 @@ struct Claim {
     public_key: String,
 }
 
-async fn claim(State(state): State<AppState>, caller: Caller, Json(body): Json<Claim>) -> Result<Json<Value>> {
+async fn claim(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<Claim>,
+) -> Result<Json<Value>> {
     caller.require(Role::Admin)?;
     name("product", &body.product)?;
     if let Some(group) = &body.group {
@@ -178,7 +209,11 @@ async fn devices(State(state): State<AppState>, caller: Caller) -> Result<Json<V
     Ok(Json(json!(state.storage.devices(&caller.tenant).await?)))
 }
 
-async fn device(State(state): State<AppState>, caller: Caller, Path(device): Path<String>) -> Result<Json<Value>> {
+async fn device(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(device): Path<String>,
+) -> Result<Json<Value>> {
     let device = hex::encode(parse_device_id(&device)?);
     let info = state.storage.device(&caller.tenant, &device).await?;
     let attestations = state.storage.attestations(&caller.tenant, &device, 50).await?;
@@ -228,7 +263,8 @@ async fn upload_release(
         .iter()
         .filter_map(|k| VerifyingKey::from_sec1_bytes(k).ok())
         .collect();
-    let verified = policy::verify_bundle(&body, &keys).map_err(|e| Error::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+    let verified = policy::verify_bundle(&body, &keys)
+        .map_err(|e| Error::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let id = state
         .storage
         .create_release(&caller.tenant, &query.product, &query.name, query.recovery, &verified, &body, now())
@@ -262,7 +298,11 @@ fn default_deadline() -> u32 {
     86_400
 }
 
-async fn deploy(State(state): State<AppState>, caller: Caller, Json(body): Json<Deploy>) -> Result<Json<Value>> {
+async fn deploy(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<Deploy>,
+) -> Result<Json<Value>> {
     caller.require(Role::Deployer)?;
     name("release", &body.release)?;
     name("group", &body.group)?;
@@ -274,7 +314,15 @@ async fn deploy(State(state): State<AppState>, caller: Caller, Json(body): Json<
     let phases = phases.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
     let id = state
         .storage
-        .create_deployment(&caller.tenant, &body.release, &body.group, &phases, body.threshold_percent, body.deadline_s, now())
+        .create_deployment(
+            &caller.tenant,
+            &body.release,
+            &body.group,
+            &phases,
+            body.threshold_percent,
+            body.deadline_s,
+            now(),
+        )
         .await?;
     Ok(Json(json!({ "id": id })))
 }
@@ -284,7 +332,11 @@ async fn deployments(State(state): State<AppState>, caller: Caller) -> Result<Js
     Ok(Json(json!(state.storage.deployments(&caller.tenant).await?)))
 }
 
-async fn targets(State(state): State<AppState>, caller: Caller, Path(deployment): Path<String>) -> Result<Json<Value>> {
+async fn targets(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(deployment): Path<String>,
+) -> Result<Json<Value>> {
     id(&deployment)?;
     state.storage.sweep(now()).await?;
     let targets = state.storage.targets(&caller.tenant, &deployment).await?;
@@ -295,7 +347,11 @@ async fn issues(State(state): State<AppState>, caller: Caller) -> Result<Json<Va
     Ok(Json(json!(state.storage.issues(&caller.tenant).await?)))
 }
 
-async fn fix_issue(State(state): State<AppState>, caller: Caller, Path(issue): Path<String>) -> Result<StatusCode> {
+async fn fix_issue(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(issue): Path<String>,
+) -> Result<StatusCode> {
     caller.require(Role::Deployer)?;
     id(&issue)?;
     state.storage.fix_issue(&caller.tenant, &issue).await?;
@@ -317,7 +373,11 @@ fn default_expiring() -> u32 {
     2
 }
 
-async fn audit(State(state): State<AppState>, caller: Caller, Query(query): Query<AuditQuery>) -> Result<Json<Value>> {
+async fn audit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<AuditQuery>,
+) -> Result<Json<Value>> {
     state.storage.sweep(now()).await?;
     let audit = state
         .storage

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use p256::ecdsa::VerifyingKey;
 use septa_abi::service::{
-    ATTEST_REQUEST_MAX, AttestRequest, AttestResponse, NONCE_LEN, NONCE_REQUEST_MAX, NonceRequest, NonceResponse,
-    Offer, REPORT_UPLOAD_MAX, ReportResponse, ReportUpload, TICKET_LEN, Verdict,
+    ATTEST_REQUEST_MAX, AttestRequest, AttestResponse, NONCE_LEN, NONCE_REQUEST_MAX, NonceRequest,
+    NonceResponse, Offer, REPORT_UPLOAD_MAX, ReportResponse, ReportUpload, TICKET_LEN, Verdict,
 };
 use sha2::{Digest, Sha256};
 
@@ -34,7 +34,10 @@ pub fn routes() -> Router<AppState> {
 
 fn decode<'a, T: serde::Deserialize<'a>>(body: &'a [u8], max: usize) -> Result<T> {
     if body.len() > max {
-        return Err(Error::new(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than {max} bytes")));
+        return Err(Error::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than {max} bytes"),
+        ));
     }
     match postcard::take_from_bytes(body) {
         Ok((value, [])) => Ok(value),
@@ -72,7 +75,10 @@ async fn nonce(State(state): State<AppState>, body: Bytes) -> Result<Response> {
     let request: NonceRequest = decode(&body, NONCE_REQUEST_MAX)?;
     claimed(&state, &request.device_id).await?;
     let nonce = random::<NONCE_LEN>();
-    state.storage.insert_nonce(&hex::encode(nonce), &hex::encode(request.device_id), now() + state.nonce_ttl_s).await?;
+    state
+        .storage
+        .insert_nonce(&hex::encode(nonce), &hex::encode(request.device_id), now() + state.nonce_ttl_s)
+        .await?;
     Ok(encode(&NonceResponse { nonce, valid_for_s: state.nonce_ttl_s as u32 }))
 }
 
@@ -99,8 +105,10 @@ async fn attest(State(state): State<AppState>, body: Bytes) -> Result<Response> 
     let ticket = random::<TICKET_LEN>();
     // The certificate is issued only if the storage finds the measurements trusted; the
     // signature is cheap next to the two verifications above, so sign first, keep it if used.
-    let (certificate, not_after) =
-        state.ca.issue_device(&device_id, &public, now).map_err(|e| Error::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let (certificate, not_after) = state
+        .ca
+        .issue_device(&device_id, &public, now)
+        .map_err(|e| Error::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let result = state
         .storage
         .checkin(&Checkin {
@@ -145,7 +153,11 @@ fn parse_range(value: &str, len: usize) -> Option<(usize, usize)> {
     (start <= end && end < len).then_some((start, end))
 }
 
-async fn bundle(State(state): State<AppState>, Path(ticket): Path<String>, headers: HeaderMap) -> Result<Response> {
+async fn bundle(
+    State(state): State<AppState>,
+    Path(ticket): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
     let mut raw = [0u8; TICKET_LEN];
     hex::decode_to_slice(&ticket, &mut raw).map_err(|_| Error::bad_request("a ticket is 32 hex digits"))?;
     let now = now();
@@ -177,7 +189,8 @@ async fn bundle(State(state): State<AppState>, Path(ticket): Path<String>, heade
         state.storage.mark_downloaded(&deployment, &device, now).await?;
     }
     let body = bundle[start..=end].to_vec();
-    let mut response = (status, [(header::CONTENT_TYPE, OCTETS), (header::ACCEPT_RANGES, "bytes")], body).into_response();
+    let mut response =
+        (status, [(header::CONTENT_TYPE, OCTETS), (header::ACCEPT_RANGES, "bytes")], body).into_response();
     if status == StatusCode::PARTIAL_CONTENT
         && let Ok(value) = format!("bytes {start}-{end}/{}", bundle.len()).parse()
     {

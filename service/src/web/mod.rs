@@ -111,9 +111,9 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Caller> {
         let state = AppState::from_ref(state);
-        let token = token_of(parts)
-            .filter(|t| !t.is_empty() && t.len() <= 128)
-            .ok_or_else(|| Error::new(StatusCode::UNAUTHORIZED, "no API token (Authorization: Bearer <token>)"))?;
+        let token = token_of(parts).filter(|t| !t.is_empty() && t.len() <= 128).ok_or_else(|| {
+            Error::new(StatusCode::UNAUTHORIZED, "no API token (Authorization: Bearer <token>)")
+        })?;
         match state.storage.token(&policy::token_hash(&token)).await? {
             Some((tenant, role)) => Ok(Caller { tenant, role }),
             None => Err(Error::new(StatusCode::UNAUTHORIZED, "unknown or revoked API token")),
@@ -134,7 +134,6 @@ pub fn device_router(state: AppState) -> Router {
 /// A device id from text: 16 hex digits.
 pub fn parse_device_id(text: &str) -> Result<[u8; 8]> {
     let mut id = [0u8; 8];
-    hex::decode_to_slice(text, &mut id)
-        .map_err(|_| Error::bad_request("a device id is 16 hex digits"))?;
+    hex::decode_to_slice(text, &mut id).map_err(|_| Error::bad_request("a device id is 16 hex digits"))?;
     Ok(id)
 }

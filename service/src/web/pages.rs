@@ -72,9 +72,9 @@ fn layout(title: &str, body: &str) -> Html<String> {
     ))
 }
 
-/// Pages without a valid token send the browser to the sign-in page.
-fn signed_in(caller: std::result::Result<Caller, Error>) -> std::result::Result<Caller, Response> {
-    caller.map_err(|_| Redirect::to("/login").into_response())
+/// Where pages without a valid token send the browser.
+fn to_sign_in() -> Result<Response> {
+    Ok(Redirect::to("/login").into_response())
 }
 
 #[derive(Deserialize)]
@@ -88,7 +88,9 @@ struct LoginQuery {
 async fn login_page(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Result<Response> {
     if let Some(token) = query.token {
         let next = query.next.filter(|n| {
-            n.starts_with('/') && !n.starts_with("//") && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+            n.starts_with('/')
+                && !n.starts_with("//")
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
         });
         return sign_in(&state, &token, next.as_deref().unwrap_or("/")).await;
     }
@@ -127,11 +129,11 @@ async fn sign_in(state: &AppState, token: &str, next: &str) -> Result<Response> 
         .into_response())
 }
 
-async fn overview(State(state): State<AppState>, caller: std::result::Result<Caller, Error>) -> Result<Response> {
-    let caller = match signed_in(caller) {
-        Ok(c) => c,
-        Err(r) => return Ok(r),
-    };
+async fn overview(
+    State(state): State<AppState>,
+    caller: std::result::Result<Caller, Error>,
+) -> Result<Response> {
+    let Ok(caller) = caller else { return to_sign_in() };
     let now = now();
     let devices = state.storage.devices(&caller.tenant).await?;
     let audit = state.storage.audit(&caller.tenant, now, 7, 7200).await?;
@@ -146,7 +148,11 @@ async fn overview(State(state): State<AppState>, caller: std::result::Result<Cal
         audit.halted.len()
     );
     if !audit.shared_keys.is_empty() {
-        let _ = write!(body, "<p class=bad>{} attestation keys seen under more than one device id</p>", audit.shared_keys.len());
+        let _ = write!(
+            body,
+            "<p class=bad>{} attestation keys seen under more than one device id</p>",
+            audit.shared_keys.len()
+        );
     }
     body.push_str("<table><tr><th>device</th><th>product</th><th>group</th><th>release</th><th>status</th><th>last check-in</th></tr>");
     for d in devices.iter().take(500) {
@@ -167,7 +173,11 @@ async fn overview(State(state): State<AppState>, caller: std::result::Result<Cal
     }
     body.push_str("</table>");
     if devices.len() > 500 {
-        let _ = write!(body, "<p>{} more devices: see <code>septa service devices</code>.</p>", devices.len() - 500);
+        let _ = write!(
+            body,
+            "<p>{} more devices: see <code>septa service devices</code>.</p>",
+            devices.len() - 500
+        );
     }
     Ok(layout("Fleet", &body).into_response())
 }
@@ -177,10 +187,7 @@ async fn device(
     caller: std::result::Result<Caller, Error>,
     Path(id): Path<String>,
 ) -> Result<Response> {
-    let caller = match signed_in(caller) {
-        Ok(c) => c,
-        Err(r) => return Ok(r),
-    };
+    let Ok(caller) = caller else { return to_sign_in() };
     let id = hex::encode(parse_device_id(&id)?);
     let now = now();
     let d = state.storage.device(&caller.tenant, &id).await?;
@@ -211,7 +218,9 @@ async fn device(
             esc(&a.fingerprint[..16.min(a.fingerprint.len())]),
         );
     }
-    body.push_str("</table><h2>Failures</h2><table><tr><th>received</th><th>release</th><th>events</th></tr>");
+    body.push_str(
+        "</table><h2>Failures</h2><table><tr><th>received</th><th>release</th><th>events</th></tr>",
+    );
     for r in &reports {
         let events = hex::decode(&r.raw)
             .ok()
@@ -233,11 +242,11 @@ async fn device(
     Ok(layout(&format!("Device {id}"), &body).into_response())
 }
 
-async fn rollouts(State(state): State<AppState>, caller: std::result::Result<Caller, Error>) -> Result<Response> {
-    let caller = match signed_in(caller) {
-        Ok(c) => c,
-        Err(r) => return Ok(r),
-    };
+async fn rollouts(
+    State(state): State<AppState>,
+    caller: std::result::Result<Caller, Error>,
+) -> Result<Response> {
+    let Ok(caller) = caller else { return to_sign_in() };
     state.storage.sweep(now()).await?;
     let deployments = state.storage.deployments(&caller.tenant).await?;
     let mut body = String::from(
@@ -288,10 +297,7 @@ async fn issues(
     caller: std::result::Result<Caller, Error>,
     Query(query): Query<IssuesQuery>,
 ) -> Result<Response> {
-    let caller = match signed_in(caller) {
-        Ok(c) => c,
-        Err(r) => return Ok(r),
-    };
+    let Ok(caller) = caller else { return to_sign_in() };
     let days = query.days.clamp(1, 90) as i64;
     let today = now().div_euclid(86_400);
     let issues = state.storage.issues(&caller.tenant).await?;
@@ -303,7 +309,9 @@ async fn issues(
         let mut by_release = std::collections::BTreeMap::<&str, i64>::new();
         for (release, day, count) in &issue.history {
             *by_release.entry(if release.is_empty() { "unknown" } else { release }).or_default() += count;
-            if let Some(slot) = (today - day).try_into().ok().and_then(|back: usize| (days as usize).checked_sub(back + 1)) {
+            if let Some(slot) =
+                (today - day).try_into().ok().and_then(|back: usize| (days as usize).checked_sub(back + 1))
+            {
                 per_day[slot] += count;
             }
         }
@@ -311,7 +319,12 @@ async fn issues(
         let mut chart = format!("<svg width={} height=40 role=img aria-label=\"counts per day\">", days * 8);
         for (i, n) in per_day.iter().enumerate() {
             let h = (*n as f64 / max as f64 * 36.0).round();
-            let _ = write!(chart, "<rect x={} y={} width=6 height={h} fill=\"#c8453b\"><title>{n}</title></rect>", i * 8, 38.0 - h);
+            let _ = write!(
+                chart,
+                "<rect x={} y={} width=6 height={h} fill=\"#c8453b\"><title>{n}</title></rect>",
+                i * 8,
+                38.0 - h
+            );
         }
         chart.push_str("<line x1=0 y1=39 x2=1000 y2=39 stroke=\"#889\"/></svg>");
         let releases: Vec<String> = by_release.iter().map(|(r, n)| format!("{}: {n}", esc(r))).collect();

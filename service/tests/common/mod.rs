@@ -22,7 +22,8 @@ pub enum Db {
 }
 
 pub fn temp_dir(label: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("septa-service-test-{label}-{}", septa_service::storage::new_id()));
+    let dir =
+        std::env::temp_dir().join(format!("septa-service-test-{label}-{}", septa_service::storage::new_id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
@@ -75,7 +76,9 @@ impl Drop for Db {
                     rt.block_on(async {
                         use sqlx::Executor;
                         let mut conn = sqlx_connect(&admin_url).await;
-                        let _ = conn.execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str()).await;
+                        let _ = conn
+                            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                            .await;
                     });
                 })
                 .join();
@@ -101,7 +104,11 @@ pub fn septa_tool() -> PathBuf {
         return path.into();
     }
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/septa");
-    assert!(path.exists(), "{} is missing: build it with `cargo build -p septa-tool` (cargo xtask test does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build it with `cargo build -p septa-tool` (cargo xtask test does)",
+        path.display()
+    );
     path
 }
 
@@ -148,7 +155,8 @@ impl Service {
 
     /// Another tenant in the same database; its first admin token.
     pub fn create_tenant(&self, name: &str) -> String {
-        let output = Command::new(binary()).args(self.db.args()).args(["create-tenant", name]).output().unwrap();
+        let output =
+            Command::new(binary()).args(self.db.args()).args(["create-tenant", name]).output().unwrap();
         assert!(output.status.success(), "create-tenant: {}", String::from_utf8_lossy(&output.stderr));
         String::from_utf8(output.stdout).unwrap().trim().to_string()
     }
@@ -201,7 +209,14 @@ impl Service {
         value
     }
 
-    pub async fn upload(&self, token: &str, product: &str, name: &str, recovery: bool, bundle: &[u8]) -> (u16, Value) {
+    pub async fn upload(
+        &self,
+        token: &str,
+        product: &str,
+        name: &str,
+        recovery: bool,
+        bundle: &[u8],
+    ) -> (u16, Value) {
         let response = self
             .http
             .post(format!("{}/api/v1/releases?product={product}&name={name}&recovery={recovery}", self.base))
@@ -264,7 +279,12 @@ pub const APP_ID: [u8; 16] = [0xa1; 16];
 
 pub fn bundle(key: &SigningKey, app_version: u32, tag: u8) -> Vec<u8> {
     use septa_tool::image::PackageSpec;
-    let spec = |kind, component_id, payload: Vec<u8>| PackageSpec { kind, component_id, security_version: app_version, payload };
+    let spec = |kind, component_id, payload: Vec<u8>| PackageSpec {
+        kind,
+        component_id,
+        security_version: app_version,
+        payload,
+    };
     let packages = [
         spec(Kind::Monitor, septa_abi::package::MONITOR_COMPONENT_ID, vec![tag; 3000]),
         spec(Kind::Kernel, septa_abi::package::KERNEL_COMPONENT_ID, vec![tag ^ 0x55; 9000]),

@@ -331,7 +331,9 @@ fn run(cli: Cli) -> Result<()> {
             println!("provisioned {}", rom.display());
         }
         Command::Inspect { flash, keys: key_files } => inspect(&flash, &key_files)?,
-        Command::Service { url, token, command } => service(&septa_tool::service::Api::new(&url, &token), command)?,
+        Command::Service { url, token, command } => {
+            service(&septa_tool::service::Api::new(&url, &token), command)?
+        }
         Command::DeviceKey { device_secret, out } => {
             let key = septa_tool::keys::device_public_key(&keys::load_secret(&device_secret)?);
             septa_tool::keys::write_public_key(&out, &key)?;
@@ -394,8 +396,8 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn service(api: &septa_tool::service::Api, command: ServiceCommand) -> Result<()> {
-    use serde_json::json;
     use septa_tool::service::{claim_body, key_text, print};
+    use serde_json::json;
     let path_id = |id: &str| -> Result<String> {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
             bail!("{id:?} is not an id (hex digits)");
@@ -427,7 +429,8 @@ fn service(api: &septa_tool::service::Api, command: ServiceCommand) -> Result<()
             println!("created group {name} in {product}");
         }
         ServiceCommand::Claim { product, group, device_key } => {
-            let answer = api.post("/api/v1/devices", claim_body(&product, group.as_deref(), &key_text(&device_key)?))?;
+            let answer =
+                api.post("/api/v1/devices", claim_body(&product, group.as_deref(), &key_text(&device_key)?))?;
             println!("claimed device {} into {product}", answer["device_id"].as_str().unwrap_or_default());
         }
         ServiceCommand::SetGroup { device, group } => {
@@ -455,16 +458,23 @@ fn service(api: &septa_tool::service::Api, command: ServiceCommand) -> Result<()
                 "/api/v1/deployments",
                 json!({ "release": release, "group": group, "phases": phases, "threshold_percent": threshold, "deadline_s": deadline }),
             )?;
-            println!("deployment {} of {release} to {group} started", answer["id"].as_str().unwrap_or_default());
+            println!(
+                "deployment {} of {release} to {group} started",
+                answer["id"].as_str().unwrap_or_default()
+            );
         }
         ServiceCommand::Deployments => print(&api.get("/api/v1/deployments")?),
-        ServiceCommand::Targets { id } => print(&api.get(&format!("/api/v1/deployments/{}/targets", path_id(&id)?))?),
+        ServiceCommand::Targets { id } => {
+            print(&api.get(&format!("/api/v1/deployments/{}/targets", path_id(&id)?))?)
+        }
         ServiceCommand::Issues => print(&api.get("/api/v1/issues")?),
         ServiceCommand::Fix { id } => {
             api.post(&format!("/api/v1/issues/{}/fixed", path_id(&id)?), json!({}))?;
             println!("issue {id} marked fixed");
         }
-        ServiceCommand::Audit { silent_days } => print(&api.get(&format!("/api/v1/audit?silent_days={silent_days}"))?),
+        ServiceCommand::Audit { silent_days } => {
+            print(&api.get(&format!("/api/v1/audit?silent_days={silent_days}"))?)
+        }
     }
     Ok(())
 }

@@ -15,17 +15,28 @@ pub struct Api {
 
 impl Api {
     pub fn new(base: &str, token: &str) -> Api {
-        Api { http: reqwest::blocking::Client::new(), base: base.trim_end_matches('/').to_string(), token: token.into() }
+        Api {
+            http: reqwest::blocking::Client::new(),
+            base: base.trim_end_matches('/').to_string(),
+            token: token.into(),
+        }
     }
 
     fn send(&self, request: reqwest::blocking::RequestBuilder, what: &str) -> Result<Value> {
-        let response = request.bearer_auth(&self.token).send().with_context(|| format!("{what}: reaching {}", self.base))?;
+        let response = request
+            .bearer_auth(&self.token)
+            .send()
+            .with_context(|| format!("{what}: reaching {}", self.base))?;
         let status = response.status();
         let text = response.text().unwrap_or_default();
         if !status.is_success() {
             bail!("{what}: the service answered {status}: {}", text.trim());
         }
-        if text.is_empty() { Ok(Value::Null) } else { serde_json::from_str(&text).with_context(|| format!("{what}: not JSON")) }
+        if text.is_empty() {
+            Ok(Value::Null)
+        } else {
+            serde_json::from_str(&text).with_context(|| format!("{what}: not JSON"))
+        }
     }
 
     pub fn get(&self, path: &str) -> Result<Value> {
@@ -50,7 +61,11 @@ impl Api {
         let request = self
             .http
             .post(format!("{}/api/v1/releases", self.base))
-            .query(&[("product", product), ("name", name), ("recovery", if recovery { "true" } else { "false" })])
+            .query(&[
+                ("product", product),
+                ("name", name),
+                ("recovery", if recovery { "true" } else { "false" }),
+            ])
             .header("content-type", "application/octet-stream")
             .body(bytes);
         self.send(request, "uploading the release")
