@@ -41,7 +41,11 @@ impl PublicKeyData for DevicePublicKey {
 
 pub struct Ca {
     key: KeyPair,
-    cert: rcgen::Certificate,
+    /// The CA as rcgen's issuer (its subject and key are those of the stored certificate).
+    issuer: rcgen::Certificate,
+    /// The stored CA certificate, the same for every replica.
+    cert_pem: String,
+    cert_der: Vec<u8>,
 }
 
 fn name(common: &str) -> DistinguishedName {
@@ -63,33 +67,49 @@ fn at(unix: i64) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
+fn ca_params() -> Result<CertificateParams, CaError> {
+    let mut params = CertificateParams::new(Vec::new())?;
+    params.distinguished_name = name("Septa service CA");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    params.not_before = at(1_700_000_000);
+    params.not_after = at(4_102_444_800); // 2100-01-01
+    params.serial_number = Some(SerialNumber::from_slice(&[1]));
+    Ok(params)
+}
+
 impl Ca {
-    /// A new CA key in PKCS#8 PEM (for the first start).
-    pub fn new_key_pem() -> String {
-        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("P-256 key generation").serialize_pem()
+    /// A new CA, as the text the database keeps (JSON: key, certificate PEM and DER).
+    pub fn new_stored() -> String {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).expect("P-256 key generation");
+        let cert = ca_params().and_then(|p| Ok(p.self_signed(&key)?)).expect("a self-signed CA certificate");
+        serde_json::json!({
+            "key": key.serialize_pem(),
+            "cert_pem": cert.pem(),
+            "cert_der": hex::encode(cert.der()),
+        })
+        .to_string()
     }
 
-    /// The CA from its stored key. The CA certificate is rebuilt from fixed fields, so every
-    /// replica presents the same subject and key.
-    pub fn from_key_pem(pem: &str) -> Result<Ca, CaError> {
-        let key = KeyPair::from_pem(pem).map_err(|e| CaError::Stored(e.to_string()))?;
-        let mut params = CertificateParams::new(Vec::new())?;
-        params.distinguished_name = name("Septa service CA");
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.not_before = at(1_700_000_000);
-        params.not_after = at(4_102_444_800); // 2100-01-01
-        params.serial_number = Some(SerialNumber::from_slice(&[1]));
-        let cert = params.self_signed(&key)?;
-        Ok(Ca { key, cert })
+    /// The CA from what [`Ca::new_stored`] made.
+    pub fn from_stored(text: &str) -> Result<Ca, CaError> {
+        let stored: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| CaError::Stored(e.to_string()))?;
+        let field = |name: &str| {
+            stored[name].as_str().map(str::to_string).ok_or_else(|| CaError::Stored(format!("no {name}")))
+        };
+        let key = KeyPair::from_pem(&field("key")?).map_err(|e| CaError::Stored(e.to_string()))?;
+        let cert_der = hex::decode(field("cert_der")?).map_err(|e| CaError::Stored(e.to_string()))?;
+        let issuer = ca_params()?.self_signed(&key)?;
+        Ok(Ca { key, issuer, cert_pem: field("cert_pem")?, cert_der })
     }
 
     pub fn certificate_pem(&self) -> String {
-        self.cert.pem()
+        self.cert_pem.clone()
     }
 
     pub fn certificate_der(&self) -> Vec<u8> {
-        self.cert.der().to_vec()
+        self.cert_der.clone()
     }
 
     /// A device certificate for `device_key`, valid from `now` for 24 hours: DER and
@@ -110,7 +130,7 @@ impl Ca {
         let not_after = now + DEVICE_CERT_LIFETIME_S;
         params.not_before = at(now - 300);
         params.not_after = at(not_after);
-        let cert = params.signed_by(&public, &self.cert, &self.key)?;
+        let cert = params.signed_by(&public, &self.issuer, &self.key)?;
         Ok((cert.der().to_vec(), not_after))
     }
 
@@ -125,7 +145,7 @@ impl Ca {
         params.serial_number = Some(serial());
         params.not_before = at(now - 300);
         params.not_after = at(now + 365 * 86_400);
-        let cert = params.signed_by(&key, &self.cert, &self.key)?;
+        let cert = params.signed_by(&key, &self.issuer, &self.key)?;
         Ok((cert.der().to_vec(), key.serialize_der()))
     }
 }

@@ -27,8 +27,8 @@ pub struct Options {
 
 pub async fn state(database_url: &str, nonce_ttl_s: i64) -> Result<AppState> {
     let storage = Storage::open(database_url).await.with_context(|| "opening the database")?;
-    let key = storage.setting_or_insert("ca_key", Ca::new_key_pem).await?;
-    let ca = Ca::from_key_pem(&key)?;
+    let stored = storage.setting_or_insert("ca", Ca::new_stored).await?;
+    let ca = Ca::from_stored(&stored)?;
     Ok(AppState { storage, ca: Arc::new(ca), nonce_ttl_s })
 }
 

@@ -196,3 +196,28 @@ async fn untrusted_device_gets_no_certificate_and_only_recovery(db: Db) {
     assert_eq!(audit["untrusted"], json!([]));
 }
 on_both_databases!(untrusted_device_gets_no_certificate_and_only_recovery);
+
+/// Two replicas on one PostgreSQL: a nonce from one is good at the other, once; both issue
+/// under the same CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_on_one_postgres_share_nonces_and_the_ca() {
+    let Some(db) = Db::postgres("replicas_on_one_postgres_share_nonces_and_the_ca").await else { return };
+    let fixture = Fixture::new();
+    let service = Service::start(db).await;
+    service.setup_product(&fixture).await;
+    let device = service.claimed_device(&fixture.v1).await;
+    let (mut replica, base) = service.replica();
+    let (a, b) = (service.device_client(), Client::new(&base));
+    let nonce = a.nonce(&device).await.unwrap();
+    let token = device.token(&nonce);
+    let reply = b.attest_raw(&device, token.clone()).await.unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(a.attest_raw(&device, token).await.unwrap().status, 401, "replayed at the other replica");
+    let response: AttestResponse = postcard::from_bytes(&reply.body).unwrap();
+    let ca = reqwest::get(format!("{}/api/v1/ca", service.base)).await.unwrap().text().await.unwrap();
+    let ca_b = reqwest::get(format!("{base}/api/v1/ca")).await.unwrap().text().await.unwrap();
+    assert_eq!(ca, ca_b);
+    verify_device_certificate(&response.certificate, &ca, &device);
+    let _ = replica.kill();
+    let _ = replica.wait();
+}

@@ -154,7 +154,7 @@ fn crypto_costs() {
         key.verifying_key().verify(&message, &signature).expect("verifies");
     }
     let verify = start.elapsed() / rounds;
-    let ca = septa_service::ca::Ca::from_key_pem(&septa_service::ca::Ca::new_key_pem()).expect("CA");
+    let ca = septa_service::ca::Ca::from_stored(&septa_service::ca::Ca::new_stored()).expect("CA");
     let start = Instant::now();
     for _ in 0..rounds {
         ca.issue_device("0011223344556677", key.verifying_key(), 1_800_000_000).expect("certificate");

@@ -153,6 +153,22 @@ impl Service {
         Service { child, base: base.unwrap(), tls: tls.unwrap(), token, db, http: reqwest::Client::new() }
     }
 
+    /// A second service process on the same database: (process, base URL). Dropping the
+    /// child handle does not stop it; the caller kills it.
+    pub fn replica(&self) -> (Child, String) {
+        let mut child = Command::new(binary())
+            .args(self.db.args())
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting a replica");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = lines.next().expect("the replica printed its address").unwrap();
+        let base = format!("http://{}", line.split("on http://").nth(1).unwrap().split(' ').next().unwrap());
+        std::thread::spawn(move || for _ in lines {});
+        (child, base)
+    }
+
     /// Another tenant in the same database; its first admin token.
     pub fn create_tenant(&self, name: &str) -> String {
         let output =
