@@ -150,6 +150,27 @@ impl Client {
         Ok(Client { http, base: base.trim_end_matches('/').to_string() })
     }
 
+    /// TLS as above, presenting `certificate` (DER) for `device`'s identity key: mutual
+    /// authentication. (A real device's key never leaves its monitor; the simulator holds it.)
+    pub fn with_client_certificate(
+        base: &str,
+        ca_pem: &str,
+        device: &Device,
+        certificate: &[u8],
+    ) -> Result<Client> {
+        use p256::pkcs8::{EncodePrivateKey, LineEnding};
+        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())?;
+        let key = device.identity.to_pkcs8_pem(LineEnding::LF)?;
+        let cert = pem::encode(&pem::Pem::new("CERTIFICATE", certificate.to_vec()));
+        let identity = reqwest::Identity::from_pem(format!("{cert}{}", key.as_str()).as_bytes())?;
+        let http = reqwest::Client::builder()
+            .use_rustls_tls()
+            .add_root_certificate(ca)
+            .identity(identity)
+            .build()?;
+        Ok(Client { http, base: base.trim_end_matches('/').to_string() })
+    }
+
     pub async fn post(&self, path: &str, body: Vec<u8>) -> Result<Reply> {
         let response = self
             .http

@@ -97,6 +97,15 @@ async fn claimed_device_checks_in_and_gets_a_certificate(db: Db) {
     let tls = Client::with_tls(&service.tls, &ca).unwrap();
     let response = tls.checkin(&device).await.unwrap();
     assert_eq!(response.verdict, Verdict::Trusted);
+    // Mutual TLS: the device presents its certificate; one the CA did not issue is refused
+    // in the handshake.
+    let mutual = Client::with_client_certificate(&service.tls, &ca, &device, &response.certificate).unwrap();
+    assert_eq!(mutual.checkin(&device).await.unwrap().verdict, Verdict::Trusted);
+    let other_ca = septa_service::ca::Ca::from_stored(&septa_service::ca::Ca::new_stored()).unwrap();
+    let (forged, _) =
+        other_ca.issue_device(&device.id_hex(), &device.public_key(), septa_service::web::now()).unwrap();
+    let impostor = Client::with_client_certificate(&service.tls, &ca, &device, &forged).unwrap();
+    assert!(impostor.checkin(&device).await.is_err(), "a certificate from another CA is refused");
     // A second claim of the same device, by anyone, is refused.
     let body = json!({ "product": "sensor", "public_key": device.public_key_hex() });
     let (status, _) = service.call("POST", "/api/v1/devices", Some(body)).await;
