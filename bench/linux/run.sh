@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# The Linux peer for `cargo xtask bench`: Debian's armhf armmp kernel with a static /init
-# (init.c) that measures what Septa's bench app measures, booted on the same QEMU CPU with
-# the same icount setting. Prints `BENCH linux_<name> <value> <unit>` lines.
-# Installs what it needs (armhf package lists, a cross compiler, cpio) on first use; work
-# files go to target/bench/linux/.
+# Prepares the Linux peer for `cargo xtask bench`: Debian's armhf armmp kernel (vmlinuz) and
+# an initramfs whose static /init (init.c) measures what Septa's bench app measures and prints
+# `BENCH linux_<name> <value> <unit>` lines. xtask then boots them on the same QEMU CPU with
+# the same icount setting, through the command-line builder Septa's boots use (qemu/).
+# Installs what it needs (armhf package lists, a cross compiler, cpio) on first use; the files
+# go to target/bench/linux/.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$here/../../target/bench/linux"
@@ -38,13 +39,19 @@ if [ ! -f vmlinuz ]; then
     dpkg-deb -x linux-image-*-armmp_*.deb extract
     cp extract/boot/vmlinuz-* vmlinuz
 fi
-if [ ! -f initramfs.cpio ] || [ "$here/init.c" -nt initramfs.cpio ]; then
+if [ ! -f initramfs.cpio ] || [ "$here/init.c" -nt initramfs.cpio ] || [ "$0" -nt initramfs.cpio ]; then
     say "building the static init"
     arm-linux-gnueabihf-gcc -static -O2 -o init "$here/init.c"
-    rm -rf root && mkdir root && cp init root/init
-    (cd root && echo init | cpio -o -H newc --quiet) > initramfs.cpio
+    rm -rf root && mkdir -p root/lib/modules && cp init root/init
+    # The network card's drivers, which Debian builds as modules (init loads them).
+    [ -d extract ] || { mkdir extract && dpkg-deb -x linux-image-*-armmp_*.deb extract; }
+    for module in net/core/failover drivers/net/net_failover drivers/net/virtio_net drivers/virtio/virtio_mmio; do
+        file=$(ls extract/lib/modules/*/kernel/$module.ko*)
+        case "$file" in
+            *.xz) xz -dc "$file" > "root/lib/modules/$(basename "$module").ko" ;;
+            *) cp "$file" "root/lib/modules/$(basename "$module").ko" ;;
+        esac
+    done
+    (cd root && find . | cpio -o -H newc --quiet) > initramfs.cpio
 fi
-say "booting Linux under QEMU with -icount shift=0,sleep=off"
-timeout 600 qemu-system-arm -M virt -cpu cortex-a7 -m 512M -kernel vmlinuz -initrd initramfs.cpio \
-    -append "console=ttyAMA0 quiet panic=-1" -display none -serial stdio -monitor none -no-reboot \
-    -icount shift=0,sleep=off | tr -d '\r' | grep '^BENCH '
+say "kernel and initramfs ready in target/bench/linux"

@@ -1,16 +1,37 @@
 //! QEMU run configurations: how each board's images are booted.
 //!
-//! `cargo xtask run`, the integration tests and the benchmarks all start QEMU through
-//! [`Config::args`], so the command a user copies from the README is the one the tests use.
+//! `cargo xtask run`, the integration tests and the benchmarks (Septa and the Linux peer) all
+//! start QEMU through [`Config::command`], so the command a user copies from the README is the
+//! one the tests use. Every command line starts with `-nodefaults` and then names each device
+//! it uses: QEMU adds no network card, serial port or monitor of its own, so nothing needs a
+//! file (such as a network card's option ROM) from outside the `qemu-system-arm` package.
 
+mod package_only;
+
+pub use package_only::{PACKAGE, prepare as prepare_package_only};
 use septa_targets::{qemu_virt, raspi2b};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// The QEMU binary for every board.
 pub const QEMU: &str = "qemu-system-arm";
 
+/// Names another QEMU binary to run instead of [`QEMU`]: `cargo xtask test` points it at a
+/// copy that sees only the files of QEMU's own packages ([`prepare_package_only`]).
+pub const QEMU_ENV: &str = "SEPTA_QEMU";
+
+/// The QEMU binary to run: [`QEMU_ENV`] if set, else `qemu-system-arm` from the PATH.
+pub fn binary() -> PathBuf {
+    std::env::var_os(QEMU_ENV).map_or_else(|| PathBuf::from(QEMU), PathBuf::from)
+}
+
 /// Deterministic time: one guest nanosecond per instruction, idle time skipped.
 pub const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
+/// [`ICOUNT`] for a guest with a network: idle time passes in real time (`sleep=on`). The
+/// host's side of a connection (QEMU's slirp, the relays, the servers) runs in real time,
+/// so a guest that skipped its idle time would see its timeouts expire while the host has
+/// not had a moment to answer. Executed instructions still count one nanosecond each.
+pub const ICOUNT_NETWORK: [&str; 2] = ["-icount", "shift=0,sleep=on"];
 
 /// The images one boot uses, as composed by `cargo xtask build` under
 /// `target/septa/<board>/`.
@@ -52,6 +73,9 @@ pub enum Board {
     /// sdcard`: the stub at 0, the flat loader and the payload at their configured addresses,
     /// every core starting at 0. `images.rom` is the SD card's `loader.bin`.
     Raspi2bSdCard,
+    /// The benchmarks' Linux peer on the `virt` machine without the secure world:
+    /// `images.rom` is its kernel, `images.flash` its initramfs.
+    LinuxPeer,
 }
 
 impl Images {
@@ -64,7 +88,18 @@ impl Images {
 /// The name of the stub the firmware runs first (`armstub=` in `config.txt`).
 pub const ARMSTUB_FILE: &str = "septa-armstub.bin";
 
-/// One QEMU invocation for the `qemu-virt` board.
+/// The Linux peer's files, as `bench/linux/run.sh` leaves them.
+pub const LINUX_KERNEL_FILE: &str = "vmlinuz";
+pub const LINUX_INITRD_FILE: &str = "initramfs.cpio";
+
+impl Images {
+    /// The Linux peer's kernel (`rom`) and initramfs (`flash`) in `dir`.
+    pub fn linux_peer_in_dir(dir: &Path) -> Images {
+        Images { rom: dir.join(LINUX_KERNEL_FILE), flash: dir.join(LINUX_INITRD_FILE) }
+    }
+}
+
+/// One QEMU invocation.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub board: Board,
@@ -72,7 +107,7 @@ pub struct Config {
     /// Console on stdio with QEMU's monitor multiplexed (Ctrl-A X quits, Ctrl-A C switches
     /// to the monitor), for interactive use. Otherwise serial on stdio and no monitor.
     pub interactive: bool,
-    /// Run with [`ICOUNT`].
+    /// Run with [`ICOUNT`] ([`ICOUNT_NETWORK`] with a network).
     pub icount: bool,
     /// Keep the guest's flash writes in a temporary overlay that QEMU drops on exit
     /// (`snapshot=on`), so several QEMUs can share one image set (tests).
@@ -81,11 +116,75 @@ pub struct Config {
     pub monitor_socket: Option<PathBuf>,
     /// An update bundle to load into the board's update inbox (development updates).
     pub inbox: Option<PathBuf>,
+    /// The network card and QEMU's user network, loopback only (`qemu-virt` and the Linux
+    /// peer; the dev kit's QEMU model has no network card).
+    pub network: Option<Network>,
+}
+
+/// Where the guest reaches the host's forwards: `devhost` in the image's name table.
+pub const FORWARD_ADDRESS: &str = "10.0.2.100";
+
+/// QEMU's user network with `restrict=on`: the guest reaches nothing but the named
+/// forwards, each a command QEMU starts per guest connection with the connection on its
+/// standard input and output (`septa relay 127.0.0.1:PORT`). Never a tap or a bridge.
+#[derive(Clone, Debug, Default)]
+pub struct Network {
+    pub forwards: Vec<Forward>,
+}
+
+/// Guest connections to `10.0.2.100:guest_port` run `command`.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    pub guest_port: u16,
+    pub command: String,
+}
+
+impl Network {
+    /// A forward from `guest_port` to `septa relay` (the binary at `septa`) towards a
+    /// server on the host's loopback.
+    pub fn relay(mut self, guest_port: u16, septa: &Path, server: std::net::SocketAddr) -> Network {
+        let command = format!("{} relay {server}", septa.display());
+        self.forwards.push(Forward { guest_port, command });
+        self
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut netdev = String::from("user,id=n0,restrict=on,ipv6=off");
+        for forward in &self.forwards {
+            // A comma inside an option value is written twice.
+            let command = forward.command.replace(',', ",,");
+            netdev.push_str(&format!(",guestfwd=tcp:{FORWARD_ADDRESS}:{}-cmd:{command}", forward.guest_port));
+        }
+        // Transport 0, alone on its page (the monitor's virtio-rng is transport 31).
+        let device = "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0".to_string();
+        vec!["-netdev".into(), netdev, "-device".into(), device]
+    }
 }
 
 impl Config {
+    /// A non-interactive boot of `images` on `board` in real time, its flash writes kept.
+    pub fn new(board: Board, images: Images) -> Config {
+        Config {
+            board,
+            images,
+            interactive: false,
+            icount: false,
+            throwaway: false,
+            monitor_socket: None,
+            inbox: None,
+            network: None,
+        }
+    }
+
+    /// The QEMU process for this configuration with `extra` arguments appended.
+    pub fn command(&self, extra: &[String]) -> Command {
+        let mut command = Command::new(binary());
+        command.args(self.args()).args(extra);
+        command
+    }
+
     pub fn args(&self) -> Vec<String> {
-        let mut args: Vec<String> = Vec::new();
+        let mut args: Vec<String> = vec!["-nodefaults".into()];
         match self.board {
             Board::QemuVirt => {
                 args.extend(qemu_virt::QEMU_MACHINE.iter().map(|s| s.to_string()));
@@ -118,19 +217,36 @@ impl Config {
                     args.push(format!("loader,file={},addr={address:#x},force-raw=on", file.display()));
                 }
             }
+            Board::LinuxPeer => {
+                args.extend(LINUX_PEER_MACHINE.map(String::from));
+                args.extend(["-kernel".into(), self.images.rom.display().to_string()]);
+                args.extend(["-initrd".into(), self.images.flash.display().to_string()]);
+                args.extend(["-append", "console=ttyAMA0 quiet panic=-1", "-no-reboot"].map(String::from));
+            }
         }
-        args.extend(["-semihosting-config".into(), "enable=on,target=native".into()]);
+        if self.board != Board::LinuxPeer {
+            args.extend(["-semihosting-config".into(), "enable=on,target=native".into()]);
+        }
+        // The console is the board's first UART; with `-nodefaults` it must be named.
+        args.extend(["-display", "none", "-serial"].map(String::from));
         if self.interactive {
-            args.push("-nographic".into());
+            // QEMU's monitor multiplexed on stdio: Ctrl-A X quits, Ctrl-A C switches.
+            args.push("mon:stdio".into());
         } else {
-            args.extend(["-display", "none", "-serial", "stdio", "-monitor"].map(String::from));
-            args.push(match &self.monitor_socket {
-                Some(path) => format!("unix:{},server=on,wait=off", path.display()),
-                None => "none".into(),
-            });
+            args.push("stdio".into());
+            if let Some(path) = &self.monitor_socket {
+                args.push("-monitor".into());
+                args.push(format!("unix:{},server=on,wait=off", path.display()));
+            }
         }
         if self.icount {
-            args.extend(ICOUNT.map(String::from));
+            let network = self.network.is_some() && matches!(self.board, Board::QemuVirt | Board::LinuxPeer);
+            args.extend(if network { ICOUNT_NETWORK } else { ICOUNT }.map(String::from));
+        }
+        if let Some(network) = &self.network
+            && matches!(self.board, Board::QemuVirt | Board::LinuxPeer)
+        {
+            args.extend(network.args());
         }
         if let Some(bundle) = &self.inbox {
             args.push("-device".into());
@@ -145,11 +261,52 @@ impl Config {
 
     /// The full command line, quoted for a shell, as the README shows it.
     pub fn command_line(&self, extra: &[String]) -> String {
-        std::iter::once(QEMU.to_string())
+        std::iter::once(binary().display().to_string())
             .chain(self.args())
             .chain(extra.iter().cloned())
             .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+/// The Linux peer's machine: the same CPU as `qemu-virt`, without the secure world, and the
+/// RAM a Debian kernel with an initramfs wants.
+const LINUX_PEER_MACHINE: [&str; 6] = ["-M", "virt", "-cpu", "cortex-a7", "-m", "512M"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn every_board() -> Vec<Config> {
+        let images = Images::in_dir(Path::new("images"));
+        [Board::QemuVirt, Board::Raspi2b, Board::Raspi2bSdCard, Board::LinuxPeer]
+            .into_iter()
+            .flat_map(|board| {
+                let quiet = Config::new(board, images.clone());
+                let interactive = Config { interactive: true, ..quiet.clone() };
+                [quiet, interactive]
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_command_line_turns_off_qemus_default_devices() {
+        for config in every_board() {
+            let args = config.args();
+            assert_eq!(args[0], "-nodefaults", "{:?}: {args:?}", config.board);
+            // A network card only where the command line defines its own network.
+            assert!(!args.iter().any(|a| a == "-net" || a == "-nic"), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn every_command_line_names_its_console() {
+        for config in every_board() {
+            let args = config.args();
+            let serial = args.iter().position(|a| a == "-serial").map(|i| args[i + 1].as_str());
+            let expected = if config.interactive { "mon:stdio" } else { "stdio" };
+            assert_eq!(serial, Some(expected), "{:?}: {args:?}", config.board);
+        }
     }
 }

@@ -5,9 +5,11 @@
 //! fails an assertion shows the whole console in the test failure.
 //!
 //! The images come from `cargo xtask test`, which builds them and passes their directory in
-//! `SEPTA_IMAGES` (`target/septa/qemu-virt` by default).
+//! `SEPTA_IMAGES` (`target/septa/qemu-virt` by default). It also points `SEPTA_QEMU` at a
+//! QEMU that sees only its own package's files, so a boot that needs a file a fresh machine
+//! lacks fails here, and the failure says which file.
 
-use septa_qemu::{Board, Config, Images, QEMU};
+use septa_qemu::{Board, Config, Images};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -59,12 +61,16 @@ pub fn scratch_copy(images: &Images, test: &str) -> Images {
     copy
 }
 
-/// The `septa` host tool `cargo xtask test` built (`SEPTA_TOOL`).
-pub fn septa() -> Command {
-    let tool = std::env::var_os("SEPTA_TOOL")
+/// The path of the `septa` host tool `cargo xtask test` built (`SEPTA_TOOL`).
+pub fn septa_path() -> PathBuf {
+    std::env::var_os("SEPTA_TOOL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/septa"));
-    Command::new(tool)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/septa"))
+}
+
+/// The `septa` host tool.
+pub fn septa() -> Command {
+    Command::new(septa_path())
 }
 
 /// The boot state the device keeps in flash 0 of `images`.
@@ -100,15 +106,7 @@ pub struct Boot {
 impl Boot {
     pub fn new(images: Images) -> Boot {
         Boot {
-            config: Config {
-                board: Board::QemuVirt,
-                images,
-                interactive: false,
-                icount: true,
-                throwaway: true,
-                monitor_socket: None,
-                inbox: None,
-            },
+            config: Config { icount: true, throwaway: true, ..Config::new(Board::QemuVirt, images) },
             extra: Vec::new(),
         }
     }
@@ -150,6 +148,12 @@ impl Boot {
         self
     }
 
+    /// Adds the network card and QEMU's loopback-only user network with `network`'s forwards.
+    pub fn network(mut self, network: septa_qemu::Network) -> Boot {
+        self.config.network = Some(network);
+        self
+    }
+
     /// Runs in real time (no `-icount`), for tests that must act between guest events.
     pub fn real_time(mut self) -> Boot {
         self.config.icount = false;
@@ -164,14 +168,17 @@ impl Boot {
     }
 
     pub fn spawn(self) -> Running {
-        let mut child = Command::new(QEMU)
-            .args(self.config.args())
-            .args(&self.extra)
+        let qemu = septa_qemu::binary();
+        let mut child = self
+            .config
+            .command(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap_or_else(|e| panic!("starting {QEMU}: {e} (run `cargo xtask test`, which installs it)"));
+            .unwrap_or_else(|e| {
+                panic!("starting {}: {e} (run `cargo xtask test`, which installs it)", qemu.display())
+            });
         let console = Arc::new(Mutex::new(String::new()));
         for stream in [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
@@ -231,7 +238,11 @@ impl Running {
         while !self.console().contains(text) {
             if let Ok(Some(status)) = self.child.try_wait() {
                 thread::sleep(Duration::from_millis(50));
-                panic!("QEMU exited ({status}) before printing {text:?}; console:\n{}", self.console());
+                let console = self.console();
+                panic!(
+                    "QEMU exited ({status}) before printing {text:?}; {}console:\n{console}",
+                    missing_file(&console)
+                );
             }
             if Instant::now() > deadline {
                 self.kill();
@@ -292,6 +303,19 @@ fn read_until_prompt(stream: &mut impl Read) -> String {
     String::from_utf8_lossy(&text).into_owned()
 }
 
+/// What to tell the reader when QEMU stopped because it lacked one of its own data files.
+fn missing_file(console: &str) -> String {
+    let Some(line) = console.lines().find(|line| line.contains("failed to find romfile")) else {
+        return String::new();
+    };
+    format!(
+        "QEMU needs a file that `{}` does not install ({}): the command line in qemu/src/lib.rs \
+         must name only devices that need no such file; ",
+        septa_qemu::PACKAGE,
+        line.trim()
+    )
+}
+
 /// How a boot ended.
 #[derive(Debug)]
 pub struct Outcome {
@@ -305,7 +329,13 @@ impl Outcome {
     /// Asserts QEMU exited with `status` and the console contains each of `texts`.
     pub fn expect(&self, status: u32, texts: &[&str]) {
         assert!(!self.hung, "QEMU hung; console:\n{}", self.console);
-        assert_eq!(self.status, Some(status as i32), "exit status; console:\n{}", self.console);
+        assert_eq!(
+            self.status,
+            Some(status as i32),
+            "exit status; {}console:\n{}",
+            missing_file(&self.console),
+            self.console
+        );
         for text in texts {
             assert!(self.console.contains(text), "missing {text:?}; console:\n{}", self.console);
         }

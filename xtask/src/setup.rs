@@ -46,6 +46,17 @@ pub fn ensure_chromium() -> Result<()> {
     Ok(())
 }
 
+/// Installs Debian's gdb-multiarch (the debugger for `cargo xtask run --gdb`) if missing.
+pub fn ensure_gdb() -> Result<()> {
+    if found("gdb-multiarch") {
+        return Ok(());
+    }
+    println!("xtask: gdb-multiarch not found; installing Debian's gdb-multiarch with apt-get");
+    apt_get(&["update"])?;
+    apt_get(&["install", "-y", "--no-install-recommends", "gdb-multiarch"])?;
+    Ok(())
+}
+
 /// Runs apt-get with `args`, through sudo unless already root.
 fn apt_get(args: &[&str]) -> Result<()> {
     let mut command = if is_root() { Command::new("apt-get") } else { Command::new("sudo") };

@@ -9,5 +9,8 @@ pub mod elf;
 pub mod image;
 pub mod keys;
 pub mod manifest;
+pub mod netpolicy;
+pub mod new;
+pub mod relay;
 pub mod report;
 pub mod service;
