@@ -12,11 +12,7 @@ mod variants;
 
 /// Crates whose tests run on the host: everything except the device binaries and apps (the
 /// kernel's and monitor's libraries are host-tested; their binaries only link for the device).
-<<<<<<< HEAD
-const HOST_TESTED: [&str; 11] = [
-=======
-const HOST_TESTED: [&str; 12] = [
->>>>>>> main
+const HOST_TESTED: [&str; 13] = [
     "septa-abi",
     "septa-targets",
     "septa-armv7",
@@ -275,11 +271,8 @@ fn boot_interactive(config: Config, qemu_args: &[String]) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     setup::ensure_qemu()?;
-<<<<<<< HEAD
     setup::ensure_chromium()?;
-=======
     setup::ensure_gdb()?;
->>>>>>> main
     let mut specs = vec![images::default_image(root)?];
     specs.extend(variants::test_images(root)?);
     specs.push(variants::bench_image(root)?);

@@ -99,7 +99,6 @@ enum Command {
         #[arg(required = true)]
         packages: Vec<PathBuf>,
     },
-<<<<<<< HEAD
     /// Administer a septa-service: tokens, keys, products, devices, releases, rollouts,
     /// failures and the fleet audit (docs/service.md).
     Service {
@@ -111,7 +110,7 @@ enum Command {
         token: String,
         #[command(subcommand)]
         command: ServiceCommand,
-=======
+    },
     /// Create a standalone app project in a new folder (docs/writing-an-app.md).
     New {
         /// The folder to create; its last component is the app's name unless --name says.
@@ -127,7 +126,6 @@ enum Command {
     Relay {
         /// The server: a loopback IP:PORT.
         target: String,
->>>>>>> main
     },
     /// List the packages in a flash image, and check their signatures against OEM keys.
     Inspect {
@@ -349,11 +347,9 @@ fn run(cli: Cli) -> Result<()> {
             println!("provisioned {}", rom.display());
         }
         Command::Inspect { flash, keys: key_files } => inspect(&flash, &key_files)?,
-<<<<<<< HEAD
         Command::Service { url, token, command } => {
             service(&septa_tool::service::Api::new(&url, &token), command)?
         }
-=======
         Command::New { path, name, septa } => {
             let name = match name {
                 Some(name) => name,
@@ -373,7 +369,6 @@ fn run(cli: Cli) -> Result<()> {
             println!("next: cd {} && cargo build --release", path.display());
         }
         Command::Relay { target } => septa_tool::relay::run(septa_tool::relay::target(&target)?)?,
->>>>>>> main
         Command::DeviceKey { device_secret, out } => {
             let key = septa_tool::keys::device_public_key(&keys::load_secret(&device_secret)?);
             septa_tool::keys::write_public_key(&out, &key)?;
