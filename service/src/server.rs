@@ -29,7 +29,7 @@ pub async fn state(database_url: &str, nonce_ttl_s: i64) -> Result<AppState> {
     let storage = Storage::open(database_url).await.with_context(|| "opening the database")?;
     let stored = storage.setting_or_insert("ca", Ca::new_stored).await?;
     let ca = Ca::from_stored(&stored)?;
-    Ok(AppState { storage, ca: Arc::new(ca), nonce_ttl_s })
+    Ok(AppState::new(storage, ca, nonce_ttl_s))
 }
 
 pub async fn run(options: Options) -> Result<()> {

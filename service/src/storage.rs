@@ -22,6 +22,9 @@ pub enum StorageError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request's proof is no good (a used or unknown nonce).
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub type Result<T> = std::result::Result<T, StorageError>;
@@ -116,6 +119,8 @@ pub struct Offer {
 /// A verified attestation, ready to record.
 pub struct Checkin<'a> {
     pub device_id: &'a str,
+    /// The nonce the token answers (hex): used up by this check-in.
+    pub nonce: &'a str,
     pub key: &'a DeviceKey,
     pub fingerprint: &'a str,
     pub attestation_key: &'a [u8],
@@ -599,24 +604,25 @@ impl Storage {
         Ok(())
     }
 
-    /// Uses up a nonce: true only for the first use of a live nonce issued to this device.
-    pub async fn consume_nonce(&self, nonce: &str, device_id: &str, now: i64) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM nonces WHERE nonce = $1 AND device_id = $2 AND expires_at >= $3")
-            .bind(nonce)
-            .bind(device_id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     // --- check-in ---
 
-    /// Records a verified attestation in one transaction: the history row, the device's
-    /// state, its deployment targets' status from this evidence, and the release it is
-    /// offered (a deployment's, or the recovery release for an untrusted device).
+    /// Records a verified attestation in one transaction: the nonce used up (only a live
+    /// nonce issued to this device, once), the history row, the device's state, its
+    /// deployment targets' status from this evidence, and the release it is offered (a
+    /// deployment's, or the recovery release for an untrusted device).
     pub async fn checkin(&self, c: &Checkin<'_>) -> Result<CheckinResult> {
         let mut tx = self.pool.begin().await?;
+        let used = sqlx::query("DELETE FROM nonces WHERE nonce = $1 AND device_id = $2 AND expires_at >= $3")
+            .bind(c.nonce)
+            .bind(c.device_id)
+            .bind(c.now)
+            .execute(&mut *tx)
+            .await?;
+        if used.rows_affected() != 1 {
+            return Err(StorageError::Refused(
+                "attestation refused: the nonce is unknown, expired or already used (replay)".into(),
+            ));
+        }
         let release: Option<String> = sqlx::query(
             "SELECT id FROM releases WHERE product_id = $1 AND fingerprint = $2 ORDER BY seq LIMIT 1",
         )

@@ -24,7 +24,7 @@ struct Args {
     #[arg(long, default_value_t = 10_000)]
     devices: usize,
     /// Check-ins in flight at once.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = 32)]
     concurrency: usize,
     /// Prefix of the BENCH metric names (e.g. `service_sqlite`).
     #[arg(long, default_value = "service")]
