@@ -60,6 +60,28 @@ pub fn verify_token(token: &[u8], device_key: &[u8]) -> Result<Claims, attest::E
     Ok(claims)
 }
 
+/// A nonce for `device_id`, valid until `expires_at`: 16 random bytes, the expiry, and a MAC
+/// under the service's nonce key binding both to the device. The service keeps no state
+/// for an issued nonce; the check-in that uses one records it, once (storage).
+pub fn make_nonce(key: &[u8; 32], device_id: &[u8; 8], random: [u8; 16], expires_at: i64) -> [u8; 32] {
+    let mut nonce = [0u8; 32];
+    nonce[..16].copy_from_slice(&random);
+    nonce[16..24].copy_from_slice(&expires_at.to_le_bytes());
+    let mac = septa_abi::keys::hmac(key, &[b"septa nonce", device_id, &nonce[..24]]);
+    nonce[24..].copy_from_slice(&mac[..8]);
+    nonce
+}
+
+/// Checks that `nonce` was made by this service for `device_id` and is still valid; its
+/// expiry.
+pub fn check_nonce(key: &[u8; 32], device_id: &[u8; 8], nonce: &[u8], now: i64) -> Option<i64> {
+    let nonce: &[u8; 32] = nonce.try_into().ok()?;
+    let expires_at = i64::from_le_bytes(nonce[16..24].try_into().expect("8 bytes"));
+    let expected = make_nonce(key, device_id, nonce[..16].try_into().expect("16 bytes"), expires_at);
+    // Not secret-dependent timing that matters: the MAC covers public values only.
+    (expected == *nonce && expires_at >= now).then_some(expires_at)
+}
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum BundleError {
     #[error("the tenant has no OEM key registered; add one first")]
@@ -351,6 +373,23 @@ mod tests {
         let other_key = other.public_key().to_encoded_point(false);
         assert_eq!(verify_token(&token, other_key.as_bytes()), Err(attest::Error::WrongDeviceKey));
         assert_eq!(verify_token(&token[..10], sec1.as_bytes()), Err(attest::Error::Undecodable));
+    }
+
+    #[test]
+    fn nonces_are_bound_to_the_device_and_expire() {
+        let key = [3u8; 32];
+        let nonce = make_nonce(&key, &[1; 8], [9; 16], 1000);
+        assert_eq!(check_nonce(&key, &[1; 8], &nonce, 999), Some(1000));
+        assert_eq!(check_nonce(&key, &[1; 8], &nonce, 1000), Some(1000));
+        assert_eq!(check_nonce(&key, &[1; 8], &nonce, 1001), None, "expired");
+        assert_eq!(check_nonce(&key, &[2; 8], &nonce, 999), None, "another device's");
+        assert_eq!(check_nonce(&[4; 32], &[1; 8], &nonce, 999), None, "another service's");
+        assert_eq!(check_nonce(&key, &[1; 8], &nonce[..31], 999), None);
+        for at in 0..32 {
+            let mut bad = nonce;
+            bad[at] ^= 1;
+            assert_eq!(check_nonce(&key, &[1; 8], &bad, 0), None, "byte {at}");
+        }
     }
 
     #[test]

@@ -51,7 +51,7 @@ CREATE TABLE devices (
     public_key {blob} NOT NULL UNIQUE, claimed_at BIGINT NOT NULL, last_seen BIGINT,
     trusted BIGINT, fingerprint TEXT, release_id TEXT, attestation_key {blob}, cert_not_after BIGINT);
 CREATE INDEX devices_tenant ON devices (tenant_id);
-CREATE TABLE nonces (nonce TEXT PRIMARY KEY, device_id TEXT NOT NULL, expires_at BIGINT NOT NULL);
+CREATE TABLE used_nonces (nonce TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
 CREATE TABLE attestations (
     id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, device_id TEXT NOT NULL, at BIGINT NOT NULL,
     fingerprint TEXT NOT NULL, release_id TEXT, trusted BIGINT NOT NULL, attestation_key {blob} NOT NULL);
@@ -119,8 +119,10 @@ pub struct Offer {
 /// A verified attestation, ready to record.
 pub struct Checkin<'a> {
     pub device_id: &'a str,
-    /// The nonce the token answers (hex): used up by this check-in.
+    /// The nonce the token answers (hex, already checked to be this device's and live):
+    /// used up by this check-in.
     pub nonce: &'a str,
+    pub nonce_expires: i64,
     pub key: &'a DeviceKey,
     pub fingerprint: &'a str,
     pub attestation_key: &'a [u8],
@@ -592,35 +594,24 @@ impl Storage {
             .collect()
     }
 
-    // --- nonces ---
-
-    pub async fn insert_nonce(&self, nonce: &str, device_id: &str, expires_at: i64) -> Result<()> {
-        sqlx::query("INSERT INTO nonces (nonce, device_id, expires_at) VALUES ($1, $2, $3)")
-            .bind(nonce)
-            .bind(device_id)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
     // --- check-in ---
 
-    /// Records a verified attestation in one transaction: the nonce used up (only a live
-    /// nonce issued to this device, once), the history row, the device's state, its
+    /// Records a verified attestation in one transaction: the nonce used up (once: a second
+    /// use finds it recorded), the history row, the device's state, its
     /// deployment targets' status from this evidence, and the release it is offered (a
     /// deployment's, or the recovery release for an untrusted device).
     pub async fn checkin(&self, c: &Checkin<'_>) -> Result<CheckinResult> {
         let mut tx = self.pool.begin().await?;
-        let used = sqlx::query("DELETE FROM nonces WHERE nonce = $1 AND device_id = $2 AND expires_at >= $3")
-            .bind(c.nonce)
-            .bind(c.device_id)
-            .bind(c.now)
-            .execute(&mut *tx)
-            .await?;
+        let used = sqlx::query(
+            "INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(c.nonce)
+        .bind(c.nonce_expires)
+        .execute(&mut *tx)
+        .await?;
         if used.rows_affected() != 1 {
             return Err(StorageError::Refused(
-                "attestation refused: the nonce is unknown, expired or already used (replay)".into(),
+                "attestation refused: the nonce was already used (replay)".into(),
             ));
         }
         let release: Option<String> = sqlx::query(
@@ -939,7 +930,7 @@ impl Storage {
             evaluate(&mut tx, &id, now).await?;
             tx.commit().await?;
         }
-        sqlx::query("DELETE FROM nonces WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM used_nonces WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
         sqlx::query("DELETE FROM tickets WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
         Ok(())
     }

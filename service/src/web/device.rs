@@ -76,11 +76,8 @@ fn random<const N: usize>() -> [u8; N] {
 async fn nonce(State(state): State<AppState>, body: Bytes) -> Result<Response> {
     let request: NonceRequest = decode(&body, NONCE_REQUEST_MAX)?;
     claimed(&state, &request.device_id).await?;
-    let nonce = random::<NONCE_LEN>();
-    state
-        .storage
-        .insert_nonce(&hex::encode(nonce), &hex::encode(request.device_id), now() + state.nonce_ttl_s)
-        .await?;
+    let nonce: [u8; NONCE_LEN] =
+        policy::make_nonce(&state.nonce_key, &request.device_id, random(), now() + state.nonce_ttl_s);
     Ok(encode(&NonceResponse { nonce, valid_for_s: state.nonce_ttl_s as u32 }))
 }
 
@@ -96,8 +93,15 @@ async fn attest(State(state): State<AppState>, body: Bytes) -> Result<Response> 
         septa_abi::attest::Error::Undecodable => Error::bad_request("the attestation token does not decode"),
         e => Error::new(StatusCode::UNAUTHORIZED, format!("attestation refused: {e}")),
     })?;
-    let public = verifying_key(&key)?;
     let now = now();
+    let nonce_expires = policy::check_nonce(&state.nonce_key, &request.device_id, &claims.nonce, now)
+        .ok_or_else(|| {
+            Error::new(
+                StatusCode::UNAUTHORIZED,
+                "attestation refused: the nonce is not one this service gave this device, or it expired",
+            )
+        })?;
+    let public = verifying_key(&key)?;
     let fingerprint = policy::token_fingerprint(&claims.measurements);
     let ticket = random::<TICKET_LEN>();
     // The certificate is issued only if the storage finds the measurements trusted; the
@@ -111,6 +115,7 @@ async fn attest(State(state): State<AppState>, body: Bytes) -> Result<Response> 
         .checkin(&Checkin {
             device_id: &device_id,
             nonce: &hex::encode(&claims.nonce),
+            nonce_expires,
             key: &key,
             fingerprint: &fingerprint,
             attestation_key: &claims.attestation_key,

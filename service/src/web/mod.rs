@@ -25,6 +25,8 @@ pub struct AppState {
     pub ca: Arc<Ca>,
     /// Seconds a nonce stays valid.
     pub nonce_ttl_s: i64,
+    /// The key nonces are MACed with (shared by replicas through the database).
+    pub nonce_key: [u8; 32],
     /// Claimed devices' keys, by device id. A claim never changes or ends, so a cached key
     /// is never stale, on any replica; this saves a query per request.
     pub device_keys: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<crate::storage::DeviceKey>>>>,
@@ -34,8 +36,8 @@ pub struct AppState {
 const DEVICE_KEY_CACHE: usize = 200_000;
 
 impl AppState {
-    pub fn new(storage: Storage, ca: Ca, nonce_ttl_s: i64) -> AppState {
-        AppState { storage, ca: Arc::new(ca), nonce_ttl_s, device_keys: Default::default() }
+    pub fn new(storage: Storage, ca: Ca, nonce_key: [u8; 32], nonce_ttl_s: i64) -> AppState {
+        AppState { storage, ca: Arc::new(ca), nonce_ttl_s, nonce_key, device_keys: Default::default() }
     }
 
     /// The key of a claimed device, or `None` if it is not claimed.
