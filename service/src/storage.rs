@@ -29,8 +29,11 @@ pub enum StorageError {
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
-/// Schema versions, in order. `{blob}` is the binary column type of the database.
-const MIGRATIONS: &[&str] = &[r#"
+/// Schema versions, in order; a released version is never edited, only followed by another.
+/// `{blob}` is the binary column type of the database. Version 2: nonces are stateless
+/// (MACed), only used ones are recorded.
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL);
 CREATE TABLE api_tokens (
@@ -51,7 +54,7 @@ CREATE TABLE devices (
     public_key {blob} NOT NULL UNIQUE, claimed_at BIGINT NOT NULL, last_seen BIGINT,
     trusted BIGINT, fingerprint TEXT, release_id TEXT, attestation_key {blob}, cert_not_after BIGINT);
 CREATE INDEX devices_tenant ON devices (tenant_id);
-CREATE TABLE used_nonces (nonce TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
+CREATE TABLE nonces (nonce TEXT PRIMARY KEY, device_id TEXT NOT NULL, expires_at BIGINT NOT NULL);
 CREATE TABLE attestations (
     id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, device_id TEXT NOT NULL, at BIGINT NOT NULL,
     fingerprint TEXT NOT NULL, release_id TEXT, trusted BIGINT NOT NULL, attestation_key {blob} NOT NULL);
@@ -87,7 +90,12 @@ CREATE TABLE issues (
 CREATE TABLE issue_counts (
     issue_id TEXT NOT NULL REFERENCES issues(id), release_id TEXT NOT NULL, day BIGINT NOT NULL,
     count BIGINT NOT NULL, PRIMARY KEY (issue_id, release_id, day));
-"#];
+"#,
+    r#"
+DROP TABLE nonces;
+CREATE TABLE used_nonces (nonce TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
+"#,
+];
 
 /// A tenant's view of a device.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -610,6 +618,7 @@ impl Storage {
         .execute(&mut *tx)
         .await?;
         if used.rows_affected() != 1 {
+            tx.rollback().await?;
             return Err(StorageError::Refused(
                 "attestation refused: the nonce was already used (replay)".into(),
             ));
