@@ -24,6 +24,7 @@ pub mod monitor;
 pub mod net;
 pub mod package;
 pub mod report;
+pub mod service;
 pub mod slot;
 pub mod smc;
 
