@@ -274,6 +274,12 @@ fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
     if fs::read_to_string(&stamp).is_ok_and(|s| s == digest) && images.rom.exists() && images.flash.exists() {
         return Ok(());
     }
+    // A factory-new device gets a factory certificate from the development device CA.
+    let mut flash = flash;
+    let ca = septa_tool::device_cert::DeviceCa::load_or_create(&keys_dir(dir).join("device-ca"))?;
+    let device_key = keys::device_public_key(&development_fuses(dir, &key)?.device_secret);
+    let not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    septa_tool::device_cert::store(&mut flash, &ca.issue(&device_key, not_before, 3650)?)?;
     image::write_atomically(&images.rom, &rom)?;
     image::write_atomically(&images.flash, &flash)?;
     image::write_atomically(&stamp, digest.as_bytes())
