@@ -21,7 +21,10 @@
 mod verify;
 
 pub use pki_types::CertificateDer;
-pub use verify::{CertificateError, EcdsaP256Sha256, Progress, ServerVerifier, TrustAnchors};
+pub use pki_types::ServerName;
+pub use verify::{
+    CertificateError, EcdsaP256Sha256, Progress, ServerVerifier, TrustAnchors, Usage, unix_time, verify_chain,
+};
 
 use core::cell::Cell;
 use embedded_tls::blocking::{
@@ -330,5 +333,89 @@ impl<T: embedded_io::Read + embedded_io::Write> Session<'_, T> {
             Ok(guarded) => Ok(guarded.inner),
             Err((_, error)) => Err(from_engine(error)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use signature::SignerMut;
+
+    struct Recorder(Option<[u8; 32]>);
+
+    impl CertificateVerifySigner for Recorder {
+        fn sign_certificate_verify(&mut self, hash: &[u8; 32]) -> Result<[u8; 64], SignError> {
+            self.0 = Some(*hash);
+            let key = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+            let content = septa_abi::device_auth::client_certificate_verify(hash);
+            let signature: p256::ecdsa::Signature = signature::Signer::sign(&key, &content);
+            Ok(signature.to_bytes().into())
+        }
+    }
+
+    #[test]
+    fn the_signer_gets_only_the_transcript_hash_of_a_client_certificate_verify() {
+        let failure = Cell::new(None);
+        let mut recorder = Recorder(None);
+        let mut engine = EngineSigner { signer: &mut recorder, sign_failure: &failure };
+        let content = septa_abi::device_auth::client_certificate_verify(&[9; 32]);
+        let signature = engine.try_sign(&content).unwrap();
+        assert_eq!(recorder.0, Some([9; 32]));
+        assert!(p256::ecdsa::DerSignature::try_from(signature.as_ref()).is_ok(), "DER encoded");
+        assert_eq!(failure.get(), None);
+    }
+
+    #[test]
+    fn content_that_is_not_a_client_certificate_verify_is_not_signed_and_stops_the_transport() {
+        let failure = Cell::new(None);
+        let mut recorder = Recorder(None);
+        let mut engine = EngineSigner { signer: &mut recorder, sign_failure: &failure };
+        let signature = engine.try_sign(b"a certificate body to sign").unwrap();
+        assert!(signature.as_ref().is_empty());
+        assert_eq!(recorder.0, None, "the signer was never asked");
+        assert_eq!(failure.get(), Some(SignError::NotCertificateVerify));
+        struct Sink;
+        impl embedded_io::ErrorType for Sink {
+            type Error = embedded_io::ErrorKind;
+        }
+        impl embedded_io::Write for Sink {
+            fn write(&mut self, _: &[u8]) -> Result<usize, Self::Error> {
+                panic!("the transport must not be written after a signer failure")
+            }
+            fn flush(&mut self) -> Result<(), Self::Error> {
+                Ok(())
+            }
+        }
+        let mut guarded = Guarded { inner: Sink, sign_failure: &failure };
+        assert_eq!(
+            embedded_io::Write::write(&mut guarded, b"flight"),
+            Err(embedded_io::ErrorKind::PermissionDenied)
+        );
+    }
+
+    #[test]
+    fn a_server_that_skips_its_certificate_is_not_authenticated() {
+        extern crate std;
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        let anchors = [CertificateDer::from(ca.der().as_ref())];
+        let anchors = TrustAnchors::new(&anchors).unwrap();
+        let mut verifier = ServerVerifier::new(&anchors, "service.septa.test", 1_800_000_000).unwrap();
+        // A CertificateVerify with no Certificate before it.
+        let verify = embedded_tls::CertificateVerifyRef {
+            signature_scheme: SignatureScheme::EcdsaSecp256r1Sha256,
+            signature: &[0x30, 0x06, 0x02, 0x01, 0x01, 0x02, 0x01, 0x01],
+        };
+        let result = embedded_tls::TlsVerifier::<Aes128GcmSha256>::verify_signature(&mut verifier, verify);
+        assert!(result.is_err());
+        assert!(matches!(verifier.refused, Some(Error::ServerNotAuthenticated)));
+        assert_eq!(verifier.progress(), Progress::Nothing, "connect refuses the session at this progress");
+        assert!(matches!(
+            verifier.check_signature(&[0; 32], SignatureScheme::EcdsaSecp256r1Sha256, &[]),
+            Err(Error::ServerNotAuthenticated)
+        ));
+        assert!(matches!(ServerVerifier::new(&anchors, "127.0.0.1", 0), Err(Error::BadServerName)));
     }
 }

@@ -138,6 +138,52 @@ impl core::fmt::Display for CertificateError {
     }
 }
 
+/// What a chain's leaf must be good for.
+#[derive(Clone, Copy, Debug)]
+pub enum Usage<'n> {
+    /// A TLS server with this name.
+    Server(&'n ServerName<'n>),
+    /// A TLS client (a device certificate).
+    Client,
+}
+
+/// Checks a certificate chain (leaf first, then intermediates) against `anchors` at `now`:
+/// issuer chaining and basicConstraints up to an anchor, validity, P-256 signatures, the
+/// extended key usage and, for a server, its name.
+pub fn verify_chain(
+    anchors: &TrustAnchors<'_>,
+    chain: &[&[u8]],
+    now: UnixTime,
+    usage: Usage<'_>,
+) -> Result<(), CertificateError> {
+    let (leaf, intermediates) = chain.split_first().ok_or(CertificateError::Malformed)?;
+    if chain.len() > CHAIN_MAX {
+        return Err(CertificateError::Malformed);
+    }
+    let leaf_der = CertificateDer::from(*leaf);
+    let mut intermediate_ders: heapless::Vec<CertificateDer<'_>, CHAIN_MAX> = heapless::Vec::new();
+    for der in intermediates {
+        let _ = intermediate_ders.push(CertificateDer::from(*der)); // fewer than CHAIN_MAX
+    }
+    let certificate = EndEntityCert::try_from(&leaf_der).map_err(|_| CertificateError::Malformed)?;
+    let key_usage = match usage {
+        Usage::Server(_) => KeyUsage::server_auth(),
+        Usage::Client => KeyUsage::client_auth(),
+    };
+    certificate
+        .verify_for_usage(ALGORITHMS, &anchors.anchors, &intermediate_ders, now, key_usage, None, None)
+        .map_err(|e| CertificateError::from_webpki(&e))?;
+    if let Usage::Server(name) = usage {
+        certificate.verify_is_valid_for_subject_name(name).map_err(|e| CertificateError::from_webpki(&e))?;
+    }
+    Ok(())
+}
+
+/// Seconds since 1970 as webpki's time.
+pub fn unix_time(seconds: u64) -> UnixTime {
+    UnixTime::since_unix_epoch(core::time::Duration::from_secs(seconds))
+}
+
 /// The verifier of one connection.
 pub struct ServerVerifier<'a> {
     anchors: &'a TrustAnchors<'a>,
@@ -160,7 +206,7 @@ impl<'a> ServerVerifier<'a> {
         Ok(ServerVerifier {
             anchors,
             name,
-            now: UnixTime::since_unix_epoch(core::time::Duration::from_secs(now_unix)),
+            now: unix_time(now_unix),
             progress: Progress::Nothing,
             refused: None,
             leaf: heapless::Vec::new(),
@@ -174,31 +220,8 @@ impl<'a> ServerVerifier<'a> {
 
     /// Checks the chain (leaf first, then intermediates) the server sent.
     pub fn check_chain(&mut self, chain: &[&[u8]]) -> Result<(), CertificateError> {
-        let (leaf, intermediates) = chain.split_first().ok_or(CertificateError::Malformed)?;
-        if chain.len() > CHAIN_MAX {
-            return Err(CertificateError::Malformed);
-        }
-        let leaf_der = CertificateDer::from(*leaf);
-        let mut intermediate_ders: heapless::Vec<CertificateDer<'_>, CHAIN_MAX> = heapless::Vec::new();
-        for der in intermediates {
-            let _ = intermediate_ders.push(CertificateDer::from(*der)); // fewer than CHAIN_MAX
-        }
-        let certificate = EndEntityCert::try_from(&leaf_der).map_err(|_| CertificateError::Malformed)?;
-        certificate
-            .verify_for_usage(
-                ALGORITHMS,
-                &self.anchors.anchors,
-                &intermediate_ders,
-                self.now,
-                KeyUsage::server_auth(),
-                None,
-                None,
-            )
-            .map_err(|e| CertificateError::from_webpki(&e))?;
-        certificate
-            .verify_is_valid_for_subject_name(&self.name)
-            .map_err(|e| CertificateError::from_webpki(&e))?;
-        self.leaf = heapless::Vec::from_slice(leaf).map_err(|_| CertificateError::Malformed)?;
+        verify_chain(self.anchors, chain, self.now, Usage::Server(&self.name))?;
+        self.leaf = heapless::Vec::from_slice(chain[0]).map_err(|_| CertificateError::Malformed)?;
         self.progress = Progress::ChainVerified;
         Ok(())
     }
