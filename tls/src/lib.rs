@@ -33,6 +33,15 @@ use embedded_tls::blocking::{
 use embedded_tls::{SignatureScheme, TlsError};
 use rand_core::CryptoRngCore;
 
+/// The trust anchors the app's manifest names (`[tls] trust-anchors`), embedded by the
+/// build script `userland/build-tls-app.rs`: an array of [`CertificateDer`].
+#[macro_export]
+macro_rules! trust_anchors {
+    () => {
+        include!(concat!(env!("OUT_DIR"), "/trust_anchors.rs"))
+    };
+}
+
 /// Size of the buffer for received records: a full TLS record (16 KiB) plus its overhead.
 pub const READ_BUFFER: usize = 16 * 1024 + 256;
 /// Size of the buffer for records being sent (the handshake's largest flight fits).

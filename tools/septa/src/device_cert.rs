@@ -27,8 +27,10 @@ pub struct DeviceCa {
     certificate: rcgen::Certificate,
 }
 
-/// The CA's certificate file (PEM; what servers trust) and key file (PKCS#8 PEM) in a folder.
+/// The CA's certificate files (PEM and DER; what servers trust) and key file (PKCS#8 PEM)
+/// in a folder.
 pub const CA_CERT_FILE: &str = "device-ca.pem";
+pub const CA_CERT_DER_FILE: &str = "device-ca.der";
 pub const CA_KEY_FILE: &str = "device-ca.key.pem";
 
 fn ca_params() -> CertificateParams {
@@ -52,6 +54,7 @@ impl DeviceCa {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         crate::image::write_atomically(&dir.join(CA_KEY_FILE), key.serialize_pem().as_bytes())?;
         crate::image::write_atomically(&dir.join(CA_CERT_FILE), certificate.pem().as_bytes())?;
+        crate::image::write_atomically(&dir.join(CA_CERT_DER_FILE), certificate.der())?;
         Ok(DeviceCa { key, certificate })
     }
 
