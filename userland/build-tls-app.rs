@@ -29,15 +29,22 @@ fn main() {
     let mut list = String::from("[");
     for name in names {
         assert!(
-            !name.is_empty() && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'),
+            !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_'),
             "app.toml: [tls] trust-anchors: {name:?} is not a plain name"
         );
         let trust = trust.as_ref().expect("SEPTA_TRUST_DIR is not set: build apps with `cargo xtask build`");
         let file = trust.join(format!("{name}.der"));
         assert!(file.exists(), "app.toml names trust anchor {name:?}, but {} does not exist", file.display());
         println!("cargo:rerun-if-changed={}", file.display());
-        write!(list, "::septa_tls::CertificateDer::from_slice(include_bytes!({:?})),", file.display().to_string())
-            .unwrap();
+        write!(
+            list,
+            "::septa_tls::CertificateDer::from_slice(include_bytes!({:?})),",
+            file.display().to_string()
+        )
+        .unwrap();
     }
     list.push(']');
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));

@@ -28,6 +28,8 @@ pub const MEMORY_KIB_MAX: u32 = 16 * 1024;
 /// storage journal keeps every live value in one flash sector).
 pub const STORAGE_KIB_MAX: u32 = 64;
 pub const STORAGE_KIB_TOTAL: u32 = 96;
+/// The largest DMA pool (a power of two of 4 KiB pages, so the kernel finds it contiguous).
+pub const DMA_KIB_MAX: u32 = 256;
 
 /// What the supervisor does when the app ends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +66,12 @@ pub struct Manifest<'a> {
     pub monitor: heapless::Vec<&'a str, MAX_MONITOR_SERVICES>,
     /// Persistent storage quota in KiB (with the `storage` monitor service).
     pub storage_kib: u32,
+    /// Network destinations (`host:port`) this app may connect to (`crate::net`).
+    #[serde(borrow)]
+    pub connect: heapless::Vec<&'a str, { crate::net::MAX_CONNECT }>,
+    /// A physically contiguous DMA pool for a device driver, in KiB (0: none). It comes
+    /// out of `memory-kib`.
+    pub dma_kib: u32,
 }
 
 /// Why a manifest or an app payload was refused.
@@ -85,6 +93,10 @@ pub enum Error {
     UnknownService,
     /// `storage-kib` out of range, or not matching the `storage` service.
     BadStorage(u32),
+    /// A `connect` entry that is not a valid destination.
+    BadDestination(crate::net::DestinationError),
+    /// `dma-kib` not a power of two of pages up to the maximum, or larger than `memory-kib`.
+    BadDma(u32),
 }
 
 impl fmt::Display for Error {
@@ -112,6 +124,10 @@ impl fmt::Display for Error {
                 "storage-kib {kib}: the storage service needs storage-kib from 1 to {STORAGE_KIB_MAX}, \
                  and storage-kib needs the storage service"
             ),
+            Error::BadDestination(e) => write!(f, "a destination is not valid: {e}"),
+            Error::BadDma(kib) => {
+                write!(f, "dma-kib {kib}: must be 4, 8, 16, … up to {DMA_KIB_MAX} KiB and fit in memory-kib")
+            }
         }
     }
 }
@@ -152,6 +168,7 @@ impl Manifest<'_> {
             || has_duplicates(&self.devices)
             || has_duplicates(&self.gpio)
             || has_duplicates(&self.monitor)
+            || has_duplicates(&self.connect)
         {
             return Err(Error::Duplicate);
         }
@@ -166,6 +183,16 @@ impl Manifest<'_> {
         }
         if !(MEMORY_KIB_MIN..=MEMORY_KIB_MAX).contains(&self.memory_kib) {
             return Err(Error::BadMemory(self.memory_kib));
+        }
+        for destination in &self.connect {
+            crate::net::Destination::parse(destination).map_err(Error::BadDestination)?;
+        }
+        let dma_ok = self.dma_kib == 0
+            || (self.dma_kib.is_power_of_two()
+                && (4..=DMA_KIB_MAX).contains(&self.dma_kib)
+                && self.dma_kib < self.memory_kib);
+        if !dma_ok {
+            return Err(Error::BadDma(self.dma_kib));
         }
         let storage = self.monitor.contains(&"storage");
         if storage != (self.storage_kib > 0) || self.storage_kib > STORAGE_KIB_MAX {
@@ -226,6 +253,8 @@ mod tests {
             gpio: heapless::Vec::from_slice(&[3]).unwrap(),
             monitor: heapless::Vec::new(),
             storage_kib: 0,
+            connect: heapless::Vec::from_slice(&["devhost:7"]).unwrap(),
+            dma_kib: 0,
         }
     }
 
@@ -246,6 +275,19 @@ mod tests {
             (Manifest { priority: 8, ..manifest() }, Error::BadPriority(8)),
             (Manifest { memory_kib: 1, ..manifest() }, Error::BadMemory(1)),
             (Manifest { storage_kib: 4, ..manifest() }, Error::BadStorage(4)),
+            (Manifest { dma_kib: 12, ..manifest() }, Error::BadDma(12)),
+            (Manifest { dma_kib: 64, ..manifest() }, Error::BadDma(64)),
+            (
+                Manifest { connect: heapless::Vec::from_slice(&["devhost"]).unwrap(), ..manifest() },
+                Error::BadDestination(crate::net::DestinationError::Malformed),
+            ),
+            (
+                Manifest {
+                    connect: heapless::Vec::from_slice(&["devhost:7", "devhost:7"]).unwrap(),
+                    ..manifest()
+                },
+                Error::Duplicate,
+            ),
         ] {
             assert_eq!(parse_payload(&encode_payload(&bad, b"")).unwrap_err(), error);
         }

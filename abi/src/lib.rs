@@ -22,6 +22,7 @@ pub mod handoff;
 pub mod journal;
 pub mod keys;
 pub mod monitor;
+pub mod net;
 pub mod package;
 pub mod report;
 pub mod slot;

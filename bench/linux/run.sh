@@ -39,10 +39,19 @@ if [ ! -f vmlinuz ]; then
     dpkg-deb -x linux-image-*-armmp_*.deb extract
     cp extract/boot/vmlinuz-* vmlinuz
 fi
-if [ ! -f initramfs.cpio ] || [ "$here/init.c" -nt initramfs.cpio ]; then
+if [ ! -f initramfs.cpio ] || [ "$here/init.c" -nt initramfs.cpio ] || [ "$0" -nt initramfs.cpio ]; then
     say "building the static init"
     arm-linux-gnueabihf-gcc -static -O2 -o init "$here/init.c"
-    rm -rf root && mkdir root && cp init root/init
-    (cd root && echo init | cpio -o -H newc --quiet) > initramfs.cpio
+    rm -rf root && mkdir -p root/lib/modules && cp init root/init
+    # The network card's drivers, which Debian builds as modules (init loads them).
+    [ -d extract ] || { mkdir extract && dpkg-deb -x linux-image-*-armmp_*.deb extract; }
+    for module in net/core/failover drivers/net/net_failover drivers/net/virtio_net drivers/virtio/virtio_mmio; do
+        file=$(ls extract/lib/modules/*/kernel/$module.ko*)
+        case "$file" in
+            *.xz) xz -dc "$file" > "root/lib/modules/$(basename "$module").ko" ;;
+            *) cp "$file" "root/lib/modules/$(basename "$module").ko" ;;
+        esac
+    done
+    (cd root && find . | cpio -o -H newc --quiet) > initramfs.cpio
 fi
 say "kernel and initramfs ready in target/bench/linux"

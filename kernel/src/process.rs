@@ -37,6 +37,8 @@ const _: () = {
         index += 1;
     }
 };
+/// Where a driver's DMA pool (`dma-kib`) is mapped.
+pub const DMA_WINDOW: u32 = 0x1800_0000;
 /// Where an app's ELF may place segments: above the null page, below the device window
 /// (and so below the stack and its guard page, which stays unmapped).
 const IMAGE_RANGE: core::ops::Range<u32> = 0x1000..DEVICE_WINDOW;
@@ -99,6 +101,8 @@ pub struct Process {
     /// Where a server in `recv` wants the next message and the caller's badge.
     pub receive_buffer: Claim,
     pub badge_buffer: u32,
+    /// The DMA pool: physical address of its contiguous frames and their number.
+    pub dma: Option<(u32, u32)>,
     /// Physical address of the process's `UserTables`.
     tables: u32,
     mapped: Vec<MappedRange>,
@@ -122,6 +126,7 @@ impl Process {
         reply_buffer: Claim { address: 0, len: 0 },
         receive_buffer: Claim { address: 0, len: 0 },
         badge_buffer: 0,
+        dma: None,
         tables: 0,
         mapped: Vec::new(),
         pages_used: 0,
@@ -227,6 +232,10 @@ impl Process {
                 }
             }
             frames::free(self.tables, TABLE_PAGES as usize);
+        }
+        if let Some((phys, pages)) = self.dma.take() {
+            // The pool's pages left the page table above (not owned there: one block here).
+            frames::free(phys, pages as usize);
         }
         self.tables = 0;
         self.pages_used = 0;
@@ -339,10 +348,37 @@ fn build(
             }
         })?;
     }
+    if manifest.dma_kib > 0 {
+        map_dma_pool(process, manifest.dma_kib / (PAGE / 1024))?;
+    }
     let stack_bottom = STACK_TOP - STACK_PAGES * PAGE;
     let stack = PagePerms { writable: true, executable: false };
     process.map_range(stack_bottom, STACK_PAGES, stack, |_, _| {})?;
     process.context = Context::new_user(program.entry, STACK_TOP);
     process.state = State::Ready;
+    Ok(())
+}
+
+/// Gives the process a physically contiguous, zeroed pool of `pages` (a power of two, checked
+/// by `Manifest::validate`) at [`DMA_WINDOW`], counted against its quota. A device driver
+/// learns the pool's physical base with the `dma_pool` syscall and hands the device addresses
+/// inside it; the pool is ordinary non-secure RAM, so the device can reach nothing secure.
+fn map_dma_pool(process: &mut Process, pages: u32) -> Result<(), SpawnError> {
+    if process.pages_used + pages > process.page_quota {
+        return Err(SpawnError::QuotaExceeded);
+    }
+    let phys = frames::alloc(pages as usize).ok_or(SpawnError::OutOfMemory)?;
+    process.dma = Some((phys, pages));
+    process.pages_used += pages;
+    // SAFETY: the block was just allocated for this process alone and is one-to-one mapped.
+    unsafe { core::ptr::write_bytes(phys as *mut u8, 0, (pages * PAGE) as usize) };
+    process.mapped.try_reserve(1).map_err(|_| SpawnError::OutOfMemory)?;
+    process.mapped.push(MappedRange { start: DMA_WINDOW, pages: 0, owned: false });
+    let perms = PagePerms { writable: true, executable: false };
+    for page in 0..pages {
+        let (va, pa) = (DMA_WINDOW + page * PAGE, phys + page * PAGE);
+        process.page_table().map_page(va, pa, perms, MemoryKind::Normal).map_err(SpawnError::Map)?;
+        process.mapped.last_mut().expect("pushed above").pages += 1;
+    }
     Ok(())
 }

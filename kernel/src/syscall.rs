@@ -56,6 +56,7 @@ impl Kernel {
             Some(Syscall::GpioSet) => self.gpio_set(pid, args[0], args[1], args[2]),
             Some(Syscall::MonitorCall) => self.monitor_call(pid, args),
             Some(Syscall::ReplyRecv) => self.reply_recv(pid, args),
+            Some(Syscall::DmaPool) => self.dma_pool(pid, args[0]),
             None => Err(Error::NoSys),
         };
         match result {
@@ -287,6 +288,18 @@ impl Kernel {
             IRQS.enable(irq);
         }
         done(address)
+    }
+
+    /// Tells a driver where its DMA pool is: virtual and physical base and length.
+    fn dma_pool(&mut self, pid: usize, address: u32) -> Outcome {
+        let (phys, pages) = self.processes[pid].dma.ok_or(Error::Access)?;
+        let pool = [crate::process::DMA_WINDOW, phys, pages * 4096];
+        let mut bytes = [0u8; 12];
+        for (out, word) in bytes.chunks_exact_mut(4).zip(pool) {
+            out.copy_from_slice(&word.to_ne_bytes());
+        }
+        self.copy_to_user(pid, address, &bytes)?;
+        done(0)
     }
 
     fn irq_ack(&mut self, pid: usize, handle: u32) -> Outcome {

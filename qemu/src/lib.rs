@@ -27,6 +27,11 @@ pub fn binary() -> PathBuf {
 
 /// Deterministic time: one guest nanosecond per instruction, idle time skipped.
 pub const ICOUNT: [&str; 2] = ["-icount", "shift=0,sleep=off"];
+/// [`ICOUNT`] for a guest with a network: idle time passes in real time (`sleep=on`). The
+/// host's side of a connection (QEMU's slirp, the relays, the servers) runs in real time,
+/// so a guest that skipped its idle time would see its timeouts expire while the host has
+/// not had a moment to answer. Executed instructions still count one nanosecond each.
+pub const ICOUNT_NETWORK: [&str; 2] = ["-icount", "shift=0,sleep=on"];
 
 /// The images one boot uses, as composed by `cargo xtask build` under
 /// `target/septa/<board>/`.
@@ -102,7 +107,7 @@ pub struct Config {
     /// Console on stdio with QEMU's monitor multiplexed (Ctrl-A X quits, Ctrl-A C switches
     /// to the monitor), for interactive use. Otherwise serial on stdio and no monitor.
     pub interactive: bool,
-    /// Run with [`ICOUNT`].
+    /// Run with [`ICOUNT`] ([`ICOUNT_NETWORK`] with a network).
     pub icount: bool,
     /// Keep the guest's flash writes in a temporary overlay that QEMU drops on exit
     /// (`snapshot=on`), so several QEMUs can share one image set (tests).
@@ -111,6 +116,49 @@ pub struct Config {
     pub monitor_socket: Option<PathBuf>,
     /// An update bundle to load into the board's update inbox (development updates).
     pub inbox: Option<PathBuf>,
+    /// The network card and QEMU's user network, loopback only (`qemu-virt` and the Linux
+    /// peer; the dev kit's QEMU model has no network card).
+    pub network: Option<Network>,
+}
+
+/// Where the guest reaches the host's forwards: `devhost` in the image's name table.
+pub const FORWARD_ADDRESS: &str = "10.0.2.100";
+
+/// QEMU's user network with `restrict=on`: the guest reaches nothing but the named
+/// forwards, each a command QEMU starts per guest connection with the connection on its
+/// standard input and output (`septa relay 127.0.0.1:PORT`). Never a tap or a bridge.
+#[derive(Clone, Debug, Default)]
+pub struct Network {
+    pub forwards: Vec<Forward>,
+}
+
+/// Guest connections to `10.0.2.100:guest_port` run `command`.
+#[derive(Clone, Debug)]
+pub struct Forward {
+    pub guest_port: u16,
+    pub command: String,
+}
+
+impl Network {
+    /// A forward from `guest_port` to `septa relay` (the binary at `septa`) towards a
+    /// server on the host's loopback.
+    pub fn relay(mut self, guest_port: u16, septa: &Path, server: std::net::SocketAddr) -> Network {
+        let command = format!("{} relay {server}", septa.display());
+        self.forwards.push(Forward { guest_port, command });
+        self
+    }
+
+    fn args(&self) -> Vec<String> {
+        let mut netdev = String::from("user,id=n0,restrict=on,ipv6=off");
+        for forward in &self.forwards {
+            // A comma inside an option value is written twice.
+            let command = forward.command.replace(',', ",,");
+            netdev.push_str(&format!(",guestfwd=tcp:{FORWARD_ADDRESS}:{}-cmd:{command}", forward.guest_port));
+        }
+        // Transport 0, alone on its page (the monitor's virtio-rng is transport 31).
+        let device = "virtio-net-device,netdev=n0,bus=virtio-mmio-bus.0".to_string();
+        vec!["-netdev".into(), netdev, "-device".into(), device]
+    }
 }
 
 impl Config {
@@ -124,6 +172,7 @@ impl Config {
             throwaway: false,
             monitor_socket: None,
             inbox: None,
+            network: None,
         }
     }
 
@@ -191,7 +240,13 @@ impl Config {
             }
         }
         if self.icount {
-            args.extend(ICOUNT.map(String::from));
+            let network = self.network.is_some() && matches!(self.board, Board::QemuVirt | Board::LinuxPeer);
+            args.extend(if network { ICOUNT_NETWORK } else { ICOUNT }.map(String::from));
+        }
+        if let Some(network) = &self.network
+            && matches!(self.board, Board::QemuVirt | Board::LinuxPeer)
+        {
+            args.extend(network.args());
         }
         if let Some(bundle) = &self.inbox {
             args.push("-device".into());

@@ -1,6 +1,6 @@
 //! The raw `svc` calls and the safe wrappers over them.
 
-use crate::{BADGE_LEN, Error, HandleKind, Info, LOG_MAX, Syscall};
+use crate::{BADGE_LEN, DmaPool, Error, HandleKind, Info, LOG_MAX, Syscall};
 use core::arch::asm;
 
 /// Issues syscall `number` with three arguments; returns r0.
@@ -103,6 +103,12 @@ pub fn wait(mask: u32) -> u32 {
 /// Maps a granted device; returns the address of its registers.
 pub fn map_device(device: Handle) -> Result<usize, Error> {
     Error::check(raw_syscall(Syscall::MapDevice as u32, device.0, 0, 0)).map(|a| a as usize)
+}
+
+/// Where the caller's DMA pool is (`dma-kib` in its manifest).
+pub fn dma_pool() -> Result<DmaPool, Error> {
+    let mut pool = DmaPool::default();
+    Error::check(raw_syscall(Syscall::DmaPool as u32, &mut pool as *mut DmaPool as u32, 0, 0)).map(|_| pool)
 }
 
 /// Re-enables a device's interrupt after handling it.

@@ -16,6 +16,7 @@ mod api;
 pub use api::*;
 #[cfg(target_arch = "arm")]
 pub mod monitor;
+pub mod net;
 
 /// Syscall numbers (r7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,6 +64,9 @@ pub enum Syscall {
     /// length`: a server's loop in one syscall — `reply(msg)`, then `recv` on `handle`. A
     /// reply whose caller died meanwhile is dropped; the receive still happens.
     ReplyRecv = 15,
+    /// `dma_pool(ptr)`: fills a [`DmaPool`] at `ptr` describing the caller's DMA pool
+    /// (`dma-kib`); `EACCES` without one.
+    DmaPool = 16,
 }
 
 impl Syscall {
@@ -84,6 +88,7 @@ impl Syscall {
             13 => Syscall::GpioSet,
             14 => Syscall::MonitorCall,
             15 => Syscall::ReplyRecv,
+            16 => Syscall::DmaPool,
             _ => return None,
         })
     }
@@ -117,6 +122,16 @@ pub enum Error {
     Exists = -11,
     /// The secure world could not do it (a flash error, no entropy).
     Io = -12,
+    /// The peer refused the connection (a reset in answer to the connect).
+    ConnectionRefused = -13,
+    /// No answer in time (connect, read or write past its deadline).
+    TimedOut = -14,
+    /// The connection was reset (by the peer, or the network driver restarted).
+    ConnectionReset = -15,
+    /// Not ready yet: no data to read or no room to write. The blocking calls wait instead.
+    WouldBlock = -16,
+    /// The socket is not connected (closed, or never connected).
+    NotConnected = -17,
 }
 
 impl Error {
@@ -134,6 +149,11 @@ impl Error {
             -10 => Error::Refused,
             -11 => Error::Exists,
             -12 => Error::Io,
+            -13 => Error::ConnectionRefused,
+            -14 => Error::TimedOut,
+            -15 => Error::ConnectionReset,
+            -16 => Error::WouldBlock,
+            -17 => Error::NotConnected,
             _ => return None,
         })
     }
@@ -153,6 +173,11 @@ impl Error {
             Error::Refused => "EPERM",
             Error::Exists => "EEXIST",
             Error::Io => "EIO",
+            Error::ConnectionRefused => "ECONNREFUSED",
+            Error::TimedOut => "ETIMEDOUT",
+            Error::ConnectionReset => "ECONNRESET",
+            Error::WouldBlock => "EAGAIN",
+            Error::NotConnected => "ENOTCONN",
         }
     }
 
@@ -196,8 +221,9 @@ impl core::fmt::Display for Hex<'_> {
     }
 }
 
-/// The longest IPC message.
-pub const MESSAGE_MAX: usize = 64;
+/// The longest IPC message: an Ethernet frame and a small header fit, so a network driver
+/// hands a frame over in one call. The kernel copies a message at most once, user to user.
+pub const MESSAGE_MAX: usize = 2048;
 /// The length of a badge: the caller's component id.
 pub const BADGE_LEN: usize = 16;
 /// A device's interrupt arrives as notification bit `1 << handle`.
@@ -209,6 +235,15 @@ pub fn irq_bit(device_handle: u32) -> u32 {
 pub const LOG_MAX: usize = 240;
 /// The longest app name.
 pub const NAME_MAX: usize = 16;
+
+/// A driver's DMA pool: physically contiguous, mapped at `virt` in the driver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
+pub struct DmaPool {
+    pub virt: u32,
+    pub phys: u32,
+    pub len: u32,
+}
 
 /// What `info` tells an app about itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -65,7 +65,13 @@ pub const KERNEL_WINDOWS: &[Window] = &[
 pub const DEVICES: &[Device] = &[
     Device { name: "rtc", region: Region::new(0x0901_0000, 0x1000), irq: Some(34) },
     Device { name: "inbox", region: UPDATE_INBOX, irq: None },
+    Device { name: "virtio-net", region: VIRTIO_NET, irq: Some(VIRTIO_NET_IRQ) },
 ];
+
+/// The network card: virtio-mmio transport 0 (`bus=virtio-mmio-bus.0`), alone on its page
+/// (the monitor's virtio-rng is transport 31, on the last page), and its interrupt (SPI 16).
+pub const VIRTIO_NET: Region = Region::new(0x0a00_0000, 0x1000);
+pub const VIRTIO_NET_IRQ: u32 = 48;
 
 // ---- boot ROM (flash 0) -----------------------------------------------------------------
 

@@ -61,12 +61,16 @@ pub fn scratch_copy(images: &Images, test: &str) -> Images {
     copy
 }
 
-/// The `septa` host tool `cargo xtask test` built (`SEPTA_TOOL`).
-pub fn septa() -> Command {
-    let tool = std::env::var_os("SEPTA_TOOL")
+/// The path of the `septa` host tool `cargo xtask test` built (`SEPTA_TOOL`).
+pub fn septa_path() -> PathBuf {
+    std::env::var_os("SEPTA_TOOL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/septa"));
-    Command::new(tool)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/septa"))
+}
+
+/// The `septa` host tool.
+pub fn septa() -> Command {
+    Command::new(septa_path())
 }
 
 /// The boot state the device keeps in flash 0 of `images`.
@@ -141,6 +145,12 @@ impl Boot {
     /// Puts an update bundle into the board's update inbox.
     pub fn inbox(mut self, bundle: &Path) -> Boot {
         self.config.inbox = Some(bundle.to_path_buf());
+        self
+    }
+
+    /// Adds the network card and QEMU's loopback-only user network with `network`'s forwards.
+    pub fn network(mut self, network: septa_qemu::Network) -> Boot {
+        self.config.network = Some(network);
         self
     }
 

@@ -50,7 +50,8 @@ fn an_app_with_device_auth_gets_a_certificate_verify_signature_by_the_device_key
     let console = boot();
     let device = device_key();
     let hash: [u8; 32] = hex(&console.value("devauth", "transcript hash ")).try_into().unwrap();
-    let signature = Signature::from_slice(&hex(&console.value("devauth", "certificate verify signature "))).unwrap();
+    let signature =
+        Signature::from_slice(&hex(&console.value("devauth", "certificate verify signature "))).unwrap();
     let content = device_auth::client_certificate_verify(&hash);
     assert!(device.verify(&content, &signature).is_ok(), "signed by the device key over the TLS 1.3 content");
     assert!(device.verify(&hash, &signature).is_err(), "not a signature over the bare hash");
@@ -66,9 +67,16 @@ fn the_device_hands_out_its_provisioned_certificate_which_chains_to_the_device_c
     let console = boot();
     let certificate = console.certificate();
     let flash = std::fs::read(variant_images("devauth").flash).unwrap();
-    assert_eq!(Some(certificate.clone()), septa_tool::device_cert::stored(&flash), "the provisioned certificate");
+    assert_eq!(
+        Some(certificate.clone()),
+        septa_tool::device_cert::stored(&flash),
+        "the provisioned certificate"
+    );
     let point: [u8; 65] = device_key().to_encoded_point(false).as_bytes().try_into().unwrap();
-    assert!(device_auth::is_certificate_for(&certificate, &point), "for the device key of `septa device-key`");
+    assert!(
+        device_auth::is_certificate_for(&certificate, &point),
+        "for the device key of `septa device-key`"
+    );
     let line = console.value("devauth", "chain to the device CA at rtc time ");
     let (time, result) = line.split_once(": ").unwrap();
     let rtc: u64 = time.parse().unwrap();

@@ -7,7 +7,7 @@
 
 use crate::{images, setup, variants};
 use anyhow::{Context, Result, bail};
-use septa_qemu::{Board, Config, Images};
+use septa_qemu::{Board, Config, Images, Network};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -26,6 +26,9 @@ pub fn run(root: &Path, json: Option<&Path>, linux: bool) -> Result<()> {
     let septa = boot_and_collect(&dir, true)?;
     println!("xtask: running the Septa benchmarks again without icount (wall time, noisy)");
     let wall = boot_and_collect(&dir, false)?;
+    println!("xtask: running the network benchmarks (icount: instructions)");
+    let mut septa = septa;
+    septa.extend(network(root)?);
     let peer = if linux { linux_peer(root)? } else { Results::new() };
     print_table(&septa, &wall, &peer);
     if let Some(path) = json {
@@ -43,6 +46,62 @@ fn boot_and_collect(dir: &Path, icount: bool) -> Result<Results> {
         bail!("the benchmark app printed no results");
     }
     Ok(results)
+}
+
+/// TCP through the network service: `netbench` against [`servers`].
+fn network(root: &Path) -> Result<Results> {
+    let spec = variants::net_bench_image(root)?;
+    images::build(root, std::slice::from_ref(&spec))?;
+    let network = servers(&crate::build_septa_tool(root)?)?;
+    let images = Images::in_dir(&images::image_dir(root).join(&spec.dir));
+    let config = Config {
+        icount: true,
+        throwaway: true,
+        network: Some(network),
+        ..Config::new(Board::QemuVirt, images)
+    };
+    let results = collect(&config, "[netbench] BENCH ")?;
+    if results.is_empty() {
+        bail!("the network benchmark printed no results");
+    }
+    Ok(results)
+}
+
+/// The host side of the TCP benchmarks, on loopback, forwarded through `septa relay`:
+/// devhost:10 sends 1 MiB, devhost:11 takes 1 MiB, devhost:7 echoes.
+fn servers(septa: &Path) -> Result<Network> {
+    use std::io::{Read, Write};
+    let serve = |handle: fn(std::net::TcpStream)| -> Result<std::net::SocketAddr> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let address = listener.local_addr()?;
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                std::thread::spawn(move || handle(stream));
+            }
+        });
+        Ok(address)
+    };
+    let source = serve(|mut s| {
+        let _ = s.write_all(&vec![0x3c; 1 << 20]);
+    })?;
+    let sink = serve(|mut s| {
+        let (mut total, mut buffer) = (0, vec![0u8; 64 * 1024]);
+        while total < 1 << 20 {
+            match s.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    })?;
+    let echo = serve(|mut s| {
+        let mut buffer = vec![0u8; 64 * 1024];
+        while let Ok(n) = s.read(&mut buffer) {
+            if n == 0 || s.write_all(&buffer[..n]).is_err() {
+                break;
+            }
+        }
+    })?;
+    Ok(Network::default().relay(10, septa, source).relay(11, septa, sink).relay(7, septa, echo))
 }
 
 /// Boots `config` and gathers its `<prefix><name> <value> <unit>` lines until the guest
@@ -97,7 +156,10 @@ fn linux_peer(root: &Path) -> Result<Results> {
     }
     println!("xtask: booting the Linux peer under QEMU with -icount shift=0,sleep=off");
     let images = Images::linux_peer_in_dir(&root.join("target/bench/linux"));
-    let results = collect(&Config { icount: true, ..Config::new(Board::LinuxPeer, images) }, "BENCH linux_")?;
+    // The same servers, forwards and card as Septa's network benchmarks.
+    let network = Some(servers(&crate::build_septa_tool(root)?)?);
+    let results =
+        collect(&Config { icount: true, network, ..Config::new(Board::LinuxPeer, images) }, "BENCH linux_")?;
     if results.is_empty() {
         bail!("the Linux peer printed no results");
     }

@@ -9,7 +9,7 @@ use septa_abi::package::{self, Kind};
 use septa_targets::{Region, qemu_virt as board, raspi2b};
 use septa_tool::image::{self, PackageSpec};
 use septa_tool::manifest::AppManifest;
-use septa_tool::{elf, keys};
+use septa_tool::{elf, keys, netpolicy};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::fs;
@@ -27,9 +27,11 @@ struct ImageList {
     apps: Vec<String>,
 }
 
-/// One app in an image: which crate's binary, under which manifest.
+/// One app in an image: which binary, under which manifest.
 #[derive(Clone)]
 pub struct AppSpec {
+    /// The binary of an app crate under `userland/apps/`, or the absolute path of an app
+    /// ELF built outside the tree ([`AppSpec::sideloaded`]).
     pub binary: String,
     pub manifest: AppManifest,
 }
@@ -58,10 +60,16 @@ pub struct ImageSpec {
 }
 
 impl ImageSpec {
-    /// The app binaries the image and its bundles need, each once.
+    /// The app crates the image and its bundles need built, each once.
     fn binaries(&self) -> Vec<&str> {
         let bundled = self.bundles.iter().flat_map(|b| &b.apps);
-        let mut binaries: Vec<&str> = self.apps.iter().chain(bundled).map(|a| a.binary.as_str()).collect();
+        let mut binaries: Vec<&str> = self
+            .apps
+            .iter()
+            .chain(bundled)
+            .map(|a| a.binary.as_str())
+            .filter(|binary| !Path::new(binary).is_absolute())
+            .collect();
         binaries.sort();
         binaries.dedup();
         binaries
@@ -194,9 +202,17 @@ fn build_binaries_for(apps: &[&str], kernel_features: &[String], board: Option<&
     Ok(built)
 }
 
-fn binary<'a>(built: &'a Built, name: &str) -> Result<&'a Path> {
+/// The ELF of binary `name`: one cargo just built, or a sideloaded app's own.
+fn binary<'a>(built: &'a Built, name: &'a str) -> Result<&'a Path> {
+    if Path::new(name).is_absolute() {
+        return Ok(Path::new(name));
+    }
     built.get(name).map(PathBuf::as_path).with_context(|| format!("cargo built no `{name}` binary"))
 }
+
+/// Where an image keeps the ELF files of its stages and apps, with their symbols, for the
+/// debugger (`cargo xtask run --gdb`) and for reading addresses in fault reports.
+pub const SYMBOLS_DIR: &str = "symbols";
 
 /// The monitor, kernel and apps, signed with the development key: monitor and kernel at
 /// `security_version`, apps at their manifests' versions.
@@ -232,9 +248,13 @@ fn signed_packages_at(
             payload: flat("kernel", kernel_ram)?,
         },
     ];
+    // The network service carries the image's network policy in its own signed package.
+    let manifests: Vec<AppManifest> = apps.iter().map(|a| a.manifest.clone()).collect();
+    let policy = netpolicy::compose(&manifests)?;
     for app in apps {
         let path = binary(built, &app.binary)?;
-        let elf = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut elf = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        netpolicy::patch(&mut elf, &policy).with_context(|| format!("{}", path.display()))?;
         let elf = elf::strip_to_segments(&elf).with_context(|| format!("{}", path.display()))?;
         packages.push(PackageSpec {
             kind: Kind::App,
@@ -270,6 +290,7 @@ fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
         hasher.update(&flash);
         hex::encode(hasher.finalize())
     };
+    keep_symbols(built, spec, dir)?;
     let stamp = dir.join("composed.sha256");
     let images = septa_qemu::Images::in_dir(dir);
     if fs::read_to_string(&stamp).is_ok_and(|s| s == digest) && images.rom.exists() && images.flash.exists() {
@@ -286,10 +307,35 @@ fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
     image::write_atomically(&stamp, digest.as_bytes())
 }
 
+/// Copies the ELF files of `spec`'s stages and apps into `dir/symbols/` as `<name>.elf`.
+fn keep_symbols(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
+    let symbols = dir.join(SYMBOLS_DIR);
+    fs::create_dir_all(&symbols).with_context(|| format!("creating {}", symbols.display()))?;
+    let stages = ["loader", "monitor", "kernel"].map(|stage| (stage, stage));
+    let apps = spec.apps.iter().map(|app| (app.manifest.name.as_str(), app.binary.as_str()));
+    for (name, binary_name) in stages.into_iter().chain(apps) {
+        let elf = binary(built, binary_name)?;
+        let copy = symbols.join(format!("{name}.elf"));
+        fs::copy(elf, &copy).with_context(|| format!("copying {} to {}", elf.display(), copy.display()))?;
+    }
+    Ok(())
+}
+
 /// The dev kit's apps: the default image's, less those needing devices it lacks.
 pub fn raspi2b_image(root: &Path) -> Result<ImageSpec> {
     let mut spec = default_image(root)?;
+    // Apps for devices the Pi lacks go (its QEMU model has no network card: so the network
+    // driver goes), and then every app calling an endpoint nobody serves any more (so the
+    // network service and its clients go too).
     spec.apps.retain(|app| app.manifest.devices.iter().all(|d| raspi2b::DEVICES.iter().any(|b| b.name == d)));
+    loop {
+        let served: Vec<String> = spec.apps.iter().filter_map(|a| a.manifest.serve.clone()).collect();
+        let before = spec.apps.len();
+        spec.apps.retain(|app| app.manifest.call.iter().all(|c| served.contains(c)));
+        if spec.apps.len() == before {
+            break;
+        }
+    }
     spec.dir = String::new();
     Ok(spec)
 }

@@ -6,12 +6,13 @@
 mod bench;
 mod images;
 mod setup;
+mod sideload;
 mod tally;
 mod variants;
 
 /// Crates whose tests run on the host: everything except the device binaries and apps (the
 /// kernel's and monitor's libraries are host-tested; their binaries only link for the device).
-const HOST_TESTED: [&str; 11] = [
+const HOST_TESTED: [&str; 13] = [
     "septa-abi",
     "septa-tls",
     "septa-targets",
@@ -19,6 +20,8 @@ const HOST_TESTED: [&str; 11] = [
     "septa-monitor",
     "septa-kernel",
     "septa-syscalls",
+    "septa-net",
+    "septa-dma",
     "septa-qemu",
     "septa-tool",
     "septa-tests",
@@ -27,7 +30,7 @@ const HOST_TESTED: [&str; 11] = [
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use septa_qemu::{Board, Config, Images};
+use septa_qemu::{Board, Config, Images, Network};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -45,6 +48,9 @@ enum Cmd {
         /// `qemu-virt` (the reference board) or `raspi2b` (the dev kit).
         #[arg(long, default_value = "qemu-virt")]
         board: BoardName,
+        /// Build only this test image set (e.g. `net`) under target/septa/qemu-virt/NAME/.
+        #[arg(long)]
+        variant: Option<String>,
     },
     /// Build if needed and boot the images under QEMU (console on stdio; quit with Ctrl-A X).
     Run {
@@ -54,6 +60,17 @@ enum Cmd {
         /// Boots the images as they are (no rebuild), so the device keeps its state.
         #[arg(long)]
         bundle: Option<PathBuf>,
+        /// An app project outside the tree (made by `septa new`) to build, sign with the
+        /// development key and add to the image; repeat for several.
+        #[arg(long = "app", value_name = "DIR")]
+        apps: Vec<PathBuf>,
+        /// Start QEMU stopped, with its gdb stub on 127.0.0.1, and print the gdb-multiarch
+        /// command; with APP, with that app's symbols and a breakpoint in its `main`.
+        #[arg(long, value_name = "APP", num_args = 0..=1, default_missing_value = "")]
+        gdb: Option<String>,
+        /// The gdb stub's port.
+        #[arg(long, default_value_t = 1234)]
+        gdb_port: u16,
         /// Arguments passed to QEMU unchanged, after `--` (e.g. `-- -d int`).
         #[arg(last = true)]
         qemu_args: Vec<String>,
@@ -112,20 +129,30 @@ fn run_command(cli: Cli) -> Result<()> {
     let root = workspace_root();
     std::env::set_current_dir(&root).context("entering the workspace root")?;
     match cli.command {
-        Cmd::Build { board: BoardName::QemuVirt } => {
+        Cmd::Build { board: BoardName::QemuVirt, variant: None } => {
             let dir = images::build(&root, &[images::default_image(&root)?])?;
             println!("xtask: images in {}", dir.display());
         }
-        Cmd::Build { board: BoardName::Raspi2b } => {
+        Cmd::Build { board: BoardName::QemuVirt, variant: Some(name) } => {
+            let spec = variants::test_images(&root)?.into_iter().find(|s| s.dir == name);
+            let spec = spec
+                .with_context(|| format!("no test image set named {name:?} (see xtask/src/variants.rs)"))?;
+            images::build(&root, &[spec])?;
+            println!("xtask: images in {}", images::image_dir(&root).join(&name).display());
+        }
+        Cmd::Build { board: BoardName::Raspi2b, .. } => {
             let dir = images::build_raspi2b(&root, &images::raspi2b_image(&root)?)?;
             println!("xtask: images in {}", dir.display());
         }
-        Cmd::Run { board: BoardName::QemuVirt, bundle, qemu_args } => {
-            run(&root, bundle.as_deref(), &qemu_args)?
+        Cmd::Run { board: BoardName::QemuVirt, bundle, apps, gdb, gdb_port, qemu_args } => {
+            let gdb = gdb.map(|app| (Some(app).filter(|a| !a.is_empty()), gdb_port));
+            run(&root, bundle.as_deref(), &apps, gdb, &qemu_args)?
         }
-        Cmd::Run { board: BoardName::Raspi2b, bundle, qemu_args } => {
-            if bundle.is_some() {
-                bail!("--bundle is for qemu-virt; the dev kit has no update inbox loader yet");
+        Cmd::Run { board: BoardName::Raspi2b, bundle, apps, gdb, qemu_args, .. } => {
+            if bundle.is_some() || !apps.is_empty() || gdb.is_some() {
+                bail!(
+                    "--bundle, --app and --gdb are for qemu-virt; on the dev kit, add apps to userland/image.toml"
+                );
             }
             let dir = images::build_raspi2b(&root, &images::raspi2b_image(&root)?)?;
             let config = Config::new(Board::Raspi2b, Images::raspi2b_in_dir(&dir));
@@ -151,17 +178,72 @@ fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
 }
 
-fn run(root: &Path, bundle: Option<&Path>, qemu_args: &[String]) -> Result<()> {
-    let existing = Images::in_dir(&images::image_dir(root));
-    let dir = match bundle {
-        Some(bundle) if !bundle.exists() => {
-            bail!("{}: no such bundle (make one with `cargo xtask bundle --out FILE`)", bundle.display())
+/// `cargo xtask run` on `qemu-virt`: with `gdb`, the app to debug (if any) and the stub's port.
+fn run(
+    root: &Path,
+    bundle: Option<&Path>,
+    apps: &[PathBuf],
+    gdb: Option<(Option<String>, u16)>,
+    qemu_args: &[String],
+) -> Result<()> {
+    if let Some(bundle) = bundle.filter(|b| !b.exists()) {
+        bail!("{}: no such bundle (make one with `cargo xtask bundle --out FILE`)", bundle.display())
+    }
+    let spec = if apps.is_empty() { images::default_image(root)? } else { sideload::image(root, apps)? };
+    let dir = images::image_dir(root).join(&spec.dir);
+    let existing = Images::in_dir(&dir);
+    // An update is offered to the device as it is; anything else boots the current sources.
+    if bundle.is_none() || !existing.rom.exists() || !existing.flash.exists() {
+        images::build(root, std::slice::from_ref(&spec))?;
+    }
+    let mut qemu_args = qemu_args.to_vec();
+    if let Some((app, port)) = gdb {
+        setup::ensure_gdb()?;
+        let script = sideload::write_gdb_script(&dir, &spec, app.as_deref())?;
+        qemu_args.extend(["-gdb".into(), format!("tcp:{}:{port}", sideload::GDB_HOST), "-S".into()]);
+        println!("xtask: in another terminal: {}", sideload::gdb_command(&script, port, app.as_deref()));
+        println!("xtask: QEMU waits for gdb on {}:{port}", sideload::GDB_HOST);
+    }
+    let septa = build_septa_tool(root)?;
+    let service = demo_service()?;
+    println!("xtask: a demo service listens on {service}; the device reaches it as devhost:7 (nethello)");
+    let network = Network::default().relay(7, &septa, service);
+    let config = Config::new(Board::QemuVirt, existing);
+    let config =
+        Config { interactive: true, inbox: bundle.map(Path::to_path_buf), network: Some(network), ..config };
+    boot_interactive(config, &qemu_args)
+}
+
+/// Builds the `septa` host tool (the relay QEMU's forwards run, and what tests call).
+pub(crate) fn build_septa_tool(root: &Path) -> Result<PathBuf> {
+    println!("xtask: building the septa host tool");
+    let status =
+        Command::new(env!("CARGO")).args(["build", "-p", "septa-tool", "--bin", "septa"]).status()?;
+    if !status.success() {
+        bail!("building the septa host tool failed");
+    }
+    Ok(root.join("target/debug/septa"))
+}
+
+/// A small service on the host's loopback for `cargo xtask run`: it answers each line with
+/// `host says: <line>`.
+fn demo_service() -> Result<std::net::SocketAddr> {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding the demo service")?;
+    let address = listener.local_addr()?;
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(mut writer) = stream.try_clone() else { return };
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if writeln!(writer, "host says: {line}").is_err() {
+                        break;
+                    }
+                }
+            });
         }
-        Some(_) if existing.rom.exists() && existing.flash.exists() => images::image_dir(root),
-        _ => images::build(root, &[images::default_image(root)?])?,
-    };
-    let config = Config::new(Board::QemuVirt, Images::in_dir(&dir));
-    boot_interactive(Config { interactive: true, inbox: bundle.map(Path::to_path_buf), ..config }, qemu_args)
+    });
+    Ok(address)
 }
 
 /// Boots `config` with the console on this terminal.
@@ -181,6 +263,7 @@ fn boot_interactive(config: Config, qemu_args: &[String]) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     setup::ensure_qemu()?;
+    setup::ensure_gdb()?;
     let mut specs = vec![images::default_image(root)?];
     specs.extend(variants::test_images(root)?);
     specs.push(variants::bench_image(root)?);
@@ -188,19 +271,15 @@ fn test(root: &Path) -> Result<()> {
     let raspi2b_dir = images::build_raspi2b(root, &images::raspi2b_image(root)?)?;
     images::write_sdcard(&raspi2b_dir, &raspi2b_dir.join("sdcard"))?;
     images::build_raspi2b(root, &variants::raspi2b_core_image(root)?)?;
-    println!("xtask: building the septa host tool for the tests");
-    let status =
-        Command::new(env!("CARGO")).args(["build", "-p", "septa-tool", "--bin", "septa"]).status()?;
-    if !status.success() {
-        bail!("building the septa host tool failed");
-    }
+    let tool = build_septa_tool(root)?;
     println!("xtask: running host unit tests and QEMU integration tests");
     let mut command = Command::new(env!("CARGO"));
     command.arg("test");
     for package in HOST_TESTED {
         command.args(["-p", package]);
     }
-    let tool = root.join("target/debug/septa");
+    // The developer-experience tests run `cargo xtask run` through this very binary.
+    command.env("SEPTA_XTASK", std::env::current_exe().context("finding the xtask binary")?);
     command.env("SEPTA_IMAGES", &dir).env("SEPTA_RASPI2B_IMAGES", raspi2b_dir).env("SEPTA_TOOL", tool);
     // The QEMU tests run with only the files `apt-get install --no-install-recommends
     // qemu-system-arm` brings, whatever else this machine has installed.
@@ -250,7 +329,18 @@ fn lint() -> Result<()> {
     device.extend(["--", "-D", "warnings"]);
     cargo(&device)?;
     // The TLS library apps link, as the device builds it.
-    cargo(&["clippy", "--release", "--target", setup::DEVICE_TARGET, "--lib", "-p", "septa-tls", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--release",
+        "--target",
+        setup::DEVICE_TARGET,
+        "--lib",
+        "-p",
+        "septa-tls",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     // The dev kit's build of the three stages.
     let features: Vec<String> =
         images::DEVICE_BINARIES.iter().map(|stage| format!("{stage}/raspi2b")).collect();

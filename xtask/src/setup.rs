@@ -33,6 +33,17 @@ pub fn ensure_qemu() -> Result<()> {
     Ok(())
 }
 
+/// Installs Debian's gdb-multiarch (the debugger for `cargo xtask run --gdb`) if missing.
+pub fn ensure_gdb() -> Result<()> {
+    if found("gdb-multiarch") {
+        return Ok(());
+    }
+    println!("xtask: gdb-multiarch not found; installing Debian's gdb-multiarch with apt-get");
+    apt_get(&["update"])?;
+    apt_get(&["install", "-y", "--no-install-recommends", "gdb-multiarch"])?;
+    Ok(())
+}
+
 /// Runs apt-get with `args`, through sudo unless already root.
 fn apt_get(args: &[&str]) -> Result<()> {
     let mut command = if is_root() { Command::new("apt-get") } else { Command::new("sudo") };
@@ -43,10 +54,7 @@ fn apt_get(args: &[&str]) -> Result<()> {
     println!("xtask: apt-get {}", args.join(" "));
     let status = command.status().context("running apt-get")?;
     if !status.success() {
-        bail!(
-            "`apt-get {}` failed; install QEMU with `sudo apt-get install qemu-system-arm` and retry",
-            args.join(" ")
-        );
+        bail!("`apt-get {}` failed; run it by hand (with sudo) and retry", args.join(" "));
     }
     Ok(())
 }

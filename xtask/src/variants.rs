@@ -13,7 +13,12 @@
 //!   three bundles next to it: `v1.bundle` (the same software), `v2.bundle` (security
 //!   version 2 everywhere) and `v2-crash.bundle` (version 2 plus a `crasher` that must
 //!   always run and faults at start);
-//! - `bench/`: the benchmark apps (also what `cargo xtask bench` runs).
+//! - `net/`: the network driver and service with `netclient` instances (`echo-big`,
+//!   `echo-small`, `denied`, `nocap`, `cutoff`), each with its own destinations;
+//! - `net-crash/`: the same with a driver that faults mid-transfer (`netdev-crash`), a
+//!   `survivor` client and `counter` (an app without network, which must not notice);
+//! - `bench/`: the benchmark apps (also what `cargo xtask bench` runs);
+//! - `net-bench/`: `netbench` with the network apps (`cargo xtask bench` only).
 
 use crate::images::{AppSpec, BundleSpec, ImageSpec};
 use anyhow::Result;
@@ -74,7 +79,40 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
         image("devauth", Vec::new(), vec![devauth, noauth]),
         image("isolation", Vec::new(), isolation),
         update_image(root)?,
+        net_image(root, "net", false)?,
+        net_image(root, "net-crash", true)?,
     ])
+}
+
+/// A `netclient` instance with its own name, component id and destinations.
+fn net_client(base: &AppSpec, name: &str, index: u8, connect: &[&str]) -> AppSpec {
+    let mut manifest = base.manifest.clone();
+    manifest.name = name.into();
+    manifest.component_id[15] = manifest.component_id[15].wrapping_add(index);
+    manifest.connect = connect.iter().map(|d| d.to_string()).collect();
+    manifest.call = if connect.is_empty() { Vec::new() } else { vec!["net".into()] };
+    AppSpec { binary: "netclient".into(), manifest }
+}
+
+/// The network test images (see the module documentation).
+fn net_image(root: &Path, dir: &str, crash: bool) -> Result<ImageSpec> {
+    let client = AppSpec::from_crate(root, "netclient")?;
+    let mut driver = AppSpec::from_crate(root, "netdev")?;
+    let mut apps = Vec::new();
+    if crash {
+        driver.manifest.name = "netdev-crash".into();
+        apps.extend([driver, AppSpec::from_crate(root, "netsvc")?]);
+        apps.push(net_client(&client, "survivor", 1, &["devhost:7"]));
+        apps.push(AppSpec::from_crate(root, "counter")?);
+    } else {
+        apps.extend([driver, AppSpec::from_crate(root, "netsvc")?]);
+        apps.push(net_client(&client, "echo-big", 0, &["devhost:7"]));
+        apps.push(net_client(&client, "echo-small", 2, &["devhost:7"]));
+        apps.push(net_client(&client, "denied", 3, &["devhost:7"]));
+        apps.push(net_client(&client, "nocap", 4, &[]));
+        apps.push(net_client(&client, "cutoff", 5, &["devhost:9"]));
+    }
+    Ok(ImageSpec { dir: dir.into(), kernel_features: Vec::new(), apps, bundles: Vec::new() })
 }
 
 /// The update image and its bundles.
@@ -128,4 +166,19 @@ pub fn bench_image(root: &Path) -> Result<ImageSpec> {
     let apps =
         ["bench", "benchpeer"].iter().map(|n| AppSpec::from_crate(root, n)).collect::<Result<Vec<_>>>()?;
     Ok(ImageSpec { dir: "bench".into(), kernel_features: vec!["bench".into()], apps, bundles: Vec::new() })
+}
+
+/// The network benchmark image: the driver, the service and `netbench`, with a kernel that
+/// lets it program the counters.
+pub fn net_bench_image(root: &Path) -> Result<ImageSpec> {
+    let apps = ["netdev", "netsvc", "netbench"]
+        .iter()
+        .map(|n| AppSpec::from_crate(root, n))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ImageSpec {
+        dir: "net-bench".into(),
+        kernel_features: vec!["bench".into()],
+        apps,
+        bundles: Vec::new(),
+    })
 }

@@ -10,4 +10,7 @@ pub mod elf;
 pub mod image;
 pub mod keys;
 pub mod manifest;
+pub mod netpolicy;
+pub mod new;
+pub mod relay;
 pub mod report;

@@ -110,6 +110,22 @@ enum Command {
         #[arg(required = true)]
         packages: Vec<PathBuf>,
     },
+    /// Create a standalone app project in a new folder (docs/writing-an-app.md).
+    New {
+        /// The folder to create; its last component is the app's name unless --name says.
+        path: PathBuf,
+        #[arg(long)]
+        name: Option<String>,
+        /// The Septa checkout the app builds against (default: the one this tool was built in).
+        #[arg(long)]
+        septa: Option<PathBuf>,
+    },
+    /// Relay standard input and output to a TCP server on the host's loopback (QEMU's
+    /// `guestfwd=...-cmd:` starts one per guest connection).
+    Relay {
+        /// The server: a loopback IP:PORT.
+        target: String,
+    },
     /// List the packages in a flash image, and check their signatures against OEM keys.
     Inspect {
         flash: PathBuf,
@@ -254,6 +270,25 @@ fn run(cli: Cli) -> Result<()> {
             println!("provisioned {}", rom.display());
         }
         Command::Inspect { flash, keys: key_files } => inspect(&flash, &key_files)?,
+        Command::New { path, name, septa } => {
+            let name = match name {
+                Some(name) => name,
+                None => path
+                    .file_name()
+                    .context("the folder has no name; add --name")?
+                    .to_string_lossy()
+                    .into_owned(),
+            };
+            let septa = match septa {
+                Some(dir) => fs::canonicalize(&dir).with_context(|| format!("{}", dir.display()))?,
+                None => septa_tool::new::find_checkout()
+                    .context("no Septa checkout found around this tool or here; add --septa DIR")?,
+            };
+            septa_tool::new::create(&path, &name, &septa)?;
+            println!("created app {name:?} in {} (Septa checkout {})", path.display(), septa.display());
+            println!("next: cd {} && cargo build --release", path.display());
+        }
+        Command::Relay { target } => septa_tool::relay::run(septa_tool::relay::target(&target)?)?,
         Command::DeviceKey { device_secret, out } => {
             let key = septa_tool::keys::device_public_key(&keys::load_secret(&device_secret)?);
             septa_tool::keys::write_public_key(&out, &key)?;

@@ -34,7 +34,7 @@ pub const MAX_TRUST_ANCHORS: usize = 8;
 
 /// `[capabilities]`: everything defaults to none.
 #[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct Capabilities {
     serve: Option<String>,
     #[serde(default)]
@@ -45,6 +45,10 @@ struct Capabilities {
     gpio: Vec<u8>,
     #[serde(default)]
     monitor: Vec<String>,
+    #[serde(default)]
+    connect: Vec<String>,
+    #[serde(default)]
+    dma_kib: u32,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +87,8 @@ pub struct AppManifest {
     pub gpio: Vec<u8>,
     pub monitor: Vec<String>,
     pub storage_kib: u32,
+    pub connect: Vec<String>,
+    pub dma_kib: u32,
     /// `[tls] trust-anchors`: names of the CA certificates the app's build embeds.
     pub trust_anchors: Vec<String>,
 }
@@ -114,6 +120,8 @@ impl AppManifest {
             gpio: bounded(self.gpio.iter().copied()),
             monitor: bounded(self.monitor.iter().map(String::as_str)),
             storage_kib: self.storage_kib,
+            connect: bounded(self.connect.iter().map(String::as_str)),
+            dma_kib: self.dma_kib,
         }
     }
 
@@ -132,14 +140,34 @@ impl AppManifest {
             ("devices", caps.devices.len(), app::MAX_DEVICES),
             ("gpio", caps.gpio.len(), 8),
             ("monitor", caps.monitor.len(), app::MAX_MONITOR_SERVICES),
+            ("connect", caps.connect.len(), septa_abi::net::MAX_CONNECT),
         ] {
             if len > max {
                 bail!("app {:?}: [capabilities] {field}: {len} entries, at most {max} allowed", app.name);
             }
         }
+        for (i, destination) in caps.connect.iter().enumerate() {
+            if let Err(error) = septa_abi::net::Destination::parse(destination) {
+                bail!("app {:?}: [capabilities] connect: {destination:?}: {error}", app.name);
+            }
+            if caps.connect[..i].contains(destination) {
+                bail!("app {:?}: [capabilities] connect: {destination:?} is listed twice", app.name);
+            }
+        }
+        if !caps.connect.is_empty() && !caps.call.iter().any(|c| c == septa_abi::net::SERVICE_ENDPOINT) {
+            bail!(
+                "app {:?}: [capabilities] connect: destinations need call = [\"{}\"] (the network service)",
+                app.name,
+                septa_abi::net::SERVICE_ENDPOINT
+            );
+        }
         let anchors = file.tls.trust_anchors;
         if anchors.len() > MAX_TRUST_ANCHORS {
-            bail!("app {:?}: [tls] trust-anchors: {} entries, at most {MAX_TRUST_ANCHORS} allowed", app.name, anchors.len());
+            bail!(
+                "app {:?}: [tls] trust-anchors: {} entries, at most {MAX_TRUST_ANCHORS} allowed",
+                app.name,
+                anchors.len()
+            );
         }
         if let Some(bad) = anchors.iter().find(|a| !app::is_valid_name(a)) {
             bail!(
@@ -174,6 +202,8 @@ impl AppManifest {
             gpio: caps.gpio,
             monitor: caps.monitor,
             storage_kib: app.storage_kib,
+            connect: caps.connect,
+            dma_kib: caps.dma_kib,
             trust_anchors: anchors,
         };
         if let Err(error) = manifest.to_abi().validate() {
@@ -184,6 +214,8 @@ impl AppManifest {
                 app::Error::BadPin(_) => "[capabilities] gpio",
                 app::Error::UnknownService => "[capabilities] monitor",
                 app::Error::BadStorage(_) => "[app] storage-kib",
+                app::Error::BadDma(_) => "[capabilities] dma-kib",
+                app::Error::BadDestination(_) => "[capabilities] connect",
                 _ => "[capabilities]",
             };
             bail!("app {:?}: {field}: {error}", manifest.name);
@@ -426,6 +458,31 @@ restart = "always"
             AppManifest::parse(&format!("{GOOD}\n[capabilities]\nmonitor = [\"teleport\"]")).unwrap_err();
         let text = format!("{error:#}");
         assert!(text.contains("app \"blinky\": [capabilities] monitor: unknown monitor service"), "{text}");
+    }
+
+    #[test]
+    fn network_destinations_parse_and_bad_ones_name_file_field_and_entry() {
+        let m = app("client", "call = [\"net\"]\nconnect = [\"devhost:7\", \"10.0.2.2:80\"]");
+        assert_eq!(m.connect, ["devhost:7", "10.0.2.2:80"]);
+        for (entry, expected) in [
+            ("\"devhost\"", "connect: \"devhost\": expected \"host:port\""),
+            ("\"devhost:0\"", "connect: \"devhost:0\": the port must be"),
+            ("\"example.com:443\"", "connect: \"example.com:443\": the host must be"),
+            ("\"devhost:7\", \"devhost:7\"", "connect: \"devhost:7\" is listed twice"),
+        ] {
+            let text = format!("{GOOD}\n[capabilities]\ncall = [\"net\"]\nconnect = [{entry}]");
+            let error = format!("{:#}", AppManifest::parse(&text).unwrap_err());
+            assert!(error.contains(&format!("app \"blinky\": [capabilities] {expected}")), "{error}");
+        }
+        let error =
+            AppManifest::parse(&format!("{GOOD}\n[capabilities]\nconnect = [\"devhost:7\"]")).unwrap_err();
+        assert!(format!("{error:#}").contains("destinations need call = [\"net\"]"), "{error:#}");
+    }
+
+    #[test]
+    fn a_bad_dma_pool_names_the_field() {
+        let error = AppManifest::parse(&format!("{GOOD}\n[capabilities]\ndma-kib = 12")).unwrap_err();
+        assert!(format!("{error:#}").contains("[capabilities] dma-kib"), "{error:#}");
     }
 
     #[test]

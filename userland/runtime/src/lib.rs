@@ -4,10 +4,17 @@
 //! the app's stack. `_start` calls the function the app named with [`entry!`] and exits with
 //! status 0 when it returns; a panic logs its message and location and exits with
 //! [`PANIC_EXIT_CODE`], so the kernel (and later the supervisor) sees the failure.
+//!
+//! With the `heap` feature, [`heap!`] gives an app a global allocator over an area of its
+//! own memory (counted in its `memory-kib` like any other data), so apps that need `alloc`
+//! share one allocator instead of each rolling its own.
 
 #![no_std]
 
 use septa_syscalls as sys;
+
+#[cfg(feature = "heap")]
+pub mod heap;
 
 /// The exit status of an app that panicked.
 pub const PANIC_EXIT_CODE: i32 = 101;

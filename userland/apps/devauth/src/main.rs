@@ -48,13 +48,17 @@ fn main() {
     }
 
     if let (Some(now), false) = (rtc_seconds(), certificate.is_empty()) {
-        let result = TrustAnchors::new(ANCHORS)
-            .map_err(|_| septa_tls::CertificateError::Malformed)
-            .and_then(|anchors| septa_tls::verify_chain(&anchors, &[certificate], septa_tls::unix_time(now), Usage::Client));
+        let result = TrustAnchors::new(ANCHORS).map_err(|_| septa_tls::CertificateError::Malformed).and_then(
+            |anchors| {
+                septa_tls::verify_chain(&anchors, &[certificate], septa_tls::unix_time(now), Usage::Client)
+            },
+        );
         sys::log!("chain to the device CA at rtc time {now}: {result:?}");
-        let result = TrustAnchors::new(ANCHORS)
-            .map_err(|_| septa_tls::CertificateError::Malformed)
-            .and_then(|anchors| septa_tls::verify_chain(&anchors, &[certificate], septa_tls::unix_time(0), Usage::Client));
+        let result = TrustAnchors::new(ANCHORS).map_err(|_| septa_tls::CertificateError::Malformed).and_then(
+            |anchors| {
+                septa_tls::verify_chain(&anchors, &[certificate], septa_tls::unix_time(0), Usage::Client)
+            },
+        );
         sys::log!("chain to the device CA in 1970: {result:?}");
     }
 
@@ -92,7 +96,10 @@ fn main() {
         if let Some(at) = foreign[..len].windows(3).rposition(|w| w == [0x03, 0x42, 0x00]) {
             foreign[at + 10] ^= 1;
         }
-        sys::log!("install foreign certificate -> {:?}", monitor::device_certificate_install(&foreign[..len]));
+        sys::log!(
+            "install foreign certificate -> {:?}",
+            monitor::device_certificate_install(&foreign[..len])
+        );
         sys::log!("install certificate -> {:?}", monitor::device_certificate_install(certificate));
     }
     sys::log!("done");

@@ -55,8 +55,9 @@ fn main() {
     refused += expect("gpio_set(call handle)", sys::gpio_set(pong, 1 << 3, 1 << 3), Error::Access);
     refused += expect("notify(closed handle)", sys::notify(closed, 1), Error::Access);
     refused += expect("reply without a call", sys::reply(b"x"), Error::Invalid);
-    let oversized = [0u8; 65];
-    refused += expect("call with a 65-byte message", sys::call(pong, &oversized, &mut reply), Error::Invalid);
+    let oversized = [0u8; sys::MESSAGE_MAX + 1];
+    refused +=
+        expect("call with an oversized message", sys::call(pong, &oversized, &mut reply), Error::Invalid);
     let bad_reply_buffer =
         sys::raw_syscall5(Syscall::Call as u32, [pong.0, reply.as_ptr() as u32, 4, 0x4010_0000, 16]);
     refused += expect("call with a kernel reply buffer", Error::check(bad_reply_buffer), Error::Fault);

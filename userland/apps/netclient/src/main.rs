@@ -1,0 +1,142 @@
+//! `netclient`: the network tests' client, one binary whose instance name picks the case
+//! (the test image gives each instance its own manifest):
+//!
+//! - `echo-big`, `echo-small`: send 1 MiB (256 KiB) of a pattern seeded by the name to
+//!   `devhost:7`, read the echo and log its length and SHA-256;
+//! - `denied`: connect to `devhost:8`, which its manifest does not name (`EACCES`);
+//! - `nocap`: no network capability at all: cannot even look the service up;
+//! - `cutoff`: transfer to `devhost:9`, whose server goes away mid-transfer;
+//! - `survivor`: echo 1 MiB while the driver is killed, then connect again and echo 4 KiB.
+//!
+//! Every outcome is logged as one line the test checks; nothing here panics.
+
+#![no_std]
+#![no_main]
+
+use septa_syscalls::net::{READABLE, TcpStream, WRITABLE};
+use septa_syscalls::{self as sys, Error, HandleKind, Hex};
+use sha2::{Digest, Sha256};
+
+septa_runtime::entry!(main);
+
+/// The test pattern: xorshift32 from `seed`, one byte per step (the host test computes it
+/// the same way).
+struct Pattern(u32);
+
+impl Pattern {
+    fn fill(&mut self, buffer: &mut [u8]) {
+        for byte in buffer {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 17;
+            self.0 ^= self.0 << 5;
+            *byte = self.0 as u8;
+        }
+    }
+}
+
+fn seed(name: &str) -> u32 {
+    name.bytes().fold(0x811c_9dc5, |h, b| (h ^ b as u32).wrapping_mul(0x0100_0193))
+}
+
+/// Sends `total` bytes of the pattern and reads as many back; returns the echo's hash, or
+/// the error and how many bytes had come back.
+fn echo(stream: &mut TcpStream, total: usize, seed: u32) -> Result<[u8; 32], (Error, usize)> {
+    let mut pattern = Pattern(seed);
+    let mut hash = Sha256::new();
+    let (mut sent, mut received) = (0, 0);
+    let mut out = [0u8; 2000];
+    let (mut start, mut end) = (0, 0);
+    let mut buffer = [0u8; 2000];
+    while received < total {
+        let interest = if sent < total { READABLE | WRITABLE } else { READABLE };
+        let ready = stream.wait(interest).map_err(|e| (e, received))?;
+        if ready & WRITABLE != 0 && sent < total {
+            if start == end {
+                let len = out.len().min(total - sent);
+                pattern.fill(&mut out[..len]);
+                (start, end) = (0, len);
+            }
+            let n = stream.write(&out[start..end]).map_err(|e| (e, received))?;
+            start += n;
+            sent += n;
+        }
+        if ready & READABLE != 0 {
+            match stream.try_read(&mut buffer) {
+                Ok(0) => return Err((Error::ConnectionReset, received)),
+                Ok(n) => {
+                    hash.update(&buffer[..n]);
+                    received += n;
+                }
+                Err(Error::WouldBlock) => {}
+                Err(e) => return Err((e, received)),
+            }
+        }
+    }
+    Ok(hash.finalize().into())
+}
+
+fn echo_case(name: &str, total: usize) {
+    let result = TcpStream::connect("devhost", 7).map_err(|e| (e, 0)).and_then(|mut s| {
+        let hash = echo(&mut s, total, seed(name))?;
+        s.close().map_err(|e| (e, total))?;
+        Ok(hash)
+    });
+    match result {
+        Ok(hash) => sys::log!("echoed {total} bytes, sha256 {}", Hex(&hash)),
+        Err((e, got)) => sys::log!("echo failed after {got} bytes: {e}"),
+    }
+}
+
+fn main() {
+    let info = sys::info();
+    match info.name() {
+        "echo-big" => echo_case(info.name(), 1 << 20),
+        "echo-small" => echo_case(info.name(), 256 << 10),
+        "denied" => match TcpStream::connect("devhost", 8) {
+            Ok(_) => sys::log!("connect devhost:8: connected (wrong)"),
+            Err(e) => sys::log!("connect devhost:8: {e}"),
+        },
+        "nocap" => {
+            let lookup = sys::lookup(HandleKind::Call, "net").map(drop);
+            let connect = TcpStream::connect("devhost", 7).map(drop);
+            sys::log!(
+                "lookup net: {}, connect devhost:7: {}",
+                lookup.err().map_or("ok", Error::name),
+                connect.err().map_or("ok", Error::name)
+            );
+        }
+        "cutoff" => {
+            let result = TcpStream::connect("devhost", 9)
+                .map_err(|e| (e, 0))
+                .and_then(|mut s| echo(&mut s, 1 << 20, 1));
+            match result {
+                Ok(_) => sys::log!("cutoff: the whole transfer came back (wrong)"),
+                Err((e, got)) => sys::log!("cutoff: the server went away after {got} bytes: {e}"),
+            }
+        }
+        "survivor" => {
+            match TcpStream::connect("devhost", 7)
+                .map_err(|e| (e, 0))
+                .and_then(|mut s| echo(&mut s, 1 << 20, 2))
+            {
+                Ok(_) => sys::log!("survivor: the transfer outlived the driver (wrong)"),
+                Err((e, got)) => sys::log!("survivor: transfer failed after {got} bytes: {e}"),
+            }
+            // The supervisor restarts the driver; connect again until it is back.
+            for attempt in 1..=50 {
+                match TcpStream::connect("devhost", 7)
+                    .map_err(|e| (e, 0))
+                    .and_then(|mut s| echo(&mut s, 4096, 3))
+                {
+                    Ok(hash) => {
+                        sys::log!("survivor: new connection echoed 4096 bytes, sha256 {}", Hex(&hash));
+                        return;
+                    }
+                    Err((e, _)) => sys::log!("survivor: attempt {attempt}: {e}"),
+                }
+                sys::sleep(200);
+            }
+        }
+        other => sys::log!("no test case named {other}"),
+    }
+}

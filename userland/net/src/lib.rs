@@ -1,0 +1,8 @@
+//! The network service's socket table over smoltcp ([`service`]), kept apart from the
+//! syscalls so it runs on the host in unit tests.
+
+#![no_std]
+
+extern crate alloc;
+
+pub mod service;

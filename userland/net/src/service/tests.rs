@@ -1,0 +1,318 @@
+//! The service against a real smoltcp peer on the other end of a simulated wire: every
+//! frame the service sends goes through the driver's `TAKE`, every frame back through
+//! `FRAME`, exactly as the driver app moves them.
+
+use super::*;
+use septa_abi::net::Grant;
+use septa_syscalls::net::parse_reply;
+
+const APP: [u8; 16] = [1; 16];
+const OTHER: [u8; 16] = [2; 16];
+const STRANGER: [u8; 16] = [7; 16];
+const DRIVER: [u8; 16] = [9; 16];
+const PEER: [u8; 4] = [10, 0, 2, 100];
+
+fn policy() -> Policy {
+    let mut grants = heapless::Vec::new();
+    for (component, port) in [(APP, 7), (APP, 9), (OTHER, 7)] {
+        grants.push(Grant { component, address: PEER, port }).unwrap();
+    }
+    Policy { driver: Some(DRIVER), grants }
+}
+
+/// The host on the other side: a smoltcp interface at 10.0.2.100 with echo listeners on
+/// port 7.
+struct Peer {
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    frames: Frames,
+    listeners: Vec<SocketHandle>,
+}
+
+impl Peer {
+    fn new() -> Peer {
+        let mut frames = Frames::default();
+        let mut iface = Interface::new(Config::new(mac([2, 0, 0, 0, 0, 0x64])), &mut frames, Instant::ZERO);
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::v4(10, 0, 2, 100), 24));
+        });
+        let mut peer = Peer { iface, sockets: SocketSet::new(Vec::new()), frames, listeners: Vec::new() };
+        for _ in 0..3 {
+            peer.listen(7);
+        }
+        peer
+    }
+
+    fn listen(&mut self, port: u16) {
+        let mut socket = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+            tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+        );
+        socket.listen(port).unwrap();
+        self.listeners.push(self.sockets.add(socket));
+    }
+
+    /// Echoes what every connection received.
+    fn echo(&mut self) {
+        for &handle in &self.listeners {
+            let socket = self.sockets.get_mut::<tcp::Socket>(handle);
+            let mut buffer = [0u8; 4096];
+            while socket.can_recv() && socket.can_send() {
+                let room = socket.send_capacity() - socket.send_queue();
+                let n = socket.recv_slice(&mut buffer[..room.min(4096)]).unwrap();
+                socket.send_slice(&buffer[..n]).unwrap();
+            }
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.listeners
+            .iter()
+            .filter(|&&h| !matches!(self.sockets.get::<tcp::Socket>(h).state(), State::Listen))
+            .count()
+    }
+
+    fn poll(&mut self, now: u64) {
+        self.iface.poll(Instant::from_millis(now as i64), &mut self.frames, &mut self.sockets);
+    }
+}
+
+struct Net {
+    service: Service,
+    peer: Peer,
+    now: u64,
+    /// Frames that reached the peer.
+    delivered: usize,
+}
+
+impl Net {
+    fn new() -> Net {
+        let mut net = Net { service: Service::new(policy(), 42, 0), peer: Peer::new(), now: 0, delivered: 0 };
+        net.call(&DRIVER, op::ATTACH, 0, &[2, 0, 0, 0, 0, 0x0f]).unwrap();
+        net
+    }
+
+    fn call(
+        &mut self,
+        badge: &[u8; 16],
+        op: u8,
+        socket: u8,
+        payload: &[u8],
+    ) -> Result<(u32, Vec<u8>), Error> {
+        let mut reply = vec![0u8; septa_syscalls::MESSAGE_MAX];
+        let n = self.service.handle(badge, &request(op, socket, payload), &mut reply, self.now);
+        parse_reply(&reply[..n]).map(|(status, rest)| (status, rest.to_vec()))
+    }
+
+    /// Moves frames both ways until the wire is quiet; the clock advances 1 ms a round.
+    fn pump(&mut self) {
+        for _ in 0..10_000 {
+            self.now += 1;
+            let mut moved = false;
+            loop {
+                let (n, frame) = self.call(&DRIVER, op::TAKE, 0, &[]).unwrap();
+                if n == 0 {
+                    break;
+                }
+                self.peer.frames.received.push_back(frame);
+                self.delivered += 1;
+                moved = true;
+                self.peer.poll(self.now);
+            }
+            self.peer.echo();
+            self.peer.poll(self.now);
+            while let Some(frame) = self.peer.frames.outgoing.pop_front() {
+                let (n, back) = self.call(&DRIVER, op::FRAME, 1, &frame).unwrap();
+                if n > 0 {
+                    self.peer.frames.received.push_back(back);
+                    self.delivered += 1;
+                }
+                moved = true;
+            }
+            if !moved && !self.service.has_frames() {
+                return;
+            }
+        }
+        panic!("the wire never went quiet");
+    }
+
+    fn connect(&mut self, badge: &[u8; 16], port: u16) -> Result<u8, Error> {
+        let mut payload = port.to_le_bytes().to_vec();
+        payload.extend_from_slice(b"devhost");
+        let (socket, _) = self.call(badge, op::CONNECT, 0, &payload)?;
+        self.pump();
+        Ok(socket as u8)
+    }
+
+    fn recv(&mut self, badge: &[u8; 16], socket: u8) -> Result<Vec<u8>, Error> {
+        self.call(badge, op::RECV, socket, &2000u16.to_le_bytes()).map(|(_, data)| data)
+    }
+}
+
+fn pattern(len: usize, salt: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(salt) ^ (i >> 8) as u8).collect()
+}
+
+/// Sends `data` and reads the echo, pumping the wire as the blocking client calls would.
+fn echo(net: &mut Net, badge: &[u8; 16], socket: u8, data: &[u8]) -> Vec<u8> {
+    let mut sent = 0;
+    let mut back = Vec::new();
+    while back.len() < data.len() {
+        if sent < data.len() {
+            let end = (sent + 2000).min(data.len());
+            let (taken, _) = net.call(badge, op::SEND, socket, &data[sent..end]).unwrap();
+            sent += taken as usize;
+        }
+        net.pump();
+        match net.recv(badge, socket) {
+            Ok(chunk) => back.extend_from_slice(&chunk),
+            Err(Error::WouldBlock) => {}
+            Err(e) => panic!("recv: {e}"),
+        }
+    }
+    back
+}
+
+#[test]
+fn data_larger_than_every_buffer_echoes_intact() {
+    let mut net = Net::new();
+    let socket = net.connect(&APP, 7).unwrap();
+    let bits = net.call(&APP, op::POLL, socket, &[]).unwrap().0;
+    assert_eq!(bits & (CONNECTED | WRITABLE), CONNECTED | WRITABLE);
+    let data = pattern(200 * 1024, 5);
+    assert_eq!(echo(&mut net, &APP, socket, &data), data);
+}
+
+#[test]
+fn two_apps_share_the_stack_without_mixing_data() {
+    let mut net = Net::new();
+    let a = net.connect(&APP, 7).unwrap();
+    let b = net.connect(&OTHER, 7).unwrap();
+    let (da, db) = (pattern(40_000, 1), pattern(40_000, 2));
+    for (chunk_a, chunk_b) in da.chunks(10_000).zip(db.chunks(10_000)) {
+        assert_eq!(echo(&mut net, &APP, a, chunk_a), chunk_a);
+        assert_eq!(echo(&mut net, &OTHER, b, chunk_b), chunk_b);
+    }
+}
+
+#[test]
+fn a_destination_the_manifest_does_not_name_is_refused_and_nothing_is_sent() {
+    let mut net = Net::new();
+    assert_eq!(net.connect(&OTHER, 9), Err(Error::Access), "port 9 is granted to another app only");
+    let mut payload = 7u16.to_le_bytes().to_vec();
+    payload.extend_from_slice(b"10.0.2.2");
+    assert_eq!(net.call(&APP, op::CONNECT, 0, &payload).map(|r| r.0), Err(Error::Access), "another address");
+    net.pump();
+    assert_eq!(net.delivered, 0, "no frame left the device");
+    assert_eq!(net.peer.connections(), 0);
+    assert_eq!(net.service.sockets_in_use(), 0);
+}
+
+#[test]
+fn unknown_callers_get_nothing_and_only_the_driver_moves_frames() {
+    let mut net = Net::new();
+    assert_eq!(net.connect(&STRANGER, 7), Err(Error::Access));
+    assert_eq!(net.call(&STRANGER, op::POLL, 0, &[]).map(|r| r.0), Err(Error::Access));
+    assert_eq!(net.call(&APP, op::TAKE, 0, &[]).map(|r| r.0), Err(Error::Access), "apps cannot take frames");
+    assert_eq!(net.call(&APP, op::ATTACH, 0, &[2, 0, 0, 0, 0, 1]).map(|r| r.0), Err(Error::Access));
+    assert_eq!(net.call(&DRIVER, op::CONNECT, 0, b"\x07\x00devhost").map(|r| r.0), Err(Error::Access));
+    assert_eq!(net.call(&APP, 99, 0, &[]).map(|r| r.0), Err(Error::Invalid), "unknown op");
+    let mut reply = vec![0u8; 64];
+    let n = net.service.handle(&APP, &[1], &mut reply, 0);
+    assert_eq!(parse_reply(&reply[..n]).map(|r| r.0), Err(Error::Invalid), "short request");
+}
+
+#[test]
+fn a_socket_belongs_to_the_app_that_opened_it() {
+    let mut net = Net::new();
+    let socket = net.connect(&APP, 7).unwrap();
+    assert_eq!(net.call(&OTHER, op::SEND, socket, b"x").map(|r| r.0), Err(Error::Invalid));
+    assert_eq!(net.recv(&OTHER, socket), Err(Error::Invalid));
+    assert_eq!(net.call(&OTHER, op::CLOSE, socket, &[]).map(|r| r.0), Err(Error::Invalid));
+    assert_eq!(net.call(&APP, op::SEND, 200, b"x").map(|r| r.0), Err(Error::Invalid), "out of range");
+    assert_eq!(echo(&mut net, &APP, socket, b"still mine"), b"still mine");
+}
+
+#[test]
+fn each_app_has_a_bounded_number_of_sockets() {
+    let mut net = Net::new();
+    for _ in 0..SOCKETS_PER_APP {
+        net.connect(&APP, 7).unwrap();
+    }
+    assert_eq!(net.connect(&APP, 7), Err(Error::NoMemory));
+    assert!(net.connect(&OTHER, 7).is_ok(), "another app is not starved");
+}
+
+#[test]
+fn a_full_send_buffer_is_back_pressure() {
+    let mut net = Net::new();
+    let socket = net.connect(&APP, 7).unwrap();
+    let mut queued = 0;
+    loop {
+        let (taken, _) = net.call(&APP, op::SEND, socket, &[7u8; 2000]).unwrap();
+        if taken == 0 {
+            break;
+        }
+        queued += taken as usize;
+        assert!(queued <= BUFFER, "never more than the buffer");
+    }
+    assert_eq!(queued, BUFFER);
+    let bits = net.call(&APP, op::POLL, socket, &[]).unwrap().0;
+    assert_eq!(bits & WRITABLE, 0);
+}
+
+#[test]
+fn a_port_without_listener_is_refused() {
+    let mut net = Net::new();
+    let socket = net.connect(&APP, 9).unwrap();
+    assert_eq!(net.call(&APP, op::POLL, socket, &[]).map(|r| r.0), Err(Error::ConnectionRefused));
+    assert_eq!(net.recv(&APP, socket), Err(Error::ConnectionRefused));
+    net.call(&APP, op::CLOSE, socket, &[]).unwrap();
+    net.pump();
+    assert_eq!(net.service.sockets_in_use(), 0, "the closed socket is freed");
+}
+
+#[test]
+fn a_silent_peer_times_out() {
+    let mut net = Net::new();
+    let mut payload = 7u16.to_le_bytes().to_vec();
+    payload.extend_from_slice(b"devhost");
+    let (socket, _) = net.call(&APP, op::CONNECT, 0, &payload).unwrap();
+    // Nothing is pumped: the SYN never arrives anywhere.
+    net.now += CONNECT_TIMEOUT_MS;
+    assert_eq!(net.call(&APP, op::POLL, socket as u8, &[]).map(|r| r.0), Err(Error::TimedOut));
+}
+
+#[test]
+fn the_peer_closing_ends_the_stream_and_a_reset_is_an_error() {
+    let mut net = Net::new();
+    let socket = net.connect(&APP, 7).unwrap();
+    assert_eq!(echo(&mut net, &APP, socket, b"bye"), b"bye");
+    let handle = net.peer.listeners[0];
+    net.peer.sockets.get_mut::<tcp::Socket>(handle).close();
+    net.pump();
+    assert_eq!(net.recv(&APP, socket), Ok(Vec::new()), "end of stream");
+    assert_eq!(net.call(&APP, op::POLL, socket, &[]).unwrap().0 & READABLE, READABLE);
+
+    let second = net.connect(&APP, 7).unwrap();
+    let handle = net.peer.listeners[1];
+    net.peer.sockets.get_mut::<tcp::Socket>(handle).abort();
+    net.pump();
+    assert_eq!(net.recv(&APP, second), Err(Error::ConnectionReset));
+}
+
+#[test]
+fn a_driver_restart_resets_open_sockets_and_new_ones_work() {
+    let mut net = Net::new();
+    let socket = net.connect(&APP, 7).unwrap();
+    net.call(&DRIVER, op::ATTACH, 0, &[2, 0, 0, 0, 0, 0x0f]).unwrap();
+    assert_eq!(net.call(&APP, op::SEND, socket, b"x").map(|r| r.0), Err(Error::ConnectionReset));
+    assert_eq!(net.recv(&APP, socket), Err(Error::ConnectionReset));
+    net.call(&APP, op::CLOSE, socket, &[]).unwrap();
+    // The peer still has the old connection; a fresh listener takes the new one.
+    net.peer.listen(7);
+    let fresh = net.connect(&APP, 7).unwrap();
+    assert_eq!(echo(&mut net, &APP, fresh, b"again"), b"again");
+    let multicast = net.call(&DRIVER, op::ATTACH, 0, &[1, 0, 0, 0, 0, 0]).map(|r| r.0);
+    assert_eq!(multicast, Err(Error::Invalid), "multicast MAC");
+}
