@@ -19,8 +19,18 @@ pub const MAX_MONITOR_SERVICES: usize = 9;
 /// GPIO pins are numbered below this (the board may have fewer).
 pub const MAX_GPIO_PINS: u8 = 32;
 /// The security-monitor services a manifest may name (`monitor = [...]`).
-pub const MONITOR_SERVICES: &[&str] =
-    &["random", "sha256", "sign", "verify", "attest", "update", "storage", "device-auth", "device-cert"];
+pub const MONITOR_SERVICES: &[&str] = &[
+    "random",
+    "sha256",
+    "sign",
+    "verify",
+    "attest",
+    "update",
+    "storage",
+    "device-auth",
+    "device-cert",
+    "time",
+];
 /// Bounds of an app's memory quota.
 pub const MEMORY_KIB_MIN: u32 = 16;
 pub const MEMORY_KIB_MAX: u32 = 16 * 1024;
@@ -72,7 +82,14 @@ pub struct Manifest<'a> {
     /// A physically contiguous DMA pool for a device driver, in KiB (0: none). It comes
     /// out of `memory-kib`.
     pub dma_kib: u32,
+    /// The app's stack in KiB: a multiple of 4 from [`STACK_KIB_MIN`] to [`STACK_KIB_MAX`].
+    /// It comes out of `memory-kib`.
+    pub stack_kib: u32,
 }
+
+/// Bounds of an app's stack (`stack-kib`; 16 when the manifest does not say).
+pub const STACK_KIB_MIN: u32 = 16;
+pub const STACK_KIB_MAX: u32 = 128;
 
 /// Why a manifest or an app payload was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,6 +114,8 @@ pub enum Error {
     BadDestination(crate::net::DestinationError),
     /// `dma-kib` not a power of two of pages up to the maximum, or larger than `memory-kib`.
     BadDma(u32),
+    /// `stack-kib` out of range or not a whole number of pages.
+    BadStack(u32),
 }
 
 impl fmt::Display for Error {
@@ -128,6 +147,10 @@ impl fmt::Display for Error {
             Error::BadDma(kib) => {
                 write!(f, "dma-kib {kib}: must be 4, 8, 16, … up to {DMA_KIB_MAX} KiB and fit in memory-kib")
             }
+            Error::BadStack(kib) => write!(
+                f,
+                "stack-kib {kib}: must be a multiple of 4 from {STACK_KIB_MIN} to {STACK_KIB_MAX} and fit in memory-kib"
+            ),
         }
     }
 }
@@ -194,6 +217,12 @@ impl Manifest<'_> {
         if !dma_ok {
             return Err(Error::BadDma(self.dma_kib));
         }
+        if !self.stack_kib.is_multiple_of(4)
+            || !(STACK_KIB_MIN..=STACK_KIB_MAX).contains(&self.stack_kib)
+            || self.stack_kib >= self.memory_kib
+        {
+            return Err(Error::BadStack(self.stack_kib));
+        }
         let storage = self.monitor.contains(&"storage");
         if storage != (self.storage_kib > 0) || self.storage_kib > STORAGE_KIB_MAX {
             return Err(Error::BadStorage(self.storage_kib));
@@ -255,6 +284,7 @@ mod tests {
             storage_kib: 0,
             connect: heapless::Vec::from_slice(&["devhost:7"]).unwrap(),
             dma_kib: 0,
+            stack_kib: 16,
         }
     }
 
@@ -276,6 +306,9 @@ mod tests {
             (Manifest { memory_kib: 1, ..manifest() }, Error::BadMemory(1)),
             (Manifest { storage_kib: 4, ..manifest() }, Error::BadStorage(4)),
             (Manifest { dma_kib: 12, ..manifest() }, Error::BadDma(12)),
+            (Manifest { stack_kib: 18, ..manifest() }, Error::BadStack(18)),
+            (Manifest { stack_kib: 8, ..manifest() }, Error::BadStack(8)),
+            (Manifest { stack_kib: 256, ..manifest() }, Error::BadStack(256)),
             (Manifest { dma_kib: 64, ..manifest() }, Error::BadDma(64)),
             (
                 Manifest { connect: heapless::Vec::from_slice(&["devhost"]).unwrap(), ..manifest() },

@@ -40,6 +40,7 @@ pub enum Service {
     DeviceAuthSign = 12,
     DeviceCertificate = 13,
     DeviceCertificateInstall = 14,
+    WallClock = 15,
 }
 
 impl Service {
@@ -60,6 +61,7 @@ impl Service {
             12 => Service::DeviceAuthSign,
             13 => Service::DeviceCertificate,
             14 => Service::DeviceCertificateInstall,
+            15 => Service::WallClock,
             _ => return None,
         })
     }
@@ -83,6 +85,7 @@ impl Service {
             Service::StorageGet | Service::StoragePut | Service::StorageDelete => "storage",
             Service::DeviceAuthSign | Service::DeviceCertificate => "device-auth",
             Service::DeviceCertificateInstall => "device-cert",
+            Service::WallClock => "time",
         }
     }
 }
@@ -158,6 +161,9 @@ pub enum Request<'a> {
     DeviceCertificateInstall {
         certificate: &'a [u8],
     },
+    /// The wall-clock time from the board's real-time clock: seconds since 1970, u64 LE.
+    /// `FAILED` on a board without one.
+    WallClock,
 }
 
 impl Request<'_> {
@@ -178,6 +184,7 @@ impl Request<'_> {
             Request::DeviceAuthSign { .. } => Service::DeviceAuthSign,
             Request::DeviceCertificate => Service::DeviceCertificate,
             Request::DeviceCertificateInstall { .. } => Service::DeviceCertificateInstall,
+            Request::WallClock => Service::WallClock,
         }
     }
 }

@@ -62,6 +62,12 @@ struct AppSection {
     restart: RestartPolicy,
     #[serde(default)]
     storage_kib: u32,
+    #[serde(default = "default_stack_kib")]
+    stack_kib: u32,
+}
+
+fn default_stack_kib() -> u32 {
+    app::STACK_KIB_MIN
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -89,6 +95,7 @@ pub struct AppManifest {
     pub storage_kib: u32,
     pub connect: Vec<String>,
     pub dma_kib: u32,
+    pub stack_kib: u32,
     /// `[tls] trust-anchors`: names of the CA certificates the app's build embeds.
     pub trust_anchors: Vec<String>,
 }
@@ -122,6 +129,7 @@ impl AppManifest {
             storage_kib: self.storage_kib,
             connect: bounded(self.connect.iter().map(String::as_str)),
             dma_kib: self.dma_kib,
+            stack_kib: self.stack_kib,
         }
     }
 
@@ -204,6 +212,7 @@ impl AppManifest {
             storage_kib: app.storage_kib,
             connect: caps.connect,
             dma_kib: caps.dma_kib,
+            stack_kib: app.stack_kib,
             trust_anchors: anchors,
         };
         if let Err(error) = manifest.to_abi().validate() {
@@ -215,6 +224,7 @@ impl AppManifest {
                 app::Error::UnknownService => "[capabilities] monitor",
                 app::Error::BadStorage(_) => "[app] storage-kib",
                 app::Error::BadDma(_) => "[capabilities] dma-kib",
+                app::Error::BadStack(_) => "[app] stack-kib",
                 app::Error::BadDestination(_) => "[capabilities] connect",
                 _ => "[capabilities]",
             };
