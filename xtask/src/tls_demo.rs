@@ -14,7 +14,12 @@ use std::sync::Arc;
 /// Starts the service for the keys in `keys` (the board's `keys/` folder).
 pub fn start(keys: &Path) -> Result<SocketAddr> {
     let service_ca = ServiceCa::load_or_create(&keys.join("service-ca"))?;
-    let (certificate, key) = service_ca.issue_server(&["devhost"], 1)?;
+    let now = time::OffsetDateTime::now_utc();
+    let (certificate, key) = service_ca.issue_server(
+        &["devhost"],
+        now - time::Duration::hours(1),
+        now + time::Duration::days(1),
+    )?;
     let device_ca_path = keys.join("device-ca").join(CA_CERT_DER_FILE);
     let device_ca =
         std::fs::read(&device_ca_path).with_context(|| format!("reading {}", device_ca_path.display()))?;

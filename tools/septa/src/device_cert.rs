@@ -155,16 +155,21 @@ impl ServiceCa {
     }
 
     /// A TLS server certificate (DER) for `names` and its new key (PKCS#8 DER), valid from
-    /// an hour ago for `days` days.
-    pub fn issue_server(&self, names: &[&str], days: u32) -> Result<(Vec<u8>, Vec<u8>)> {
+    /// `not_before` to `not_after`.
+    pub fn issue_server(
+        &self,
+        names: &[&str],
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generating the server key")?;
         let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
             .context("server names")?;
         params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("server"));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
-        params.not_before = OffsetDateTime::now_utc() - Duration::hours(1);
-        params.not_after = OffsetDateTime::now_utc() + Duration::days(days.into());
+        params.not_before = not_before;
+        params.not_after = not_after;
         let certificate =
             params.signed_by(&key, &self.certificate, &self.key).context("signing the server certificate")?;
         Ok((certificate.der().to_vec(), key.serialize_der()))

@@ -28,7 +28,7 @@ static BUFFERS: StaticBuffers = StaticBuffers::new();
 const SERVER_NAME: &str = "devhost";
 /// The ports tried in order: 8443 is the demo service; the test image grants the others,
 /// where the integration test puts servers that must be refused.
-const PORTS: [u16; 5] = [8443, 8444, 8445, 8446, 8447];
+const PORTS: [u16; 6] = [8443, 8444, 8445, 8446, 8447, 8448];
 
 /// The signer: the monitor's `device-auth` service. The app never sees the key.
 struct DeviceKey;
