@@ -338,3 +338,25 @@ impl ServerVerifier<'_> {
         Err(embedded_tls::TlsError::InvalidCertificate)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leaf_key_is_found_only_in_a_p256_subject_public_key_info() {
+        extern crate std;
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let certificate =
+            rcgen::CertificateParams::new(std::vec!["a.test".into()]).unwrap().self_signed(&key).unwrap();
+        assert_eq!(leaf_public_key(certificate.der()), Some(key.public_key_raw()));
+        let der = certificate.der().to_vec();
+        for cut in [0, 1, 10, der.len() / 2, der.len() - 1] {
+            assert_eq!(leaf_public_key(&der[..cut]), None, "cut at {cut}");
+        }
+        let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let other =
+            rcgen::CertificateParams::new(std::vec!["a.test".into()]).unwrap().self_signed(&p384).unwrap();
+        assert_eq!(leaf_public_key(other.der()), None, "not P-256");
+    }
+}
