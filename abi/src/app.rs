@@ -31,9 +31,19 @@ pub const MONITOR_SERVICES: &[&str] = &[
     "device-cert",
     "time",
 ];
+/// What the kernel maps for every app besides its segments and its stack (`stack-kib`),
+/// counted against `memory-kib`: the translation tables.
+pub const TABLES_KIB: u32 = 8;
 /// Bounds of an app's memory quota.
 pub const MEMORY_KIB_MIN: u32 = 16;
 pub const MEMORY_KIB_MAX: u32 = 16 * 1024;
+/// CPU budgets: an app may run `cpu-budget-ms` in every `cpu-period-ms`. The kernel counts
+/// in 10 ms ticks, so a budget is at least one tick; the defaults let an app that never
+/// blocks take half the CPU and leave the other half to less urgent apps.
+pub const CPU_BUDGET_MS_MIN: u32 = 10;
+pub const CPU_PERIOD_MS_MAX: u32 = 10_000;
+pub const DEFAULT_CPU_BUDGET_MS: u32 = 50;
+pub const DEFAULT_CPU_PERIOD_MS: u32 = 100;
 /// The most persistent storage one app may have, and all apps of an image together (the
 /// storage journal keeps every live value in one flash sector).
 pub const STORAGE_KIB_MAX: u32 = 64;
@@ -85,6 +95,9 @@ pub struct Manifest<'a> {
     /// The app's stack in KiB: a multiple of 4 from [`STACK_KIB_MIN`] to [`STACK_KIB_MAX`].
     /// It comes out of `memory-kib`.
     pub stack_kib: u32,
+    /// CPU time the app may use per period, in milliseconds (see [`CPU_BUDGET_MS_MIN`]).
+    pub cpu_budget_ms: u32,
+    pub cpu_period_ms: u32,
 }
 
 /// Bounds of an app's stack (`stack-kib`; 16 when the manifest does not say).
@@ -116,6 +129,11 @@ pub enum Error {
     BadDma(u32),
     /// `stack-kib` out of range or not a whole number of pages.
     BadStack(u32),
+    /// `cpu-budget-ms` / `cpu-period-ms` out of range.
+    BadCpuBudget {
+        budget_ms: u32,
+        period_ms: u32,
+    },
 }
 
 impl fmt::Display for Error {
@@ -150,6 +168,11 @@ impl fmt::Display for Error {
             Error::BadStack(kib) => write!(
                 f,
                 "stack-kib {kib}: must be a multiple of 4 from {STACK_KIB_MIN} to {STACK_KIB_MAX} and fit in memory-kib"
+            ),
+            Error::BadCpuBudget { budget_ms, period_ms } => write!(
+                f,
+                "cpu-budget-ms {budget_ms} per cpu-period-ms {period_ms}: the budget must be from \
+                 {CPU_BUDGET_MS_MIN} ms up to the period, the period at most {CPU_PERIOD_MS_MAX} ms"
             ),
         }
     }
@@ -227,6 +250,10 @@ impl Manifest<'_> {
         if storage != (self.storage_kib > 0) || self.storage_kib > STORAGE_KIB_MAX {
             return Err(Error::BadStorage(self.storage_kib));
         }
+        let (budget_ms, period_ms) = (self.cpu_budget_ms, self.cpu_period_ms);
+        if budget_ms < CPU_BUDGET_MS_MIN || budget_ms > period_ms || period_ms > CPU_PERIOD_MS_MAX {
+            return Err(Error::BadCpuBudget { budget_ms, period_ms });
+        }
         Ok(())
     }
 }
@@ -285,6 +312,8 @@ mod tests {
             connect: heapless::Vec::from_slice(&["devhost:7"]).unwrap(),
             dma_kib: 0,
             stack_kib: 16,
+            cpu_budget_ms: 20,
+            cpu_period_ms: 100,
         }
     }
 
@@ -320,6 +349,14 @@ mod tests {
                     ..manifest()
                 },
                 Error::Duplicate,
+            ),
+            (
+                Manifest { cpu_budget_ms: 5, ..manifest() },
+                Error::BadCpuBudget { budget_ms: 5, period_ms: 100 },
+            ),
+            (
+                Manifest { cpu_budget_ms: 200, ..manifest() },
+                Error::BadCpuBudget { budget_ms: 200, period_ms: 100 },
             ),
         ] {
             assert_eq!(parse_payload(&encode_payload(&bad, b"")).unwrap_err(), error);

@@ -89,6 +89,11 @@ pub struct BootState {
     /// Minimum security version per component, raised at each confirmation.
     pub minimums: heapless::Vec<([u8; 16], u32), MAX_MINIMUMS>,
     pub unreported: Option<UpdateEvent>,
+    /// The digest of app storage's live records (the monitor's `storage` module) and the one
+    /// a write in progress is about to reach: kept here, in secure flash, so that an older
+    /// copy of the store in flash 1 is refused.
+    pub storage_digest: [u8; 32],
+    pub storage_pending: Option<[u8; 32]>,
 }
 
 /// Why an update cannot be staged now.
@@ -120,6 +125,8 @@ impl BootState {
             rolled_back: [0; 32],
             minimums: heapless::Vec::new(),
             unreported: None,
+            storage_digest: [0; 32],
+            storage_pending: None,
         }
     }
 

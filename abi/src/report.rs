@@ -25,6 +25,9 @@ pub enum EndKind {
     UndefinedInstruction,
     PrefetchAbort,
     DataAbort,
+    /// The app used more CPU than its manifest's budget in one period and was throttled
+    /// (not an ending: the app goes on in its next period).
+    CpuBudget,
 }
 
 impl EndKind {
@@ -34,6 +37,7 @@ impl EndKind {
             EndKind::UndefinedInstruction => "undefined instruction",
             EndKind::PrefetchAbort => "prefetch abort",
             EndKind::DataAbort => "data abort",
+            EndKind::CpuBudget => "cpu budget overrun",
         }
     }
 }

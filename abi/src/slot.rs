@@ -12,7 +12,10 @@
 //!
 //! Packages follow, each starting at a multiple of [`PACKAGE_ALIGN`] from the slot start.
 //! [`Slot::parse`] bounds the slot to the bytes it says it uses (which must fit in the
-//! flash region given), and [`Slot::packages`] yields every package or the first error.
+//! flash region given), and [`Slot::packages`] yields every package or the first error. A
+//! slot holds each component once: a package whose component id an earlier package already
+//! has is an error ([`Error::SameComponent`]), so no consumer of a slot — loader, monitor,
+//! kernel, host tool — can run two copies of one signed app under one identity.
 
 use crate::package::{self, Package};
 use core::fmt;
@@ -41,6 +44,11 @@ pub enum Error {
         index: usize,
         error: package::Error,
     },
+    /// Package `index` has the component id of package `first`.
+    SameComponent {
+        first: usize,
+        index: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -55,6 +63,10 @@ impl fmt::Display for Error {
                 write!(f, "slot lists {n} packages, at most {MAX_PACKAGES} allowed")
             }
             Error::Package { index, error } => write!(f, "package {index}: {error}"),
+            Error::SameComponent { first, index } => write!(
+                f,
+                "package {index}: its component id is also package {first}'s (a slot holds each component once)"
+            ),
         }
     }
 }
@@ -97,7 +109,7 @@ impl<'a> Slot<'a> {
     /// The packages with their offsets from the slot start, in slot order. Stops after the
     /// first error.
     pub fn packages(&self) -> Packages<'a> {
-        Packages { slot: *self, index: 0, offset: PACKAGE_ALIGN, failed: false }
+        Packages { slot: *self, index: 0, offset: PACKAGE_ALIGN, failed: false, seen: heapless::Vec::new() }
     }
 }
 
@@ -107,6 +119,8 @@ pub struct Packages<'a> {
     index: usize,
     offset: usize,
     failed: bool,
+    /// The component ids of the packages yielded so far.
+    seen: heapless::Vec<[u8; 16], MAX_PACKAGES>,
 }
 
 impl<'a> Iterator for Packages<'a> {
@@ -119,10 +133,16 @@ impl<'a> Iterator for Packages<'a> {
         let index = self.index;
         let fail = |error| Error::Package { index, error };
         let rest = self.slot.bytes.get(self.offset..).unwrap_or(&[]);
-        let result = Package::parse(rest).map_err(fail).map(|package| {
+        let result = Package::parse(rest).map_err(fail).and_then(|package| {
+            let id = package.header.component_id;
+            if let Some(first) = self.seen.iter().position(|seen| *seen == id) {
+                return Err(Error::SameComponent { first, index });
+            }
+            // `count` is at most MAX_PACKAGES, so there is room.
+            let _ = self.seen.push(id);
             let at = self.offset;
             self.offset = align_up(at + package.encoded_len());
-            (at, package)
+            Ok((at, package))
         });
         self.failed = result.is_err();
         self.index += 1;
@@ -158,7 +178,8 @@ mod tests {
     use alloc::vec::Vec;
 
     fn pkg(kind: Kind, payload: &[u8]) -> Vec<u8> {
-        let mut v = Header::for_payload(kind, [1; 16], 1, payload, [0; 8]).encode(&[0; 64]).to_vec();
+        let id = [kind as u8; 16];
+        let mut v = Header::for_payload(kind, id, 1, payload, [0; 8]).encode(&[0; 64]).to_vec();
         v.extend_from_slice(payload);
         v
     }
@@ -202,6 +223,17 @@ mod tests {
         let slot = Slot::parse(&bytes).unwrap();
         let errors: Vec<_> = slot.packages().filter_map(|p| p.err()).collect();
         assert_eq!(errors, [Error::Package { index: 1, error: package::Error::BadMagic }]);
+    }
+
+    #[test]
+    fn a_second_package_of_one_component_is_refused() {
+        let app = pkg(Kind::App, b"app");
+        let bytes = compose(&[pkg(Kind::Monitor, b"m"), app.clone(), pkg(Kind::Kernel, b"k"), app]);
+        let slot = Slot::parse(&bytes).unwrap();
+        let results: Vec<_> = slot.packages().collect();
+        assert_eq!(results.len(), 4);
+        assert!(results[..3].iter().all(Result::is_ok));
+        assert_eq!(results[3].as_ref().unwrap_err(), &Error::SameComponent { first: 1, index: 3 });
     }
 
     #[test]

@@ -3,6 +3,11 @@
 //! Frames are 4 KiB; a request for `n` frames returns a block aligned to `n` rounded up to a
 //! power of two (which the 8 KiB table blocks rely on). RAM is mapped one-to-one, so a
 //! frame's physical address is also where the kernel reads and writes it.
+//!
+//! No frame carries one owner's bytes to the next: [`alloc`] hands out frames zeroed, so
+//! whatever a process gets mapped (code, data, `.bss`, stack, tables) holds only zeros
+//! until the kernel copies the app's file bytes in, and [`free`] scrubs frames before they
+//! go back, so an ended app's data does not stay in free RAM either.
 
 use buddy_system_allocator::FrameAllocator;
 use linked_list_allocator::LockedHeap;
@@ -31,12 +36,21 @@ pub fn init() {
     FRAMES.lock().add_frame(start, end);
 }
 
-/// Allocates `count` contiguous frames; returns the physical address of the first.
+/// Allocates `count` contiguous zeroed frames; returns the physical address of the first.
 pub fn alloc(count: usize) -> Option<u32> {
-    FRAMES.lock().alloc(count).map(|frame| (frame * PAGE) as u32)
+    let address = (FRAMES.lock().alloc(count)? * PAGE) as u32;
+    zero(address, count);
+    Some(address)
 }
 
-/// Returns frames obtained from [`alloc`].
+/// Scrubs and returns frames obtained from [`alloc`], which nothing maps any more.
 pub fn free(address: u32, count: usize) {
+    zero(address, count);
     FRAMES.lock().dealloc(address as usize / PAGE, count);
+}
+
+fn zero(address: u32, count: usize) {
+    // SAFETY: the frames lie in the allocator's region of one-to-one mapped RAM and belong
+    // to the caller alone: just allocated, or being freed after every mapping of them went.
+    unsafe { core::ptr::write_bytes(address as *mut u8, 0, count * PAGE) };
 }

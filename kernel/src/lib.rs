@@ -10,5 +10,6 @@ pub mod cap;
 pub mod elf;
 pub mod ipc;
 pub mod mm;
+pub mod ratelimit;
 pub mod sched;
 pub mod supervisor;

@@ -7,7 +7,7 @@
 //! undoes everything on failure: a bad or oversized app is refused with a message and the
 //! others are unaffected.
 
-use crate::arch::{Context, mmu};
+use crate::arch::{Context, mmu, timer};
 use crate::frames;
 use alloc::vec::Vec;
 use core::fmt;
@@ -17,6 +17,8 @@ use septa_kernel::cap::CapTable;
 use septa_kernel::elf::{self, ElfError};
 use septa_kernel::mm::pagetable::{MapError, MemoryKind, PagePerms, UserPageTable, UserTables};
 use septa_kernel::mm::user::PageAccess;
+use septa_kernel::ratelimit::LogLimit;
+use septa_kernel::sched::Budget;
 use septa_syscalls::NAME_MAX;
 use septa_targets::board;
 
@@ -44,6 +46,8 @@ pub const DMA_WINDOW: u32 = 0x1800_0000;
 const IMAGE_RANGE: core::ops::Range<u32> = 0x1000..DEVICE_WINDOW;
 /// Pages of translation tables per process.
 const TABLE_PAGES: u32 = (core::mem::size_of::<UserTables>() / PAGE as usize) as u32;
+// The host tools compute an app's memory need from these (`septa_abi::app`).
+const _: () = assert!(TABLE_PAGES * 4 == app::TABLES_KIB);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -59,6 +63,8 @@ pub enum State {
     Restarting {
         at: u64,
     },
+    /// Used up its CPU budget; ready again when its next period starts.
+    Throttled,
     /// Ended for good.
     Ended,
 }
@@ -109,11 +115,16 @@ pub struct Process {
     /// Frames in use (tables included) and the quota from the manifest.
     pages_used: u32,
     page_quota: u32,
+    /// CPU budget from the manifest, and whether an overrun was reported since the start.
+    pub budget: Budget,
+    pub overran: bool,
+    /// The console rate limit (kept across restarts).
+    pub log_limit: LogLimit,
 }
 
 impl Process {
     pub const EMPTY: Process = Process {
-        context: Context { r: [0; 13], sp: 0, lr: 0, pc: 0, cpsr: 0 },
+        context: Context { r: [0; 13], sp: 0, lr: 0, pc: 0, cpsr: 0, tpidrurw: 0 },
         state: State::Free,
         manifest: None,
         package_offset: 0,
@@ -131,6 +142,9 @@ impl Process {
         mapped: Vec::new(),
         pages_used: 0,
         page_quota: 0,
+        budget: Budget::NONE,
+        overran: false,
+        log_limit: LogLimit::new(0),
     };
 
     pub fn name(&self) -> &str {
@@ -176,7 +190,7 @@ impl Process {
         }
     }
 
-    /// Allocates a zeroed frame against the quota and maps it at `va`.
+    /// Allocates a zeroed frame (see `frames`) against the quota and maps it at `va`.
     fn map_new_page(&mut self, va: u32, perms: PagePerms) -> Result<u32, SpawnError> {
         if self.pages_used >= self.page_quota {
             return Err(SpawnError::QuotaExceeded);
@@ -324,15 +338,16 @@ fn build(
     if process.page_quota < TABLE_PAGES {
         return Err(SpawnError::QuotaExceeded);
     }
+    // Zeroed (no mapping anywhere), 8 KiB aligned to its size by the buddy allocator.
     let tables = frames::alloc(TABLE_PAGES as usize).ok_or(SpawnError::OutOfMemory)?;
-    // SAFETY: the block was just allocated (8 KiB, aligned to its size by the buddy
-    // allocator) and is one-to-one mapped; zero means "no mapping" throughout.
-    unsafe { core::ptr::write_bytes(tables as *mut u8, 0, core::mem::size_of::<UserTables>()) };
     process.tables = tables;
     process.pages_used = TABLE_PAGES;
     process.name[..manifest.name.len()].copy_from_slice(manifest.name.as_bytes());
     process.name_len = manifest.name.len();
     process.priority = manifest.priority;
+    let ticks = |ms: u32| timer::ms_to_ticks(ms as u64);
+    process.budget = Budget::new(ticks(manifest.cpu_budget_ms), ticks(manifest.cpu_period_ms), timer::now());
+    process.overran = false;
 
     for segment in program.segments() {
         let pages = segment.mem_size.div_ceil(PAGE);
@@ -360,7 +375,7 @@ fn build(
     Ok(())
 }
 
-/// Gives the process a physically contiguous, zeroed pool of `pages` (a power of two, checked
+/// Gives the process a physically contiguous pool (zeroed by `frames::alloc`) of `pages` (a power of two, checked
 /// by `Manifest::validate`) at [`DMA_WINDOW`], counted against its quota. A device driver
 /// learns the pool's physical base with the `dma_pool` syscall and hands the device addresses
 /// inside it; the pool is ordinary non-secure RAM, so the device can reach nothing secure.
@@ -371,8 +386,6 @@ fn map_dma_pool(process: &mut Process, pages: u32) -> Result<(), SpawnError> {
     let phys = frames::alloc(pages as usize).ok_or(SpawnError::OutOfMemory)?;
     process.dma = Some((phys, pages));
     process.pages_used += pages;
-    // SAFETY: the block was just allocated for this process alone and is one-to-one mapped.
-    unsafe { core::ptr::write_bytes(phys as *mut u8, 0, (pages * PAGE) as usize) };
     process.mapped.try_reserve(1).map_err(|_| SpawnError::OutOfMemory)?;
     process.mapped.push(MappedRange { start: DMA_WINDOW, pages: 0, owned: false });
     let perms = PagePerms { writable: true, executable: false };

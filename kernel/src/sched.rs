@@ -4,6 +4,12 @@
 //! priority. Each priority keeps a bit set of ready process ids and the id it picked last;
 //! picking is a find-first-set over a bit set of the non-empty priorities and a rotate
 //! within one — no lists, no allocation, constant time.
+//!
+//! Each process also has a CPU [`Budget`]: it may run so long in every period of its own.
+//! The kernel charges the time between two ticks to the process the tick interrupts (a tick
+//! delayed by a monitor call is charged in full to the caller); a process that has used its
+//! budget is throttled — off the run queue — until its next period, so an app that never
+//! blocks cannot starve less urgent ones.
 
 use septa_abi::app::PRIORITIES;
 
@@ -65,9 +71,58 @@ impl RunQueue {
     }
 }
 
+/// A CPU budget in counter ticks: at most `budget` in every `period`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Budget {
+    budget: u64,
+    period: u64,
+    used: u64,
+    period_end: u64,
+}
+
+impl Budget {
+    pub const NONE: Budget = Budget { budget: 0, period: 0, used: 0, period_end: 0 };
+
+    /// A budget whose first period starts at `now`.
+    pub fn new(budget: u64, period: u64, now: u64) -> Budget {
+        Budget { budget, period, used: 0, period_end: now + period }
+    }
+
+    /// Charges `elapsed` ticks of running; returns whether this period's budget is used up.
+    pub fn charge(&mut self, elapsed: u64) -> bool {
+        self.used += elapsed;
+        self.used >= self.budget
+    }
+
+    /// Starts the next period once the current one has ended at `now`; returns whether it
+    /// did. Periods stay aligned to the first one.
+    pub fn renew(&mut self, now: u64) -> bool {
+        if self.period == 0 || now < self.period_end {
+            return false;
+        }
+        self.used = 0;
+        self.period_end += ((now - self.period_end) / self.period + 1) * self.period;
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_budget_is_used_up_then_renewed_each_period() {
+        let mut b = Budget::new(20, 100, 1000);
+        assert!(!b.charge(10));
+        assert!(b.charge(10), "20 of 20 used");
+        assert!(!b.renew(1099));
+        assert!(b.renew(1100));
+        assert!(!b.charge(19));
+        // A late renewal skips whole periods and stays aligned.
+        assert!(b.renew(1450));
+        assert_eq!(b.period_end, 1500);
+        assert!(!b.renew(1499));
+    }
 
     #[test]
     fn most_urgent_priority_wins() {

@@ -14,6 +14,7 @@ use core::fmt::Write;
 use septa_kernel::cap::{Cap, Kind};
 use septa_kernel::ipc::{CallOutcome, RecvOutcome};
 use septa_kernel::mm::user::{self, Access, UserRange};
+use septa_kernel::ratelimit;
 use septa_syscalls::{BADGE_LEN, Error, Info, LOG_MAX, MESSAGE_MAX, NAME_MAX, Syscall};
 use septa_targets::board;
 
@@ -80,8 +81,20 @@ impl Kernel {
         let mut line = [0u8; LOG_MAX];
         let line = &mut line[..len as usize];
         self.copy_from_user(pid, address, line)?;
+        let refill = timer::ms_to_ticks(ratelimit::REFILL_MS);
+        let process = &mut self.processes[pid];
+        let dropped = process.log_limit.admit(timer::now(), refill).ok_or(Error::Busy)?;
         let mut out = console();
-        let _ = write!(out, "[{}] ", self.processes[pid].name());
+        if dropped > 0 {
+            let _ = writeln!(
+                out,
+                "septa: kernel: app {}: {dropped} log lines dropped (rate limit: {} lines, then one per {} ms)",
+                process.name(),
+                ratelimit::BURST,
+                ratelimit::REFILL_MS
+            );
+        }
+        let _ = write!(out, "[{}] ", process.name());
         for &byte in line.iter() {
             // One line of plain text: control characters and non-ASCII bytes cannot reach
             // the terminal.

@@ -36,8 +36,9 @@ pub struct Kernel {
     pub current: Option<usize>,
     /// Whose tables are in TTBR0.
     installed: Option<usize>,
-    /// The counter value when scheduling began.
+    /// The counter value when scheduling began, and at the last tick.
     boot_counter: u64,
+    last_tick: u64,
     /// This boot is an update's trial, not yet confirmed.
     pub on_trial: bool,
 }
@@ -61,12 +62,14 @@ impl Kernel {
             current: None,
             installed: None,
             boot_counter: 0,
+            last_tick: 0,
             on_trial: false,
         }
     }
 
     pub fn start_clock(&mut self) {
         self.boot_counter = timer::now();
+        self.last_tick = self.boot_counter;
         IRQS.enable(board::TIMER_IRQ);
         timer::arm();
     }
@@ -115,13 +118,14 @@ impl Kernel {
         }
     }
 
-    /// Handles every pending interrupt. Returns whether the current time slice ended.
-    pub fn handle_interrupts(&mut self) -> bool {
+    /// Handles every pending interrupt; `running` is the process they interrupted (none
+    /// when idle). Returns whether the current time slice ended.
+    pub fn handle_interrupts(&mut self, running: Option<usize>) -> bool {
         let mut slice_over = false;
         while let Some((irq, token)) = IRQS.acknowledge() {
             if irq == board::TIMER_IRQ {
                 timer::arm();
-                self.on_tick();
+                self.on_tick(running);
                 slice_over = true;
             } else {
                 self.deliver_device_interrupt(irq);
@@ -148,7 +152,9 @@ impl Kernel {
         }
     }
 
-    fn on_tick(&mut self) {
+    /// Charges the time since the last tick to the process the tick interrupted, throttles
+    /// it if that used up its CPU budget, and wakes whatever is due.
+    fn on_tick(&mut self, running: Option<usize>) {
         if self.on_trial && self.uptime_ms() >= supervisor::HEALTHY_AFTER_MS {
             self.on_trial = false;
             kprintln!(
@@ -158,13 +164,46 @@ impl Kernel {
             crate::monitor::call(septa_abi::smc::CONFIRM_BOOT, [0; 3]);
         }
         let now = timer::now();
+        // In whole ticks: the kernel's own work is not charged (see the end), so the time
+        // since the last tick is a little short of a tick when nothing delayed it.
+        let tick = timer::ms_to_ticks(timer::TICK_MS);
+        let elapsed = (now - self.last_tick + tick / 2) / tick * tick;
+        if let Some(pid) = running
+            && self.processes[pid].state == State::Ready
+            && self.processes[pid].budget.charge(elapsed)
+        {
+            self.throttle(pid);
+        }
         for pid in 0..MAX_PROCESSES {
+            let renewed = self.processes[pid].budget.renew(now);
             match self.processes[pid].state {
                 State::Sleeping { until } if until <= now => self.make_ready(pid),
                 State::Restarting { at } if at <= now => self.restart(pid),
+                State::Throttled if renewed => self.make_ready(pid),
                 _ => {}
             }
         }
+        // Restarts and reports are the kernel's work: the next tick charges none of it.
+        self.last_tick = timer::now();
+    }
+
+    /// Takes `pid` off the CPU until its next period; the first overrun since the app
+    /// started is printed and recorded like a fault (the app goes on).
+    fn throttle(&mut self, pid: usize) {
+        self.block(pid, State::Throttled);
+        let process = &mut self.processes[pid];
+        if core::mem::replace(&mut process.overran, true) {
+            return;
+        }
+        let (budget, period) =
+            process.manifest.as_ref().map_or((0, 0), |m| (m.cpu_budget_ms, m.cpu_period_ms));
+        kprintln!(
+            "septa: kernel: app {} overran its CPU budget ({budget} ms per {period} ms); throttled \
+             until its next period (reported once per start)",
+            process.name()
+        );
+        let pc = process.context.pc;
+        self.record(pid, EndKind::CpuBudget, pc, 0, 0);
     }
 
     /// Ends process `pid`: records how, wakes whoever waited on it with `EPIPE`, frees its
@@ -186,23 +225,8 @@ impl Kernel {
                 (kind, fault.pc, fault.address(), 0)
             }
         };
-        let record = FaultRecord {
-            component_id: process.component_id(),
-            name: process.name_bytes(),
-            kind,
-            pc,
-            address,
-            exit_code,
-            time_ms: self.uptime_ms(),
-            restart_count: process.restarts,
-        };
-        self.faults.push(record);
-        self.report(record);
-        let policy = process.manifest.as_ref().map(|m| m.restart);
-        if self.on_trial && policy.is_some_and(|policy| supervisor::fails_trial(policy, &record)) {
-            kprintln!("septa: supervisor: {} failed during the update's trial; rolling back", process.name());
-            self.fail_trial(&record.name);
-        }
+        let record = self.record(pid, kind, pc, address, exit_code);
+        let policy = self.processes[pid].manifest.as_ref().map(|m| m.restart);
 
         let woken = self.ipc.process_died(pid as u8);
         for other in ipc::members(woken) {
@@ -239,6 +263,32 @@ impl Kernel {
         } else {
             process.state = State::Ended;
         }
+    }
+
+    /// Keeps a record of an ending or overrun of `pid` — in the fault log and, signed, in
+    /// the report ring — and fails the update's trial if the app must always run.
+    fn record(&mut self, pid: usize, kind: EndKind, pc: u32, address: u32, exit_code: i32) -> FaultRecord {
+        let process = &self.processes[pid];
+        let record = FaultRecord {
+            component_id: process.component_id(),
+            name: process.name_bytes(),
+            kind,
+            pc,
+            address,
+            exit_code,
+            time_ms: self.uptime_ms(),
+            restart_count: process.restarts,
+        };
+        let policy = process.manifest.as_ref().map(|m| m.restart);
+        self.faults.push(record);
+        self.report(record);
+        // Signing took the kernel a while; that is no process's CPU time.
+        self.last_tick = timer::now();
+        if self.on_trial && policy.is_some_and(|policy| supervisor::fails_trial(policy, &record)) {
+            kprintln!("septa: supervisor: {} failed during the update's trial; rolling back", process.name());
+            self.fail_trial(&record.name);
+        }
+        record
     }
 
     /// Tells the monitor the trial failed because of app `name`; the monitor records the

@@ -28,7 +28,8 @@ extern "C" fn kernel_syscall() -> ! {
 #[unsafe(no_mangle)]
 extern "C" fn kernel_irq() -> ! {
     let mut kernel = KERNEL.lock();
-    let slice_over = kernel.handle_interrupts();
+    let running = kernel.current;
+    let slice_over = kernel.handle_interrupts(running);
     let next = kernel.schedule(!slice_over);
     drop(kernel);
     run(next)
@@ -67,7 +68,7 @@ pub fn run(mut next: Option<*const Context>) -> ! {
         // Idle: WFI wakes on a pending interrupt even with IRQs masked; handle it here.
         regs::wait_for_interrupt();
         let mut kernel = KERNEL.lock();
-        kernel.handle_interrupts();
+        kernel.handle_interrupts(None);
         next = kernel.schedule(false);
     }
 }

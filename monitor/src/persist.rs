@@ -273,19 +273,13 @@ impl<F: Flash> Persistent<F> {
         out: &mut [u8],
     ) -> Result<usize, u32> {
         use septa_abi::monitor::Request;
-        let seal = *state.seal_cdi();
         match crate::services::decode(service, request)? {
             Request::UpdateBegin { header } => self.update_begin(state, header),
             Request::UpdateWrite { offset, data } => self.update_write(offset, data),
             Request::UpdateCommit => self.update_commit(state),
-            Request::StorageGet { key } => store.get(&self.flash1, &self.storage, &seal, caller, key, out),
-            Request::StoragePut { key, value } => {
-                let nonce = state.nonce()?;
-                store.put(&mut self.flash1, &self.storage, &seal, caller, quota, key, value, nonce).map(|_| 0)
-            }
-            Request::StorageDelete { key } => {
-                store.delete(&mut self.flash1, &self.storage, &seal, caller, key).map(|_| 0)
-            }
+            request @ (Request::StorageGet { .. }
+            | Request::StoragePut { .. }
+            | Request::StorageDelete { .. }) => self.storage(state, store, caller, quota, request, out),
             Request::DeviceCertificate => {
                 device_auth::current(&self.flash1, &self.certificates, out).ok_or(NOT_FOUND)
             }
@@ -304,6 +298,67 @@ impl<F: Flash> Persistent<F> {
             // The other services keep nothing in flash: `State::handle` serves them.
             _ => Err(BAD_REQUEST),
         }
+    }
+}
+
+impl<F: Flash> Persistent<F> {
+    /// Serves a storage request, anchored to the digest in the boot state; says so on the
+    /// console when the store is found rolled back or altered.
+    fn storage(
+        &mut self,
+        state: &mut State,
+        store: &mut Store,
+        caller: &[u8; 16],
+        quota: usize,
+        request: septa_abi::monitor::Request<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, u32> {
+        use septa_abi::monitor::Request;
+        let seal = *state.seal_cdi();
+        let was_refused = store.refused();
+        let mut anchor =
+            BootAnchor { boot: &mut self.boot, flash0: &mut self.flash0, journal: &self.boot_journal };
+        let (flash, journal) = (&mut self.flash1, &self.storage);
+        let result = match request {
+            Request::StorageGet { key } => store.get(flash, journal, &seal, &mut anchor, caller, key, out),
+            Request::StoragePut { key, value } => {
+                let nonce = state.nonce()?;
+                store.put(flash, journal, &seal, &mut anchor, caller, quota, key, value, nonce).map(|_| 0)
+            }
+            Request::StorageDelete { key } => {
+                store.delete(flash, journal, &seal, &mut anchor, caller, key).map(|_| 0)
+            }
+            _ => Err(BAD_REQUEST),
+        };
+        if store.refused() && !was_refused {
+            self.message = message(format_args!(
+                "app storage refused: it does not match its digest in secure flash (an older or altered copy)"
+            ));
+        }
+        result
+    }
+}
+
+/// App storage's digest in the boot state, in secure flash 0.
+struct BootAnchor<'a, F: Flash> {
+    boot: &'a mut BootState,
+    flash0: &'a mut F,
+    journal: &'a Journal,
+}
+
+impl<F: Flash> crate::storage::Anchor for BootAnchor<'_, F> {
+    fn digests(&self) -> ([u8; 32], Option<[u8; 32]>) {
+        (self.boot.storage_digest, self.boot.storage_pending)
+    }
+
+    fn begin(&mut self, next: [u8; 32]) -> Result<(), u32> {
+        self.boot.storage_pending = Some(next);
+        self.boot.store(self.flash0, self.journal).map_err(|_| FAILED)
+    }
+
+    fn commit(&mut self, digest: [u8; 32]) -> Result<(), u32> {
+        (self.boot.storage_digest, self.boot.storage_pending) = (digest, None);
+        self.boot.store(self.flash0, self.journal).map_err(|_| FAILED)
     }
 }
 

@@ -21,7 +21,8 @@ fn xtask() -> Command {
     let binary =
         std::env::var_os("SEPTA_XTASK").expect("SEPTA_XTASK (run these tests with `cargo xtask test`)");
     let mut command = Command::new(binary);
-    command.current_dir(checkout());
+    // As `cargo xtask` (a `cargo run` of the xtask crate) runs it.
+    command.current_dir(checkout()).env("CARGO_MANIFEST_DIR", checkout().join("xtask"));
     command
 }
 

@@ -36,12 +36,14 @@ fn boot_reaches_the_kernel_with_each_stage_in_its_world() {
 
     // QEMU's own view of the CPU, independent of anything the guest prints: once `hello`'s
     // exit is reported (the kernel has the monitor sign it), these apps make no more monitor
-    // calls, so it runs apps (non-secure user mode) or the kernel (non-secure SVC) only.
+    // calls, so it runs apps (non-secure user mode) or the kernel (non-secure SVC, or IRQ
+    // mode on its way into an interrupt handler) only.
     qemu.wait_for("septa: supervisor: signed report ");
     for _ in 0..5 {
         let registers = qemu.monitor("info registers");
+        let psr = registers.lines().find(|line| line.starts_with("PSR=")).unwrap_or_default();
         assert!(
-            registers.contains(" NS usr32") || registers.contains(" NS svc32"),
+            [" NS usr32", " NS svc32", " NS irq32"].iter().any(|mode| psr.ends_with(mode)),
             "CPU not in the non-secure world:\n{registers}"
         );
     }

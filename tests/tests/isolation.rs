@@ -59,3 +59,25 @@ fn every_attack_is_refused_or_contained_and_the_others_keep_running() {
     assert!(line("align").contains("alignment fault"), "{}", line("align"));
     assert!(!console.contains("CRASH"), "{console}");
 }
+
+#[test]
+fn a_restarted_app_sees_only_zeros_in_its_fresh_memory() {
+    let mut qemu = Boot::new(variant_images("isolation")).spawn();
+    // The first run fills its memory and ends; the next runs get frames back from the
+    // allocator and must find none of it.
+    qemu.wait_for("septa: supervisor: restarting a-residue in 200 ms (restart 2)");
+    qemu.wait_for_nth("[a-residue] left 0x5ec2e7a5 in every word", 3);
+    let console = qemu.console();
+    let clean = console.matches("[a-residue] fresh memory: ").count();
+    assert!(clean >= 3 && console.contains("of .bss and stack checked, all zero"), "{console}");
+    assert!(!console.contains("[a-residue] WRONG"), "{console}");
+}
+
+#[test]
+fn two_apps_cannot_pass_a_value_through_the_thread_id_register() {
+    let mut qemu = Boot::new(variant_images("isolation")).spawn();
+    qemu.wait_for("[a-tls-set] TPIDRURW kept its own value over 100 switches");
+    qemu.wait_for("[a-tls-get] TPIDRURW read only zero over 100 switches");
+    let console = qemu.console();
+    assert!(!console.contains("[a-tls-set] WRONG") && !console.contains("[a-tls-get] WRONG"), "{console}");
+}

@@ -143,3 +143,24 @@ fn an_unprovisioned_device_boots_nothing() {
         "the fuse area is not provisioned (run `septa provision`)",
     );
 }
+
+#[test]
+fn a_slot_holding_one_signed_app_twice_is_refused() {
+    // The same signed package again: every signature and hash is valid, but two processes
+    // would share one component id (one IPC badge, one storage identity).
+    let all = packages(&default_images());
+    let app = index_of(&default_images(), Kind::App);
+    let message = format!(
+        "package {}: its component id is also package {app}'s (a slot holds each component once)",
+        all.len()
+    );
+    refused(
+        "same-component",
+        |images| {
+            let mut all = packages(images);
+            all.push(all[app].clone());
+            write_packages(images, &all);
+        },
+        &message,
+    );
+}

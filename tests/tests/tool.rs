@@ -82,3 +82,46 @@ fn an_oem_signs_provisions_and_boots_with_its_own_key() {
     qemu.wait_for("septa: kernel: app hello exited with status 0");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_memory_quota_too_small_for_the_app_is_refused_when_packing() {
+    let dir = std::env::temp_dir().join(format!("septa-quota-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    septa(&["keygen", "--out", &path("oem")]);
+    let manifest = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../userland/apps/attacker/app.toml"),
+    )
+    .unwrap();
+    let pack = |kib: u32| {
+        let text = manifest.replace("memory-kib = 96", &format!("memory-kib = {kib}"));
+        std::fs::write(dir.join("app.toml"), text).unwrap();
+        let tool = std::env::var_os("SEPTA_TOOL")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/septa"));
+        let output = Command::new(tool)
+            .args(["pack", "--kind", "app", "--elf", &built("attacker"), "--manifest", &path("app.toml")])
+            .args(["--key", &path("oem.pem"), "--out", &path("attacker.spkg")])
+            .output()
+            .unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    // 16 KiB is a valid quota, but less than the stack and tables alone.
+    let (ok, error) = pack(16);
+    assert!(!ok, "packed with 16 KiB");
+    let needed: u32 = error
+        .split("the app needs ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{error}"));
+    assert!(
+        error.contains("app \"attacker\": [app] memory-kib: 16 KiB is too small")
+            && error.contains(&format!("set memory-kib = {needed}")),
+        "{error}"
+    );
+    assert!(needed > 24 && needed <= 96, "{error}");
+    assert!(!pack(needed - 4).0);
+    assert!(pack(needed).0, "{}", pack(needed).1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -245,3 +245,25 @@ fn fault_reports_survive_reboots_and_a_flipped_byte_fails_verification() {
     assert!(!ok && report.contains("report ring at offset"), "{report}");
     cleanup(&images);
 }
+
+#[test]
+fn app_storage_put_back_from_an_older_copy_of_flash_is_refused() {
+    let images = update_images("storage-replay");
+    boot_until(&images, None, "[notes] quota:");
+    let older = fs::read(&images.flash).unwrap();
+    let console = boot_until(&images, None, "[notes] quota:");
+    assert!(console.contains("[notes] boot 2 of this app, counted in flash"), "{console}");
+    // An attacker with the flash file puts the older copy back: storage would count boot 2
+    // again. Its digest in secure flash says otherwise.
+    fs::write(&images.flash, older).unwrap();
+    let console = boot_until(&images, None, "[notes] storage failed");
+    for line in [
+        "septa: monitor: app storage refused: it does not match its digest in secure flash (an older or altered copy)",
+        "[notes] no note (EPERM)",
+        "[notes] storage failed: EPERM",
+    ] {
+        assert!(console.contains(line), "missing {line:?}:\n{console}");
+    }
+    assert!(!console.contains("counted in flash"), "{console}");
+    cleanup(&images);
+}

@@ -3,7 +3,6 @@
 use crate::setup::{self, DEVICE_TARGET};
 use anyhow::{Context, Result, bail};
 use p256::ecdsa::SigningKey;
-use septa_abi::app;
 use septa_abi::fuses::Fuses;
 use septa_abi::package::{self, Kind};
 use septa_targets::{Region, qemu_virt as board, raspi2b};
@@ -15,7 +14,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// Crates with a device binary (which links only for the device).
 pub const DEVICE_BINARIES: [&str; 3] = ["septa-loader", "septa-monitor", "septa-kernel"];
@@ -164,7 +163,7 @@ fn build_binaries_for(apps: &[&str], kernel_features: &[String], board: Option<&
         if features.is_empty() { String::new() } else { format!(" ({features})") },
         apps.join(", ")
     );
-    let mut command = Command::new(env!("CARGO"));
+    let mut command = crate::cargo();
     command.args([
         "build",
         "--release",
@@ -255,12 +254,13 @@ fn signed_packages_at(
         let path = binary(built, &app.binary)?;
         let mut elf = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         netpolicy::patch(&mut elf, &policy).with_context(|| format!("{}", path.display()))?;
-        let elf = elf::strip_to_segments(&elf).with_context(|| format!("{}", path.display()))?;
+        let payload = septa_tool::manifest::app_payload(&app.manifest, &elf)
+            .with_context(|| format!("{}", path.display()))?;
         packages.push(PackageSpec {
             kind: Kind::App,
             component_id: app.manifest.component_id,
             security_version: app.manifest.version,
-            payload: app::encode_payload(&app.manifest.to_abi(), &elf),
+            payload,
         });
     }
     let key = development_key(dir)?;

@@ -175,8 +175,26 @@ fn run_command(cli: Cli) -> Result<()> {
     Ok(())
 }
 
+/// The checkout `cargo xtask` runs in. Cargo tells the program it runs where the xtask
+/// crate is (`CARGO_MANIFEST_DIR` at run time); without it, the nearest directory above the
+/// current one that has `xtask/Cargo.toml`. Never the path compiled into this binary: a
+/// copied checkout that reuses `target/` would otherwise build the original tree.
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").into()
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    root_from(std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from), &cwd)
+}
+
+fn root_from(manifest_dir: Option<PathBuf>, cwd: &Path) -> PathBuf {
+    if let Some(parent) = manifest_dir.as_deref().and_then(Path::parent) {
+        return parent.to_path_buf();
+    }
+    let found = cwd.ancestors().find(|dir| dir.join("xtask/Cargo.toml").exists());
+    found.unwrap_or(cwd).to_path_buf()
+}
+
+/// The cargo that runs `cargo xtask` (at run time, like the workspace).
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
 }
 
 /// `cargo xtask run` on `qemu-virt`: with `gdb`, the app to debug (if any) and the stub's port.
@@ -222,8 +240,7 @@ fn run(
 /// Builds the `septa` host tool (the relay QEMU's forwards run, and what tests call).
 pub(crate) fn build_septa_tool(root: &Path) -> Result<PathBuf> {
     println!("xtask: building the septa host tool");
-    let status =
-        Command::new(env!("CARGO")).args(["build", "-p", "septa-tool", "--bin", "septa"]).status()?;
+    let status = cargo().args(["build", "-p", "septa-tool", "--bin", "septa"]).status()?;
     if !status.success() {
         bail!("building the septa host tool failed");
     }
@@ -278,8 +295,8 @@ fn test(root: &Path) -> Result<()> {
     images::build_raspi2b(root, &variants::raspi2b_core_image(root)?)?;
     let tool = build_septa_tool(root)?;
     println!("xtask: running host unit tests and QEMU integration tests");
-    let mut command = Command::new(env!("CARGO"));
-    command.arg("test");
+    let mut command = cargo();
+    command.args(["test", "--no-fail-fast"]);
     for package in HOST_TESTED {
         command.args(["-p", package]);
     }
@@ -312,8 +329,7 @@ fn lint() -> Result<()> {
     let trust = images::trust_dir(septa_targets::qemu_virt::NAME)?;
     let cargo = |args: &[&str]| -> Result<()> {
         println!("xtask: cargo {}", args.join(" "));
-        let status =
-            Command::new(env!("CARGO")).args(args).env(images::TRUST_DIR_VARIABLE, &trust).status()?;
+        let status = cargo().args(args).env(images::TRUST_DIR_VARIABLE, &trust).status()?;
         if !status.success() {
             bail!("`cargo {}` found problems", args.join(" "));
         }
@@ -356,4 +372,21 @@ fn lint() -> Result<()> {
     }
     raspi2b.extend(["--features", &features, "--target-dir", "target/raspi2b", "--", "-D", "warnings"]);
     cargo(&raspi2b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workspace_is_the_current_checkout_not_the_compiled_in_one() {
+        let copy = std::env::temp_dir().join(format!("septa-copy-{}", std::process::id()));
+        std::fs::create_dir_all(copy.join("xtask/src")).unwrap();
+        std::fs::write(copy.join("xtask/Cargo.toml"), "").unwrap();
+        // What cargo sets when it runs the copy's xtask, and the fallback from a subdirectory.
+        assert_eq!(root_from(Some(copy.join("xtask")), Path::new("/")), copy);
+        assert_eq!(root_from(None, &copy.join("xtask/src")), copy);
+        assert_ne!(root_from(None, &copy), Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap());
+        let _ = std::fs::remove_dir_all(&copy);
+    }
 }

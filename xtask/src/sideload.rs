@@ -16,7 +16,7 @@ use anyhow::{Context, Result, bail};
 use septa_tool::manifest::AppManifest;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// The image directory of a run with sideloaded apps, under the board's image directory.
 pub const IMAGE_DIR: &str = "sideload";
@@ -37,7 +37,7 @@ fn build_app(dir: &Path) -> Result<AppSpec> {
     let manifest = AppManifest::load(&dir.join("app.toml"))?;
     println!("xtask: building app {:?} in {}", manifest.name, dir.display());
     // In the project's folder, so its `.cargo/config.toml` (target, linker script) applies.
-    let mut child = Command::new(env!("CARGO"))
+    let mut child = crate::cargo()
         .args(["build", "--release", "--message-format=json-render-diagnostics"])
         .current_dir(&dir)
         .stdout(Stdio::piped())

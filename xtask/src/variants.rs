@@ -3,12 +3,15 @@
 //! - `probe/`: a kernel built with the `probe` feature (boot-chain tests), no apps; with
 //!   `hang.bundle`, an update to that kernel (which the watchdog test makes hang);
 //! - `core/`: `hello`, `counter` and `spinner` (kernel-core tests);
+//! - `limits/`: `spinner` at priority 1 with a CPU budget of 20 ms per 100 ms, next to
+//!   `counter` at priority 2, and an `attacker` instance `a-flood` that floods the console;
 //! - `trust/`: `keys` and `attest`, which use the security monitor's services;
 //! - `devauth/`: `devauth` (the device-auth service and the device certificate) and the
 //!   same app as `noauth`, without the `device-auth` and `device-cert` capabilities;
 //! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
 //! - `isolation/`: `counter` and `spinner` next to one `attacker` instance per attack, each
-//!   named `a-<attack>` (the name selects the attack; see `userland/apps/attacker`);
+//!   named `a-<attack>` (the name selects the attack; see `userland/apps/attacker`;
+//!   `a-residue` restarts whenever it ends);
 //! - `update/`: `hello`, `counter`, `notes`, `peeker` (a second `notes`) and `updater`, with
 //!   three bundles next to it: `v1.bundle` (the same software), `v2.bundle` (security
 //!   version 2 everywhere) and `v2-crash.bundle` (version 2 plus a `crasher` that must
@@ -27,7 +30,7 @@ use septa_abi::app::Restart;
 use std::path::Path;
 
 /// The attacks `tests/tests/isolation.rs` expects, one attacker instance each.
-pub const ATTACKS: [&str; 11] = [
+pub const ATTACKS: [&str; 14] = [
     "syscalls",
     "kread",
     "otherapp",
@@ -39,6 +42,9 @@ pub const ATTACKS: [&str; 11] = [
     "kexec",
     "undef",
     "align",
+    "residue",
+    "tls-set",
+    "tls-get",
 ];
 
 pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
@@ -49,6 +55,10 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
         manifest.name = format!("a-{attack}");
         // Each instance is its own component.
         manifest.component_id[15] = manifest.component_id[15].wrapping_add(index as u8);
+        if *attack == "residue" {
+            // Restarted after each run, on frames an earlier run may have had.
+            manifest.restart = Restart::Always;
+        }
         isolation.push(AppSpec { binary: "attacker".into(), manifest });
     }
     let devauth = AppSpec::from_crate(root, "devauth")?;
@@ -76,6 +86,7 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
             Vec::new(),
             apps(&["logger", "blinky", "pong", "ping", "crasher", "prober", "counter", "clock"])?,
         ),
+        image("limits", Vec::new(), limits_apps(root)?),
         image("trust", Vec::new(), apps(&["keys", "attest", "hello"])?),
         image("devauth", Vec::new(), vec![devauth, noauth]),
         image("isolation", Vec::new(), isolation),
@@ -129,6 +140,18 @@ fn net_image(root: &Path, dir: &str, crash: bool) -> Result<ImageSpec> {
         apps.push(net_client(&client, "cutoff", 5, &["devhost:9"]));
     }
     Ok(ImageSpec { dir: dir.into(), kernel_features: Vec::new(), apps, bundles: Vec::new() })
+}
+
+/// A spinner more urgent than `counter`, which only its CPU budget keeps from starving it,
+/// and a console flood.
+fn limits_apps(root: &Path) -> Result<Vec<AppSpec>> {
+    let mut spinner = AppSpec::from_crate(root, "spinner")?;
+    spinner.manifest.priority = 1;
+    spinner.manifest.cpu_budget_ms = 20;
+    spinner.manifest.cpu_period_ms = 100;
+    let mut flood = AppSpec::from_crate(root, "attacker")?;
+    flood.manifest.name = "a-flood".into();
+    Ok(vec![spinner, AppSpec::from_crate(root, "counter")?, flood])
 }
 
 /// The update image and its bundles.

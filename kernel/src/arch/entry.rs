@@ -1,12 +1,17 @@
 //! Exception entry and exit.
 //!
-//! While a process runs, the Supervisor-mode stack pointer points just past that process's
-//! [`Context`]. An exception from user mode therefore stores the return address and SPSR
-//! (`srsdb`) and the user registers (`stmdb … ^`) straight into the process's context —
-//! no copy — and then switches to the single kernel stack. The kernel runs with interrupts
+//! While a process runs, the Supervisor-mode stack pointer points just past the saved CPSR
+//! of that process's [`Context`]. An exception from user mode therefore stores the return
+//! address and SPSR (`srsdb`) and the user registers (`stmdb … ^`) straight into the
+//! process's context — no copy — adds the user thread-ID register TPIDRURW, and then
+//! switches to the single kernel stack. The kernel runs with interrupts
 //! masked and never blocks, so every trap starts on an empty kernel stack and ends in
 //! [`return_to_user`], which loads a context (perhaps another process's) and leaves with
-//! `rfeia`, leaving SP pointing past that context for the next trap.
+//! `rfeia`, leaving SP pointing past that context's CPSR for the next trap. The return also
+//! loads the process's own TPIDRURW and clears the exclusive monitor, so no register and no
+//! pending `ldrex` carries anything from one process to the next. (TPIDRURO, read-only to
+//! user mode, is never written; VFP/NEON stay disabled, so their registers do not exist for
+//! apps.)
 //!
 //! IRQs and SVCs only ever come from user mode (the kernel masks IRQs and idles with WFI
 //! while masked). Undefined instructions and aborts from the kernel itself are kernel bugs:
@@ -21,6 +26,8 @@ pub struct Context {
     pub lr: u32,
     pub pc: u32,
     pub cpsr: u32,
+    /// The user read/write thread-ID register (CP15 c13, c0, 2).
+    pub tpidrurw: u32,
 }
 
 impl Context {
@@ -52,9 +59,16 @@ kernel_vectors:
         sub sp, sp, #60
     .endm
 
+    @ TPIDRURW into Context.tpidrurw (SP = the context, `scratch` free).
+    .macro save_thread_id scratch
+        mrc p15, 0, \scratch, c13, c0, 2
+        str \scratch, [sp, #68]
+    .endm
+
 kernel_svc_entry:
     srsdb sp!, #0x13
     save_user_context
+    save_thread_id r0
     ldr sp, =__stack_top
     bl kernel_syscall
 
@@ -63,6 +77,7 @@ kernel_irq_entry:
     srsdb sp!, #0x13
     cps #0x13
     save_user_context
+    save_thread_id r0
     ldr sp, =__stack_top
     bl kernel_irq
 
@@ -79,6 +94,7 @@ kernel_irq_entry:
         mov r0, #\kind
         mov r1, sp
         bne kernel_mode_fault
+        save_thread_id r2
         ldr sp, =__stack_top
         bl kernel_user_fault
     .endm
@@ -93,12 +109,19 @@ kernel_dabt_entry:
     @ return_to_user(context): resume the process whose Context is at r0.
     .global return_to_user
 return_to_user:
+    ldr r1, [r0, #68]
+    mcr p15, 0, r1, c13, c0, 2
+    clrex
     mov sp, r0
     ldmia sp, {{r0-r14}}^
     add sp, sp, #60
     rfeia sp!
     .ltorg
-"#
+    .if {tpidrurw} != 68
+    .error "Context.tpidrurw moved: fix save_thread_id and return_to_user"
+    .endif
+"#,
+    tpidrurw = const core::mem::offset_of!(Context, tpidrurw),
 );
 
 unsafe extern "C" {

@@ -204,13 +204,13 @@ fn run(cli: Cli) -> Result<()> {
                     let manifest = AppManifest::load(&manifest)?;
                     let bytes =
                         fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?;
-                    let stripped =
-                        elf::strip_to_segments(&bytes).with_context(|| format!("{}", elf_path.display()))?;
+                    let payload = septa_tool::manifest::app_payload(&manifest, &bytes)
+                        .with_context(|| format!("{}", elf_path.display()))?;
                     PackageSpec {
                         kind: Kind::App,
                         component_id: manifest.component_id,
                         security_version: manifest.version,
-                        payload: app::encode_payload(&manifest.to_abi(), &stripped),
+                        payload,
                     }
                 }
                 PackKind::Monitor => PackageSpec {

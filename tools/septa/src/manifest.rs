@@ -64,10 +64,22 @@ struct AppSection {
     storage_kib: u32,
     #[serde(default = "default_stack_kib")]
     stack_kib: u32,
+    #[serde(default = "default_cpu_budget_ms")]
+    cpu_budget_ms: u32,
+    #[serde(default = "default_cpu_period_ms")]
+    cpu_period_ms: u32,
 }
 
 fn default_stack_kib() -> u32 {
     app::STACK_KIB_MIN
+}
+
+fn default_cpu_budget_ms() -> u32 {
+    app::DEFAULT_CPU_BUDGET_MS
+}
+
+fn default_cpu_period_ms() -> u32 {
+    app::DEFAULT_CPU_PERIOD_MS
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -98,6 +110,8 @@ pub struct AppManifest {
     pub stack_kib: u32,
     /// `[tls] trust-anchors`: names of the CA certificates the app's build embeds.
     pub trust_anchors: Vec<String>,
+    pub cpu_budget_ms: u32,
+    pub cpu_period_ms: u32,
 }
 
 /// Copies `items` into a bounded list, naming the field when there are too many.
@@ -130,6 +144,8 @@ impl AppManifest {
             connect: bounded(self.connect.iter().map(String::as_str)),
             dma_kib: self.dma_kib,
             stack_kib: self.stack_kib,
+            cpu_budget_ms: self.cpu_budget_ms,
+            cpu_period_ms: self.cpu_period_ms,
         }
     }
 
@@ -214,6 +230,8 @@ impl AppManifest {
             dma_kib: caps.dma_kib,
             stack_kib: app.stack_kib,
             trust_anchors: anchors,
+            cpu_budget_ms: app.cpu_budget_ms,
+            cpu_period_ms: app.cpu_period_ms,
         };
         if let Err(error) = manifest.to_abi().validate() {
             let field = match error {
@@ -226,12 +244,37 @@ impl AppManifest {
                 app::Error::BadDma(_) => "[capabilities] dma-kib",
                 app::Error::BadStack(_) => "[app] stack-kib",
                 app::Error::BadDestination(_) => "[capabilities] connect",
+                app::Error::BadCpuBudget { .. } => "[app] cpu-budget-ms",
                 _ => "[capabilities]",
             };
             bail!("app {:?}: {field}: {error}", manifest.name);
         }
         Ok(manifest)
     }
+}
+
+/// The payload of an app package: the manifest and the ELF stripped to its segments, after
+/// checking that `memory-kib` covers what the kernel will map for this ELF (the kernel
+/// would otherwise refuse the app at boot).
+pub fn app_payload(manifest: &AppManifest, elf: &[u8]) -> Result<Vec<u8>> {
+    let needed = crate::elf::app_memory_kib(elf, manifest.stack_kib)? + manifest.dma_kib;
+    if manifest.memory_kib < needed {
+        let dma = if manifest.dma_kib > 0 {
+            format!(", its {} KiB DMA pool", manifest.dma_kib)
+        } else {
+            String::new()
+        };
+        bail!(
+            "app {:?}: [app] memory-kib: {} KiB is too small: the app needs {needed} KiB (its segments \
+             in whole 4 KiB pages, the {} KiB stack and {} KiB of translation tables{dma}); set memory-kib = {needed}",
+            manifest.name,
+            manifest.memory_kib,
+            manifest.stack_kib,
+            app::TABLES_KIB
+        );
+    }
+    let stripped = crate::elf::strip_to_segments(elf)?;
+    Ok(app::encode_payload(&manifest.to_abi(), &stripped))
 }
 
 /// Checks the apps of one image against each other and against the board: unique names

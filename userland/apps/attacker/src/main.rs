@@ -3,8 +3,11 @@
 //! The integration tests pack this app several times; each instance's name (`a-<attack>`)
 //! chooses its attack. `a-syscalls` hands the kernel bad pointers and numbers and checks
 //! each is refused with the right error, then tries to leave user mode; the others each
-//! make one access that must end the app with a fault. A line containing `NOT BLOCKED` or
-//! `WRONG` means the kernel let an attack through.
+//! make one access that must end the app with a fault. `a-residue` looks for an earlier
+//! owner's bytes in its fresh memory (and leaves its own there for the next one), `a-tls-set`
+//! and `a-tls-get` try to pass a value through the user thread-ID register, and `a-flood`
+//! floods the console. A line containing `NOT BLOCKED` or `WRONG` means the kernel let an
+//! attack through.
 
 #![no_std]
 #![no_main]
@@ -26,6 +29,12 @@ const BOOT_ROM: u32 = 0x0000_0000;
 static READ_ONLY: [u8; 64] = [0; 64];
 /// Writable data holding an instruction (`bx lr`): executing it must fault.
 static mut DATA_CODE: [u32; 2] = [0xe12f_ff1e, 0];
+/// Zero-initialised data (`.bss`): fresh pages the kernel must hand over zeroed.
+static mut FRESH: [u32; 2048] = [0; 2048];
+/// The bottom of every app's 16 KiB stack (see `docs/writing-an-app.md`).
+const STACK_BOTTOM: u32 = 0x1fff_b000;
+/// What `a-residue` leaves in its memory for whoever gets the frames next.
+const RESIDUE: u32 = 0x5ec2_e7a5;
 
 fn main() {
     let info = sys::info();
@@ -74,6 +83,20 @@ fn main() {
             // SAFETY: deliberately unaligned: the attack under test.
             unsafe { asm!("ldr {}, [{}]", out(reg) value, in(reg) unaligned) };
             sys::log!("NOT BLOCKED: unaligned load returned {value:#x}");
+        }
+        "residue" => residue(),
+        "tls-set" => thread_register(true),
+        "tls-get" => thread_register(false),
+        "flood" => {
+            let refused = (0..1000).filter(|line| {
+                let mut text = sys::LineBuffer::new();
+                let _ = core::fmt::Write::write_fmt(&mut text, format_args!("flood line {line}"));
+                sys::log_bytes(text.as_bytes()) == Err(Error::Busy)
+            });
+            let refused = refused.count();
+            // Quiet for a while: the next line gets through, after the kernel's count.
+            sys::sleep(300);
+            sys::log!("flood over: {refused} of 1000 lines refused with EBUSY");
         }
         other => sys::log!("WRONG: no attack named {other:?}"),
     }
@@ -134,4 +157,80 @@ fn syscall_attacks() {
         sys::log!("WRONG: now in mode {:#x}", mode & 0x1f);
     }
     sys::log!("{refused} of {} syscall and mode attacks refused", cases.len() + 1);
+}
+
+/// Checks that the `.bss` array and the unused part of the stack hold only zeros, then
+/// fills both with [`RESIDUE`] and exits, to be restarted on frames that may be the same.
+fn residue() {
+    let sp: u32;
+    // SAFETY: reads the stack pointer only.
+    unsafe { asm!("mov {}, sp", out(reg) sp) };
+    // Leave the kilobyte below SP to this function's own calls.
+    let stack_end = (sp - 1024) & !3;
+    let fresh = (&raw mut FRESH) as *mut u32;
+    let mut left = 0;
+    let words = (0..2048)
+        .map(|i| fresh.wrapping_add(i))
+        .chain((STACK_BOTTOM..stack_end).step_by(4).map(|a| a as *mut u32));
+    for word in words.clone() {
+        // SAFETY: `FRESH` and the stack below `stack_end` are this app's own writable
+        // memory, which nothing else refers to while this runs.
+        if unsafe { read_volatile(word) } != 0 {
+            left += 1;
+        }
+    }
+    let checked = (2048 + (stack_end - STACK_BOTTOM) / 4) * 4;
+    if left == 0 {
+        sys::log!("fresh memory: {checked} bytes of .bss and stack checked, all zero");
+    } else {
+        sys::log!("WRONG: fresh memory holds {left} non-zero words left by an earlier owner");
+    }
+    for word in words {
+        // SAFETY: as above.
+        unsafe { write_volatile(word, RESIDUE) };
+    }
+    sys::log!("left {RESIDUE:#x} in every word of .bss and stack; exiting");
+}
+
+/// Rounds of [`thread_register`].
+const TLS_ROUNDS: u32 = 100;
+
+/// `set` writes its own value into TPIDRURW before each yield and checks that it is still
+/// there afterwards; the other instance writes nothing and must read zero every time. Both
+/// also check that an exclusive load before a yield does not let a store-exclusive after it
+/// succeed (the kernel clears the exclusive monitor on every switch).
+fn thread_register(set: bool) {
+    let mut word = 0u32;
+    for round in 0..TLS_ROUNDS {
+        let mine = 0x7e1d_0000 | round;
+        if set {
+            // SAFETY: TPIDRURW is the user-writable thread-ID register; writing it has no
+            // effect but on what this app reads back.
+            unsafe { asm!("mcr p15, 0, {}, c13, c0, 2", in(reg) mine) };
+        }
+        let value: u32;
+        // SAFETY: `word` is this app's own; the exclusive load only arms the monitor.
+        unsafe { asm!("ldrex {}, [{}]", out(reg) value, in(reg) &raw mut word) };
+        let _ = value;
+        sys::yield_now();
+        let failed: u32;
+        // SAFETY: a store-exclusive to the app's own word; it either stores 1 or does not.
+        unsafe { asm!("strex {}, {}, [{}]", out(reg) failed, in(reg) 1u32, in(reg) &raw mut word) };
+        if failed == 0 {
+            sys::log!("WRONG: a store-exclusive succeeded across a context switch (round {round})");
+            return;
+        }
+        let seen: u32;
+        // SAFETY: reads the thread-ID register.
+        unsafe { asm!("mrc p15, 0, {}, c13, c0, 2", out(reg) seen) };
+        let expected = if set { mine } else { 0 };
+        if seen != expected {
+            sys::log!(
+                "WRONG: TPIDRURW holds {seen:#x} after a switch, expected {expected:#x} (round {round})"
+            );
+            return;
+        }
+    }
+    let what = if set { "kept its own value" } else { "read only zero" };
+    sys::log!("TPIDRURW {what} over {TLS_ROUNDS} switches; no store-exclusive crossed a switch");
 }
