@@ -93,7 +93,7 @@ pub struct Manifest<'a> {
     /// out of `memory-kib`.
     pub dma_kib: u32,
     /// The app's stack in KiB: a multiple of 4 from [`STACK_KIB_MIN`] to [`STACK_KIB_MAX`].
-    /// It comes out of `memory-kib`.
+    /// It comes out of `memory-kib` (checked when packing, and by the kernel when it maps).
     pub stack_kib: u32,
     /// CPU time the app may use per period, in milliseconds (see [`CPU_BUDGET_MS_MIN`]).
     pub cpu_budget_ms: u32,
@@ -165,10 +165,9 @@ impl fmt::Display for Error {
             Error::BadDma(kib) => {
                 write!(f, "dma-kib {kib}: must be 4, 8, 16, … up to {DMA_KIB_MAX} KiB and fit in memory-kib")
             }
-            Error::BadStack(kib) => write!(
-                f,
-                "stack-kib {kib}: must be a multiple of 4 from {STACK_KIB_MIN} to {STACK_KIB_MAX} and fit in memory-kib"
-            ),
+            Error::BadStack(kib) => {
+                write!(f, "stack-kib {kib}: must be a multiple of 4 from {STACK_KIB_MIN} to {STACK_KIB_MAX}")
+            }
             Error::BadCpuBudget { budget_ms, period_ms } => write!(
                 f,
                 "cpu-budget-ms {budget_ms} per cpu-period-ms {period_ms}: the budget must be from \
@@ -240,10 +239,7 @@ impl Manifest<'_> {
         if !dma_ok {
             return Err(Error::BadDma(self.dma_kib));
         }
-        if !self.stack_kib.is_multiple_of(4)
-            || !(STACK_KIB_MIN..=STACK_KIB_MAX).contains(&self.stack_kib)
-            || self.stack_kib >= self.memory_kib
-        {
+        if !self.stack_kib.is_multiple_of(4) || !(STACK_KIB_MIN..=STACK_KIB_MAX).contains(&self.stack_kib) {
             return Err(Error::BadStack(self.stack_kib));
         }
         let storage = self.monitor.contains(&"storage");

@@ -8,13 +8,11 @@
 #![no_std]
 #![no_main]
 
-use rand_core::{CryptoRng, RngCore, SeedableRng};
 use septa_abi::device_auth::CERTIFICATE_MAX;
 use septa_syscalls::net::TcpStream;
 use septa_syscalls::{self as sys, Error, monitor};
-use septa_tls::{
-    Buffers, CertificateDer, ClientIdentity, ServerCheck, SignError, StaticBuffers, TrustAnchors,
-};
+use septa_tls::{Buffers, CertificateDer, ClientIdentity, ServerCheck, StaticBuffers, TrustAnchors};
+use septa_tls_device::{DeviceKey, Rng, Socket};
 
 septa_runtime::entry!(main);
 septa_runtime::heap!(4 * 1024);
@@ -29,68 +27,6 @@ const SERVER_NAME: &str = "devhost";
 /// The ports tried in order: 8443 is the demo service; the test image grants the others,
 /// where the integration test puts servers that must be refused.
 const PORTS: [u16; 6] = [8443, 8444, 8445, 8446, 8447, 8448];
-
-/// The signer: the monitor's `device-auth` service. The app never sees the key.
-struct DeviceKey;
-
-impl septa_tls::CertificateVerifySigner for DeviceKey {
-    fn sign_certificate_verify(&mut self, transcript_hash: &[u8; 32]) -> Result<[u8; 64], SignError> {
-        monitor::device_auth_sign(transcript_hash).map_err(|error| match error {
-            Error::Access => SignError::Denied,
-            _ => SignError::Failed,
-        })
-    }
-}
-
-/// The handshake's randomness: ChaCha20 seeded from the monitor's DRBG for each connection.
-struct Rng(rand_chacha::ChaCha20Rng);
-
-impl Rng {
-    fn new() -> Result<Rng, Error> {
-        let mut seed = [0u8; 32];
-        monitor::random(&mut seed)?;
-        Ok(Rng(rand_chacha::ChaCha20Rng::from_seed(seed)))
-    }
-}
-
-impl RngCore for Rng {
-    fn next_u32(&mut self) -> u32 {
-        self.0.next_u32()
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        self.0.fill_bytes(dest)
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.0.try_fill_bytes(dest)
-    }
-}
-
-impl CryptoRng for Rng {}
-
-/// The socket as the byte stream `septa-tls` reads and writes.
-struct Socket(TcpStream);
-
-impl embedded_io::ErrorType for Socket {
-    type Error = embedded_io::ErrorKind;
-}
-
-impl embedded_io::Read for Socket {
-    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
-        self.0.read(buf).map_err(|_| embedded_io::ErrorKind::ConnectionReset)
-    }
-}
-
-impl embedded_io::Write for Socket {
-    fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
-        self.0.write_all(buf).map(|()| buf.len()).map_err(|_| embedded_io::ErrorKind::ConnectionReset)
-    }
-    fn flush(&mut self) -> Result<(), Self::Error> {
-        Ok(())
-    }
-}
 
 /// Why a session did not happen.
 enum Failure {
@@ -110,7 +46,7 @@ fn session(port: u16, buffers: &mut Buffers, certificate: &[u8]) -> Result<(), F
     let anchors = TrustAnchors::new(ANCHORS).map_err(Failure::Tls)?;
     let server = ServerCheck { anchors: &anchors, name: SERVER_NAME, now_unix };
     let mut identity = ClientIdentity { certificate, signer: DeviceKey };
-    let mut rng = Rng::new().map_err(|e| Failure::Setup("random", e))?;
+    let mut rng = Rng::from_monitor().map_err(|e| Failure::Setup("random", e))?;
     let mut tls = septa_tls::connect(Socket(stream), buffers, &server, &mut identity, &mut rng)
         .map_err(Failure::Tls)?;
     tls.write_all(b"hello from tlshello\n").map_err(Failure::Tls)?;
