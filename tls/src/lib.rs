@@ -181,6 +181,8 @@ impl StaticBuffers {
     }
 
     /// The buffers, the first time; `None` after that.
+    // A `&mut` from `&self` is sound here: the flag hands it out at most once.
+    #[allow(clippy::mut_from_ref)]
     pub fn take(&'static self) -> Option<&'static mut Buffers> {
         if self.taken.swap(true, Ordering::AcqRel) {
             return None;
