@@ -31,6 +31,8 @@ pub const DTB: Region = Region::new(0x4000_0000, 1 << 20);
 
 /// PL011 UART 0, the console of every stage.
 pub const UART0: usize = 0x0900_0000;
+/// The PL031 real-time clock (wall-clock seconds; QEMU starts it at the host's time).
+pub const RTC: usize = 0x0901_0000;
 /// GICv2 distributor and CPU interface.
 pub const GICD: usize = 0x0800_0000;
 pub const GICC: usize = 0x0801_0000;
@@ -63,7 +65,7 @@ pub const KERNEL_WINDOWS: &[Window] = &[
 /// The `inbox` is RAM that development runs fill with an update bundle from the host
 /// (`cargo xtask run --bundle`); the `updater` app reads it.
 pub const DEVICES: &[Device] = &[
-    Device { name: "rtc", region: Region::new(0x0901_0000, 0x1000), irq: Some(34) },
+    Device { name: "rtc", region: Region::new(RTC, 0x1000), irq: Some(34) },
     Device { name: "inbox", region: UPDATE_INBOX, irq: None },
     Device { name: "virtio-net", region: VIRTIO_NET, irq: Some(VIRTIO_NET_IRQ) },
 ];
@@ -99,6 +101,9 @@ pub const STAGING: Region = Region::new(SLOT_B.end(), 16 << 20);
 pub const STORAGE: Region = Region::new(STAGING.end(), 2 * FLASH_SECTOR);
 /// The failure-report ring: the oldest sector is erased when the ring is full.
 pub const REPORTS: Region = Region::new(STORAGE.end(), 4 * FLASH_SECTOR);
+/// The device certificates: a rewrite journal whose newest record is the device's
+/// certificate (see `septa_abi::device_auth`).
+pub const DEVICE_CERTS: Region = Region::new(REPORTS.end(), 2 * FLASH_SECTOR);
 
 // ---- where the loader places the stages -------------------------------------------------
 
@@ -150,12 +155,13 @@ mod tests {
         assert!(LOADER_ROM.end() <= FUSES.base);
         assert!(FLASH0.contains_range(BOOT_STATE.base, BOOT_STATE.size));
         assert!(BOOT_STATE.base >= FUSES.end() && BOOT_STATE.base.is_multiple_of(FLASH_SECTOR));
-        for region in [SLOT_A, SLOT_B, STAGING, STORAGE, REPORTS] {
+        for region in [SLOT_A, SLOT_B, STAGING, STORAGE, REPORTS, DEVICE_CERTS] {
             assert!(FLASH1.contains_range(region.base, region.size));
             assert!(region.base.is_multiple_of(FLASH_SECTOR));
         }
         assert!(SLOT_A.end() <= SLOT_B.base && SLOT_B.end() <= STAGING.base);
         assert!(STAGING.end() <= STORAGE.base && STORAGE.end() <= REPORTS.base);
+        assert!(REPORTS.end() <= DEVICE_CERTS.base && DEVICE_CERTS.end() <= FLASH1.end());
         assert!(RAM.contains_range(UPDATE_INBOX.base, UPDATE_INBOX.size + 4096));
         assert!(FRAMES.end() <= UPDATE_INBOX.base);
         // The windows start at or above the base (0 here) and fit 256 MiB above it.

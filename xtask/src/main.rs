@@ -8,12 +8,14 @@ mod images;
 mod setup;
 mod sideload;
 mod tally;
+mod tls_demo;
 mod variants;
 
 /// Crates whose tests run on the host: everything except the device binaries and apps (the
 /// kernel's and monitor's libraries are host-tested; their binaries only link for the device).
 const HOST_TESTED: [&str; 13] = [
     "septa-abi",
+    "septa-tls",
     "septa-targets",
     "septa-armv7",
     "septa-monitor",
@@ -237,7 +239,11 @@ fn run(
     let septa = build_septa_tool(root)?;
     let service = demo_service()?;
     println!("xtask: a demo service listens on {service}; the device reaches it as devhost:7 (nethello)");
-    let network = Network::default().relay(7, &septa, service);
+    let tls_service = tls_demo::start(&images::keys_dir(&dir))?;
+    println!(
+        "xtask: a mutual-TLS demo service listens on {tls_service}; the device reaches it as devhost:8443 (tlshello)"
+    );
+    let network = Network::default().relay(7, &septa, service).relay(8443, &septa, tls_service);
     let config = Config::new(Board::QemuVirt, existing);
     let config =
         Config { interactive: true, inbox: bundle.map(Path::to_path_buf), network: Some(network), ..config };
@@ -359,9 +365,11 @@ fn test(root: &Path) -> Result<()> {
 
 fn lint() -> Result<()> {
     setup::ensure_target()?;
+    // Apps embed the trust anchors they name while they build, clippy's build too.
+    let trust = images::trust_dir(septa_targets::qemu_virt::NAME)?;
     let cargo = |args: &[&str]| -> Result<()> {
         println!("xtask: cargo {}", args.join(" "));
-        let status = cargo().args(args).status()?;
+        let status = cargo().args(args).env(images::TRUST_DIR_VARIABLE, &trust).status()?;
         if !status.success() {
             bail!("`cargo {}` found problems", args.join(" "));
         }
@@ -381,6 +389,19 @@ fn lint() -> Result<()> {
     }
     device.extend(["--", "-D", "warnings"]);
     cargo(&device)?;
+    // The TLS library apps link, as the device builds it.
+    cargo(&[
+        "clippy",
+        "--release",
+        "--target",
+        setup::DEVICE_TARGET,
+        "--lib",
+        "-p",
+        "septa-tls",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     // The dev kit's build of the three stages.
     let features: Vec<String> =
         images::DEVICE_BINARIES.iter().map(|stage| format!("{stage}/raspi2b")).collect();

@@ -9,6 +9,8 @@
 //!   `sysfuzz` syscall fuzzer next to `counter` and `attest`; `fuzz-long/` (built by
 //!   `cargo xtask fuzz` only) the same with `sysfuzz-long`, which runs far longer;
 //! - `trust/`: `keys` and `attest`, which use the security monitor's services;
+//! - `devauth/`: `devauth` (the device-auth service and the device certificate) and the
+//!   same app as `noauth`, without the `device-auth` and `device-cert` capabilities;
 //! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
 //! - `isolation/`: `counter` and `spinner` next to one `attacker` instance per attack, each
 //!   named `a-<attack>` (the name selects the attack; see `userland/apps/attacker`;
@@ -21,6 +23,7 @@
 //!   `echo-small`, `denied`, `nocap`, `cutoff`), each with its own destinations;
 //! - `net-crash/`: the same with a driver that faults mid-transfer (`netdev-crash`), a
 //!   `survivor` client and `counter` (an app without network, which must not notice);
+//! - `tls/`: `tlshello` against loopback TLS services, and `tls-noauth` without `device-auth`;
 //! - `bench/`: the benchmark apps (also what `cargo xtask bench` runs);
 //! - `net-bench/`: `netbench` with the network apps (`cargo xtask bench` only).
 
@@ -61,6 +64,12 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
         }
         isolation.push(AppSpec { binary: "attacker".into(), manifest });
     }
+    let devauth = AppSpec::from_crate(root, "devauth")?;
+    let mut noauth = devauth.clone();
+    noauth.manifest.name = "noauth".into();
+    noauth.manifest.component_id[15] ^= 0x80;
+    noauth.manifest.devices.clear();
+    noauth.manifest.monitor.retain(|s| s != "device-auth" && s != "device-cert");
     let apps =
         |names: &[&str]| names.iter().map(|n| AppSpec::from_crate(root, n)).collect::<Result<Vec<_>>>();
     let image = |dir: &str, kernel_features: Vec<String>, apps: Vec<AppSpec>| ImageSpec {
@@ -83,11 +92,27 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
         image("limits", Vec::new(), limits_apps(root)?),
         fuzz_image(root, false)?,
         image("trust", Vec::new(), apps(&["keys", "attest", "hello"])?),
+        image("devauth", Vec::new(), vec![devauth, noauth]),
         image("isolation", Vec::new(), isolation),
         update_image(root)?,
         net_image(root, "net", false)?,
         net_image(root, "net-crash", true)?,
+        tls_image(root)?,
     ])
+}
+
+/// `tls/`: the network apps and `tlshello` granted `devhost:8443`-`8448` (one good service
+/// and five that must be refused), and `tls-noauth`, the same app without `device-auth`.
+fn tls_image(root: &Path) -> Result<ImageSpec> {
+    let mut apps = vec![AppSpec::from_crate(root, "netdev")?, AppSpec::from_crate(root, "netsvc")?];
+    let mut client = AppSpec::from_crate(root, "tlshello")?;
+    client.manifest.connect = (8443..=8448).map(|port| format!("devhost:{port}")).collect();
+    let mut noauth = client.clone();
+    noauth.manifest.name = "tls-noauth".into();
+    noauth.manifest.component_id[15] ^= 0x80;
+    noauth.manifest.monitor.retain(|s| s != "device-auth");
+    apps.extend([client, noauth]);
+    Ok(ImageSpec { dir: "tls".into(), kernel_features: Vec::new(), apps, bundles: Vec::new() })
 }
 
 /// A `netclient` instance with its own name, component id and destinations.

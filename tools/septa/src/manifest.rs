@@ -15,7 +15,22 @@ struct File {
     app: AppSection,
     #[serde(default)]
     capabilities: Capabilities,
+    #[serde(default)]
+    tls: Tls,
 }
+
+/// `[tls]`: the CA certificates the app trusts for servers, by name. The app's build embeds
+/// each named anchor (a DER file from the build's trust-anchor folder), so they ship in the
+/// signed, measured image and nothing at run time can add one.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Tls {
+    #[serde(default)]
+    trust_anchors: Vec<String>,
+}
+
+/// The most trust anchors one app names.
+pub const MAX_TRUST_ANCHORS: usize = 8;
 
 /// `[capabilities]`: everything defaults to none.
 #[derive(Deserialize, Default)]
@@ -47,10 +62,16 @@ struct AppSection {
     restart: RestartPolicy,
     #[serde(default)]
     storage_kib: u32,
+    #[serde(default = "default_stack_kib")]
+    stack_kib: u32,
     #[serde(default = "default_cpu_budget_ms")]
     cpu_budget_ms: u32,
     #[serde(default = "default_cpu_period_ms")]
     cpu_period_ms: u32,
+}
+
+fn default_stack_kib() -> u32 {
+    app::STACK_KIB_MIN
 }
 
 fn default_cpu_budget_ms() -> u32 {
@@ -86,6 +107,9 @@ pub struct AppManifest {
     pub storage_kib: u32,
     pub connect: Vec<String>,
     pub dma_kib: u32,
+    pub stack_kib: u32,
+    /// `[tls] trust-anchors`: names of the CA certificates the app's build embeds.
+    pub trust_anchors: Vec<String>,
     pub cpu_budget_ms: u32,
     pub cpu_period_ms: u32,
 }
@@ -119,6 +143,7 @@ impl AppManifest {
             storage_kib: self.storage_kib,
             connect: bounded(self.connect.iter().map(String::as_str)),
             dma_kib: self.dma_kib,
+            stack_kib: self.stack_kib,
             cpu_budget_ms: self.cpu_budget_ms,
             cpu_period_ms: self.cpu_period_ms,
         }
@@ -160,6 +185,24 @@ impl AppManifest {
                 septa_abi::net::SERVICE_ENDPOINT
             );
         }
+        let anchors = file.tls.trust_anchors;
+        if anchors.len() > MAX_TRUST_ANCHORS {
+            bail!(
+                "app {:?}: [tls] trust-anchors: {} entries, at most {MAX_TRUST_ANCHORS} allowed",
+                app.name,
+                anchors.len()
+            );
+        }
+        if let Some(bad) = anchors.iter().find(|a| !app::is_valid_name(a)) {
+            bail!(
+                "app {:?}: [tls] trust-anchors: {bad:?} is not a name of 1 to {} characters of a-z, 0-9, '-' and '_'",
+                app.name,
+                app::NAME_MAX
+            );
+        }
+        if anchors.iter().enumerate().any(|(i, a)| anchors[..i].contains(a)) {
+            bail!("app {:?}: [tls] trust-anchors: a trust anchor is listed twice", app.name);
+        }
         let component_id = parse_uuid(&app.component_id).with_context(|| {
             format!(
                 "[app] component-id {:?}: expected a UUID like \"6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a4b71\"",
@@ -185,6 +228,8 @@ impl AppManifest {
             storage_kib: app.storage_kib,
             connect: caps.connect,
             dma_kib: caps.dma_kib,
+            stack_kib: app.stack_kib,
+            trust_anchors: anchors,
             cpu_budget_ms: app.cpu_budget_ms,
             cpu_period_ms: app.cpu_period_ms,
         };
@@ -197,6 +242,7 @@ impl AppManifest {
                 app::Error::UnknownService => "[capabilities] monitor",
                 app::Error::BadStorage(_) => "[app] storage-kib",
                 app::Error::BadDma(_) => "[capabilities] dma-kib",
+                app::Error::BadStack(_) => "[app] stack-kib",
                 app::Error::BadDestination(_) => "[capabilities] connect",
                 app::Error::BadCpuBudget { .. } => "[app] cpu-budget-ms",
                 _ => "[capabilities]",
@@ -211,7 +257,7 @@ impl AppManifest {
 /// checking that `memory-kib` covers what the kernel will map for this ELF (the kernel
 /// would otherwise refuse the app at boot).
 pub fn app_payload(manifest: &AppManifest, elf: &[u8]) -> Result<Vec<u8>> {
-    let needed = crate::elf::app_memory_kib(elf)? + manifest.dma_kib;
+    let needed = crate::elf::app_memory_kib(elf, manifest.stack_kib)? + manifest.dma_kib;
     if manifest.memory_kib < needed {
         let dma = if manifest.dma_kib > 0 {
             format!(", its {} KiB DMA pool", manifest.dma_kib)
@@ -223,7 +269,7 @@ pub fn app_payload(manifest: &AppManifest, elf: &[u8]) -> Result<Vec<u8>> {
              in whole 4 KiB pages, the {} KiB stack and {} KiB of translation tables{dma}); set memory-kib = {needed}",
             manifest.name,
             manifest.memory_kib,
-            app::STACK_KIB,
+            manifest.stack_kib,
             app::TABLES_KIB
         );
     }
@@ -348,6 +394,18 @@ restart = "always"
         assert_eq!(m.component_id[0], 0x6b);
         assert_eq!(m.component_id[15], 0x71);
         assert_eq!(m.restart, Restart::Always);
+    }
+
+    #[test]
+    fn trust_anchors_are_names_listed_once() {
+        let m = AppManifest::parse(&format!("{GOOD}\n[tls]\ntrust-anchors = [\"dev-service\"]")).unwrap();
+        assert_eq!(m.trust_anchors, ["dev-service"]);
+        assert!(AppManifest::parse(GOOD).unwrap().trust_anchors.is_empty());
+        for bad in ["[\"../keys\"]", "[\"a\", \"a\"]", "[\"\"]"] {
+            let error = AppManifest::parse(&format!("{GOOD}\n[tls]\ntrust-anchors = {bad}")).unwrap_err();
+            assert!(format!("{error:#}").contains("[tls] trust-anchors"), "{bad}: {error:#}");
+        }
+        assert!(AppManifest::parse(&format!("{GOOD}\n[tls]\nanchors = []")).is_err(), "unknown field");
     }
 
     fn app(name: &str, extra: &str) -> AppManifest {
