@@ -3,7 +3,10 @@
 //!
 //! - `echo-big`, `echo-small`: send 1 MiB (256 KiB) of a pattern seeded by the name to
 //!   `devhost:7`, read the echo and log its length and SHA-256;
-//! - `denied`: connect to `devhost:8`, which its manifest does not name (`EACCES`);
+//! - `denied`: connect to `devhost:8`, which its manifest does not name (`EACCES`), and
+//!   listen on port 8080 without any `listen` capability (`EACCES`);
+//! - `server`: listen on port 8081, which its manifest does not name (`EACCES`), then on
+//!   8080 (`listen = [8080]`): accept one connection from the host and echo it to its end;
 //! - `nocap`: no network capability at all: cannot even look the service up;
 //! - `cutoff`: transfer to `devhost:9`, whose server goes away mid-transfer;
 //! - `survivor`: echo 1 MiB while the driver is killed, then connect again and echo 4 KiB.
@@ -13,7 +16,7 @@
 #![no_std]
 #![no_main]
 
-use septa_syscalls::net::{READABLE, TcpStream, WRITABLE};
+use septa_syscalls::net::{READABLE, TcpListener, TcpStream, WRITABLE};
 use septa_syscalls::{self as sys, Error, HandleKind, Hex};
 use sha2::{Digest, Sha256};
 
@@ -87,6 +90,45 @@ fn echo_case(name: &str, total: usize) {
     }
 }
 
+/// Accepts one connection on `listener` and echoes it until the peer ends it; returns the
+/// bytes echoed.
+fn serve_one(listener: &TcpListener) -> Result<usize, Error> {
+    let mut stream = listener.accept()?;
+    stream.set_timeout(Some(30_000));
+    let (mut buffer, mut total) = ([0u8; 2000], 0);
+    loop {
+        match stream.read(&mut buffer)? {
+            0 => break,
+            n => {
+                stream.write_all(&buffer[..n])?;
+                total += n;
+            }
+        }
+    }
+    stream.close()?;
+    Ok(total)
+}
+
+/// Kept out of `main`, whose frame every case would otherwise share on the small stack.
+#[inline(never)]
+fn server_case() {
+    sys::log!("listen 8081: {}", listen_result(8081));
+    match TcpListener::bind(8080) {
+        Ok(listener) => {
+            sys::log!("listening on 8080");
+            match serve_one(&listener) {
+                Ok(total) => sys::log!("served {total} bytes"),
+                Err(e) => sys::log!("serving failed: {e}"),
+            }
+        }
+        Err(e) => sys::log!("listen 8080: {e}"),
+    }
+}
+
+fn listen_result(port: u16) -> &'static str {
+    TcpListener::bind(port).err().map_or("ok", Error::name)
+}
+
 fn main() {
     let info = sys::info();
     match info.name() {
@@ -94,8 +136,9 @@ fn main() {
         "echo-small" => echo_case(info.name(), 256 << 10),
         "denied" => match TcpStream::connect("devhost", 8) {
             Ok(_) => sys::log!("connect devhost:8: connected (wrong)"),
-            Err(e) => sys::log!("connect devhost:8: {e}"),
+            Err(e) => sys::log!("connect devhost:8: {e}, listen 8080: {}", listen_result(8080)),
         },
+        "server" => server_case(),
         "nocap" => {
             let lookup = sys::lookup(HandleKind::Call, "net").map(drop);
             let connect = TcpStream::connect("devhost", 7).map(drop);
