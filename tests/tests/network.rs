@@ -3,7 +3,9 @@
 //! destination, a server that goes away, a driver that dies) are errors, never hangs.
 //!
 //! The servers are real TCP servers on `127.0.0.1`, on ports the system picks; QEMU's user
-//! network (`restrict=on`) forwards `devhost:7/8/9` to them through `septa relay`.
+//! network (`restrict=on`) forwards `devhost:7/8/9` to them through `septa relay`. The other
+//! way, a client on `127.0.0.1` reaches the `server` app's listening port through a host
+//! forward (`hostfwd`, loopback only).
 
 use septa_qemu::Network;
 use septa_tests::{Boot, septa_path, variant_images};
