@@ -152,3 +152,22 @@ fn check_listening(qemu: &mut septa_tests::Running, host_port: u16) {
     assert!(back == data, "and exactly the bytes sent");
     qemu.wait_for("[server] served 100000 bytes");
 }
+
+#[test]
+fn a_killed_driver_is_restarted_and_only_its_sockets_fail() {
+    let (echo, echoed) = server(None);
+    let network = Network::default().relay(7, &septa_path(), echo);
+    let mut qemu = Boot::new(variant_images("net-crash")).network(network).spawn();
+    qemu.wait_for("[netdev-crash] injected fault");
+    qemu.wait_for("septa: supervisor: restarting netdev-crash in");
+    qemu.wait_for("[survivor] survivor: new connection echoed 4096 bytes, sha256 ");
+    let console = qemu.console();
+    let failed = console.lines().find(|l| l.starts_with("[survivor] survivor: transfer failed")).unwrap();
+    assert!(failed.ends_with("ECONNRESET"), "the open socket failed cleanly: {failed}");
+    assert_eq!(console.matches("[netdev-crash] virtio-net up").count(), 2, "the driver came back");
+    // The app without network kept counting across the driver's death.
+    let fault = console.find("[netdev-crash] injected fault").unwrap();
+    let counts_before = console[..fault].matches("[counter] count").count();
+    qemu.wait_for_nth("[counter] count", counts_before + 3);
+    assert!(echoed.lock().unwrap().connections >= 2);
+}
