@@ -35,6 +35,9 @@ pub mod op {
     /// On a listening socket: → the socket number of an established connection
     /// (`EAGAIN` while none waits).
     pub const ACCEPT: u8 = 7;
+    /// `[interest: u32 LE]` → the readiness bits of `interest` that hold now; 0: none yet,
+    /// and the service sets [`super::READY_NOTIFICATION`] on the caller once one does.
+    pub const WAIT: u8 = 8;
     /// Driver only: `[MAC: 6 bytes]`, the driver (re)started; every socket is reset.
     pub const ATTACH: u8 = 16;
     /// Driver only: `[frame]` received; if the socket byte is 1 (the driver has a free
@@ -50,6 +53,9 @@ pub const WRITABLE: u32 = 2;
 pub const CONNECTED: u32 = 4;
 /// The notification bit the service sets on the driver when it has frames to send.
 pub const TX_PENDING: u32 = 1 << 31;
+/// The notification bit the service sets on an app when a socket it waits on (`WAIT`)
+/// became ready.
+pub const READY_NOTIFICATION: u32 = 1 << 30;
 /// Status + op header sizes.
 pub const STATUS_LEN: usize = 4;
 pub const REQUEST_HEADER: usize = 2;
@@ -86,8 +92,34 @@ mod client {
 
     /// The default timeout of a blocking call, in ms of guest time.
     pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
-    /// How long a blocked call sleeps between two readiness checks.
-    const RETRY_MS: u32 = 1;
+
+    /// Waits until a bit of `interest` holds on `socket`, or `timeout_ms` after `start`:
+    /// asks the service (`WAIT`), and while nothing holds sleeps in the kernel until the
+    /// service's notification (or the timeout) — no checks in between.
+    fn wait_for(
+        service: Handle,
+        socket: u8,
+        interest: u32,
+        start: u32,
+        timeout_ms: u32,
+    ) -> Result<u32, Error> {
+        loop {
+            let mut reply = [0u8; 16];
+            let (ready, _) = request(service, op::WAIT, socket, &interest.to_le_bytes(), &mut reply)?;
+            if ready & interest != 0 {
+                return Ok(ready & interest);
+            }
+            let elapsed = now().wrapping_sub(start);
+            if elapsed >= timeout_ms {
+                return Err(Error::TimedOut);
+            }
+            if timeout_ms == u32::MAX {
+                crate::wait(READY_NOTIFICATION);
+            } else {
+                crate::wait_timeout(READY_NOTIFICATION, timeout_ms - elapsed);
+            }
+        }
+    }
 
     /// One TCP connection.
     pub struct TcpStream {
@@ -154,19 +186,10 @@ mod client {
             request(self.service, op::POLL, self.socket, &[], &mut reply).map(|(bits, _)| bits)
         }
 
-        /// Waits until any bit of `interest` is ready (or the timeout).
+        /// Waits until any bit of `interest` is ready (or the timeout), asleep in the
+        /// kernel until the service says a socket of this app changed.
         pub fn wait(&self, interest: u32) -> Result<u32, Error> {
-            let start = now();
-            loop {
-                let ready = self.poll()? & interest;
-                if ready != 0 {
-                    return Ok(ready);
-                }
-                if now().wrapping_sub(start) >= self.timeout_ms {
-                    return Err(Error::TimedOut);
-                }
-                crate::sleep(RETRY_MS);
-            }
+            wait_for(self.service, self.socket, interest, now(), self.timeout_ms)
         }
 
         /// Sends some of `data`, waiting for room; returns how much was taken (≥ 1 unless
@@ -183,10 +206,7 @@ mod client {
                 if taken > 0 {
                     return Ok(taken as usize);
                 }
-                if now().wrapping_sub(start) >= self.timeout_ms {
-                    return Err(Error::TimedOut);
-                }
-                crate::sleep(RETRY_MS);
+                wait_for(self.service, self.socket, WRITABLE, start, self.timeout_ms)?;
             }
         }
 
@@ -208,10 +228,7 @@ mod client {
                     Err(Error::WouldBlock) => {}
                     other => return other,
                 }
-                if now().wrapping_sub(start) >= self.timeout_ms {
-                    return Err(Error::TimedOut);
-                }
-                crate::sleep(RETRY_MS);
+                wait_for(self.service, self.socket, READABLE, start, self.timeout_ms)?;
             }
         }
 
@@ -294,10 +311,7 @@ mod client {
                     Err(Error::WouldBlock) => {}
                     other => return other,
                 }
-                if now().wrapping_sub(start) >= self.timeout_ms {
-                    return Err(Error::TimedOut);
-                }
-                crate::sleep(RETRY_MS);
+                wait_for(self.service, self.socket, READABLE, start, self.timeout_ms)?;
             }
         }
 

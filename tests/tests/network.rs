@@ -138,6 +138,9 @@ fn check_listening(qemu: &mut septa_tests::Running, host_port: u16) {
     qemu.wait_for("[server] listening on 8080");
     let mut client = std::net::TcpStream::connect(("127.0.0.1", host_port)).unwrap();
     client.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    // The app sleeps in accept, then in read until the data comes: woken, not polling.
+    qemu.wait_for("[server] accept waited ");
+    thread::sleep(std::time::Duration::from_millis(500));
     let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
     let mut writer = client.try_clone().unwrap();
     let sent = data.clone();
@@ -151,6 +154,20 @@ fn check_listening(qemu: &mut septa_tests::Running, host_port: u16) {
     assert_eq!(back.len(), data.len(), "the whole echo came back");
     assert!(back == data, "and exactly the bytes sent");
     qemu.wait_for("[server] served 100000 bytes");
+    for what in ["accept", "first read"] {
+        let (ms, syscalls) = waited(&qemu.console(), what);
+        eprintln!("{what}: waited {ms} ms with {syscalls} syscalls");
+        assert!(ms >= 200, "{what} waited {ms} ms");
+        assert!(syscalls <= 20, "{what}: {syscalls} syscalls in {ms} ms: the waiting app was scheduled");
+    }
+}
+
+/// `[server] WHAT waited MS ms with N syscalls`.
+fn waited(console: &str, what: &str) -> (u64, u64) {
+    let prefix = format!("[server] {what} waited ");
+    let line = console.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap();
+    let words: Vec<&str> = line.split(' ').collect();
+    (words[0].parse().unwrap(), words[3].parse().unwrap())
 }
 
 #[test]

@@ -17,6 +17,9 @@
 //! - each app has at most [`SOCKETS_PER_APP`] sockets with fixed buffers, and the service at
 //!   most [`MAX_SOCKETS`]: a full buffer is back-pressure (`write` takes 0 bytes, `read`
 //!   waits), never a loss;
+//! - `wait` answers at once with the readiness that holds, or records the interest; once it
+//!   holds (or the socket failed), [`Service::take_wakeups`] names the app to notify — the
+//!   service never holds a reply, and a waiting app is not scheduled until then;
 //! - when the driver (re)attaches, every open connection fails with `ECONNRESET`; listening
 //!   sockets listen on.
 
@@ -118,6 +121,8 @@ struct Slot {
     error: Option<Error>,
     /// A listening socket's port: its smoltcp socket waits in `Listen` for a connection.
     listen_port: Option<u16>,
+    /// Readiness bits the app waits for (`WAIT`); 0 when it does not wait.
+    waiting: u32,
 }
 
 /// A TCP socket with the service's buffers and settings.
@@ -210,6 +215,7 @@ impl Service {
             op::POLL => (self.readiness(badge, socket), 0),
             op::LISTEN => (self.listen(badge, payload), 0),
             op::ACCEPT => (self.accept(badge, socket), 0),
+            op::WAIT => (self.wait(badge, socket, payload), 0),
             op::ATTACH => (self.attach(payload), 0),
             // A driver with no free transmit buffer says so (socket byte 0) on `FRAME`.
             op::FRAME | op::TAKE if op == op::TAKE || socket != 0 => {
@@ -335,6 +341,7 @@ impl Service {
             deadline: self.now + CONNECT_TIMEOUT_MS,
             error: None,
             listen_port: None,
+            waiting: 0,
         });
         Ok(index as u32)
     }
@@ -363,6 +370,7 @@ impl Service {
             deadline: 0,
             error: None,
             listen_port: Some(port),
+            waiting: 0,
         });
         Ok(index as u32)
     }
@@ -393,6 +401,7 @@ impl Service {
             deadline: 0,
             error: None,
             listen_port: None,
+            waiting: 0,
         });
         Ok(index as u32)
     }
@@ -435,6 +444,41 @@ impl Service {
             return Ok(0); // the peer finished: end of stream
         }
         Err(Error::WouldBlock)
+    }
+
+    /// Records that the caller waits for `interest` on `socket` unless some of it holds
+    /// now; returns what holds (0: the caller will be notified).
+    fn wait(&mut self, badge: &[u8; 16], socket: u8, payload: &[u8]) -> Result<u32, Error> {
+        let interest: [u8; 4] = payload.try_into().map_err(|_| Error::Invalid)?;
+        let interest = u32::from_le_bytes(interest);
+        let ready = self.readiness(badge, socket)? & interest;
+        if let Some(Some(slot)) = self.slots.get_mut(socket as usize) {
+            slot.waiting = if ready == 0 { interest } else { 0 };
+        }
+        Ok(ready)
+    }
+
+    /// The apps whose awaited readiness now holds (or whose socket failed), each once; their
+    /// waits are cleared. The caller notifies them.
+    pub fn take_wakeups(&mut self) -> Vec<[u8; 16]> {
+        let mut wake = Vec::new();
+        for index in 0..MAX_SOCKETS {
+            let Some(slot) = &self.slots[index] else { continue };
+            if slot.waiting == 0 {
+                continue;
+            }
+            let (owner, interest) = (slot.owner, slot.waiting);
+            let due = self.readiness(&owner, index as u8).map_or(true, |bits| bits & interest != 0);
+            if due {
+                if let Some(slot) = self.slots[index].as_mut() {
+                    slot.waiting = 0;
+                }
+                if !wake.contains(&owner) {
+                    wake.push(owner);
+                }
+            }
+        }
+        wake
     }
 
     fn readiness(&mut self, badge: &[u8; 16], socket: u8) -> Result<u32, Error> {

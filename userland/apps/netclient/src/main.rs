@@ -6,7 +6,8 @@
 //! - `denied`: connect to `devhost:8`, which its manifest does not name (`EACCES`), and
 //!   listen on port 8080 without any `listen` capability (`EACCES`);
 //! - `server`: listen on port 8081, which its manifest does not name (`EACCES`), then on
-//!   8080 (`listen = [8080]`): accept one connection from the host and echo it to its end;
+//!   8080 (`listen = [8080]`): accept one connection from the host and echo it to its end,
+//!   logging how long `accept` and the first `read` waited and how many syscalls that took;
 //! - `nocap`: no network capability at all: cannot even look the service up;
 //! - `cutoff`: transfer to `devhost:9`, whose server goes away mid-transfer;
 //! - `survivor`: echo 1 MiB while the driver is killed, then connect again and echo 4 KiB.
@@ -93,17 +94,18 @@ fn echo_case(name: &str, total: usize) {
 /// Accepts one connection on `listener` and echoes it until the peer ends it; returns the
 /// bytes echoed.
 fn serve_one(listener: &TcpListener) -> Result<usize, Error> {
+    let before = sys::info();
     let mut stream = listener.accept()?;
+    log_wait("accept", &before);
     stream.set_timeout(Some(30_000));
     let (mut buffer, mut total) = ([0u8; 2000], 0);
-    loop {
-        match stream.read(&mut buffer)? {
-            0 => break,
-            n => {
-                stream.write_all(&buffer[..n])?;
-                total += n;
-            }
-        }
+    let before = sys::info();
+    let mut n = stream.read(&mut buffer)?;
+    log_wait("first read", &before);
+    while n > 0 {
+        stream.write_all(&buffer[..n])?;
+        total += n;
+        n = stream.read(&mut buffer)?;
     }
     stream.close()?;
     Ok(total)
@@ -123,6 +125,14 @@ fn server_case() {
         }
         Err(e) => sys::log!("listen 8080: {e}"),
     }
+}
+
+/// How long a blocking call since `before` took, in guest time and in the app's own
+/// syscalls (this `info` included): a call that sleeps until woken makes a handful.
+fn log_wait(what: &str, before: &sys::Info) {
+    let after = sys::info();
+    let ms = after.uptime_ms.wrapping_sub(before.uptime_ms);
+    sys::log!("{what} waited {ms} ms with {} syscalls", after.syscalls.wrapping_sub(before.syscalls));
 }
 
 fn listen_result(port: u16) -> &'static str {

@@ -455,3 +455,42 @@ fn a_driver_restart_keeps_listeners_listening() {
     dial(&mut net, 8080);
     assert!(net.call(&SERVER, op::ACCEPT, listener, &[]).is_ok(), "the listener is not");
 }
+
+fn wait(net: &mut Net, badge: &[u8; 16], socket: u8, interest: u32) -> Result<u32, Error> {
+    net.call(badge, op::WAIT, socket, &interest.to_le_bytes()).map(|r| r.0)
+}
+
+#[test]
+fn a_waiting_app_is_named_once_when_its_socket_becomes_ready() {
+    let mut net = Net::new();
+    let listener = listen(&mut net, &SERVER, 8080).unwrap();
+    assert_eq!(wait(&mut net, &SERVER, listener, READABLE), Ok(0), "nothing yet: the wait is recorded");
+    assert_eq!(net.service.take_wakeups(), Vec::<[u8; 16]>::new());
+    let client = dial(&mut net, 8080);
+    assert_eq!(net.service.take_wakeups(), vec![SERVER], "the connection wakes the listener's app");
+    assert_eq!(net.service.take_wakeups(), Vec::<[u8; 16]>::new(), "once");
+
+    let stream = net.call(&SERVER, op::ACCEPT, listener, &[]).unwrap().0 as u8;
+    assert_eq!(wait(&mut net, &SERVER, stream, READABLE), Ok(0));
+    assert_eq!(wait(&mut net, &SERVER, stream, WRITABLE), Ok(WRITABLE), "what holds is answered at once");
+    assert_eq!(net.service.take_wakeups(), Vec::<[u8; 16]>::new(), "and the answer ended the wait");
+    assert_eq!(wait(&mut net, &SERVER, stream, READABLE), Ok(0));
+    net.peer.sockets.get_mut::<tcp::Socket>(client).send_slice(b"data").unwrap();
+    net.pump();
+    assert_eq!(net.service.take_wakeups(), vec![SERVER], "data arriving wakes the reader");
+    assert_eq!(net.recv(&SERVER, stream), Ok(b"data".to_vec()));
+
+    // A failure wakes a waiter too, and another app's socket cannot be waited on.
+    assert_eq!(wait(&mut net, &SERVER, stream, READABLE), Ok(0));
+    net.peer.sockets.get_mut::<tcp::Socket>(client).abort();
+    net.pump();
+    assert_eq!(net.service.take_wakeups(), vec![SERVER]);
+    assert_eq!(wait(&mut net, &SERVER, stream, READABLE), Ok(READABLE), "an error to collect");
+    assert_eq!(net.recv(&SERVER, stream), Err(Error::ConnectionReset));
+    assert_eq!(wait(&mut net, &APP, listener, READABLE), Err(Error::Invalid));
+    assert_eq!(
+        net.call(&SERVER, op::WAIT, listener, &[1]).map(|r| r.0),
+        Err(Error::Invalid),
+        "short interest"
+    );
+}
