@@ -24,5 +24,9 @@ pub mod monitor;
 pub mod net;
 pub mod package;
 pub mod report;
+pub mod service;
 pub mod slot;
 pub mod smc;
+
+#[cfg(test)]
+mod fuzz;

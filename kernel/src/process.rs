@@ -147,7 +147,7 @@ impl Process {
         budget: Budget::NONE,
         overran: false,
         syscalls: 0,
-        log_limit: LogLimit::new(0),
+        log_limit: LogLimit::FULL,
     };
 
     pub fn name(&self) -> &str {

@@ -12,7 +12,7 @@ mod variants;
 
 /// Crates whose tests run on the host: everything except the device binaries and apps (the
 /// kernel's and monitor's libraries are host-tested; their binaries only link for the device).
-const HOST_TESTED: [&str; 12] = [
+const HOST_TESTED: [&str; 13] = [
     "septa-abi",
     "septa-targets",
     "septa-armv7",
@@ -23,6 +23,7 @@ const HOST_TESTED: [&str; 12] = [
     "septa-dma",
     "septa-qemu",
     "septa-tool",
+    "septa-service",
     "septa-tests",
     "xtask",
 ];
@@ -93,6 +94,9 @@ enum Cmd {
     },
     /// Host unit tests and the QEMU integration tests.
     Test,
+    /// The fuzzers, far longer than `test` runs them: the randomized parser tests with 50
+    /// times the rounds, half a million random syscalls and 30,000 random monitor calls.
+    Fuzz,
     /// rustfmt check and clippy (no warnings) for host and device crates.
     Lint,
     /// Benchmarks: Septa's hot paths in instructions (QEMU icount) and wall time, next to
@@ -104,6 +108,13 @@ enum Cmd {
         /// Skip the Linux peer (it downloads and builds things on first use).
         #[arg(long)]
         no_linux: bool,
+        /// Instead: the septa-service load benchmark (10,000 simulated devices checking in, on
+        /// SQLite and, with SEPTA_TEST_POSTGRES_URL set, on PostgreSQL).
+        #[arg(long)]
+        service: bool,
+        /// Simulated devices for --service.
+        #[arg(long, default_value_t = 10_000)]
+        devices: usize,
     },
 }
 
@@ -167,8 +178,10 @@ fn run_command(cli: Cli) -> Result<()> {
             images::write_sdcard(&dir, &out)?;
         }
         Cmd::Test => test(&root)?,
+        Cmd::Fuzz => fuzz(&root)?,
         Cmd::Lint => lint()?,
-        Cmd::Bench { json, no_linux } => bench::run(&root, json.as_deref(), !no_linux)?,
+        Cmd::Bench { service: true, devices, .. } => bench::service(&root, devices)?,
+        Cmd::Bench { json, no_linux, .. } => bench::run(&root, json.as_deref(), !no_linux)?,
     }
     Ok(())
 }
@@ -232,6 +245,32 @@ fn run(
 }
 
 /// Builds the `septa` host tool (the relay QEMU's forwards run, and what tests call).
+fn fuzz(root: &Path) -> Result<()> {
+    setup::ensure_qemu()?;
+    let dir = images::build(root, &[variants::fuzz_image(root, true)?])?;
+    let tool = build_septa_tool(root)?;
+    let runs: [&[&str]; 3] = [
+        &["-p", "septa-abi", "--lib", "fuzz::"],
+        &["-p", "septa-kernel", "--lib", "elf::tests::mutated"],
+        &["-p", "septa-tests", "--test", "fuzz", "--", "--ignored", "long_fuzz_run"],
+    ];
+    for args in runs {
+        println!("xtask: cargo test {}", args.join(" "));
+        let status = cargo()
+            .arg("test")
+            .args(args)
+            .env("SEPTA_FUZZ_ROUNDS", "50")
+            .env("SEPTA_IMAGES", &dir)
+            .env("SEPTA_TOOL", &tool)
+            .status()?;
+        if !status.success() {
+            bail!("a fuzzer found something (see above)");
+        }
+    }
+    println!("xtask: the fuzzers found nothing");
+    Ok(())
+}
+
 pub(crate) fn build_septa_tool(root: &Path) -> Result<PathBuf> {
     println!("xtask: building the septa host tool");
     let status = cargo().args(["build", "-p", "septa-tool", "--bin", "septa"]).status()?;
@@ -279,6 +318,7 @@ fn boot_interactive(config: Config, qemu_args: &[String]) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     setup::ensure_qemu()?;
+    setup::ensure_chromium()?;
     setup::ensure_gdb()?;
     let mut specs = vec![images::default_image(root)?];
     specs.extend(variants::test_images(root)?);
