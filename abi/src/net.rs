@@ -1,7 +1,7 @@
 //! Network capabilities: the destinations a manifest may name and the policy table the
 //! build composes from them for the network service.
 //!
-//! A manifest lists `connect = ["name:port", …]`. Names resolve through [`HOSTS`], the
+//! A manifest lists `connect = ["name:port", …]` and `listen = [port, …]`. Names resolve through [`HOSTS`], the
 //! image's fixed name table (the device has no DNS); a dotted IPv4 address is accepted as
 //! well. The build collects every app's destinations, keyed by the app's component id, into
 //! one [`Policy`] that it writes into the network service's own signed package. The service
@@ -14,6 +14,10 @@ use serde::{Deserialize, Serialize};
 pub const MAX_CONNECT: usize = 8;
 /// The most entries in one image's policy (all apps together).
 pub const MAX_POLICY_ENTRIES: usize = 32;
+/// The most ports one manifest may listen on.
+pub const MAX_LISTEN: usize = 4;
+/// The most listening ports in one image (all apps together).
+pub const MAX_POLICY_LISTENS: usize = 8;
 /// The bytes reserved in the network service for its encoded policy (`[len: u16 LE][postcard]`).
 pub const POLICY_SPACE: usize = 1024;
 /// The endpoint the network service serves.
@@ -112,12 +116,20 @@ pub struct Grant {
     pub port: u16,
 }
 
+/// One port one app may listen on (each port belongs to at most one app).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenGrant {
+    pub component: [u8; 16],
+    pub port: u16,
+}
+
 /// The network service's policy, composed by the build from the image's manifests.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
     /// The component id of the network driver (the app holding [`NIC_DEVICE`]).
     pub driver: Option<[u8; 16]>,
     pub grants: heapless::Vec<Grant, MAX_POLICY_ENTRIES>,
+    pub listens: heapless::Vec<ListenGrant, MAX_POLICY_LISTENS>,
 }
 
 /// Why a policy blob was refused.
@@ -134,9 +146,15 @@ impl Policy {
         self.grants.iter().any(|g| g.component == *component && g.address == address && g.port == port)
     }
 
+    /// Whether `component` may listen on `port`.
+    pub fn allows_listen(&self, component: &[u8; 16], port: u16) -> bool {
+        self.listens.iter().any(|l| l.component == *component && l.port == port)
+    }
+
     /// Whether `component` has any network capability at all.
     pub fn knows(&self, component: &[u8; 16]) -> bool {
         self.grants.iter().any(|g| g.component == *component)
+            || self.listens.iter().any(|l| l.component == *component)
     }
 
     pub fn is_driver(&self, component: &[u8; 16]) -> bool {
@@ -201,7 +219,9 @@ mod tests {
         let mut grants = heapless::Vec::new();
         grants.push(Grant { component: [1; 16], address: [10, 0, 2, 100], port: 7 }).unwrap();
         grants.push(Grant { component: [2; 16], address: [10, 0, 2, 100], port: 9 }).unwrap();
-        Policy { driver: Some([3; 16]), grants }
+        let mut listens = heapless::Vec::new();
+        listens.push(ListenGrant { component: [5; 16], port: 8080 }).unwrap();
+        Policy { driver: Some([3; 16]), grants, listens }
     }
 
     #[test]
@@ -213,6 +233,28 @@ mod tests {
         assert!(!p.allows(&[4; 16], [10, 0, 2, 100], 7), "unknown app");
         assert!(p.knows(&[2; 16]) && !p.knows(&[3; 16]));
         assert!(p.is_driver(&[3; 16]) && !p.is_driver(&[1; 16]));
+    }
+
+    #[test]
+    fn the_policy_allows_listening_only_on_the_apps_own_ports() {
+        let p = policy();
+        assert!(p.allows_listen(&[5; 16], 8080));
+        assert!(!p.allows_listen(&[5; 16], 8081), "a port not granted");
+        assert!(!p.allows_listen(&[1; 16], 8080), "another app's port");
+        assert!(!p.allows_listen(&[1; 16], 7), "a connect grant is no listen grant");
+        assert!(p.knows(&[5; 16]), "a listener is a network app");
+    }
+
+    #[test]
+    fn a_full_policy_fits_its_space() {
+        let mut p = Policy { driver: Some([0xff; 16]), ..Policy::default() };
+        for i in 0..MAX_POLICY_ENTRIES {
+            p.grants.push(Grant { component: [i as u8; 16], address: [255; 4], port: 65535 }).unwrap();
+        }
+        for i in 0..MAX_POLICY_LISTENS {
+            p.listens.push(ListenGrant { component: [i as u8; 16], port: 65535 }).unwrap();
+        }
+        assert_eq!(Policy::decode(&p.encode().expect("fits")), Ok(p));
     }
 
     #[test]

@@ -90,9 +90,38 @@ impl CapTable {
     }
 }
 
+/// The process the server of `endpoint` may notify as its client `badge`: a live one
+/// (`processes`: number, component id, capabilities) with that component id and a call
+/// capability to `endpoint`. A server can thus wake only apps whose manifests let them call
+/// it, and it names them by the badge their calls carried.
+pub fn client_of<'a>(
+    endpoint: u8,
+    badge: &[u8; 16],
+    mut processes: impl Iterator<Item = (usize, [u8; 16], &'a CapTable)>,
+) -> Option<usize> {
+    processes
+        .find(|(_, id, caps)| id == badge && caps.find(|c| *c == Cap::Call { endpoint }).is_some())
+        .map(|(pid, _, _)| pid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_server_may_notify_only_its_own_clients_by_badge() {
+        let mut client = CapTable::new();
+        client.grant(Cap::Call { endpoint: 2 });
+        let mut other = CapTable::new();
+        other.grant(Cap::Call { endpoint: 5 });
+        other.grant(Cap::Serve { endpoint: 2 });
+        let processes = [(3, [1; 16], &client), (4, [2; 16], &other)];
+        assert_eq!(client_of(2, &[1; 16], processes.into_iter()), Some(3));
+        assert_eq!(client_of(2, &[2; 16], processes.into_iter()), None, "serving is not calling");
+        assert_eq!(client_of(5, &[1; 16], processes.into_iter()), None, "not a client of endpoint 5");
+        assert_eq!(client_of(5, &[2; 16], processes.into_iter()), Some(4));
+        assert_eq!(client_of(2, &[9; 16], processes.into_iter()), None, "unknown badge");
+    }
 
     fn table() -> CapTable {
         let mut t = CapTable::new();

@@ -191,6 +191,15 @@ impl Ipc {
         taken
     }
 
+    /// Ends `pid`'s wait for notifications (its timeout passed); whether it was waiting.
+    pub fn cancel_wait(&mut self, pid: u8) -> bool {
+        let waiting = matches!(self.state[pid as usize], IpcState::Waiting { .. });
+        if waiting {
+            self.state[pid as usize] = IpcState::Idle;
+        }
+        waiting
+    }
+
     fn take(&mut self, pid: u8, mask: u32) -> Option<u32> {
         let bits = self.pending[pid as usize] & mask;
         self.pending[pid as usize] &= !bits;
@@ -336,5 +345,17 @@ mod tests {
         assert_eq!(ipc.notify(2, 0b0010), Some(0b0010));
         assert_eq!(ipc.wait(2, 0b1000), Some(0b1000), "pending bit taken at once");
         assert_eq!(ipc.wait(2, 0b1000), None);
+    }
+
+    #[test]
+    fn a_wait_that_timed_out_is_no_longer_woken() {
+        let mut ipc = ipc();
+        assert_eq!(ipc.wait(2, 0b0010), None);
+        assert!(ipc.cancel_wait(2));
+        assert_eq!(ipc.notify(2, 0b0010), None, "kept pending for the next wait");
+        assert!(!ipc.cancel_wait(2), "not waiting any more");
+        assert_eq!(ipc.wait(2, 0b0010), Some(0b0010));
+        ipc.call(4, EP).unwrap();
+        assert!(!ipc.cancel_wait(4), "a caller is not a waiter");
     }
 }

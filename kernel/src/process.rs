@@ -118,6 +118,8 @@ pub struct Process {
     /// CPU budget from the manifest, and whether an overrun was reported since the start.
     pub budget: Budget,
     pub overran: bool,
+    /// Syscalls made since the start (apps read it in `Info`: a waiting app makes none).
+    pub syscalls: u32,
     /// The console rate limit (kept across restarts).
     pub log_limit: LogLimit,
 }
@@ -144,6 +146,7 @@ impl Process {
         page_quota: 0,
         budget: Budget::NONE,
         overran: false,
+        syscalls: 0,
         log_limit: LogLimit::FULL,
     };
 
@@ -348,6 +351,7 @@ fn build(
     let ticks = |ms: u32| timer::ms_to_ticks(ms as u64);
     process.budget = Budget::new(ticks(manifest.cpu_budget_ms), ticks(manifest.cpu_period_ms), timer::now());
     process.overran = false;
+    process.syscalls = 0;
 
     for segment in program.segments() {
         let pages = segment.mem_size.div_ceil(PAGE);

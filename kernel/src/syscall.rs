@@ -29,6 +29,7 @@ pub enum After {
 impl Kernel {
     /// Carries out syscall `number` for the current process `pid`.
     pub fn syscall(&mut self, pid: usize, number: u32, args: [u32; 6]) -> After {
+        self.processes[pid].syscalls = self.processes[pid].syscalls.wrapping_add(1);
         let result = match Syscall::from_u32(number) {
             Some(Syscall::Exit) => {
                 self.end(pid, Ending::Exit(args[0] as i32));
@@ -51,7 +52,8 @@ impl Kernel {
             Some(Syscall::Recv) => self.recv(pid, args),
             Some(Syscall::Reply) => self.reply(pid, args[0], args[1]),
             Some(Syscall::Notify) => self.notify(pid, args[0], args[1]),
-            Some(Syscall::Wait) => self.wait(pid, args[0]),
+            Some(Syscall::Wait) => self.wait(pid, args[0], args[1]),
+            Some(Syscall::NotifyClient) => self.notify_client(pid, args[0], args[1], args[2]),
             Some(Syscall::MapDevice) => self.map_device(pid, args[0]),
             Some(Syscall::IrqAck) => self.irq_ack(pid, args[0]),
             Some(Syscall::GpioSet) => self.gpio_set(pid, args[0], args[1], args[2]),
@@ -113,12 +115,14 @@ impl Kernel {
         let info = Info {
             pid: pid as u32,
             uptime_ms: self.uptime_ms() as u32,
+            syscalls: self.processes[pid].syscalls,
             name: self.processes[pid].name_bytes(),
         };
         let mut bytes = [0u8; size_of::<Info>()];
         bytes[0..4].copy_from_slice(&info.pid.to_ne_bytes());
         bytes[4..8].copy_from_slice(&info.uptime_ms.to_ne_bytes());
-        bytes[8..].copy_from_slice(&info.name);
+        bytes[8..12].copy_from_slice(&info.syscalls.to_ne_bytes());
+        bytes[12..].copy_from_slice(&info.name);
         self.copy_to_user(pid, address, &bytes)?;
         done(0)
     }
@@ -275,14 +279,43 @@ impl Kernel {
         done(0)
     }
 
-    fn wait(&mut self, pid: usize, mask: u32) -> Outcome {
+    /// A server wakes a client it knows by the badge of its calls (see [`cap::client_of`]).
+    fn notify_client(&mut self, pid: usize, handle: u32, badge: u32, bits: u32) -> Outcome {
+        let Cap::Serve { endpoint } = self.processes[pid].caps.get(handle, Kind::Serve)? else {
+            return Err(Error::Access);
+        };
+        let mut id = [0u8; 16];
+        self.copy_from_user(pid, badge, &mut id)?;
+        let live = self
+            .processes
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !matches!(p.state, State::Free | State::Ended | State::Restarting { .. }));
+        let client =
+            septa_kernel::cap::client_of(endpoint, &id, live.map(|(i, p)| (i, p.component_id(), &p.caps)))
+                .ok_or(Error::NotFound)?;
+        if let Some(woken) = self.ipc.notify(client as u8, bits) {
+            self.wake(client, Ok(woken));
+        }
+        done(0)
+    }
+
+    /// Waits for notification bits; with `timeout_ms` (0: none) it sleeps at most that long
+    /// and then returns 0 (the tick ends the wait, see `System::on_tick`).
+    fn wait(&mut self, pid: usize, mask: u32, timeout_ms: u32) -> Outcome {
         if mask == 0 {
             return Err(Error::Invalid);
         }
         match self.ipc.wait(pid as u8, mask) {
             Some(bits) => done(bits),
-            None => {
+            None if timeout_ms == 0 => {
                 self.block(pid, State::Blocked);
+                Ok(Blocked::Yes)
+            }
+            None => {
+                let until = timer::now() + timer::ms_to_ticks(timeout_ms as u64);
+                self.set_result(pid, Ok(0));
+                self.block(pid, State::Sleeping { until });
                 Ok(Blocked::Yes)
             }
         }

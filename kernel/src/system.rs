@@ -177,7 +177,10 @@ impl Kernel {
         for pid in 0..MAX_PROCESSES {
             let renewed = self.processes[pid].budget.renew(now);
             match self.processes[pid].state {
-                State::Sleeping { until } if until <= now => self.make_ready(pid),
+                State::Sleeping { until } if until <= now => {
+                    self.ipc.cancel_wait(pid as u8); // a wait with a timeout ends with 0
+                    self.make_ready(pid);
+                }
                 State::Restarting { at } if at <= now => self.restart(pid),
                 State::Throttled if renewed => self.make_ready(pid),
                 _ => {}

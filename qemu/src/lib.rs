@@ -124,12 +124,27 @@ pub struct Config {
 /// Where the guest reaches the host's forwards: `devhost` in the image's name table.
 pub const FORWARD_ADDRESS: &str = "10.0.2.100";
 
+/// The device's address on QEMU's user network (`septa_net::service::ADDRESS`), where
+/// host forwards lead.
+pub const DEVICE_ADDRESS: &str = "10.0.2.15";
+
 /// QEMU's user network with `restrict=on`: the guest reaches nothing but the named
 /// forwards, each a command QEMU starts per guest connection with the connection on its
-/// standard input and output (`septa relay 127.0.0.1:PORT`). Never a tap or a bridge.
+/// standard input and output (`septa relay 127.0.0.1:PORT`). The host reaches the guest
+/// only through the named host forwards, which listen on the host's loopback alone. Never a
+/// tap or a bridge.
 #[derive(Clone, Debug, Default)]
 pub struct Network {
     pub forwards: Vec<Forward>,
+    pub host_forwards: Vec<HostForward>,
+}
+
+/// Connections to `127.0.0.1:host_port` on the host reach the device's `guest_port`
+/// (`hostfwd`; `restrict=on` limits only what the guest starts).
+#[derive(Clone, Copy, Debug)]
+pub struct HostForward {
+    pub host_port: u16,
+    pub guest_port: u16,
 }
 
 /// Guest connections to `10.0.2.100:guest_port` run `command`.
@@ -148,8 +163,17 @@ impl Network {
         self
     }
 
+    /// A forward from `127.0.0.1:host_port` on the host to the device's `guest_port`.
+    pub fn host_forward(mut self, host_port: u16, guest_port: u16) -> Network {
+        self.host_forwards.push(HostForward { host_port, guest_port });
+        self
+    }
+
     fn args(&self) -> Vec<String> {
         let mut netdev = String::from("user,id=n0,restrict=on,ipv6=off");
+        for HostForward { host_port, guest_port } in &self.host_forwards {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host_port}-{DEVICE_ADDRESS}:{guest_port}"));
+        }
         for forward in &self.forwards {
             // A comma inside an option value is written twice.
             let command = forward.command.replace(',', ",,");
@@ -316,5 +340,16 @@ mod tests {
             let expected = if config.interactive { "mon:stdio" } else { "stdio" };
             assert_eq!(serial, Some(expected), "{:?}: {args:?}", config.board);
         }
+    }
+
+    #[test]
+    fn the_network_is_restricted_and_its_host_forwards_listen_on_loopback_only() {
+        let network = Network::default().relay(7, Path::new("septa"), "127.0.0.1:4000".parse().unwrap());
+        let args = network.host_forward(5000, 8080).args();
+        assert_eq!(
+            args[1],
+            "user,id=n0,restrict=on,ipv6=off,hostfwd=tcp:127.0.0.1:5000-10.0.2.15:8080,\
+             guestfwd=tcp:10.0.2.100:7-cmd:septa relay 127.0.0.1:4000"
+        );
     }
 }

@@ -100,6 +100,18 @@ pub fn wait(mask: u32) -> u32 {
     raw_syscall(Syscall::Wait as u32, mask, 0, 0)
 }
 
+/// Waits for any notification bit in `mask`, at most `timeout_ms` (≥ 1) milliseconds;
+/// returns (and clears) the bits that were set, 0 if the time passed first.
+pub fn wait_timeout(mask: u32, timeout_ms: u32) -> u32 {
+    raw_syscall(Syscall::Wait as u32, mask, timeout_ms.max(1), 0)
+}
+
+/// Sets notification `bits` of the client whose calls on `endpoint` (a served endpoint)
+/// carry `badge`.
+pub fn notify_client(endpoint: Handle, badge: &[u8; 16], bits: u32) -> Result<(), Error> {
+    Error::check(raw_syscall(Syscall::NotifyClient as u32, endpoint.0, badge.as_ptr() as u32, bits)).map(drop)
+}
+
 /// Maps a granted device; returns the address of its registers.
 pub fn map_device(device: Handle) -> Result<usize, Error> {
     Error::check(raw_syscall(Syscall::MapDevice as u32, device.0, 0, 0)).map(|a| a as usize)

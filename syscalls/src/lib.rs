@@ -47,8 +47,9 @@ pub enum Syscall {
     Reply = 8,
     /// `notify(handle, bits)`: sets notification bits of the server of a callable endpoint.
     Notify = 9,
-    /// `wait(mask) -> bits`: waits until a notification bit in `mask` is set; returns and
-    /// clears those bits.
+    /// `wait(mask, timeout_ms) -> bits`: waits until a notification bit in `mask` is set;
+    /// returns and clears those bits. With a `timeout_ms` other than 0, returns 0 once that
+    /// long has passed.
     Wait = 10,
     /// `map_device(handle) -> address`: maps a granted device into the caller.
     MapDevice = 11,
@@ -67,6 +68,10 @@ pub enum Syscall {
     /// `dma_pool(ptr)`: fills a [`DmaPool`] at `ptr` describing the caller's DMA pool
     /// (`dma-kib`); `EACCES` without one.
     DmaPool = 16,
+    /// `notify_client(handle, badge_ptr, bits)`: the server of a served endpoint sets
+    /// notification bits of its client whose calls carry the 16-byte `badge` (a live app
+    /// holding a call capability to that endpoint); `ENOENT` if there is none.
+    NotifyClient = 17,
 }
 
 impl Syscall {
@@ -89,6 +94,7 @@ impl Syscall {
             14 => Syscall::MonitorCall,
             15 => Syscall::ReplyRecv,
             16 => Syscall::DmaPool,
+            17 => Syscall::NotifyClient,
             _ => return None,
         })
     }
@@ -253,6 +259,8 @@ pub struct Info {
     pub pid: u32,
     /// Milliseconds since the kernel started scheduling.
     pub uptime_ms: u32,
+    /// The syscalls the app made since it started, this `info` included.
+    pub syscalls: u32,
     /// The app's name from its manifest, NUL-padded.
     pub name: [u8; NAME_MAX],
 }

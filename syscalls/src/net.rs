@@ -1,6 +1,9 @@
 //! Sockets: TCP connections through the network service, for apps whose manifest names
-//! destinations (`connect = ["devhost:7"]`, `call = ["net"]`).
+//! destinations (`connect = ["devhost:7"]`, `call = ["net"]`) or ports to listen on
+//! (`listen = [8080]`).
 //!
+//! [`TcpListener::bind`] listens on a port the manifest names and [`TcpListener::accept`]
+//! waits for a connection and returns it as a [`TcpStream`].
 //! [`TcpStream::connect`] opens a connection to `host:port`, [`TcpStream::read`] and
 //! [`TcpStream::write`] block until at least one byte moved (or the socket's timeout, 10 s of
 //! guest time by default, passed: `ETIMEDOUT`), [`TcpStream::poll`] tells readiness without
@@ -24,8 +27,17 @@ pub mod op {
     /// `[max: u16 LE]` → bytes read, following the status (0: end of stream).
     pub const RECV: u8 = 3;
     pub const CLOSE: u8 = 4;
-    /// → readiness bits ([`super::READABLE`], [`super::WRITABLE`], [`super::CONNECTED`]).
+    /// → readiness bits ([`super::READABLE`], [`super::WRITABLE`], [`super::CONNECTED`]);
+    /// on a listening socket, [`super::READABLE`] when a connection waits to be accepted.
     pub const POLL: u8 = 5;
+    /// `[port: u16 LE]` → the number of a listening socket.
+    pub const LISTEN: u8 = 6;
+    /// On a listening socket: → the socket number of an established connection
+    /// (`EAGAIN` while none waits).
+    pub const ACCEPT: u8 = 7;
+    /// `[interest: u32 LE]` → the readiness bits of `interest` that hold now; 0: none yet,
+    /// and the service sets [`super::READY_NOTIFICATION`] on the caller once one does.
+    pub const WAIT: u8 = 8;
     /// Driver only: `[MAC: 6 bytes]`, the driver (re)started; every socket is reset.
     pub const ATTACH: u8 = 16;
     /// Driver only: `[frame]` received; if the socket byte is 1 (the driver has a free
@@ -41,6 +53,9 @@ pub const WRITABLE: u32 = 2;
 pub const CONNECTED: u32 = 4;
 /// The notification bit the service sets on the driver when it has frames to send.
 pub const TX_PENDING: u32 = 1 << 31;
+/// The notification bit the service sets on an app when a socket it waits on (`WAIT`)
+/// became ready.
+pub const READY_NOTIFICATION: u32 = 1 << 30;
 /// Status + op header sizes.
 pub const STATUS_LEN: usize = 4;
 pub const REQUEST_HEADER: usize = 2;
@@ -77,8 +92,34 @@ mod client {
 
     /// The default timeout of a blocking call, in ms of guest time.
     pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
-    /// How long a blocked call sleeps between two readiness checks.
-    const RETRY_MS: u32 = 1;
+
+    /// Waits until a bit of `interest` holds on `socket`, or `timeout_ms` after `start`:
+    /// asks the service (`WAIT`), and while nothing holds sleeps in the kernel until the
+    /// service's notification (or the timeout) — no checks in between.
+    fn wait_for(
+        service: Handle,
+        socket: u8,
+        interest: u32,
+        start: u32,
+        timeout_ms: u32,
+    ) -> Result<u32, Error> {
+        loop {
+            let mut reply = [0u8; 16];
+            let (ready, _) = request(service, op::WAIT, socket, &interest.to_le_bytes(), &mut reply)?;
+            if ready & interest != 0 {
+                return Ok(ready & interest);
+            }
+            let elapsed = now().wrapping_sub(start);
+            if elapsed >= timeout_ms {
+                return Err(Error::TimedOut);
+            }
+            if timeout_ms == u32::MAX {
+                crate::wait(READY_NOTIFICATION);
+            } else {
+                crate::wait_timeout(READY_NOTIFICATION, timeout_ms - elapsed);
+            }
+        }
+    }
 
     /// One TCP connection.
     pub struct TcpStream {
@@ -145,19 +186,10 @@ mod client {
             request(self.service, op::POLL, self.socket, &[], &mut reply).map(|(bits, _)| bits)
         }
 
-        /// Waits until any bit of `interest` is ready (or the timeout).
+        /// Waits until any bit of `interest` is ready (or the timeout), asleep in the
+        /// kernel until the service says a socket of this app changed.
         pub fn wait(&self, interest: u32) -> Result<u32, Error> {
-            let start = now();
-            loop {
-                let ready = self.poll()? & interest;
-                if ready != 0 {
-                    return Ok(ready);
-                }
-                if now().wrapping_sub(start) >= self.timeout_ms {
-                    return Err(Error::TimedOut);
-                }
-                crate::sleep(RETRY_MS);
-            }
+            wait_for(self.service, self.socket, interest, now(), self.timeout_ms)
         }
 
         /// Sends some of `data`, waiting for room; returns how much was taken (≥ 1 unless
@@ -174,10 +206,7 @@ mod client {
                 if taken > 0 {
                     return Ok(taken as usize);
                 }
-                if now().wrapping_sub(start) >= self.timeout_ms {
-                    return Err(Error::TimedOut);
-                }
-                crate::sleep(RETRY_MS);
+                wait_for(self.service, self.socket, WRITABLE, start, self.timeout_ms)?;
             }
         }
 
@@ -199,10 +228,7 @@ mod client {
                     Err(Error::WouldBlock) => {}
                     other => return other,
                 }
-                if now().wrapping_sub(start) >= self.timeout_ms {
-                    return Err(Error::TimedOut);
-                }
-                crate::sleep(RETRY_MS);
+                wait_for(self.service, self.socket, READABLE, start, self.timeout_ms)?;
             }
         }
 
@@ -230,6 +256,11 @@ mod client {
             Ok(())
         }
 
+        /// The socket behind an accepted connection.
+        fn accepted(service: Handle, socket: u8, timeout_ms: u32) -> TcpStream {
+            TcpStream { service, socket, timeout_ms, closed: false }
+        }
+
         /// Closes the connection (sends what is queued, then FIN) and frees the socket.
         pub fn close(mut self) -> Result<(), Error> {
             self.closed = true;
@@ -244,6 +275,58 @@ mod client {
                 let mut reply = [0u8; 16];
                 let _ = request(self.service, op::CLOSE, self.socket, &[], &mut reply);
             }
+        }
+    }
+
+    /// A listening socket on one port of the device. It holds one connection at a time
+    /// until it is accepted (a backlog of one): while one waits, further connection
+    /// attempts to the port are reset.
+    pub struct TcpListener {
+        service: Handle,
+        socket: u8,
+        timeout_ms: u32,
+    }
+
+    impl TcpListener {
+        /// Listens on `port`, which the app's manifest must name (`listen = [port]`):
+        /// `EACCES` otherwise.
+        pub fn bind(port: u16) -> Result<TcpListener, Error> {
+            let service = crate::lookup(HandleKind::Call, "net")?;
+            let mut reply = [0u8; 16];
+            let (socket, _) = request(service, op::LISTEN, 0, &port.to_le_bytes(), &mut reply)?;
+            Ok(TcpListener { service, socket: socket as u8, timeout_ms: u32::MAX })
+        }
+
+        /// Sets how long [`TcpListener::accept`] waits (`None`, the default: without a
+        /// bound); the accepted streams get the default timeout of [`TcpStream`].
+        pub fn set_timeout(&mut self, timeout_ms: Option<u32>) {
+            self.timeout_ms = timeout_ms.unwrap_or(u32::MAX);
+        }
+
+        /// Waits for a connection and returns it, established.
+        pub fn accept(&self) -> Result<TcpStream, Error> {
+            let start = now();
+            loop {
+                match self.try_accept() {
+                    Err(Error::WouldBlock) => {}
+                    other => return other,
+                }
+                wait_for(self.service, self.socket, READABLE, start, self.timeout_ms)?;
+            }
+        }
+
+        /// The waiting connection, if there is one: `EAGAIN` when none is.
+        pub fn try_accept(&self) -> Result<TcpStream, Error> {
+            let mut reply = [0u8; 16];
+            let (socket, _) = request(self.service, op::ACCEPT, self.socket, &[], &mut reply)?;
+            Ok(TcpStream::accepted(self.service, socket as u8, DEFAULT_TIMEOUT_MS))
+        }
+    }
+
+    impl Drop for TcpListener {
+        fn drop(&mut self) {
+            let mut reply = [0u8; 16];
+            let _ = request(self.service, op::CLOSE, self.socket, &[], &mut reply);
         }
     }
 }

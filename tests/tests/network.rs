@@ -3,7 +3,9 @@
 //! destination, a server that goes away, a driver that dies) are errors, never hangs.
 //!
 //! The servers are real TCP servers on `127.0.0.1`, on ports the system picks; QEMU's user
-//! network (`restrict=on`) forwards `devhost:7/8/9` to them through `septa relay`.
+//! network (`restrict=on`) forwards `devhost:7/8/9` to them through `septa relay`. The other
+//! way, a client on `127.0.0.1` reaches the `server` app's listening port through a host
+//! forward (`hostfwd`, loopback only).
 
 use septa_qemu::Network;
 use septa_tests::{Boot, septa_path, variant_images};
@@ -83,11 +85,12 @@ fn apps_reach_exactly_their_destinations_and_failures_are_errors() {
     let (echo, echoed) = server(None);
     let (forbidden, forbidden_seen) = server(None);
     let (cutoff, cut) = server(Some(64 * 1024));
-    let network = Network::default().relay(7, &septa_path(), echo).relay(8, &septa_path(), forbidden).relay(
-        9,
-        &septa_path(),
-        cutoff,
-    );
+    let host_port = free_port();
+    let network = Network::default()
+        .relay(7, &septa_path(), echo)
+        .relay(8, &septa_path(), forbidden)
+        .relay(9, &septa_path(), cutoff)
+        .host_forward(host_port, 8080);
     let mut qemu = Boot::new(variant_images("net")).network(network).spawn();
 
     // 1 MiB and 256 KiB each way, at the same time, intact.
@@ -118,6 +121,53 @@ fn apps_reach_exactly_their_destinations_and_failures_are_errors() {
     assert_eq!(hex(&streams[0].1), small);
     assert_eq!(forbidden_seen.lock().unwrap().connections, 0, "the refused connect left the device");
     assert_eq!(cut.lock().unwrap().connections, 1);
+    check_listening(&mut qemu, host_port);
+}
+
+/// A port on the host's loopback that nothing listens on now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The `server` app listens on the port its manifest names and echoes a connection from a
+/// client on the host's loopback (QEMU's host forward to it, `restrict=on`); listening on
+/// any other port, or without the capability, is refused.
+fn check_listening(qemu: &mut septa_tests::Running, host_port: u16) {
+    qemu.wait_for("[server] listen 8081: EACCES");
+    qemu.wait_for("[denied] connect devhost:8: EACCES, listen 8080: EACCES");
+    qemu.wait_for("[server] listening on 8080");
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", host_port)).unwrap();
+    client.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    // The app sleeps in accept, then in read until the data comes: woken, not polling.
+    qemu.wait_for("[server] accept waited ");
+    thread::sleep(std::time::Duration::from_millis(500));
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let mut writer = client.try_clone().unwrap();
+    let sent = data.clone();
+    let send = thread::spawn(move || {
+        writer.write_all(&sent).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut back = Vec::new();
+    client.read_to_end(&mut back).unwrap();
+    send.join().unwrap();
+    assert_eq!(back.len(), data.len(), "the whole echo came back");
+    assert!(back == data, "and exactly the bytes sent");
+    qemu.wait_for("[server] served 100000 bytes");
+    for what in ["accept", "first read"] {
+        let (ms, syscalls) = waited(&qemu.console(), what);
+        eprintln!("{what}: waited {ms} ms with {syscalls} syscalls");
+        assert!(ms >= 200, "{what} waited {ms} ms");
+        assert!(syscalls <= 20, "{what}: {syscalls} syscalls in {ms} ms: the waiting app was scheduled");
+    }
+}
+
+/// `[server] WHAT waited MS ms with N syscalls`.
+fn waited(console: &str, what: &str) -> (u64, u64) {
+    let prefix = format!("[server] {what} waited ");
+    let line = console.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap();
+    let words: Vec<&str> = line.split(' ').collect();
+    (words[0].parse().unwrap(), words[3].parse().unwrap())
 }
 
 #[test]

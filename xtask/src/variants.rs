@@ -20,7 +20,8 @@
 //!   version 2 everywhere) and `v2-crash.bundle` (version 2 plus a `crasher` that must
 //!   always run and faults at start);
 //! - `net/`: the network driver and service with `netclient` instances (`echo-big`,
-//!   `echo-small`, `denied`, `nocap`, `cutoff`), each with its own destinations;
+//!   `echo-small`, `denied`, `nocap`, `cutoff`, `server`), each with its own destinations
+//!   and listening ports;
 //! - `net-crash/`: the same with a driver that faults mid-transfer (`netdev-crash`), a
 //!   `survivor` client and `counter` (an app without network, which must not notice);
 //! - `tls/`: `tlshello` against loopback TLS services, and `tls-noauth` without `device-auth`;
@@ -125,6 +126,14 @@ fn net_client(base: &AppSpec, name: &str, index: u8, connect: &[&str]) -> AppSpe
     AppSpec { binary: "netclient".into(), manifest }
 }
 
+/// A `netclient` instance that may listen on `ports` (and connect nowhere).
+fn net_server(base: &AppSpec, name: &str, index: u8, ports: &[u16]) -> AppSpec {
+    let mut spec = net_client(base, name, index, &[]);
+    spec.manifest.listen = ports.to_vec();
+    spec.manifest.call = vec!["net".into()];
+    spec
+}
+
 /// The network test images (see the module documentation).
 fn net_image(root: &Path, dir: &str, crash: bool) -> Result<ImageSpec> {
     let client = AppSpec::from_crate(root, "netclient")?;
@@ -142,6 +151,7 @@ fn net_image(root: &Path, dir: &str, crash: bool) -> Result<ImageSpec> {
         apps.push(net_client(&client, "denied", 3, &["devhost:7"]));
         apps.push(net_client(&client, "nocap", 4, &[]));
         apps.push(net_client(&client, "cutoff", 5, &["devhost:9"]));
+        apps.push(net_server(&client, "server", 6, &[8080]));
     }
     Ok(ImageSpec { dir: dir.into(), kernel_features: Vec::new(), apps, bundles: Vec::new() })
 }

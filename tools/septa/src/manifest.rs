@@ -48,6 +48,8 @@ struct Capabilities {
     #[serde(default)]
     connect: Vec<String>,
     #[serde(default)]
+    listen: Vec<u16>,
+    #[serde(default)]
     dma_kib: u32,
 }
 
@@ -106,6 +108,9 @@ pub struct AppManifest {
     pub monitor: Vec<String>,
     pub storage_kib: u32,
     pub connect: Vec<String>,
+    /// TCP ports this app may listen on; enforced by the network service through the
+    /// policy the build composes (`crate::netpolicy`), not by the kernel.
+    pub listen: Vec<u16>,
     pub dma_kib: u32,
     pub stack_kib: u32,
     /// `[tls] trust-anchors`: names of the CA certificates the app's build embeds.
@@ -165,6 +170,7 @@ impl AppManifest {
             ("gpio", caps.gpio.len(), 8),
             ("monitor", caps.monitor.len(), app::MAX_MONITOR_SERVICES),
             ("connect", caps.connect.len(), septa_abi::net::MAX_CONNECT),
+            ("listen", caps.listen.len(), septa_abi::net::MAX_LISTEN),
         ] {
             if len > max {
                 bail!("app {:?}: [capabilities] {field}: {len} entries, at most {max} allowed", app.name);
@@ -178,12 +184,29 @@ impl AppManifest {
                 bail!("app {:?}: [capabilities] connect: {destination:?} is listed twice", app.name);
             }
         }
-        if !caps.connect.is_empty() && !caps.call.iter().any(|c| c == septa_abi::net::SERVICE_ENDPOINT) {
-            bail!(
-                "app {:?}: [capabilities] connect: destinations need call = [\"{}\"] (the network service)",
-                app.name,
-                septa_abi::net::SERVICE_ENDPOINT
-            );
+        for (i, port) in caps.listen.iter().enumerate() {
+            if *port == 0 {
+                bail!(
+                    "app {:?}: [capabilities] listen: 0: the port must be a number from 1 to 65535",
+                    app.name
+                );
+            }
+            if caps.listen[..i].contains(port) {
+                bail!("app {:?}: [capabilities] listen: {port} is listed twice", app.name);
+            }
+        }
+        let needs_service = [
+            ("connect", "destinations", caps.connect.is_empty()),
+            ("listen", "ports", caps.listen.is_empty()),
+        ];
+        for (field, what, empty) in needs_service {
+            if !empty && !caps.call.iter().any(|c| c == septa_abi::net::SERVICE_ENDPOINT) {
+                bail!(
+                    "app {:?}: [capabilities] {field}: {what} need call = [\"{}\"] (the network service)",
+                    app.name,
+                    septa_abi::net::SERVICE_ENDPOINT
+                );
+            }
         }
         let anchors = file.tls.trust_anchors;
         if anchors.len() > MAX_TRUST_ANCHORS {
@@ -227,6 +250,7 @@ impl AppManifest {
             monitor: caps.monitor,
             storage_kib: app.storage_kib,
             connect: caps.connect,
+            listen: caps.listen,
             dma_kib: caps.dma_kib,
             stack_kib: app.stack_kib,
             trust_anchors: anchors,
@@ -300,6 +324,14 @@ pub fn check_image(apps: &[AppManifest]) -> Result<()> {
                 "app {name:?}: [capabilities] serve: {endpoint:?} is already served by {:?}; an endpoint has one server",
                 other.name
             );
+        }
+        for port in &app.listen {
+            if let Some(other) = earlier.iter().find(|a| a.listen.contains(port)) {
+                bail!(
+                    "app {name:?}: [capabilities] listen: port {port} is already {:?}'s; a port has one listener",
+                    other.name
+                );
+            }
         }
         for endpoint in &app.call {
             if !apps.iter().any(|a| a.serve.as_ref() == Some(endpoint)) {
@@ -530,6 +562,52 @@ restart = "always"
         let error =
             AppManifest::parse(&format!("{GOOD}\n[capabilities]\nconnect = [\"devhost:7\"]")).unwrap_err();
         assert!(format!("{error:#}").contains("destinations need call = [\"net\"]"), "{error:#}");
+    }
+
+    #[test]
+    fn listening_ports_parse_and_bad_ones_name_file_field_and_entry() {
+        let m = app("server", "call = [\"net\"]\nlisten = [8080, 23]");
+        assert_eq!(m.listen, [8080, 23]);
+        for (entry, expected) in [
+            ("0", "listen: 0: the port must be a number from 1 to 65535"),
+            ("8080, 8080", "listen: 8080 is listed twice"),
+            ("1, 2, 3, 4, 5", "listen: 5 entries, at most 4 allowed"),
+        ] {
+            let text = format!("{GOOD}\n[capabilities]\ncall = [\"net\"]\nlisten = [{entry}]");
+            let error = format!("{:#}", AppManifest::parse(&text).unwrap_err());
+            assert!(error.contains(&format!("app \"blinky\": [capabilities] {expected}")), "{error}");
+        }
+        for entry in ["65536", "-1", "\"80\""] {
+            let text = format!("{GOOD}\n[capabilities]\ncall = [\"net\"]\nlisten = [{entry}]");
+            let error = format!("{:#}", AppManifest::parse(&text).unwrap_err());
+            assert!(error.contains("listen"), "{entry}: {error}");
+        }
+        let error = AppManifest::parse(&format!("{GOOD}\n[capabilities]\nlisten = [80]")).unwrap_err();
+        assert!(format!("{error:#}").contains("listen: ports need call = [\"net\"]"), "{error:#}");
+        // The file is named too.
+        let path = std::env::temp_dir().join(format!("septa-listen-{}.toml", std::process::id()));
+        std::fs::write(&path, format!("{GOOD}\n[capabilities]\ncall = [\"net\"]\nlisten = [0]")).unwrap();
+        let error = format!("{:#}", AppManifest::load(&path).unwrap_err());
+        std::fs::remove_file(&path).unwrap();
+        assert!(
+            error.starts_with(&format!("{}: app \"blinky\": [capabilities] listen", path.display())),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_port_has_one_listener_in_an_image() {
+        let net = "call = [\"net\"]\nlisten = ";
+        let service = || app("netsvc", "serve = \"net\"");
+        let apps =
+            [service(), app("web", &format!("{net}[8080]")), app("admin", &format!("{net}[23, 8080]"))];
+        let text = image_error(&apps);
+        assert!(
+            text.contains("app \"admin\": [capabilities] listen: port 8080 is already \"web\"'s"),
+            "{text}"
+        );
+        check_image(&[service(), app("web", &format!("{net}[8080]")), app("admin", &format!("{net}[23]"))])
+            .unwrap();
     }
 
     #[test]

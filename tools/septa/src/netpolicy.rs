@@ -9,12 +9,12 @@ use crate::manifest::AppManifest;
 use anyhow::{Context, Result, bail};
 use object::read::elf::{ElfFile32, ProgramHeader};
 use object::{Endianness, Object, ObjectSymbol};
-use septa_abi::net::{Destination, Grant, NIC_DEVICE, POLICY_SPACE, Policy};
+use septa_abi::net::{Destination, Grant, ListenGrant, NIC_DEVICE, POLICY_SPACE, Policy};
 
 /// The symbol of the service's reserved policy space.
 pub const POLICY_SYMBOL: &str = "SEPTA_NET_POLICY";
 
-/// Every app's destinations, by component id, and the driver's identity.
+/// Every app's destinations and listening ports, by component id, and the driver's identity.
 pub fn compose(apps: &[AppManifest]) -> Result<Policy> {
     let mut policy = Policy::default();
     for app in apps {
@@ -34,6 +34,19 @@ pub fn compose(apps: &[AppManifest]) -> Result<Policy> {
                     "app {:?}: [capabilities] connect: the image's apps name more than {} destinations together",
                     app.name,
                     septa_abi::net::MAX_POLICY_ENTRIES
+                );
+            }
+        }
+        for &port in &app.listen {
+            if let Some(other) = policy.listens.iter().find(|l| l.port == port) {
+                let owner = apps.iter().find(|a| a.component_id == other.component).map_or("", |a| &a.name);
+                bail!("app {:?}: [capabilities] listen: port {port} is already {owner:?}'s", app.name);
+            }
+            if policy.listens.push(ListenGrant { component: app.component_id, port }).is_err() {
+                bail!(
+                    "app {:?}: [capabilities] listen: the image's apps listen on more than {} ports together",
+                    app.name,
+                    septa_abi::net::MAX_POLICY_LISTENS
                 );
             }
         }
@@ -95,6 +108,24 @@ mod tests {
         assert!(!policy.knows(&id(4)));
         assert_eq!(policy.driver, Some(id(3)));
         assert_eq!(policy.grants.len(), 3);
+    }
+
+    #[test]
+    fn listening_ports_enter_the_policy_once() {
+        let apps = [
+            app("web", 1, "call = [\"net\"]\nlisten = [8080]"),
+            app("admin", 2, "call = [\"net\"]\nlisten = [23]\nconnect = [\"devhost:7\"]"),
+        ];
+        let policy = compose(&apps).unwrap();
+        assert!(policy.allows_listen(&apps[0].component_id, 8080));
+        assert!(policy.allows_listen(&apps[1].component_id, 23));
+        assert!(!policy.allows_listen(&apps[1].component_id, 8080));
+        let taken = [apps[0].clone(), app("thief", 3, "call = [\"net\"]\nlisten = [8080]")];
+        let error = format!("{:#}", compose(&taken).unwrap_err());
+        assert!(
+            error.contains("app \"thief\": [capabilities] listen: port 8080 is already \"web\"'s"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -9,12 +9,19 @@
 //! - an app with no grant in the policy is refused everything (`EACCES`) — it also holds no
 //!   capability to call the service, so this is a second line;
 //! - `connect` to a destination the app's manifest does not name is `EACCES`, and nothing is
-//!   sent;
+//!   sent; `listen` on a port it does not name is `EACCES`;
+//! - a listening socket holds one smoltcp socket in `Listen`; once a connection on it is
+//!   established, `accept` moves that socket into a new slot of the same app and the listener
+//!   listens again with a fresh one (a backlog of one);
 //! - a socket number belongs to the app that opened it: another app's number is `EINVAL`;
 //! - each app has at most [`SOCKETS_PER_APP`] sockets with fixed buffers, and the service at
 //!   most [`MAX_SOCKETS`]: a full buffer is back-pressure (`write` takes 0 bytes, `read`
 //!   waits), never a loss;
-//! - when the driver (re)attaches, every open socket fails with `ECONNRESET`.
+//! - `wait` answers at once with the readiness that holds, or records the interest; once it
+//!   holds (or the socket failed), [`Service::take_wakeups`] names the app to notify — the
+//!   service never holds a reply, and a waiting app is not scheduled until then;
+//! - when the driver (re)attaches, every open connection fails with `ECONNRESET`; listening
+//!   sockets listen on.
 
 use alloc::collections::VecDeque;
 use alloc::vec;
@@ -112,6 +119,24 @@ struct Slot {
     /// When connecting or closing gives up (ms).
     deadline: u64,
     error: Option<Error>,
+    /// A listening socket's port: its smoltcp socket waits in `Listen` for a connection.
+    listen_port: Option<u16>,
+    /// Readiness bits the app waits for (`WAIT`); 0 when it does not wait.
+    waiting: u32,
+}
+
+/// A TCP socket with the service's buffers and settings.
+fn new_socket() -> tcp::Socket<'static> {
+    let mut socket =
+        tcp::Socket::new(tcp::SocketBuffer::new(vec![0; BUFFER]), tcp::SocketBuffer::new(vec![0; BUFFER]));
+    socket.set_nagle_enabled(false);
+    socket.set_ack_delay(None);
+    socket
+}
+
+/// Whether a listening socket's connection is established and may be accepted.
+fn acceptable(state: State) -> bool {
+    !matches!(state, State::Listen | State::SynReceived | State::Closed)
 }
 
 pub struct Service {
@@ -188,6 +213,9 @@ impl Service {
             },
             op::CLOSE => (self.close(badge, socket), 0),
             op::POLL => (self.readiness(badge, socket), 0),
+            op::LISTEN => (self.listen(badge, payload), 0),
+            op::ACCEPT => (self.accept(badge, socket), 0),
+            op::WAIT => (self.wait(badge, socket, payload), 0),
             op::ATTACH => (self.attach(payload), 0),
             // A driver with no free transmit buffer says so (socket byte 0) on `FRAME`.
             op::FRAME | op::TAKE if op == op::TAKE || socket != 0 => {
@@ -197,7 +225,7 @@ impl Service {
             op::FRAME => (Ok(0), 0),
             _ => (Err(Error::Invalid), 0),
         };
-        if matches!(op, op::SEND | op::RECV | op::CLOSE | op::CONNECT) {
+        if matches!(op, op::SEND | op::RECV | op::CLOSE | op::CONNECT | op::LISTEN | op::ACCEPT) {
             self.poll(); // what the request queued goes out (or the window update)
         }
         put_status(reply, status) + extra
@@ -222,6 +250,16 @@ impl Service {
             };
             let socket = self.sockets.get_mut::<tcp::Socket>(handle);
             let state = socket.state();
+            if let Some(port) = slot.listen_port {
+                if slot.closing {
+                    self.sockets.remove(handle);
+                    *entry = None;
+                } else if state == State::Closed {
+                    // A connection attempt that failed before it was accepted: listen again.
+                    let _ = socket.listen(port);
+                }
+                continue;
+            }
             match state {
                 State::Established | State::FinWait1 | State::FinWait2 => slot.established = true,
                 State::CloseWait | State::LastAck | State::Closing | State::TimeWait => {
@@ -252,12 +290,27 @@ impl Service {
         }
     }
 
-    /// The caller's open (not closing) slot `socket`.
-    fn slot(&mut self, badge: &[u8; 16], socket: u8) -> Result<&mut Slot, Error> {
+    /// The caller's open (not closing) slot `socket`, a connection or a listener.
+    fn any_slot(&mut self, badge: &[u8; 16], socket: u8) -> Result<&mut Slot, Error> {
         match self.slots.get_mut(socket as usize) {
             Some(Some(slot)) if slot.owner == *badge && !slot.closing => Ok(slot),
             _ => Err(Error::Invalid),
         }
+    }
+
+    /// The caller's open connection `socket` (a listener is `EINVAL` here).
+    fn slot(&mut self, badge: &[u8; 16], socket: u8) -> Result<&mut Slot, Error> {
+        self.any_slot(badge, socket)
+            .and_then(|s| if s.listen_port.is_some() { Err(Error::Invalid) } else { Ok(s) })
+    }
+
+    /// A free slot for the caller, within its share.
+    fn free_slot(&self, badge: &[u8; 16]) -> Result<usize, Error> {
+        let owned = self.slots.iter().flatten().filter(|s| s.owner == *badge).count();
+        if owned >= SOCKETS_PER_APP {
+            return Err(Error::NoMemory);
+        }
+        self.slots.iter().position(Option::is_none).ok_or(Error::NoMemory)
     }
 
     fn connect(&mut self, badge: &[u8; 16], payload: &[u8]) -> Result<u32, Error> {
@@ -270,17 +323,8 @@ impl Service {
         if !self.policy.allows(badge, address, port) {
             return Err(Error::Access);
         }
-        let owned = self.slots.iter().flatten().filter(|s| s.owner == *badge).count();
-        if owned >= SOCKETS_PER_APP {
-            return Err(Error::NoMemory);
-        }
-        let index = self.slots.iter().position(Option::is_none).ok_or(Error::NoMemory)?;
-        let mut socket = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0; BUFFER]),
-            tcp::SocketBuffer::new(vec![0; BUFFER]),
-        );
-        socket.set_nagle_enabled(false);
-        socket.set_ack_delay(None);
+        let index = self.free_slot(badge)?;
+        let mut socket = new_socket();
         let [a, b, c, d] = address;
         let local = self.next_port;
         self.next_port = if local == u16::MAX { 49152 } else { local + 1 };
@@ -296,6 +340,68 @@ impl Service {
             closing: false,
             deadline: self.now + CONNECT_TIMEOUT_MS,
             error: None,
+            listen_port: None,
+            waiting: 0,
+        });
+        Ok(index as u32)
+    }
+
+    fn listen(&mut self, badge: &[u8; 16], payload: &[u8]) -> Result<u32, Error> {
+        let port = match payload {
+            [lo, hi] => u16::from_le_bytes([*lo, *hi]),
+            _ => return Err(Error::Invalid),
+        };
+        if !self.policy.allows_listen(badge, port) {
+            return Err(Error::Access);
+        }
+        // The port is this app's alone (the build checked); it may listen on it once.
+        if self.slots.iter().flatten().any(|s| s.listen_port == Some(port)) {
+            return Err(Error::Busy);
+        }
+        let index = self.free_slot(badge)?;
+        let mut socket = new_socket();
+        socket.listen(port).map_err(|_| Error::Invalid)?;
+        self.slots[index] = Some(Slot {
+            owner: *badge,
+            handle: Some(self.sockets.add(socket)),
+            established: false,
+            peer_closed: false,
+            closing: false,
+            deadline: 0,
+            error: None,
+            listen_port: Some(port),
+            waiting: 0,
+        });
+        Ok(index as u32)
+    }
+
+    /// Hands the listener's established connection to a new slot of the caller; the
+    /// listener listens again with a fresh socket.
+    fn accept(&mut self, badge: &[u8; 16], socket: u8) -> Result<u32, Error> {
+        let slot = self.any_slot(badge, socket)?;
+        let (Some(port), Some(handle)) = (slot.listen_port, slot.handle) else {
+            return Err(Error::Invalid);
+        };
+        if !acceptable(self.sockets.get::<tcp::Socket>(handle).state()) {
+            return Err(Error::WouldBlock);
+        }
+        let index = self.free_slot(badge)?;
+        let mut fresh = new_socket();
+        fresh.listen(port).map_err(|_| Error::Invalid)?;
+        let fresh = self.sockets.add(fresh);
+        if let Some(listener) = self.slots[socket as usize].as_mut() {
+            listener.handle = Some(fresh);
+        }
+        self.slots[index] = Some(Slot {
+            owner: *badge,
+            handle: Some(handle),
+            established: true,
+            peer_closed: false,
+            closing: false,
+            deadline: 0,
+            error: None,
+            listen_port: None,
+            waiting: 0,
         });
         Ok(index as u32)
     }
@@ -340,8 +446,48 @@ impl Service {
         Err(Error::WouldBlock)
     }
 
+    /// Records that the caller waits for `interest` on `socket` unless some of it holds
+    /// now; returns what holds (0: the caller will be notified).
+    fn wait(&mut self, badge: &[u8; 16], socket: u8, payload: &[u8]) -> Result<u32, Error> {
+        let interest: [u8; 4] = payload.try_into().map_err(|_| Error::Invalid)?;
+        let interest = u32::from_le_bytes(interest);
+        let ready = self.readiness(badge, socket)? & interest;
+        if let Some(Some(slot)) = self.slots.get_mut(socket as usize) {
+            slot.waiting = if ready == 0 { interest } else { 0 };
+        }
+        Ok(ready)
+    }
+
+    /// The apps whose awaited readiness now holds (or whose socket failed), each once; their
+    /// waits are cleared. The caller notifies them.
+    pub fn take_wakeups(&mut self) -> Vec<[u8; 16]> {
+        let mut wake = Vec::new();
+        for index in 0..MAX_SOCKETS {
+            let Some(slot) = &self.slots[index] else { continue };
+            if slot.waiting == 0 {
+                continue;
+            }
+            let (owner, interest) = (slot.owner, slot.waiting);
+            let due = self.readiness(&owner, index as u8).map_or(true, |bits| bits & interest != 0);
+            if due {
+                if let Some(slot) = self.slots[index].as_mut() {
+                    slot.waiting = 0;
+                }
+                if !wake.contains(&owner) {
+                    wake.push(owner);
+                }
+            }
+        }
+        wake
+    }
+
     fn readiness(&mut self, badge: &[u8; 16], socket: u8) -> Result<u32, Error> {
-        let slot = self.slot(badge, socket)?;
+        let slot = self.any_slot(badge, socket)?;
+        if slot.listen_port.is_some() {
+            let handle = slot.handle.ok_or(Error::ConnectionReset)?;
+            let ready = acceptable(self.sockets.get::<tcp::Socket>(handle).state());
+            return Ok(if ready { READABLE } else { 0 });
+        }
         let handle = slot.handle.ok_or(Error::ConnectionReset)?;
         let (established, error) = (slot.established, slot.error);
         let socket = self.sockets.get::<tcp::Socket>(handle);
@@ -363,7 +509,7 @@ impl Service {
 
     fn close(&mut self, badge: &[u8; 16], socket: u8) -> Result<u32, Error> {
         let now = self.now;
-        let slot = self.slot(badge, socket)?;
+        let slot = self.any_slot(badge, socket)?;
         slot.closing = true;
         slot.deadline = now + CLOSE_TIMEOUT_MS;
         if let Some(handle) = slot.handle {
@@ -386,7 +532,14 @@ impl Service {
                 if let Some(handle) = slot.handle.take() {
                     self.sockets.remove(handle);
                 }
-                slot.error = Some(Error::ConnectionReset);
+                match slot.listen_port {
+                    Some(port) => {
+                        let mut socket = new_socket();
+                        let _ = socket.listen(port);
+                        slot.handle = Some(self.sockets.add(socket));
+                    }
+                    None => slot.error = Some(Error::ConnectionReset),
+                }
             }
         }
         self.attached = true;

@@ -3,7 +3,11 @@
 //!
 //! - `echo-big`, `echo-small`: send 1 MiB (256 KiB) of a pattern seeded by the name to
 //!   `devhost:7`, read the echo and log its length and SHA-256;
-//! - `denied`: connect to `devhost:8`, which its manifest does not name (`EACCES`);
+//! - `denied`: connect to `devhost:8`, which its manifest does not name (`EACCES`), and
+//!   listen on port 8080 without any `listen` capability (`EACCES`);
+//! - `server`: listen on port 8081, which its manifest does not name (`EACCES`), then on
+//!   8080 (`listen = [8080]`): accept one connection from the host and echo it to its end,
+//!   logging how long `accept` and the first `read` waited and how many syscalls that took;
 //! - `nocap`: no network capability at all: cannot even look the service up;
 //! - `cutoff`: transfer to `devhost:9`, whose server goes away mid-transfer;
 //! - `survivor`: echo 1 MiB while the driver is killed, then connect again and echo 4 KiB.
@@ -13,7 +17,7 @@
 #![no_std]
 #![no_main]
 
-use septa_syscalls::net::{READABLE, TcpStream, WRITABLE};
+use septa_syscalls::net::{READABLE, TcpListener, TcpStream, WRITABLE};
 use septa_syscalls::{self as sys, Error, HandleKind, Hex};
 use sha2::{Digest, Sha256};
 
@@ -87,6 +91,54 @@ fn echo_case(name: &str, total: usize) {
     }
 }
 
+/// Accepts one connection on `listener` and echoes it until the peer ends it; returns the
+/// bytes echoed.
+fn serve_one(listener: &TcpListener) -> Result<usize, Error> {
+    let before = sys::info();
+    let mut stream = listener.accept()?;
+    log_wait("accept", &before);
+    stream.set_timeout(Some(30_000));
+    let (mut buffer, mut total) = ([0u8; 2000], 0);
+    let before = sys::info();
+    let mut n = stream.read(&mut buffer)?;
+    log_wait("first read", &before);
+    while n > 0 {
+        stream.write_all(&buffer[..n])?;
+        total += n;
+        n = stream.read(&mut buffer)?;
+    }
+    stream.close()?;
+    Ok(total)
+}
+
+/// Kept out of `main`, whose frame every case would otherwise share on the small stack.
+#[inline(never)]
+fn server_case() {
+    sys::log!("listen 8081: {}", listen_result(8081));
+    match TcpListener::bind(8080) {
+        Ok(listener) => {
+            sys::log!("listening on 8080");
+            match serve_one(&listener) {
+                Ok(total) => sys::log!("served {total} bytes"),
+                Err(e) => sys::log!("serving failed: {e}"),
+            }
+        }
+        Err(e) => sys::log!("listen 8080: {e}"),
+    }
+}
+
+/// How long a blocking call since `before` took, in guest time and in the app's own
+/// syscalls (this `info` included): a call that sleeps until woken makes a handful.
+fn log_wait(what: &str, before: &sys::Info) {
+    let after = sys::info();
+    let ms = after.uptime_ms.wrapping_sub(before.uptime_ms);
+    sys::log!("{what} waited {ms} ms with {} syscalls", after.syscalls.wrapping_sub(before.syscalls));
+}
+
+fn listen_result(port: u16) -> &'static str {
+    TcpListener::bind(port).err().map_or("ok", Error::name)
+}
+
 fn main() {
     let info = sys::info();
     match info.name() {
@@ -94,8 +146,9 @@ fn main() {
         "echo-small" => echo_case(info.name(), 256 << 10),
         "denied" => match TcpStream::connect("devhost", 8) {
             Ok(_) => sys::log!("connect devhost:8: connected (wrong)"),
-            Err(e) => sys::log!("connect devhost:8: {e}"),
+            Err(e) => sys::log!("connect devhost:8: {e}, listen 8080: {}", listen_result(8080)),
         },
+        "server" => server_case(),
         "nocap" => {
             let lookup = sys::lookup(HandleKind::Call, "net").map(drop);
             let connect = TcpStream::connect("devhost", 7).map(drop);

@@ -11,7 +11,7 @@ extern crate alloc;
 
 use septa_abi::net::{POLICY_SPACE, Policy};
 use septa_net::service::Service;
-use septa_syscalls::net::TX_PENDING;
+use septa_syscalls::net::{READY_NOTIFICATION, TX_PENDING};
 use septa_syscalls::{self as sys, HandleKind, MESSAGE_MAX, monitor};
 
 septa_runtime::entry!(main);
@@ -57,6 +57,11 @@ fn main() {
                 // queued some, and the driver sleeps until told.
                 if service.has_frames() && driver_badge != Some(call.badge) {
                     let _ = sys::notify(driver, TX_PENDING);
+                }
+                // Apps asleep in `wait` whose sockets became ready (data, room, a
+                // connection, an error) wake now.
+                for app in service.take_wakeups() {
+                    let _ = sys::notify_client(endpoint, &app, READY_NOTIFICATION);
                 }
                 sys::reply_recv(endpoint, &reply[..n], &mut message)
             }

@@ -3,12 +3,13 @@
 //! `FRAME`, exactly as the driver app moves them.
 
 use super::*;
-use septa_abi::net::Grant;
+use septa_abi::net::{Grant, ListenGrant};
 use septa_syscalls::net::parse_reply;
 
 const APP: [u8; 16] = [1; 16];
 const OTHER: [u8; 16] = [2; 16];
 const STRANGER: [u8; 16] = [7; 16];
+const SERVER: [u8; 16] = [3; 16];
 const DRIVER: [u8; 16] = [9; 16];
 const PEER: [u8; 4] = [10, 0, 2, 100];
 
@@ -17,7 +18,9 @@ fn policy() -> Policy {
     for (component, port) in [(APP, 7), (APP, 9), (OTHER, 7)] {
         grants.push(Grant { component, address: PEER, port }).unwrap();
     }
-    Policy { driver: Some(DRIVER), grants }
+    let mut listens = heapless::Vec::new();
+    listens.push(ListenGrant { component: SERVER, port: 8080 }).unwrap();
+    Policy { driver: Some(DRIVER), grants, listens }
 }
 
 /// The host on the other side: a smoltcp interface at 10.0.2.100 with echo listeners on
@@ -27,6 +30,8 @@ struct Peer {
     sockets: SocketSet<'static>,
     frames: Frames,
     listeners: Vec<SocketHandle>,
+    /// Connections the peer opened to the device.
+    clients: Vec<SocketHandle>,
 }
 
 impl Peer {
@@ -36,7 +41,13 @@ impl Peer {
         iface.update_ip_addrs(|a| {
             let _ = a.push(IpCidr::new(IpAddress::v4(10, 0, 2, 100), 24));
         });
-        let mut peer = Peer { iface, sockets: SocketSet::new(Vec::new()), frames, listeners: Vec::new() };
+        let mut peer = Peer {
+            iface,
+            sockets: SocketSet::new(Vec::new()),
+            frames,
+            listeners: Vec::new(),
+            clients: Vec::new(),
+        };
         for _ in 0..3 {
             peer.listen(7);
         }
@@ -63,6 +74,17 @@ impl Peer {
                 socket.send_slice(&buffer[..n]).unwrap();
             }
         }
+    }
+
+    /// Opens a connection to the device's `port`.
+    fn dial(&mut self, port: u16) -> SocketHandle {
+        let mut socket =
+            tcp::Socket::new(tcp::SocketBuffer::new(vec![0; 4096]), tcp::SocketBuffer::new(vec![0; 4096]));
+        let local = 40000 + self.clients.len() as u16;
+        socket.connect(self.iface.context(), (IpAddress::v4(10, 0, 2, 15), port), local).unwrap();
+        let handle = self.sockets.add(socket);
+        self.clients.push(handle);
+        handle
     }
 
     fn connections(&self) -> usize {
@@ -315,4 +337,160 @@ fn a_driver_restart_resets_open_sockets_and_new_ones_work() {
     assert_eq!(echo(&mut net, &APP, fresh, b"again"), b"again");
     let multicast = net.call(&DRIVER, op::ATTACH, 0, &[1, 0, 0, 0, 0, 0]).map(|r| r.0);
     assert_eq!(multicast, Err(Error::Invalid), "multicast MAC");
+}
+
+/// Listens on `port` as `badge`.
+fn listen(net: &mut Net, badge: &[u8; 16], port: u16) -> Result<u8, Error> {
+    net.call(badge, op::LISTEN, 0, &port.to_le_bytes()).map(|r| r.0 as u8)
+}
+
+/// The peer dials the device's `port`; the wire runs until quiet.
+fn dial(net: &mut Net, port: u16) -> SocketHandle {
+    let handle = net.peer.dial(port);
+    net.peer.poll(net.now);
+    while let Some(frame) = net.peer.frames.outgoing.pop_front() {
+        net.call(&DRIVER, op::FRAME, 0, &frame).unwrap();
+    }
+    net.pump();
+    handle
+}
+
+#[test]
+fn listening_is_refused_on_every_port_the_policy_does_not_give_the_app() {
+    let mut net = Net::new();
+    assert_eq!(listen(&mut net, &SERVER, 8081), Err(Error::Access), "a port not granted");
+    assert_eq!(listen(&mut net, &APP, 8080), Err(Error::Access), "another app's port");
+    assert_eq!(listen(&mut net, &APP, 7), Err(Error::Access), "a connect grant is no listen grant");
+    assert_eq!(listen(&mut net, &STRANGER, 8080), Err(Error::Access));
+    assert_eq!(net.call(&SERVER, op::LISTEN, 0, &[1]).map(|r| r.0), Err(Error::Invalid), "short port");
+    assert_eq!(net.service.sockets_in_use(), 0);
+    // Nothing listens on a refused port: a connection to it is reset.
+    let client = dial(&mut net, 8081);
+    assert_eq!(net.peer.sockets.get::<tcp::Socket>(client).state(), State::Closed);
+}
+
+#[test]
+fn a_listener_accepts_a_connection_and_listens_again() {
+    let mut net = Net::new();
+    let listener = listen(&mut net, &SERVER, 8080).unwrap();
+    assert_eq!(net.call(&SERVER, op::POLL, listener, &[]).unwrap().0, 0);
+    assert_eq!(net.call(&SERVER, op::ACCEPT, listener, &[]).map(|r| r.0), Err(Error::WouldBlock));
+
+    let client = dial(&mut net, 8080);
+    assert_eq!(net.call(&SERVER, op::POLL, listener, &[]).unwrap().0, READABLE, "a connection waits");
+    let stream = net.call(&SERVER, op::ACCEPT, listener, &[]).unwrap().0 as u8;
+    assert_ne!(stream, listener);
+    let bits = net.call(&SERVER, op::POLL, stream, &[]).unwrap().0;
+    assert_eq!(bits & (CONNECTED | WRITABLE), CONNECTED | WRITABLE);
+
+    net.peer.sockets.get_mut::<tcp::Socket>(client).send_slice(b"ping").unwrap();
+    net.peer.poll(net.now);
+    while let Some(frame) = net.peer.frames.outgoing.pop_front() {
+        net.call(&DRIVER, op::FRAME, 0, &frame).unwrap();
+    }
+    assert_eq!(net.recv(&SERVER, stream), Ok(b"ping".to_vec()));
+    assert_eq!(net.call(&SERVER, op::SEND, stream, b"pong").unwrap().0, 4);
+    net.pump();
+    let mut back = [0u8; 8];
+    let n = net.peer.sockets.get_mut::<tcp::Socket>(client).recv_slice(&mut back).unwrap();
+    assert_eq!(&back[..n], b"pong");
+
+    // The listener took a fresh socket: a second connection is accepted as well.
+    assert_eq!(net.call(&SERVER, op::POLL, listener, &[]).unwrap().0, 0);
+    let second = dial(&mut net, 8080);
+    let stream2 = net.call(&SERVER, op::ACCEPT, listener, &[]).unwrap().0 as u8;
+    assert!(stream2 != stream && stream2 != listener);
+    assert_eq!(net.peer.sockets.get::<tcp::Socket>(second).state(), State::Established);
+    assert_eq!(net.service.sockets_in_use(), 3);
+}
+
+#[test]
+fn a_listener_is_its_apps_alone_and_is_no_stream() {
+    let mut net = Net::new();
+    let listener = listen(&mut net, &SERVER, 8080).unwrap();
+    assert_eq!(listen(&mut net, &SERVER, 8080), Err(Error::Busy), "listening twice");
+    assert_eq!(net.call(&SERVER, op::SEND, listener, b"x").map(|r| r.0), Err(Error::Invalid));
+    assert_eq!(net.recv(&SERVER, listener), Err(Error::Invalid));
+    assert_eq!(
+        net.call(&APP, op::ACCEPT, listener, &[]).map(|r| r.0),
+        Err(Error::Invalid),
+        "not its listener"
+    );
+    assert_eq!(net.call(&APP, op::POLL, listener, &[]).map(|r| r.0), Err(Error::Invalid));
+    dial(&mut net, 8080);
+    let stream = net.call(&SERVER, op::ACCEPT, listener, &[]).unwrap().0 as u8;
+    assert_eq!(
+        net.call(&SERVER, op::ACCEPT, stream, &[]).map(|r| r.0),
+        Err(Error::Invalid),
+        "a stream accepts nothing"
+    );
+    // Closing the listener frees it; the port may be listened on again.
+    net.call(&SERVER, op::CLOSE, listener, &[]).unwrap();
+    net.pump();
+    assert_eq!(net.service.sockets_in_use(), 1);
+    assert!(listen(&mut net, &SERVER, 8080).is_ok());
+}
+
+#[test]
+fn accepting_counts_against_the_apps_sockets() {
+    let mut net = Net::new();
+    let listener = listen(&mut net, &SERVER, 8080).unwrap();
+    for _ in 1..SOCKETS_PER_APP {
+        dial(&mut net, 8080);
+        net.call(&SERVER, op::ACCEPT, listener, &[]).unwrap();
+    }
+    dial(&mut net, 8080);
+    assert_eq!(net.call(&SERVER, op::ACCEPT, listener, &[]).map(|r| r.0), Err(Error::NoMemory));
+    assert_eq!(net.service.sockets_in_use(), SOCKETS_PER_APP);
+}
+
+#[test]
+fn a_driver_restart_keeps_listeners_listening() {
+    let mut net = Net::new();
+    let listener = listen(&mut net, &SERVER, 8080).unwrap();
+    dial(&mut net, 8080);
+    let stream = net.call(&SERVER, op::ACCEPT, listener, &[]).unwrap().0 as u8;
+    net.call(&DRIVER, op::ATTACH, 0, &[2, 0, 0, 0, 0, 0x0f]).unwrap();
+    assert_eq!(net.recv(&SERVER, stream), Err(Error::ConnectionReset), "the connection is gone");
+    dial(&mut net, 8080);
+    assert!(net.call(&SERVER, op::ACCEPT, listener, &[]).is_ok(), "the listener is not");
+}
+
+fn wait(net: &mut Net, badge: &[u8; 16], socket: u8, interest: u32) -> Result<u32, Error> {
+    net.call(badge, op::WAIT, socket, &interest.to_le_bytes()).map(|r| r.0)
+}
+
+#[test]
+fn a_waiting_app_is_named_once_when_its_socket_becomes_ready() {
+    let mut net = Net::new();
+    let listener = listen(&mut net, &SERVER, 8080).unwrap();
+    assert_eq!(wait(&mut net, &SERVER, listener, READABLE), Ok(0), "nothing yet: the wait is recorded");
+    assert_eq!(net.service.take_wakeups(), Vec::<[u8; 16]>::new());
+    let client = dial(&mut net, 8080);
+    assert_eq!(net.service.take_wakeups(), vec![SERVER], "the connection wakes the listener's app");
+    assert_eq!(net.service.take_wakeups(), Vec::<[u8; 16]>::new(), "once");
+
+    let stream = net.call(&SERVER, op::ACCEPT, listener, &[]).unwrap().0 as u8;
+    assert_eq!(wait(&mut net, &SERVER, stream, READABLE), Ok(0));
+    assert_eq!(wait(&mut net, &SERVER, stream, WRITABLE), Ok(WRITABLE), "what holds is answered at once");
+    assert_eq!(net.service.take_wakeups(), Vec::<[u8; 16]>::new(), "and the answer ended the wait");
+    assert_eq!(wait(&mut net, &SERVER, stream, READABLE), Ok(0));
+    net.peer.sockets.get_mut::<tcp::Socket>(client).send_slice(b"data").unwrap();
+    net.pump();
+    assert_eq!(net.service.take_wakeups(), vec![SERVER], "data arriving wakes the reader");
+    assert_eq!(net.recv(&SERVER, stream), Ok(b"data".to_vec()));
+
+    // A failure wakes a waiter too, and another app's socket cannot be waited on.
+    assert_eq!(wait(&mut net, &SERVER, stream, READABLE), Ok(0));
+    net.peer.sockets.get_mut::<tcp::Socket>(client).abort();
+    net.pump();
+    assert_eq!(net.service.take_wakeups(), vec![SERVER]);
+    assert_eq!(wait(&mut net, &SERVER, stream, READABLE), Ok(READABLE), "an error to collect");
+    assert_eq!(net.recv(&SERVER, stream), Err(Error::ConnectionReset));
+    assert_eq!(wait(&mut net, &APP, listener, READABLE), Err(Error::Invalid));
+    assert_eq!(
+        net.call(&SERVER, op::WAIT, listener, &[1]).map(|r| r.0),
+        Err(Error::Invalid),
+        "short interest"
+    );
 }
