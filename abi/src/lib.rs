@@ -24,5 +24,6 @@ pub mod monitor;
 pub mod net;
 pub mod package;
 pub mod report;
+pub mod service;
 pub mod slot;
 pub mod smc;

@@ -198,3 +198,77 @@ fn to_json(septa: &Results, wall: &Results, linux: &Results) -> String {
         .collect();
     serde_json::to_string_pretty(&rows).expect("JSON values always serialize")
 }
+
+/// `cargo xtask bench --service`: the release `septa-service` on a fresh SQLite data
+/// directory and (when `SEPTA_TEST_POSTGRES_URL` is set) on PostgreSQL, each driven by
+/// `septa-load` with `devices` simulated devices on this machine.
+pub fn service(root: &Path, devices: usize) -> Result<()> {
+    println!("xtask: building septa-service and septa-load (release)");
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "-p", "septa-service", "--bins"])
+        .status()
+        .context("running cargo build")?;
+    if !status.success() {
+        bail!("building septa-service failed");
+    }
+    let bin = root.join("target/release");
+    let data = std::env::temp_dir().join(format!("septa-bench-{}", std::process::id()));
+    let mut results = Results::new();
+    let mut databases = vec![("sqlite", vec!["--data".to_string(), data.display().to_string()])];
+    match std::env::var("SEPTA_TEST_POSTGRES_URL") {
+        Ok(url) => databases.push(("postgres", vec!["--database".to_string(), url])),
+        Err(_) => println!("xtask: SEPTA_TEST_POSTGRES_URL is not set: the PostgreSQL run is skipped"),
+    }
+    for (name, db) in databases {
+        println!("xtask: {devices} simulated devices against septa-service on {name}");
+        let tenant = format!("bench-{}-{}", std::process::id(), name);
+        let output =
+            Command::new(bin.join("septa-service")).args(&db).args(["create-tenant", &tenant]).output()?;
+        if !output.status.success() {
+            bail!("create-tenant: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        let token = String::from_utf8_lossy(&output.stdout).trim().to_string();
+        let mut service = Command::new(bin.join("septa-service"))
+            .args(&db)
+            .args(["--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting septa-service")?;
+        let mut lines = BufReader::new(service.stdout.take().expect("piped")).lines();
+        let first = lines.next().context("septa-service printed nothing")??;
+        let url =
+            first.split("on ").nth(1).and_then(|r| r.split(' ').next()).context("no address")?.to_string();
+        let load = Command::new(bin.join("septa-load"))
+            .args([
+                "--url",
+                &url,
+                "--token",
+                &token,
+                "--devices",
+                &devices.to_string(),
+                "--label",
+                &format!("service_{name}"),
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .context("running septa-load");
+        let _ = service.kill();
+        let _ = service.wait();
+        let load = load?;
+        if !load.status.success() {
+            bail!("septa-load failed on {name}");
+        }
+        for line in String::from_utf8_lossy(&load.stdout).lines() {
+            if let Some(rest) = line.strip_prefix("BENCH ") {
+                println!("{line}");
+                parse_into(&mut results, rest);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    println!();
+    for (name, (value, unit)) in &results {
+        println!("{name:<32} {value:>10} {unit}");
+    }
+    Ok(())
+}

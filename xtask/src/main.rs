@@ -12,7 +12,7 @@ mod variants;
 
 /// Crates whose tests run on the host: everything except the device binaries and apps (the
 /// kernel's and monitor's libraries are host-tested; their binaries only link for the device).
-const HOST_TESTED: [&str; 12] = [
+const HOST_TESTED: [&str; 13] = [
     "septa-abi",
     "septa-targets",
     "septa-armv7",
@@ -23,6 +23,7 @@ const HOST_TESTED: [&str; 12] = [
     "septa-dma",
     "septa-qemu",
     "septa-tool",
+    "septa-service",
     "septa-tests",
     "xtask",
 ];
@@ -104,6 +105,13 @@ enum Cmd {
         /// Skip the Linux peer (it downloads and builds things on first use).
         #[arg(long)]
         no_linux: bool,
+        /// Instead: the septa-service load benchmark (10,000 simulated devices checking in, on
+        /// SQLite and, with SEPTA_TEST_POSTGRES_URL set, on PostgreSQL).
+        #[arg(long)]
+        service: bool,
+        /// Simulated devices for --service.
+        #[arg(long, default_value_t = 10_000)]
+        devices: usize,
     },
 }
 
@@ -168,7 +176,8 @@ fn run_command(cli: Cli) -> Result<()> {
         }
         Cmd::Test => test(&root)?,
         Cmd::Lint => lint()?,
-        Cmd::Bench { json, no_linux } => bench::run(&root, json.as_deref(), !no_linux)?,
+        Cmd::Bench { service: true, devices, .. } => bench::service(&root, devices)?,
+        Cmd::Bench { json, no_linux, .. } => bench::run(&root, json.as_deref(), !no_linux)?,
     }
     Ok(())
 }
@@ -279,6 +288,7 @@ fn boot_interactive(config: Config, qemu_args: &[String]) -> Result<()> {
 
 fn test(root: &Path) -> Result<()> {
     setup::ensure_qemu()?;
+    setup::ensure_chromium()?;
     setup::ensure_gdb()?;
     let mut specs = vec![images::default_image(root)?];
     specs.extend(variants::test_images(root)?);

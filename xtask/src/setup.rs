@@ -33,6 +33,19 @@ pub fn ensure_qemu() -> Result<()> {
     Ok(())
 }
 
+/// Installs Debian's Chromium (the dashboard tests drive it headless) if it is missing.
+pub fn ensure_chromium() -> Result<()> {
+    if found("chromium") {
+        return Ok(());
+    }
+    println!(
+        "xtask: chromium not found; installing Debian's chromium with apt-get (for the dashboard tests)"
+    );
+    apt_get(&["update"])?;
+    apt_get(&["install", "-y", "--no-install-recommends", "chromium"])?;
+    Ok(())
+}
+
 /// Installs Debian's gdb-multiarch (the debugger for `cargo xtask run --gdb`) if missing.
 pub fn ensure_gdb() -> Result<()> {
     if found("gdb-multiarch") {

@@ -13,3 +13,4 @@ pub mod netpolicy;
 pub mod new;
 pub mod relay;
 pub mod report;
+pub mod service;

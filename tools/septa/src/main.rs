@@ -99,6 +99,18 @@ enum Command {
         #[arg(required = true)]
         packages: Vec<PathBuf>,
     },
+    /// Administer a septa-service: tokens, keys, products, devices, releases, rollouts,
+    /// failures and the fleet audit (docs/service.md).
+    Service {
+        /// The service's management URL (or SEPTA_SERVICE_URL).
+        #[arg(long, env = "SEPTA_SERVICE_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An API token (or SEPTA_SERVICE_TOKEN).
+        #[arg(long, env = "SEPTA_SERVICE_TOKEN", hide_env_values = true)]
+        token: String,
+        #[command(subcommand)]
+        command: ServiceCommand,
+    },
     /// Create a standalone app project in a new folder (docs/writing-an-app.md).
     New {
         /// The folder to create; its last component is the app's name unless --name says.
@@ -152,6 +164,104 @@ enum ReportCommand {
         flash: Option<PathBuf>,
         #[arg(required_unless_present = "flash")]
         reports: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ServiceCommand {
+    /// Show the token's tenant and role.
+    Whoami,
+    /// Create an API token (admin): prints it once.
+    TokenCreate {
+        #[arg(long)]
+        name: String,
+        /// admin, deployer or viewer.
+        #[arg(long)]
+        role: String,
+    },
+    /// List the tenant's API tokens (admin).
+    Tokens,
+    /// Revoke an API token by id (admin).
+    TokenRevoke { id: String },
+    /// Register an OEM public key (PEM) that signs the tenant's bundles (admin).
+    OemKey {
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Create a product (admin).
+    Product { name: String },
+    /// Create a device group in a product (admin).
+    Group {
+        #[arg(long)]
+        product: String,
+        name: String,
+    },
+    /// Claim a device into a product, by its public device key (`septa device-key`); one-way.
+    Claim {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        device_key: PathBuf,
+    },
+    /// Move a device into a group of its product (deployer).
+    SetGroup {
+        device: String,
+        #[arg(long)]
+        group: String,
+    },
+    /// List the tenant's devices.
+    Devices,
+    /// One device: state, attestation history, reports.
+    Device { id: String },
+    /// Write a device's stored reports as hex lines (check them with `septa report verify`).
+    Reports {
+        id: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Upload a signed update bundle (`septa bundle`) as a release (deployer).
+    Release {
+        #[arg(long)]
+        product: String,
+        #[arg(long)]
+        name: String,
+        /// Offer it to devices whose measurements match no release.
+        #[arg(long)]
+        recovery: bool,
+        bundle: PathBuf,
+    },
+    /// List releases.
+    Releases,
+    /// Deploy a release to a group in phases (deployer).
+    Deploy {
+        #[arg(long)]
+        release: String,
+        #[arg(long)]
+        group: String,
+        /// Rising percentages of the group, ending at 100.
+        #[arg(long, default_value = "1,10,100")]
+        phases: String,
+        /// Halt when more than this percentage of decided devices failed.
+        #[arg(long, default_value_t = 10)]
+        threshold: u32,
+        /// Seconds a device has to attest the release once its phase opened.
+        #[arg(long, default_value_t = 86400)]
+        deadline: u32,
+    },
+    /// List deployments with their progress.
+    Deployments,
+    /// Per-device status of a deployment.
+    Targets { id: String },
+    /// Failure issues (grouped by app, kind and pc) with counts per release and day.
+    Issues,
+    /// Mark an issue fixed as of the newest release (deployer); it reopens if seen in a later one.
+    Fix { id: String },
+    /// The fleet audit: untrusted, shared keys, silent, expiring certificates, halted rollouts.
+    Audit {
+        #[arg(long, default_value_t = 7)]
+        silent_days: u32,
     },
 }
 
@@ -237,6 +347,9 @@ fn run(cli: Cli) -> Result<()> {
             println!("provisioned {}", rom.display());
         }
         Command::Inspect { flash, keys: key_files } => inspect(&flash, &key_files)?,
+        Command::Service { url, token, command } => {
+            service(&septa_tool::service::Api::new(&url, &token), command)?
+        }
         Command::New { path, name, septa } => {
             let name = match name {
                 Some(name) => name,
@@ -312,6 +425,90 @@ fn run(cli: Cli) -> Result<()> {
                     hex::encode(m.digest)
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+fn service(api: &septa_tool::service::Api, command: ServiceCommand) -> Result<()> {
+    use septa_tool::service::{claim_body, key_text, print};
+    use serde_json::json;
+    let path_id = |id: &str| -> Result<String> {
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("{id:?} is not an id (hex digits)");
+        }
+        Ok(id.to_string())
+    };
+    match command {
+        ServiceCommand::Whoami => print(&api.get("/api/v1/whoami")?),
+        ServiceCommand::TokenCreate { name, role } => {
+            let answer = api.post("/api/v1/tokens", json!({ "name": name, "role": role }))?;
+            println!("{}", answer["token"].as_str().unwrap_or_default());
+            eprintln!("token id {} ({})", answer["id"].as_str().unwrap_or_default(), role);
+        }
+        ServiceCommand::Tokens => print(&api.get("/api/v1/tokens")?),
+        ServiceCommand::TokenRevoke { id } => {
+            api.delete(&format!("/api/v1/tokens/{}", path_id(&id)?))?;
+            println!("revoked token {id}");
+        }
+        ServiceCommand::OemKey { key } => {
+            let answer = api.post("/api/v1/oem-keys", json!({ "public_key": key_text(&key)? }))?;
+            println!("registered OEM key {}", answer["key_id"].as_str().unwrap_or_default());
+        }
+        ServiceCommand::Product { name } => {
+            api.post("/api/v1/products", json!({ "name": name }))?;
+            println!("created product {name}");
+        }
+        ServiceCommand::Group { product, name } => {
+            api.post("/api/v1/groups", json!({ "product": product, "name": name }))?;
+            println!("created group {name} in {product}");
+        }
+        ServiceCommand::Claim { product, group, device_key } => {
+            let answer =
+                api.post("/api/v1/devices", claim_body(&product, group.as_deref(), &key_text(&device_key)?))?;
+            println!("claimed device {} into {product}", answer["device_id"].as_str().unwrap_or_default());
+        }
+        ServiceCommand::SetGroup { device, group } => {
+            api.put(&format!("/api/v1/devices/{}/group", path_id(&device)?), json!({ "group": group }))?;
+            println!("device {device} is in group {group}");
+        }
+        ServiceCommand::Devices => print(&api.get("/api/v1/devices")?),
+        ServiceCommand::Device { id } => print(&api.get(&format!("/api/v1/devices/{}", path_id(&id)?))?),
+        ServiceCommand::Reports { id, out } => {
+            let device = api.get(&format!("/api/v1/devices/{}", path_id(&id)?))?;
+            let lines = septa_tool::service::reports_as_hex_lines(&device);
+            image::write_atomically(&out, lines.as_bytes())?;
+            println!("wrote {} reports to {}", lines.lines().count(), out.display());
+        }
+        ServiceCommand::Release { product, name, recovery, bundle } => {
+            let answer = api.upload_release(&product, &name, recovery, &bundle)?;
+            println!(
+                "release {name} of {product} accepted (measurements {})",
+                answer["fingerprint"].as_str().unwrap_or_default()
+            );
+        }
+        ServiceCommand::Releases => print(&api.get("/api/v1/releases")?),
+        ServiceCommand::Deploy { release, group, phases, threshold, deadline } => {
+            let answer = api.post(
+                "/api/v1/deployments",
+                json!({ "release": release, "group": group, "phases": phases, "threshold_percent": threshold, "deadline_s": deadline }),
+            )?;
+            println!(
+                "deployment {} of {release} to {group} started",
+                answer["id"].as_str().unwrap_or_default()
+            );
+        }
+        ServiceCommand::Deployments => print(&api.get("/api/v1/deployments")?),
+        ServiceCommand::Targets { id } => {
+            print(&api.get(&format!("/api/v1/deployments/{}/targets", path_id(&id)?))?)
+        }
+        ServiceCommand::Issues => print(&api.get("/api/v1/issues")?),
+        ServiceCommand::Fix { id } => {
+            api.post(&format!("/api/v1/issues/{}/fixed", path_id(&id)?), json!({}))?;
+            println!("issue {id} marked fixed");
+        }
+        ServiceCommand::Audit { silent_days } => {
+            print(&api.get(&format!("/api/v1/audit?silent_days={silent_days}"))?)
         }
     }
     Ok(())

@@ -1,0 +1,139 @@
+//! The web layer: thin axum handlers over the policy and storage layers. `device` serves the
+//! device protocol (postcard bodies, docs/protocol.md), `api` the management API (JSON,
+//! bearer tokens), `pages` the server-rendered dashboard. Every handler validates what it
+//! is sent, and [`Error`] turns what went wrong into a status and a message a client can act
+//! on; nothing a client sends can make a handler panic.
+
+mod api;
+mod device;
+mod pages;
+
+use crate::ca::Ca;
+use crate::policy::{self, Role};
+use crate::storage::{Storage, StorageError};
+use axum::Router;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub storage: Storage,
+    pub ca: Arc<Ca>,
+    /// Seconds a nonce stays valid.
+    pub nonce_ttl_s: i64,
+}
+
+/// An error a client is told about.
+#[derive(Debug)]
+pub struct Error {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Error {
+        Error { status, message: message.into() }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Error {
+        Error::new(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Error {
+        match e {
+            StorageError::Conflict(m) => Error::new(StatusCode::CONFLICT, m),
+            StorageError::NotFound(m) => Error::new(StatusCode::NOT_FOUND, m),
+            StorageError::Database(e) => {
+                tracing::error!("database: {e}");
+                Error::new(StatusCode::SERVICE_UNAVAILABLE, "the database failed; retry later")
+            }
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        (self.status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{}\n", self.message))
+            .into_response()
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Seconds since the Unix epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The caller of a management request: a tenant and a role, from an unrevoked API token
+/// (`Authorization: Bearer`, or the dashboard's cookie).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub tenant: String,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn require(&self, role: Role) -> Result<()> {
+        if self.role < role {
+            return Err(Error::new(
+                StatusCode::FORBIDDEN,
+                format!("this needs the {} role; the token has {}", role.name(), self.role.name()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The cookie the dashboard keeps the token in.
+pub const COOKIE: &str = "septa_token";
+
+fn token_of(parts: &Parts) -> Option<String> {
+    if let Some(value) = parts.headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        return value.strip_prefix("Bearer ").map(|t| t.trim().to_string());
+    }
+    let cookies = parts.headers.get(header::COOKIE).and_then(|v| v.to_str().ok())?;
+    cookies.split(';').find_map(|c| c.trim().strip_prefix(&format!("{COOKIE}="))).map(str::to_string)
+}
+
+impl<S> FromRequestParts<S> for Caller
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Caller> {
+        let state = AppState::from_ref(state);
+        let token = token_of(parts).filter(|t| !t.is_empty() && t.len() <= 128).ok_or_else(|| {
+            Error::new(StatusCode::UNAUTHORIZED, "no API token (Authorization: Bearer <token>)")
+        })?;
+        match state.storage.token(&policy::token_hash(&token)).await? {
+            Some((tenant, role)) => Ok(Caller { tenant, role }),
+            None => Err(Error::new(StatusCode::UNAUTHORIZED, "unknown or revoked API token")),
+        }
+    }
+}
+
+/// The whole service: device protocol, management API and dashboard.
+pub fn router(state: AppState) -> Router {
+    Router::new().merge(device::routes()).merge(api::routes()).merge(pages::routes()).with_state(state)
+}
+
+/// Only the device protocol (the TLS device port).
+pub fn device_router(state: AppState) -> Router {
+    device::routes().with_state(state)
+}
+
+/// A device id from text: 16 hex digits.
+pub fn parse_device_id(text: &str) -> Result<[u8; 8]> {
+    let mut id = [0u8; 8];
+    hex::decode_to_slice(text, &mut id).map_err(|_| Error::bad_request("a device id is 16 hex digits"))?;
+    Ok(id)
+}
