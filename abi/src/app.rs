@@ -15,11 +15,12 @@ pub const PRIORITIES: u8 = 8;
 /// The most endpoints an app may call, devices it may map, monitor services it may use.
 pub const MAX_CALLS: usize = 8;
 pub const MAX_DEVICES: usize = 4;
-pub const MAX_MONITOR_SERVICES: usize = 8;
+pub const MAX_MONITOR_SERVICES: usize = 9;
 /// GPIO pins are numbered below this (the board may have fewer).
 pub const MAX_GPIO_PINS: u8 = 32;
 /// The security-monitor services a manifest may name (`monitor = [...]`).
-pub const MONITOR_SERVICES: &[&str] = &["random", "sha256", "sign", "verify", "attest", "update", "storage"];
+pub const MONITOR_SERVICES: &[&str] =
+    &["random", "sha256", "sign", "verify", "attest", "update", "storage", "device-auth", "device-cert"];
 /// What the kernel maps for every app besides its segments, counted against `memory-kib`:
 /// the stack and the translation tables.
 pub const STACK_KIB: u32 = 16;

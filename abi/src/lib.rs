@@ -14,6 +14,7 @@ pub mod app;
 pub mod attest;
 pub mod boot_state;
 pub mod bundle;
+pub mod device_auth;
 pub mod exit;
 pub mod flash;
 pub mod fuses;

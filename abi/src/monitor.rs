@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 pub const CALLER_OFFSET: usize = 0;
 pub const QUOTA_OFFSET: usize = 16;
 pub const REQUEST_OFFSET: usize = 64;
-pub const REQUEST_MAX: usize = 512;
+/// (Room for a device certificate of `device_auth::CERTIFICATE_MAX` bytes.)
+pub const REQUEST_MAX: usize = 960;
 pub const RESPONSE_OFFSET: usize = 1024;
 pub const RESPONSE_MAX: usize = 3072;
 
@@ -36,6 +37,9 @@ pub enum Service {
     StorageGet = 9,
     StoragePut = 10,
     StorageDelete = 11,
+    DeviceAuthSign = 12,
+    DeviceCertificate = 13,
+    DeviceCertificateInstall = 14,
 }
 
 impl Service {
@@ -53,14 +57,18 @@ impl Service {
             9 => Service::StorageGet,
             10 => Service::StoragePut,
             11 => Service::StorageDelete,
+            12 => Service::DeviceAuthSign,
+            13 => Service::DeviceCertificate,
+            14 => Service::DeviceCertificateInstall,
             _ => return None,
         })
     }
 
-    /// Whether the service keeps state in flash (updates, storage): the monitor serves these
-    /// from its flash owner, the others from memory.
+    /// Whether the service keeps state in flash (updates, storage, device certificates): the
+    /// monitor serves these from its flash owner, the others from memory.
     pub fn uses_flash(self) -> bool {
-        matches!(self.capability(), "update" | "storage")
+        matches!(self.capability(), "update" | "storage" | "device-cert")
+            || self == Service::DeviceCertificate
     }
 
     /// The manifest capability (`monitor = [...]`) a service needs.
@@ -73,6 +81,8 @@ impl Service {
             Service::Attest => "attest",
             Service::UpdateBegin | Service::UpdateWrite | Service::UpdateCommit => "update",
             Service::StorageGet | Service::StoragePut | Service::StorageDelete => "storage",
+            Service::DeviceAuthSign | Service::DeviceCertificate => "device-auth",
+            Service::DeviceCertificateInstall => "device-cert",
         }
     }
 }
@@ -134,6 +144,20 @@ pub enum Request<'a> {
     StorageDelete {
         key: &'a [u8],
     },
+    /// The TLS 1.3 client CertificateVerify signature for `transcript_hash` with the device
+    /// identity key: ECDSA P-256 over SHA-256 of the content
+    /// [`crate::device_auth::client_certificate_verify`] builds, 64 bytes r ‖ s.
+    DeviceAuthSign {
+        transcript_hash: [u8; 32],
+    },
+    /// The device's certificate (DER): the newest one installed, else the factory one.
+    /// `NOT_FOUND` if the device was provisioned without one.
+    DeviceCertificate,
+    /// Installs a newer device certificate (DER, for the device identity key); it replaces
+    /// the current one from now on, across reboots.
+    DeviceCertificateInstall {
+        certificate: &'a [u8],
+    },
 }
 
 impl Request<'_> {
@@ -151,6 +175,9 @@ impl Request<'_> {
             Request::StorageGet { .. } => Service::StorageGet,
             Request::StoragePut { .. } => Service::StoragePut,
             Request::StorageDelete { .. } => Service::StorageDelete,
+            Request::DeviceAuthSign { .. } => Service::DeviceAuthSign,
+            Request::DeviceCertificate => Service::DeviceCertificate,
+            Request::DeviceCertificateInstall { .. } => Service::DeviceCertificateInstall,
         }
     }
 }

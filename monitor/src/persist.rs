@@ -1,5 +1,6 @@
 //! What the monitor keeps in flash: the boot state (flash 0), and in flash 1 the update
-//! staging area and image slots, app storage and the failure-report ring.
+//! staging area and image slots, app storage, the failure-report ring and the device
+//! certificates.
 //!
 //! The monitor is the only writer of either flash once the loader has handed over. Updates
 //! arrive in three steps from an app holding the `update` capability: `UpdateBegin` checks
@@ -15,10 +16,11 @@ use crate::storage::Store;
 use core::fmt::Write;
 use septa_abi::boot_state::{self, BootState, RollbackReason, StageError};
 use septa_abi::bundle::{self, HEADER_MAX, Header};
+use septa_abi::device_auth;
 use septa_abi::flash::Flash;
 use septa_abi::journal::{Journal, Mode};
 use septa_abi::monitor::{
-    ALREADY_INSTALLED, BAD_REQUEST, BUSY, FAILED, REFUSED, TOO_LARGE, UPDATE_CHUNK_MAX,
+    ALREADY_INSTALLED, BAD_REQUEST, BUSY, FAILED, NOT_FOUND, REFUSED, TOO_LARGE, UPDATE_CHUNK_MAX,
 };
 use septa_abi::report::{self, Batch, Event};
 use septa_targets::board;
@@ -50,6 +52,7 @@ pub struct Persistent<F: Flash> {
     session: Option<Session>,
     storage: Journal,
     reports: Journal,
+    certificates: Journal,
     /// Sequence number of the next report event this boot.
     sequence: u64,
     /// What the console should show about the last call.
@@ -78,6 +81,7 @@ impl<F: Flash> Persistent<F> {
             session: None,
             storage: crate::storage::journal(in_flash1(board::STORAGE), sectors(board::STORAGE)),
             reports: Journal::new(in_flash1(board::REPORTS), sectors(board::REPORTS), Mode::Ring),
+            certificates: device_auth::journal(in_flash1(board::DEVICE_CERTS), sectors(board::DEVICE_CERTS)),
             sequence: 0,
             message: None,
         }
@@ -276,6 +280,21 @@ impl<F: Flash> Persistent<F> {
             request @ (Request::StorageGet { .. }
             | Request::StoragePut { .. }
             | Request::StorageDelete { .. }) => self.storage(state, store, caller, quota, request, out),
+            Request::DeviceCertificate => {
+                device_auth::current(&self.flash1, &self.certificates, out).ok_or(NOT_FOUND)
+            }
+            Request::DeviceCertificateInstall { certificate } => {
+                if !device_auth::is_certificate_for(certificate, &state.device_public_key()) {
+                    self.message = message(format_args!(
+                        "septa: monitor: refused a device certificate that is not for the device key"
+                    ));
+                    return Err(REFUSED);
+                }
+                device_auth::install(&mut self.flash1, &self.certificates, certificate)
+                    .map_err(|_| FAILED)?;
+                self.message = message(format_args!("septa: monitor: installed a new device certificate"));
+                Ok(0)
+            }
             // The other services keep nothing in flash: `State::handle` serves them.
             _ => Err(BAD_REQUEST),
         }

@@ -1,5 +1,6 @@
-//! The monitor's services for apps: randomness, hashing, per-app keys, signatures and
-//! attestation; and the device-key signature of failure reports.
+//! The monitor's services for apps: randomness, hashing, per-app keys, signatures,
+//! attestation and the device's TLS client signature; and the device-key signature of
+//! failure reports.
 //!
 //! Keys are derived, never stored: an app's key from the CDI and the app's component id
 //! (which the kernel supplies and the app cannot choose), so two apps never share a key and
@@ -15,7 +16,7 @@ use rand_core::{RngCore, SeedableRng};
 use septa_abi::attest::{self, Claims, Measurement, Token};
 use septa_abi::handoff::Handoff;
 use septa_abi::monitor::{BAD_REQUEST, FAILED, NONCE_MAX, RANDOM_MAX, Request, Service, TOO_LARGE};
-use septa_abi::{keys, report};
+use septa_abi::{device_auth, keys, report};
 use sha2::{Digest, Sha256};
 
 /// App keys kept per boot.
@@ -127,15 +128,33 @@ impl State {
                 let len = postcard::to_slice(&token, out).map_err(|_| TOO_LARGE)?.len();
                 Ok(len)
             }
+            Request::DeviceAuthSign { transcript_hash } => {
+                // The content is built here from the hash alone: the capability signs TLS 1.3
+                // client CertificateVerify messages and nothing else.
+                let content = device_auth::client_certificate_verify(&transcript_hash);
+                let signature: Signature = self.device_key().sign(&content);
+                put(out, &signature.to_bytes())
+            }
             _ => Err(BAD_REQUEST),
         }
+    }
+
+    fn device_key(&mut self) -> &SigningKey {
+        self.device_key.get_or_insert_with(|| keys::device_identity_key(&self.identity_seed))
+    }
+
+    /// The device identity public key (SEC1 uncompressed).
+    pub fn device_public_key(&mut self) -> [u8; 65] {
+        let point = self.device_key().verifying_key().to_encoded_point(false);
+        let mut key = [0u8; 65];
+        key.copy_from_slice(point.as_bytes());
+        key
     }
 
     /// Signs a batch of report events with the device identity key.
     pub fn sign_report(&mut self, batch: report::Batch) -> Result<report::Report, u32> {
         let digest = report::digest(&batch).ok_or(BAD_REQUEST)?;
-        let key = self.device_key.get_or_insert_with(|| keys::device_identity_key(&self.identity_seed));
-        let signature: Signature = key.sign(&digest);
+        let signature: Signature = self.device_key().sign(&digest);
         Ok(report::Report {
             batch,
             signature: heapless::Vec::from_slice(&signature.to_bytes()).map_err(|_| FAILED)?,
@@ -146,10 +165,7 @@ impl State {
         let (device_key, attestation_key, certificate) = match &self.attestation {
             Some(keys) => keys.clone(),
             None => {
-                let device = self
-                    .device_key
-                    .get_or_insert_with(|| keys::device_identity_key(&self.identity_seed))
-                    .clone();
+                let device = self.device_key().clone();
                 let attestation = keys::derive_key(&self.cdi, keys::ATTESTATION, b"");
                 let public = attestation.verifying_key().to_encoded_point(false);
                 let certificate: Signature = device.sign(&attest::certificate_message(public.as_bytes()));
@@ -285,6 +301,43 @@ mod tests {
         let mut bad = encoded.to_vec();
         bad[20] ^= 1;
         assert!(report::verify(&bad, &device).is_err());
+    }
+
+    #[test]
+    fn device_auth_signs_only_a_client_certificate_verify_with_the_device_key() {
+        let mut s = state();
+        let hash = [0x5a; 32];
+        let signature = call(&mut s, &Request::DeviceAuthSign { transcript_hash: hash }, 1).unwrap();
+        let signature = Signature::from_slice(&signature).unwrap();
+        let device = *keys::device_identity_key(&[2; 32]).verifying_key();
+        let content = device_auth::client_certificate_verify(&hash);
+        assert!(device.verify(&content, &signature).is_ok());
+        // Not a signature over the bare hash, nor one with the server's context string.
+        assert!(device.verify(&hash, &signature).is_err());
+        let mut server = content;
+        server[64..97].copy_from_slice(b"TLS 1.3, server CertificateVerify");
+        assert!(device.verify(&server, &signature).is_err());
+        // Same key for every caller: it is the device's, not the app's.
+        let other = call(&mut s, &Request::DeviceAuthSign { transcript_hash: hash }, 9).unwrap();
+        assert!(device.verify(&content, &Signature::from_slice(&other).unwrap()).is_ok());
+        assert_eq!(s.device_public_key()[..], device.to_encoded_point(false).as_bytes()[..]);
+    }
+
+    #[test]
+    fn device_auth_requests_with_a_short_hash_do_not_decode() {
+        let mut s = state();
+        let mut encoded = [0u8; 64];
+        let encoded = postcard::to_slice(&Request::DeviceAuthSign { transcript_hash: [1; 32] }, &mut encoded)
+            .unwrap()
+            .to_vec();
+        let mut out = [0u8; 64];
+        let service = Service::DeviceAuthSign as u32;
+        assert!(s.handle(service, &[0; 16], &encoded, &mut out).is_ok());
+        assert_eq!(s.handle(service, &[0; 16], &encoded[..20], &mut out), Err(BAD_REQUEST));
+        let sign = Request::Sign { message: b"x" };
+        let mut other = [0u8; 16];
+        let other = postcard::to_slice(&sign, &mut other).unwrap();
+        assert_eq!(s.handle(service, &[0; 16], other, &mut out), Err(BAD_REQUEST));
     }
 
     #[test]

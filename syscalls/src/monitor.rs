@@ -113,3 +113,26 @@ pub fn update_write(offset: u32, data: &[u8]) -> Result<(), Error> {
 pub fn update_commit() -> Result<(), Error> {
     call(&Request::UpdateCommit, &mut []).map(|_| ())
 }
+
+/// The TLS 1.3 client CertificateVerify signature (ECDSA P-256, r ‖ s) for
+/// `transcript_hash`, by the device identity key. The monitor builds the signed content
+/// itself (RFC 8446 §4.4.3), so this signs nothing else. Needs `monitor = ["device-auth"]`.
+pub fn device_auth_sign(transcript_hash: &[u8; 32]) -> Result<[u8; 64], Error> {
+    let mut signature = [0u8; 64];
+    call(&Request::DeviceAuthSign { transcript_hash: *transcript_hash }, &mut signature)?;
+    Ok(signature)
+}
+
+/// The device's current certificate (DER) into `out`; returns its length. `ENOENT` if the
+/// device has none. Needs `monitor = ["device-auth"]`.
+pub fn device_certificate(out: &mut [u8]) -> Result<usize, Error> {
+    call(&Request::DeviceCertificate, out)
+}
+
+/// Installs a newer device certificate (DER, for the device key, at most
+/// [`septa_abi::device_auth::CERTIFICATE_MAX`] bytes): from now on it is the device's
+/// certificate, across reboots. `EPERM` for a certificate of another key. Needs
+/// `monitor = ["device-cert"]`.
+pub fn device_certificate_install(certificate: &[u8]) -> Result<(), Error> {
+    call(&Request::DeviceCertificateInstall { certificate }, &mut []).map(|_| ())
+}

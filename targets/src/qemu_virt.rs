@@ -99,6 +99,9 @@ pub const STAGING: Region = Region::new(SLOT_B.end(), 16 << 20);
 pub const STORAGE: Region = Region::new(STAGING.end(), 2 * FLASH_SECTOR);
 /// The failure-report ring: the oldest sector is erased when the ring is full.
 pub const REPORTS: Region = Region::new(STORAGE.end(), 4 * FLASH_SECTOR);
+/// The device certificates: a rewrite journal whose newest record is the device's
+/// certificate (see `septa_abi::device_auth`).
+pub const DEVICE_CERTS: Region = Region::new(REPORTS.end(), 2 * FLASH_SECTOR);
 
 // ---- where the loader places the stages -------------------------------------------------
 
@@ -150,12 +153,13 @@ mod tests {
         assert!(LOADER_ROM.end() <= FUSES.base);
         assert!(FLASH0.contains_range(BOOT_STATE.base, BOOT_STATE.size));
         assert!(BOOT_STATE.base >= FUSES.end() && BOOT_STATE.base.is_multiple_of(FLASH_SECTOR));
-        for region in [SLOT_A, SLOT_B, STAGING, STORAGE, REPORTS] {
+        for region in [SLOT_A, SLOT_B, STAGING, STORAGE, REPORTS, DEVICE_CERTS] {
             assert!(FLASH1.contains_range(region.base, region.size));
             assert!(region.base.is_multiple_of(FLASH_SECTOR));
         }
         assert!(SLOT_A.end() <= SLOT_B.base && SLOT_B.end() <= STAGING.base);
         assert!(STAGING.end() <= STORAGE.base && STORAGE.end() <= REPORTS.base);
+        assert!(REPORTS.end() <= DEVICE_CERTS.base && DEVICE_CERTS.end() <= FLASH1.end());
         assert!(RAM.contains_range(UPDATE_INBOX.base, UPDATE_INBOX.size + 4096));
         assert!(FRAMES.end() <= UPDATE_INBOX.base);
         // The windows start at or above the base (0 here) and fit 256 MiB above it.

@@ -82,6 +82,7 @@ pub const SLOTS: [Region; 2] = [SLOT_A, SLOT_B];
 pub const STAGING: Region = Region::new(SLOT_B.end(), 16 << 20);
 pub const STORAGE: Region = Region::new(STAGING.end(), 2 * FLASH_SECTOR);
 pub const REPORTS: Region = Region::new(STORAGE.end(), 4 * FLASH_SECTOR);
+pub const DEVICE_CERTS: Region = Region::new(REPORTS.end(), 2 * FLASH_SECTOR);
 
 // ---- where the loader places the stages -------------------------------------------------
 
@@ -114,7 +115,7 @@ mod tests {
         assert!(LOADER_ROM.end() <= SECURE_RAM.base && SECURE_RAM.end() <= RAM.base);
         assert!(RAM.end() <= FLASH0.base && FLASH1.end() <= 0x3c00_0000);
         assert!(MONITOR_RAM.end() <= LOADER_RAM.base);
-        assert!(REPORTS.end() <= FLASH1.end());
+        assert!(DEVICE_CERTS.end() <= FLASH1.end());
         for window in KERNEL_WINDOWS {
             assert!(window.region.base >= KERNEL_WINDOW_BASE);
             assert!(window.region.end() <= KERNEL_WINDOW_BASE + (256 << 20));

@@ -180,6 +180,7 @@ fn build_binaries_for(apps: &[&str], kernel_features: &[String], board: Option<&
     if let Some(board) = board {
         command.args(["--target-dir", &format!("target/{board}")]);
     }
+    command.env(TRUST_DIR_VARIABLE, trust_dir(board.unwrap_or(board::NAME))?);
     let mut child = command.stdout(Stdio::piped()).spawn().context("running cargo build")?;
     // Cargo reports each linked executable's path; with features switching between builds
     // this is the reliable way to get the binary that was just built.
@@ -295,6 +296,12 @@ fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
     if fs::read_to_string(&stamp).is_ok_and(|s| s == digest) && images.rom.exists() && images.flash.exists() {
         return Ok(());
     }
+    // A factory-new device gets a factory certificate from the development device CA.
+    let mut flash = flash;
+    let ca = septa_tool::device_cert::DeviceCa::load(&keys_dir(dir).join("device-ca"))?;
+    let device_key = keys::device_public_key(&development_fuses(dir, &key)?.device_secret);
+    let not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    septa_tool::device_cert::store(&mut flash, &ca.issue(&device_key, not_before, 3650)?)?;
     image::write_atomically(&images.rom, &rom)?;
     image::write_atomically(&images.flash, &flash)?;
     image::write_atomically(&stamp, digest.as_bytes())
@@ -423,6 +430,30 @@ pub fn write_sdcard(dir: &Path, out: &Path) -> Result<()> {
 pub fn keys_dir(image_dir: &Path) -> PathBuf {
     let board_dir = image_dir.ancestors().find(|d| d.file_name().is_some_and(|n| n == board::NAME));
     board_dir.unwrap_or(image_dir).join("keys")
+}
+
+/// The variable that tells an app's build where the trust anchors it names are.
+pub const TRUST_DIR_VARIABLE: &str = "SEPTA_TRUST_DIR";
+
+/// The folder of trust anchors apps may name in `[tls] trust-anchors` (DER files the apps'
+/// build embeds, so they are part of the signed, measured image): `dev-device-ca`, the
+/// development device CA (created on first use under `keys/device-ca/`). Files are written
+/// once, so the apps and images stay the same from build to build.
+pub fn trust_dir(board_name: &str) -> Result<PathBuf> {
+    let keys = std::env::current_dir()?.join("target/septa").join(board_name).join("keys");
+    let trust = keys.join("trust");
+    fs::create_dir_all(&trust).with_context(|| format!("creating {}", trust.display()))?;
+    let ca_dir = keys.join("device-ca");
+    if !ca_dir.join(septa_tool::device_cert::CA_KEY_FILE).exists() {
+        println!("xtask: creating a development device CA in {}", ca_dir.display());
+        septa_tool::device_cert::DeviceCa::create(&ca_dir)?;
+    }
+    let anchor = trust.join("dev-device-ca.der");
+    if !anchor.exists() {
+        let der = ca_dir.join(septa_tool::device_cert::CA_CERT_DER_FILE);
+        fs::copy(&der, &anchor).with_context(|| format!("copying {}", der.display()))?;
+    }
+    Ok(trust)
 }
 
 /// The development OEM signing key, created on first use.

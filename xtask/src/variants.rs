@@ -6,6 +6,8 @@
 //! - `limits/`: `spinner` at priority 1 with a CPU budget of 20 ms per 100 ms, next to
 //!   `counter` at priority 2, and an `attacker` instance `a-flood` that floods the console;
 //! - `trust/`: `keys` and `attest`, which use the security monitor's services;
+//! - `devauth/`: `devauth` (the device-auth service and the device certificate) and the
+//!   same app as `noauth`, without the `device-auth` and `device-cert` capabilities;
 //! - `compartments/`: IPC, capabilities, GPIO and the supervisor, with the `prober` app;
 //! - `isolation/`: `counter` and `spinner` next to one `attacker` instance per attack, each
 //!   named `a-<attack>` (the name selects the attack; see `userland/apps/attacker`;
@@ -58,6 +60,12 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
         }
         isolation.push(AppSpec { binary: "attacker".into(), manifest });
     }
+    let devauth = AppSpec::from_crate(root, "devauth")?;
+    let mut noauth = devauth.clone();
+    noauth.manifest.name = "noauth".into();
+    noauth.manifest.component_id[15] ^= 0x80;
+    noauth.manifest.devices.clear();
+    noauth.manifest.monitor.retain(|s| s != "device-auth" && s != "device-cert");
     let apps =
         |names: &[&str]| names.iter().map(|n| AppSpec::from_crate(root, n)).collect::<Result<Vec<_>>>();
     let image = |dir: &str, kernel_features: Vec<String>, apps: Vec<AppSpec>| ImageSpec {
@@ -79,6 +87,7 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
         ),
         image("limits", Vec::new(), limits_apps(root)?),
         image("trust", Vec::new(), apps(&["keys", "attest", "hello"])?),
+        image("devauth", Vec::new(), vec![devauth, noauth]),
         image("isolation", Vec::new(), isolation),
         update_image(root)?,
         net_image(root, "net", false)?,

@@ -11,6 +11,7 @@ use septa_abi::keys::key_id;
 use septa_abi::package::Kind;
 use septa_abi::slot::Slot;
 use septa_targets::qemu_virt as board;
+use septa_tool::device_cert::{self, DeviceCa};
 use septa_tool::image::{self, PackageSpec};
 use septa_tool::manifest::AppManifest;
 use septa_tool::{elf, keys};
@@ -71,6 +72,16 @@ enum Command {
         /// A minimum security version: <component-id UUID>=<version> (repeat for several).
         #[arg(long = "minimum")]
         minimums: Vec<String>,
+        /// The OEM device CA's folder (device-ca.pem, device-ca.key.pem; created if empty):
+        /// issue a device certificate for the device key and store it in `--flash`.
+        #[arg(long, requires = "flash")]
+        device_ca: Option<PathBuf>,
+        /// The flash 1 image that receives the device certificate.
+        #[arg(long, requires = "device_ca")]
+        flash: Option<PathBuf>,
+        /// How long the factory device certificate is valid, in days.
+        #[arg(long, default_value_t = 3650)]
+        certificate_days: u32,
     },
     /// Write the public device identity key of a device secret (for `attest verify`).
     DeviceKey {
@@ -339,10 +350,32 @@ fn run(cli: Cli) -> Result<()> {
             image::write_atomically(&out_dir.join("flash.img"), &image::compose_flash(&packages)?)?;
             println!("wrote {0}/rom.img and {0}/flash.img", out_dir.display());
         }
-        Command::Provision { rom, device_secret, oem_keys, revoked, minimums } => {
+        Command::Provision {
+            rom,
+            device_secret,
+            oem_keys,
+            revoked,
+            minimums,
+            device_ca,
+            flash,
+            certificate_days,
+        } => {
             let fuses = fuses(&device_secret, &oem_keys, &revoked, &minimums)?;
             let mut image = fs::read(&rom).with_context(|| format!("reading {}", rom.display()))?;
             image::provision(&mut image, &fuses).with_context(|| format!("{}", rom.display()))?;
+            if let (Some(ca), Some(flash)) = (device_ca, flash) {
+                // Only the public half of the device key goes to the CA.
+                let device_key = keys::device_public_key(&fuses.device_secret);
+                let ca = DeviceCa::load_or_create(&ca)?;
+                let not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+                let certificate = ca.issue(&device_key, not_before, certificate_days)?;
+                let mut flash_image =
+                    fs::read(&flash).with_context(|| format!("reading {}", flash.display()))?;
+                device_cert::store(&mut flash_image, &certificate)
+                    .with_context(|| format!("{}", flash.display()))?;
+                image::write_atomically(&flash, &flash_image)?;
+                println!("stored a device certificate ({} bytes) in {}", certificate.len(), flash.display());
+            }
             image::write_atomically(&rom, &image)?;
             println!("provisioned {}", rom.display());
         }

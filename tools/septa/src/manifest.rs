@@ -15,7 +15,22 @@ struct File {
     app: AppSection,
     #[serde(default)]
     capabilities: Capabilities,
+    #[serde(default)]
+    tls: Tls,
 }
+
+/// `[tls]`: the CA certificates the app trusts for servers, by name. The app's build embeds
+/// each named anchor (a DER file from the build's trust-anchor folder), so they ship in the
+/// signed, measured image and nothing at run time can add one.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Tls {
+    #[serde(default)]
+    trust_anchors: Vec<String>,
+}
+
+/// The most trust anchors one app names.
+pub const MAX_TRUST_ANCHORS: usize = 8;
 
 /// `[capabilities]`: everything defaults to none.
 #[derive(Deserialize, Default)]
@@ -88,6 +103,8 @@ pub struct AppManifest {
     pub dma_kib: u32,
     pub cpu_budget_ms: u32,
     pub cpu_period_ms: u32,
+    /// `[tls] trust-anchors`: names of the CA certificates the app's build embeds.
+    pub trust_anchors: Vec<String>,
 }
 
 /// Copies `items` into a bounded list, naming the field when there are too many.
@@ -160,6 +177,24 @@ impl AppManifest {
                 septa_abi::net::SERVICE_ENDPOINT
             );
         }
+        let anchors = file.tls.trust_anchors;
+        if anchors.len() > MAX_TRUST_ANCHORS {
+            bail!(
+                "app {:?}: [tls] trust-anchors: {} entries, at most {MAX_TRUST_ANCHORS} allowed",
+                app.name,
+                anchors.len()
+            );
+        }
+        if let Some(bad) = anchors.iter().find(|a| !app::is_valid_name(a)) {
+            bail!(
+                "app {:?}: [tls] trust-anchors: {bad:?} is not a name of 1 to {} characters of a-z, 0-9, '-' and '_'",
+                app.name,
+                app::NAME_MAX
+            );
+        }
+        if anchors.iter().enumerate().any(|(i, a)| anchors[..i].contains(a)) {
+            bail!("app {:?}: [tls] trust-anchors: a trust anchor is listed twice", app.name);
+        }
         let component_id = parse_uuid(&app.component_id).with_context(|| {
             format!(
                 "[app] component-id {:?}: expected a UUID like \"6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a4b71\"",
@@ -187,6 +222,7 @@ impl AppManifest {
             dma_kib: caps.dma_kib,
             cpu_budget_ms: app.cpu_budget_ms,
             cpu_period_ms: app.cpu_period_ms,
+            trust_anchors: anchors,
         };
         if let Err(error) = manifest.to_abi().validate() {
             let field = match error {
@@ -348,6 +384,18 @@ restart = "always"
         assert_eq!(m.component_id[0], 0x6b);
         assert_eq!(m.component_id[15], 0x71);
         assert_eq!(m.restart, Restart::Always);
+    }
+
+    #[test]
+    fn trust_anchors_are_names_listed_once() {
+        let m = AppManifest::parse(&format!("{GOOD}\n[tls]\ntrust-anchors = [\"dev-service\"]")).unwrap();
+        assert_eq!(m.trust_anchors, ["dev-service"]);
+        assert!(AppManifest::parse(GOOD).unwrap().trust_anchors.is_empty());
+        for bad in ["[\"../keys\"]", "[\"a\", \"a\"]", "[\"\"]"] {
+            let error = AppManifest::parse(&format!("{GOOD}\n[tls]\ntrust-anchors = {bad}")).unwrap_err();
+            assert!(format!("{error:#}").contains("[tls] trust-anchors"), "{bad}: {error:#}");
+        }
+        assert!(AppManifest::parse(&format!("{GOOD}\n[tls]\nanchors = []")).is_err(), "unknown field");
     }
 
     fn app(name: &str, extra: &str) -> AppManifest {

@@ -5,7 +5,9 @@
 //! Under QEMU with `-icount shift=0` a cycle is one instruction, so the numbers are path
 //! lengths, identical run to run; without icount they are nanoseconds of host time. Each
 //! metric runs a warm-up batch, then five batches (10,000 operations for the kernel paths
-//! and `monitor_call`), and reports the median batch's cost per operation.
+//! and `monitor_call`), and reports the median batch's cost per operation. The TLS pieces
+//! (the monitor's CertificateVerify signature, a chain check in the app) are measured once
+//! each, like the monitor's ECDSA operations.
 
 #![no_std]
 #![no_main]
@@ -127,5 +129,36 @@ fn main() {
         }),
         "instructions",
     );
+
+    // The device-side pieces of a mutual TLS handshake: the client CertificateVerify
+    // signature by the device key in the monitor, and a certificate-chain check in the app
+    // (the device certificate against the device CA: one P-256 verify plus parsing).
+    let hash = [0x42u8; 32];
+    report(
+        "tls_client_sign",
+        measure(1, 1, || {
+            let _ = monitor::device_auth_sign(&hash);
+        }),
+        "instructions",
+    );
+    let mut certificate = [0u8; septa_abi::device_auth::CERTIFICATE_MAX];
+    let len = monitor::device_certificate(&mut certificate).unwrap_or(0);
+    let certificate = &certificate[..len];
+    let now = septa_tls::unix_time(1_800_000_000);
+    match septa_tls::TrustAnchors::new(ANCHORS) {
+        Ok(anchors) if !certificate.is_empty() => {
+            let mut result = Ok(());
+            let cost = measure(1, 1, || {
+                result = septa_tls::verify_chain(&anchors, &[certificate], now, septa_tls::Usage::Client);
+            });
+            match result {
+                Ok(()) => report("tls_chain_verify", cost, "instructions"),
+                Err(error) => sys::log!("chain check failed: {error}"),
+            }
+        }
+        _ => sys::log!("no device certificate or trust anchor for the chain benchmark"),
+    }
     sys::log!("BENCH done");
 }
+
+static ANCHORS: &[septa_tls::CertificateDer<'static>] = &septa_tls::trust_anchors!();
