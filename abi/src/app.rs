@@ -20,7 +20,7 @@ pub const MAX_MONITOR_SERVICES: usize = 9;
 pub const MAX_GPIO_PINS: u8 = 32;
 /// The security-monitor services a manifest may name (`monitor = [...]`).
 pub const MONITOR_SERVICES: &[&str] =
-    &["random", "sha256", "sign", "verify", "attest", "update", "storage", "device-auth", "device-cert"];
+    &["random", "sha256", "sign", "verify", "attest", "update", "storage", "device-auth", "device-cert", "reports"];
 /// What the kernel maps for every app besides its segments, counted against `memory-kib`:
 /// the stack and the translation tables.
 pub const STACK_KIB: u32 = 16;

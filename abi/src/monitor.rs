@@ -40,6 +40,7 @@ pub enum Service {
     DeviceAuthSign = 12,
     DeviceCertificate = 13,
     DeviceCertificateInstall = 14,
+    ReportRead = 15,
 }
 
 impl Service {
@@ -60,6 +61,7 @@ impl Service {
             12 => Service::DeviceAuthSign,
             13 => Service::DeviceCertificate,
             14 => Service::DeviceCertificateInstall,
+            15 => Service::ReportRead,
             _ => return None,
         })
     }
@@ -67,7 +69,7 @@ impl Service {
     /// Whether the service keeps state in flash (updates, storage, device certificates): the
     /// monitor serves these from its flash owner, the others from memory.
     pub fn uses_flash(self) -> bool {
-        matches!(self.capability(), "update" | "storage" | "device-cert")
+        matches!(self.capability(), "update" | "storage" | "device-cert" | "reports")
             || self == Service::DeviceCertificate
     }
 
@@ -83,6 +85,7 @@ impl Service {
             Service::StorageGet | Service::StoragePut | Service::StorageDelete => "storage",
             Service::DeviceAuthSign | Service::DeviceCertificate => "device-auth",
             Service::DeviceCertificateInstall => "device-cert",
+            Service::ReportRead => "reports",
         }
     }
 }
@@ -158,6 +161,14 @@ pub enum Request<'a> {
     DeviceCertificateInstall {
         certificate: &'a [u8],
     },
+    /// A copy of the oldest signed report (`crate::report::Report`, postcard, as the ring
+    /// holds it) whose batch comes after `after` — `(boot count, first sequence number)` of
+    /// the last report the caller has handed on — or of the oldest report if `after` is
+    /// `None`. `NOT_FOUND` when there is none. The ring itself is not changed: the caller
+    /// keeps its own cursor.
+    ReportRead {
+        after: Option<(u32, u64)>,
+    },
 }
 
 impl Request<'_> {
@@ -178,6 +189,7 @@ impl Request<'_> {
             Request::DeviceAuthSign { .. } => Service::DeviceAuthSign,
             Request::DeviceCertificate => Service::DeviceCertificate,
             Request::DeviceCertificateInstall { .. } => Service::DeviceCertificateInstall,
+            Request::ReportRead { .. } => Service::ReportRead,
         }
     }
 }

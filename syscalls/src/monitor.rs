@@ -136,3 +136,11 @@ pub fn device_certificate(out: &mut [u8]) -> Result<usize, Error> {
 pub fn device_certificate_install(certificate: &[u8]) -> Result<(), Error> {
     call(&Request::DeviceCertificateInstall { certificate }, &mut []).map(|_| ())
 }
+
+/// A copy of the oldest signed report in the monitor's report ring that comes after `after`
+/// (the boot count and first sequence number of the last report handed on; `None`: the
+/// oldest) into `out`; returns its length. `ENOENT` when there is none. Needs
+/// `monitor = ["reports"]`.
+pub fn report_read(after: Option<(u32, u64)>, out: &mut [u8]) -> Result<usize, Error> {
+    call(&Request::ReportRead { after }, out)
+}
