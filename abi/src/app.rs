@@ -19,8 +19,18 @@ pub const MAX_MONITOR_SERVICES: usize = 9;
 /// GPIO pins are numbered below this (the board may have fewer).
 pub const MAX_GPIO_PINS: u8 = 32;
 /// The security-monitor services a manifest may name (`monitor = [...]`).
-pub const MONITOR_SERVICES: &[&str] =
-    &["random", "sha256", "sign", "verify", "attest", "update", "storage", "device-auth", "device-cert", "reports"];
+pub const MONITOR_SERVICES: &[&str] = &[
+    "random",
+    "sha256",
+    "sign",
+    "verify",
+    "attest",
+    "update",
+    "storage",
+    "device-auth",
+    "device-cert",
+    "reports",
+];
 /// What the kernel maps for every app besides its segments, counted against `memory-kib`:
 /// the stack and the translation tables.
 pub const STACK_KIB: u32 = 16;

@@ -400,9 +400,9 @@ mod tests {
     extern crate std;
     use super::*;
     use septa_abi::flash::MemFlash;
-    use std::vec::Vec;
     use septa_abi::handoff::Handoff;
     use septa_abi::report::{EndKind, Record, Report};
+    use std::vec::Vec;
 
     fn flashes() -> Persistent<MemFlash> {
         let flash = |size| MemFlash::new(std::vec![0xff; size], board::FLASH_SECTOR);
