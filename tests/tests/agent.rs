@@ -150,8 +150,8 @@ fn a_deployed_v2_is_downloaded_installed_confirmed_and_updated_only_after_attest
     let v2 = image_dir().join("v2.bundle");
     fleet.cli(&["release", "--product", devfleet::PRODUCT, "--name", "v2", v2.to_str().unwrap()]);
     let deployed = fleet.cli(&["deploy", "--release", "v2", "--group", devfleet::GROUP, "--phases", "100"]);
-    let deployment =
-        deployed["id"].as_str().map(str::to_string).unwrap_or_else(|| deployed["deployment_id"].to_string());
+    // "deployment <id> of v2 to dev started"
+    let deployment = deployed.as_str().and_then(|t| t.split_whitespace().nth(1)).unwrap().to_string();
     device.wait_for("agent: offered a");
     device.wait_for("agent: downloaded");
     let status = |fleet: &Fleet| fleet.cli(&["targets", &deployment]).to_string();
