@@ -28,3 +28,6 @@ pub mod report;
 pub mod service;
 pub mod slot;
 pub mod smc;
+
+#[cfg(test)]
+mod fuzz;

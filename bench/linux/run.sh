@@ -15,11 +15,11 @@ sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 say() { echo "linux-peer: $*" >&2; }
 
-if ! command -v arm-linux-gnueabihf-gcc >/dev/null || ! command -v cpio >/dev/null; then
-    say "installing the armhf cross compiler and cpio (apt-get)"
+if ! command -v arm-linux-gnueabihf-gcc >/dev/null || ! command -v cpio >/dev/null || ! command -v dtc >/dev/null; then
+    say "installing the armhf cross compiler, cpio and dtc (apt-get)"
     $sudo apt-get update -qq >&2
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
-        gcc-arm-linux-gnueabihf libc6-dev-armhf-cross cpio >&2
+        gcc-arm-linux-gnueabihf libc6-dev-armhf-cross cpio device-tree-compiler xz-utils >&2
 fi
 if ! ls linux-image-*-armmp_*.deb >/dev/null 2>&1; then
     if ! dpkg --print-foreign-architectures | grep -qx armhf; then
@@ -54,4 +54,15 @@ if [ ! -f initramfs.cpio ] || [ "$here/init.c" -nt initramfs.cpio ] || [ "$0" -n
     done
     (cd root && find . | cpio -o -H newc --quiet) > initramfs.cpio
 fi
-say "kernel and initramfs ready in target/bench/linux"
+if [ ! -f virt-pmu.dtb ] || [ "$0" -nt virt-pmu.dtb ]; then
+    # QEMU's virt machine leaves its 32-bit PMU node empty, so Linux finds no PMU and perf
+    # cannot count instructions. Describe it (Cortex-A7 PMU, PPI 7) in QEMU's own device
+    # tree for the peer's machine (the options of LINUX_PEER_MACHINE in qemu/src/lib.rs).
+    say "writing the device tree with the PMU"
+    qemu-system-arm -nodefaults -M virt,dumpdtb=virt.dtb -cpu cortex-a7 -m 512M -display none >&2
+    dtc -q -I dtb -O dts virt.dtb |
+        sed 's/^\tpmu {$/\tpmu {\n\t\tcompatible = "arm,cortex-a7-pmu";\n\t\tinterrupts = <0x01 0x07 0x104>;/' |
+        dtc -q -I dts -O dtb -o virt-pmu.dtb -
+    grep -q cortex-a7-pmu virt-pmu.dtb || { say "could not describe the PMU"; exit 1; }
+fi
+say "kernel, initramfs and device tree ready in target/bench/linux"

@@ -286,6 +286,48 @@ mod tests {
         assert!(s[1].writable && !s[1].executable && s[1].mem_size == 0x800);
     }
 
+    /// Random changes to a valid ELF (a fixed seed; `SEPTA_FUZZ_ROUNDS` runs more): parsing
+    /// never panics, and whatever parses keeps every promise the loader relies on.
+    #[test]
+    fn mutated_executables_never_break_the_parsers_promises() {
+        let valid = valid();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let factor: usize = std::env::var("SEPTA_FUZZ_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+        for _ in 0..20_000 * factor {
+            let mut elf = valid.clone();
+            for _ in 0..1 + next() % 4 {
+                // Mostly the headers, where the fields are.
+                let at = (next() as usize) % (ELF_HEADER_LEN + 3 * PROGRAM_HEADER_LEN);
+                elf[at] = if next() % 2 == 0 { next() as u8 } else { elf[at] ^ (1 << (next() % 8)) };
+            }
+            elf.truncate(elf.len() - (next() as usize % 3) * (next() as usize % elf.len()) / 2);
+            let Ok(program) = parse(&elf, USER) else { continue };
+            let segments = program.segments();
+            for (i, s) in segments.iter().enumerate() {
+                let end = s.vaddr as u64 + s.mem_size as u64;
+                assert!(s.vaddr.is_multiple_of(PAGE_SIZE) && s.vaddr >= USER.start && end <= USER.end as u64);
+                assert!(
+                    s.file_offset as usize + s.file_size as usize <= elf.len() && s.file_size <= s.mem_size
+                );
+                assert!(!(s.writable && s.executable));
+                for other in &segments[..i] {
+                    let other_end = other.vaddr as u64 + other.mem_size as u64;
+                    assert!(end <= other.vaddr as u64 || other_end <= s.vaddr as u64, "overlap");
+                }
+            }
+            let entry = program.entry;
+            assert!(
+                segments.iter().any(|s| s.executable && entry >= s.vaddr && entry - s.vaddr < s.mem_size)
+            );
+        }
+    }
+
     #[test]
     fn every_truncation_is_an_error() {
         let elf = valid();

@@ -18,6 +18,8 @@ mod monitor;
 #[cfg(feature = "probe")]
 mod probe;
 mod process;
+#[cfg(feature = "smcfuzz")]
+mod smcfuzz;
 mod syscall;
 mod system;
 mod trap;
@@ -65,6 +67,8 @@ extern "C" fn kernel_main() -> ! {
     kprintln!("septa: kernel: monitor {}.{}", version >> 16, version & 0xffff);
     #[cfg(feature = "probe")]
     probe::run();
+    #[cfg(feature = "smcfuzz")]
+    smcfuzz::run();
 
     #[cfg(feature = "bench")]
     arch::enable_user_counters();

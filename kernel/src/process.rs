@@ -144,7 +144,7 @@ impl Process {
         page_quota: 0,
         budget: Budget::NONE,
         overran: false,
-        log_limit: LogLimit::new(0),
+        log_limit: LogLimit::FULL,
     };
 
     pub fn name(&self) -> &str {

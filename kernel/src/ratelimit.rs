@@ -14,7 +14,8 @@ pub const REFILL_MS: u64 = 100;
 /// One app's bucket. Times are counter ticks; `refill` is [`REFILL_MS`] in ticks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LogLimit {
-    tokens: u32,
+    /// Lines taken out of the bucket (it is empty at [`BURST`]).
+    spent: u32,
     /// When the bucket last gained a line.
     refilled: u64,
     /// Lines dropped since the last one printed.
@@ -22,24 +23,23 @@ pub struct LogLimit {
 }
 
 impl LogLimit {
-    /// A full bucket at `now`.
-    pub const fn new(now: u64) -> LogLimit {
-        LogLimit { tokens: BURST, refilled: now, dropped: 0 }
-    }
+    /// A full bucket.
+    pub const FULL: LogLimit = LogLimit { spent: 0, refilled: 0, dropped: 0 };
 
     /// Whether a line at `now` may be printed: `Some(lines dropped before it)`, or `None`
     /// when it is dropped (and counted).
     pub fn admit(&mut self, now: u64, refill: u64) -> Option<u32> {
-        let gained = now.saturating_sub(self.refilled) / refill.max(1);
+        let refill = refill.max(1);
+        let gained = now.saturating_sub(self.refilled) / refill;
         if gained > 0 {
-            self.tokens = (self.tokens as u64 + gained).min(BURST as u64) as u32;
-            self.refilled += gained * refill.max(1);
+            self.spent = self.spent.saturating_sub(gained.min(BURST as u64) as u32);
+            self.refilled += gained * refill;
         }
-        if self.tokens == 0 {
+        if self.spent >= BURST {
             self.dropped = self.dropped.saturating_add(1);
             return None;
         }
-        self.tokens -= 1;
+        self.spent += 1;
         Some(core::mem::take(&mut self.dropped))
     }
 }
@@ -50,7 +50,7 @@ mod tests {
 
     #[test]
     fn a_flood_gets_its_burst_then_one_line_per_refill() {
-        let mut limit = LogLimit::new(0);
+        let mut limit = LogLimit::FULL;
         let printed = (0..1000).filter(|_| limit.admit(5, 100).is_some()).count();
         assert_eq!(printed, BURST as usize);
         // 250 ticks later: two lines earned; the first reports the 960 dropped.

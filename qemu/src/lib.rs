@@ -221,6 +221,10 @@ impl Config {
                 args.extend(LINUX_PEER_MACHINE.map(String::from));
                 args.extend(["-kernel".into(), self.images.rom.display().to_string()]);
                 args.extend(["-initrd".into(), self.images.flash.display().to_string()]);
+                // QEMU's own device tree for this machine with the PMU described
+                // (`bench/linux/run.sh`), so Linux can count instructions with perf.
+                let dtb = self.images.rom.with_file_name(LINUX_DTB_FILE);
+                args.extend(["-dtb".into(), dtb.display().to_string()]);
                 args.extend(["-append", "console=ttyAMA0 quiet panic=-1", "-no-reboot"].map(String::from));
             }
         }
@@ -272,7 +276,11 @@ impl Config {
 
 /// The Linux peer's machine: the same CPU as `qemu-virt`, without the secure world, and the
 /// RAM a Debian kernel with an initramfs wants.
+/// The Linux peer's machine; `bench/linux/run.sh` dumps its device tree with the same
+/// options.
 const LINUX_PEER_MACHINE: [&str; 6] = ["-M", "virt", "-cpu", "cortex-a7", "-m", "512M"];
+/// The Linux peer's device tree, next to its kernel.
+pub const LINUX_DTB_FILE: &str = "virt-pmu.dtb";
 
 #[cfg(test)]
 mod tests {

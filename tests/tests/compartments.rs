@@ -17,7 +17,7 @@ fn ping_and_pong_exchange_a_thousand_checked_messages() {
 #[test]
 fn every_capability_check_refuses_and_changes_nothing() {
     let mut qemu = boot();
-    qemu.wait_for("[prober] 17 of 17 capability checks refused");
+    qemu.wait_for("[prober] 18 of 18 capability checks refused");
     let console = qemu.console();
     for expected in [
         "refused: lookup(call, logger) not in call -> EACCES",
@@ -25,6 +25,7 @@ fn every_capability_check_refuses_and_changes_nothing() {
         "refused: lookup(device, rtc) not granted -> EACCES",
         "refused: lookup(gpio) not granted -> EACCES",
         "refused: lookup(monitor) not granted -> EACCES",
+        "refused: dma_pool without dma-kib -> EACCES",
         "refused: monitor_call(call handle) -> EACCES",
         "refused: call(closed handle) -> EACCES",
         "refused: call(out-of-range handle) -> EACCES",

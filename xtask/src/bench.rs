@@ -154,7 +154,7 @@ fn linux_peer(root: &Path) -> Result<Results> {
     if !status.success() {
         bail!("bench/linux/run.sh failed (see its messages above); `cargo xtask bench --no-linux` skips it");
     }
-    println!("xtask: booting the Linux peer under QEMU with -icount shift=0,sleep=off");
+    println!("xtask: booting the Linux peer under QEMU with icount (as Septa)");
     let images = Images::linux_peer_in_dir(&root.join("target/bench/linux"));
     // The same servers, forwards and card as Septa's network benchmarks.
     let network = Some(servers(&crate::build_septa_tool(root)?)?);

@@ -98,6 +98,9 @@ enum Cmd {
     },
     /// Host unit tests and the QEMU integration tests.
     Test,
+    /// The fuzzers, far longer than `test` runs them: the randomized parser tests with 50
+    /// times the rounds, half a million random syscalls and 30,000 random monitor calls.
+    Fuzz,
     /// rustfmt check and clippy (no warnings) for host and device crates.
     Lint,
     /// Benchmarks: Septa's hot paths in instructions (QEMU icount) and wall time, next to
@@ -179,6 +182,7 @@ fn run_command(cli: Cli) -> Result<()> {
             images::write_sdcard(&dir, &out)?;
         }
         Cmd::Test => test(&root)?,
+        Cmd::Fuzz => fuzz(&root)?,
         Cmd::Lint => lint()?,
         Cmd::Bench { service: true, devices, .. } => bench::service(&root, devices)?,
         Cmd::Bench { json, no_linux, .. } => bench::run(&root, json.as_deref(), !no_linux)?,
@@ -296,6 +300,32 @@ pub(crate) fn build_service(root: &Path) -> Result<PathBuf> {
 }
 
 /// Builds the `septa` host tool (the relay QEMU's forwards run, and what tests call).
+fn fuzz(root: &Path) -> Result<()> {
+    setup::ensure_qemu()?;
+    let dir = images::build(root, &[variants::fuzz_image(root, true)?])?;
+    let tool = build_septa_tool(root)?;
+    let runs: [&[&str]; 3] = [
+        &["-p", "septa-abi", "--lib", "fuzz::"],
+        &["-p", "septa-kernel", "--lib", "elf::tests::mutated"],
+        &["-p", "septa-tests", "--test", "fuzz", "--", "--ignored", "long_fuzz_run"],
+    ];
+    for args in runs {
+        println!("xtask: cargo test {}", args.join(" "));
+        let status = cargo()
+            .arg("test")
+            .args(args)
+            .env("SEPTA_FUZZ_ROUNDS", "50")
+            .env("SEPTA_IMAGES", &dir)
+            .env("SEPTA_TOOL", &tool)
+            .status()?;
+        if !status.success() {
+            bail!("a fuzzer found something (see above)");
+        }
+    }
+    println!("xtask: the fuzzers found nothing");
+    Ok(())
+}
+
 pub(crate) fn build_septa_tool(root: &Path) -> Result<PathBuf> {
     println!("xtask: building the septa host tool");
     let status = cargo().args(["build", "-p", "septa-tool", "--bin", "septa"]).status()?;

@@ -5,6 +5,9 @@
 //! - `core/`: `hello`, `counter` and `spinner` (kernel-core tests);
 //! - `limits/`: `spinner` at priority 1 with a CPU budget of 20 ms per 100 ms, next to
 //!   `counter` at priority 2, and an `attacker` instance `a-flood` that floods the console;
+//! - `fuzz/`: a kernel built with `smcfuzz` (random SMCs before the apps start) and the
+//!   `sysfuzz` syscall fuzzer next to `counter` and `attest`; `fuzz-long/` (built by
+//!   `cargo xtask fuzz` only) the same with `sysfuzz-long`, which runs far longer;
 //! - `trust/`: `keys` and `attest`, which use the security monitor's services;
 //! - `devauth/`: `devauth` (the device-auth service and the device certificate) and the
 //!   same app as `noauth`, without the `device-auth` and `device-cert` capabilities;
@@ -89,6 +92,7 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
             apps(&["logger", "blinky", "pong", "ping", "crasher", "prober", "counter", "clock"])?,
         ),
         image("limits", Vec::new(), limits_apps(root)?),
+        fuzz_image(root, false)?,
         image("trust", Vec::new(), apps(&["keys", "attest", "hello"])?),
         image("devauth", Vec::new(), vec![devauth, noauth]),
         image("isolation", Vec::new(), isolation),
@@ -153,6 +157,17 @@ fn agent_image(root: &Path) -> Result<ImageSpec> {
         ],
         apps,
     })
+}
+
+/// The fuzzers' image: `long` for `cargo xtask fuzz`.
+pub fn fuzz_image(root: &Path, long: bool) -> Result<ImageSpec> {
+    let mut fuzzer = AppSpec::from_crate(root, "sysfuzz")?;
+    if long {
+        fuzzer.manifest.name = "sysfuzz-long".into();
+    }
+    let apps = vec![fuzzer, AppSpec::from_crate(root, "counter")?, AppSpec::from_crate(root, "attest")?];
+    let dir = if long { "fuzz-long" } else { "fuzz" };
+    Ok(ImageSpec { dir: dir.into(), kernel_features: vec!["smcfuzz".into()], apps, bundles: Vec::new() })
 }
 
 /// A spinner more urgent than `counter`, which only its CPU budget keeps from starving it,

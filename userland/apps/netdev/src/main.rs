@@ -16,7 +16,7 @@ use core::cell::RefCell;
 use core::ptr::NonNull;
 use septa_dma::{PAGE, Pool, SLOT};
 use septa_syscalls::net::{STATUS_LEN, TX_PENDING, op, parse_reply};
-use septa_syscalls::{self as sys, Handle, HandleKind};
+use septa_syscalls::{self as sys, Error, Handle, HandleKind};
 use virtio_drivers::device::net::VirtIONetRaw;
 use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
 use virtio_drivers::{BufferDirection, Hal, PhysAddr};
@@ -120,6 +120,8 @@ struct Transmit {
     of_token: [(usize, usize); QUEUE],
     /// The virtio-net header's length.
     header: usize,
+    /// A call found the service gone (`EPIPE`): attach again once it is back.
+    service_gone: bool,
 }
 
 impl Transmit {
@@ -139,8 +141,12 @@ fn exchange(nic: &mut Nic, service: Handle, tx: &mut Transmit, index: Option<usi
         Some(i) => &mut tx.buffers[i][header - STATUS_LEN..],
         None => &mut scratch,
     };
-    let Ok(n) = sys::call(service, message, reply) else {
-        return false;
+    let n = match sys::call(service, message, reply) {
+        Ok(n) => n,
+        Err(e) => {
+            tx.service_gone |= e == Error::Pipe;
+            return false;
+        }
     };
     let len = match parse_reply(&reply[..n.min(reply.len())]) {
         Ok((len, _)) if len > 0 => len as usize,
@@ -229,6 +235,16 @@ impl Driver {
     }
 }
 
+/// Tells the service the driver (re)started, with the card's MAC.
+fn attach(service: Handle, mac: [u8; 6]) -> Result<(), Error> {
+    let mut message = [0u8; 8];
+    message[0] = op::ATTACH;
+    message[2..].copy_from_slice(&mac);
+    let mut reply = [0u8; 8];
+    let n = sys::call(service, &message, &mut reply)?;
+    parse_reply(&reply[..n.min(reply.len())]).map(drop)
+}
+
 fn main() {
     let device = sys::lookup(HandleKind::Device, "virtio-net").expect("the manifest grants virtio-net");
     let service = sys::lookup(HandleKind::Call, "net").expect("the manifest calls net");
@@ -265,19 +281,21 @@ fn main() {
             free: (1 << TX_BUFFERS) - 1,
             of_token: [(0, 0); QUEUE],
             header: 0,
+            service_gone: false,
         },
     };
     driver.tx.header = driver.nic.fill_buffer_header(driver.tx.buffers[0]).expect("a buffer holds a header");
     for index in 0..RX_BUFFERS {
         driver.post_receive(index);
     }
-    let mut attach = [0u8; 8];
-    attach[0] = op::ATTACH;
-    attach[2..].copy_from_slice(&mac);
-    let mut reply = [0u8; 8];
-    if let Err(e) = sys::call(service, &attach, &mut reply).and_then(|n| parse_reply(&reply[..n]).map(drop)) {
-        sys::log!("the network service refused the driver: {e}");
-        return;
+    match attach(service, mac) {
+        Ok(()) => {}
+        // Not yet up, or restarting: attached in the loop below.
+        Err(Error::Pipe) => driver.tx.service_gone = true,
+        Err(e) => {
+            sys::log!("the network service refused the driver: {e}");
+            return;
+        }
     }
     sys::log!(
         "virtio-net up, MAC {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
@@ -290,6 +308,10 @@ fn main() {
     );
     let irq = sys::irq_bit(device.0);
     loop {
+        // A restarted service knows no driver until it is told.
+        if driver.tx.service_gone && attach(service, mac).is_ok() {
+            driver.tx.service_gone = false;
+        }
         driver.run();
         if sys::wait(irq | TX_PENDING) & irq != 0 {
             driver.nic.ack_interrupt();

@@ -55,6 +55,7 @@ fn main() {
     refused += expect("gpio_set(call handle)", sys::gpio_set(pong, 1 << 3, 1 << 3), Error::Access);
     refused += expect("notify(closed handle)", sys::notify(closed, 1), Error::Access);
     refused += expect("reply without a call", sys::reply(b"x"), Error::Invalid);
+    refused += expect("dma_pool without dma-kib", sys::dma_pool().map(drop), Error::Access);
     let oversized = [0u8; sys::MESSAGE_MAX + 1];
     refused +=
         expect("call with an oversized message", sys::call(pong, &oversized, &mut reply), Error::Invalid);
@@ -66,7 +67,7 @@ fn main() {
         Ok(3) if &reply[..3] == b"cba" => sys::log!("pong still answers"),
         other => sys::log!("WRONG: pong after the refused calls -> {other:?}"),
     }
-    sys::log!("{refused} of 17 capability checks refused");
+    sys::log!("{refused} of 18 capability checks refused");
     // crasher serves fragile and dies without answering: the call must come back EPIPE.
     match sys::call(fragile, b"hello?", &mut reply) {
         Err(Error::Pipe) => sys::log!("call to a dying server -> EPIPE"),
