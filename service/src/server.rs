@@ -29,7 +29,17 @@ pub async fn state(database_url: &str, nonce_ttl_s: i64) -> Result<AppState> {
     let storage = Storage::open(database_url).await.with_context(|| "opening the database")?;
     let stored = storage.setting_or_insert("ca", Ca::new_stored).await?;
     let ca = Ca::from_stored(&stored)?;
-    Ok(AppState { storage, ca: Arc::new(ca), nonce_ttl_s })
+    let nonce_key = storage.setting_or_insert("nonce_key", || hex::encode(random_key())).await?;
+    let mut key = [0u8; 32];
+    hex::decode_to_slice(&nonce_key, &mut key).context("the stored nonce key is not 32 bytes of hex")?;
+    Ok(AppState::new(storage, ca, key, nonce_ttl_s))
+}
+
+fn random_key() -> [u8; 32] {
+    use rand_core::RngCore;
+    let mut key = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut key);
+    key
 }
 
 pub async fn run(options: Options) -> Result<()> {

@@ -22,12 +22,18 @@ pub enum StorageError {
     Conflict(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request's proof is no good (a used or unknown nonce).
+    #[error("{0}")]
+    Refused(String),
 }
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
-/// Schema versions, in order. `{blob}` is the binary column type of the database.
-const MIGRATIONS: &[&str] = &[r#"
+/// Schema versions, in order; a released version is never edited, only followed by another.
+/// `{blob}` is the binary column type of the database. Version 2: nonces are stateless
+/// (MACed), only used ones are recorded.
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE tenants (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at BIGINT NOT NULL);
 CREATE TABLE api_tokens (
@@ -84,7 +90,12 @@ CREATE TABLE issues (
 CREATE TABLE issue_counts (
     issue_id TEXT NOT NULL REFERENCES issues(id), release_id TEXT NOT NULL, day BIGINT NOT NULL,
     count BIGINT NOT NULL, PRIMARY KEY (issue_id, release_id, day));
-"#];
+"#,
+    r#"
+DROP TABLE nonces;
+CREATE TABLE used_nonces (nonce TEXT PRIMARY KEY, expires_at BIGINT NOT NULL);
+"#,
+];
 
 /// A tenant's view of a device.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -116,6 +127,10 @@ pub struct Offer {
 /// A verified attestation, ready to record.
 pub struct Checkin<'a> {
     pub device_id: &'a str,
+    /// The nonce the token answers (hex, already checked to be this device's and live):
+    /// used up by this check-in.
+    pub nonce: &'a str,
+    pub nonce_expires: i64,
     pub key: &'a DeviceKey,
     pub fingerprint: &'a str,
     pub attestation_key: &'a [u8],
@@ -587,36 +602,27 @@ impl Storage {
             .collect()
     }
 
-    // --- nonces ---
-
-    pub async fn insert_nonce(&self, nonce: &str, device_id: &str, expires_at: i64) -> Result<()> {
-        sqlx::query("INSERT INTO nonces (nonce, device_id, expires_at) VALUES ($1, $2, $3)")
-            .bind(nonce)
-            .bind(device_id)
-            .bind(expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Uses up a nonce: true only for the first use of a live nonce issued to this device.
-    pub async fn consume_nonce(&self, nonce: &str, device_id: &str, now: i64) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM nonces WHERE nonce = $1 AND device_id = $2 AND expires_at >= $3")
-            .bind(nonce)
-            .bind(device_id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
     // --- check-in ---
 
-    /// Records a verified attestation in one transaction: the history row, the device's
-    /// state, its deployment targets' status from this evidence, and the release it is
-    /// offered (a deployment's, or the recovery release for an untrusted device).
+    /// Records a verified attestation in one transaction: the nonce used up (once: a second
+    /// use finds it recorded), the history row, the device's state, its
+    /// deployment targets' status from this evidence, and the release it is offered (a
+    /// deployment's, or the recovery release for an untrusted device).
     pub async fn checkin(&self, c: &Checkin<'_>) -> Result<CheckinResult> {
         let mut tx = self.pool.begin().await?;
+        let used = sqlx::query(
+            "INSERT INTO used_nonces (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING",
+        )
+        .bind(c.nonce)
+        .bind(c.nonce_expires)
+        .execute(&mut *tx)
+        .await?;
+        if used.rows_affected() != 1 {
+            tx.rollback().await?;
+            return Err(StorageError::Refused(
+                "attestation refused: the nonce was already used (replay)".into(),
+            ));
+        }
         let release: Option<String> = sqlx::query(
             "SELECT id FROM releases WHERE product_id = $1 AND fingerprint = $2 ORDER BY seq LIMIT 1",
         )
@@ -933,7 +939,7 @@ impl Storage {
             evaluate(&mut tx, &id, now).await?;
             tx.commit().await?;
         }
-        sqlx::query("DELETE FROM nonces WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM used_nonces WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
         sqlx::query("DELETE FROM tickets WHERE expires_at < $1").bind(now).execute(&self.pool).await?;
         Ok(())
     }

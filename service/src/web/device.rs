@@ -19,6 +19,7 @@ use septa_abi::service::{
     NonceResponse, Offer, REPORT_UPLOAD_MAX, ReportResponse, ReportUpload, TICKET_LEN, Verdict,
 };
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 const OCTETS: &str = "application/octet-stream";
 /// How long a download ticket stays valid.
@@ -53,15 +54,16 @@ fn encode(value: &impl serde::Serialize) -> Response {
     }
 }
 
-async fn claimed(state: &AppState, id: &[u8; 8]) -> Result<(DeviceKey, VerifyingKey)> {
-    let key = state
-        .storage
+async fn claimed(state: &AppState, id: &[u8; 8]) -> Result<Arc<DeviceKey>> {
+    state
         .device_key(&hex::encode(id))
         .await?
-        .ok_or_else(|| Error::new(StatusCode::NOT_FOUND, "this device is not claimed"))?;
-    let public = VerifyingKey::from_sec1_bytes(&key.public_key)
-        .map_err(|_| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "stored device key is invalid"))?;
-    Ok((key, public))
+        .ok_or_else(|| Error::new(StatusCode::NOT_FOUND, "this device is not claimed"))
+}
+
+fn verifying_key(key: &DeviceKey) -> Result<VerifyingKey> {
+    VerifyingKey::from_sec1_bytes(&key.public_key)
+        .map_err(|_| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "stored device key is invalid"))
 }
 
 fn random<const N: usize>() -> [u8; N] {
@@ -74,11 +76,8 @@ fn random<const N: usize>() -> [u8; N] {
 async fn nonce(State(state): State<AppState>, body: Bytes) -> Result<Response> {
     let request: NonceRequest = decode(&body, NONCE_REQUEST_MAX)?;
     claimed(&state, &request.device_id).await?;
-    let nonce = random::<NONCE_LEN>();
-    state
-        .storage
-        .insert_nonce(&hex::encode(nonce), &hex::encode(request.device_id), now() + state.nonce_ttl_s)
-        .await?;
+    let nonce: [u8; NONCE_LEN] =
+        policy::make_nonce(&state.nonce_key, &request.device_id, random(), now() + state.nonce_ttl_s);
     Ok(encode(&NonceResponse { nonce, valid_for_s: state.nonce_ttl_s as u32 }))
 }
 
@@ -89,18 +88,20 @@ pub fn ticket_hash(ticket: &[u8]) -> String {
 async fn attest(State(state): State<AppState>, body: Bytes) -> Result<Response> {
     let request: AttestRequest = decode(&body, ATTEST_REQUEST_MAX)?;
     let device_id = hex::encode(request.device_id);
-    let (key, public) = claimed(&state, &request.device_id).await?;
-    let token: septa_abi::attest::Token = postcard::from_bytes(&request.token)
-        .map_err(|_| Error::bad_request("the attestation token does not decode"))?;
-    let claims = septa_abi::attest::verify(&request.token, &public, &token.claims.nonce)
-        .map_err(|e| Error::new(StatusCode::UNAUTHORIZED, format!("attestation refused: {e}")))?;
+    let key = claimed(&state, &request.device_id).await?;
+    let claims = policy::verify_token(&request.token, &key.public_key).map_err(|e| match e {
+        septa_abi::attest::Error::Undecodable => Error::bad_request("the attestation token does not decode"),
+        e => Error::new(StatusCode::UNAUTHORIZED, format!("attestation refused: {e}")),
+    })?;
     let now = now();
-    if !state.storage.consume_nonce(&hex::encode(&claims.nonce), &device_id, now).await? {
-        return Err(Error::new(
-            StatusCode::UNAUTHORIZED,
-            "attestation refused: the nonce is unknown, expired or already used (replay)",
-        ));
-    }
+    let nonce_expires = policy::check_nonce(&state.nonce_key, &request.device_id, &claims.nonce, now)
+        .ok_or_else(|| {
+            Error::new(
+                StatusCode::UNAUTHORIZED,
+                "attestation refused: the nonce is not one this service gave this device, or it expired",
+            )
+        })?;
+    let public = verifying_key(&key)?;
     let fingerprint = policy::token_fingerprint(&claims.measurements);
     let ticket = random::<TICKET_LEN>();
     // The certificate is issued only if the storage finds the measurements trusted; the
@@ -113,6 +114,8 @@ async fn attest(State(state): State<AppState>, body: Bytes) -> Result<Response> 
         .storage
         .checkin(&Checkin {
             device_id: &device_id,
+            nonce: &hex::encode(&claims.nonce),
+            nonce_expires,
             key: &key,
             fingerprint: &fingerprint,
             attestation_key: &claims.attestation_key,
@@ -202,7 +205,8 @@ async fn bundle(
 async fn reports(State(state): State<AppState>, body: Bytes) -> Result<Response> {
     let upload: ReportUpload = decode(&body, REPORT_UPLOAD_MAX)?;
     let device_id = hex::encode(upload.device_id);
-    let (key, public) = claimed(&state, &upload.device_id).await?;
+    let key = claimed(&state, &upload.device_id).await?;
+    let public = verifying_key(&key)?;
     // Every report must verify before any is stored.
     let mut batches = Vec::new();
     for (index, raw) in upload.reports.iter().enumerate() {

@@ -25,6 +25,36 @@ pub struct AppState {
     pub ca: Arc<Ca>,
     /// Seconds a nonce stays valid.
     pub nonce_ttl_s: i64,
+    /// The key nonces are MACed with (shared by replicas through the database).
+    pub nonce_key: [u8; 32],
+    /// Claimed devices' keys, by device id. A claim never changes or ends, so a cached key
+    /// is never stale, on any replica; this saves a query per request.
+    pub device_keys: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<crate::storage::DeviceKey>>>>,
+}
+
+/// Cached device keys at most (then the cache starts over).
+const DEVICE_KEY_CACHE: usize = 200_000;
+
+impl AppState {
+    pub fn new(storage: Storage, ca: Ca, nonce_key: [u8; 32], nonce_ttl_s: i64) -> AppState {
+        AppState { storage, ca: Arc::new(ca), nonce_ttl_s, nonce_key, device_keys: Default::default() }
+    }
+
+    /// The key of a claimed device, or `None` if it is not claimed.
+    pub async fn device_key(&self, device_id: &str) -> Result<Option<Arc<crate::storage::DeviceKey>>> {
+        if let Some(key) = self.device_keys.lock().ok().and_then(|c| c.get(device_id).cloned()) {
+            return Ok(Some(key));
+        }
+        let Some(key) = self.storage.device_key(device_id).await? else { return Ok(None) };
+        let key = Arc::new(key);
+        if let Ok(mut cache) = self.device_keys.lock() {
+            if cache.len() >= DEVICE_KEY_CACHE {
+                cache.clear();
+            }
+            cache.insert(device_id.to_string(), key.clone());
+        }
+        Ok(Some(key))
+    }
 }
 
 /// An error a client is told about.
@@ -49,6 +79,7 @@ impl From<StorageError> for Error {
         match e {
             StorageError::Conflict(m) => Error::new(StatusCode::CONFLICT, m),
             StorageError::NotFound(m) => Error::new(StatusCode::NOT_FOUND, m),
+            StorageError::Refused(m) => Error::new(StatusCode::UNAUTHORIZED, m),
             StorageError::Database(e) => {
                 tracing::error!("database: {e}");
                 Error::new(StatusCode::SERVICE_UNAVAILABLE, "the database failed; retry later")
