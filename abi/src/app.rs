@@ -29,11 +29,11 @@ pub const MONITOR_SERVICES: &[&str] = &[
     "storage",
     "device-auth",
     "device-cert",
+    "time",
     "reports",
 ];
-/// What the kernel maps for every app besides its segments, counted against `memory-kib`:
-/// the stack and the translation tables.
-pub const STACK_KIB: u32 = 16;
+/// What the kernel maps for every app besides its segments and its stack (`stack-kib`),
+/// counted against `memory-kib`: the translation tables.
 pub const TABLES_KIB: u32 = 8;
 /// Bounds of an app's memory quota.
 pub const MEMORY_KIB_MIN: u32 = 16;
@@ -93,10 +93,17 @@ pub struct Manifest<'a> {
     /// A physically contiguous DMA pool for a device driver, in KiB (0: none). It comes
     /// out of `memory-kib`.
     pub dma_kib: u32,
+    /// The app's stack in KiB: a multiple of 4 from [`STACK_KIB_MIN`] to [`STACK_KIB_MAX`].
+    /// It comes out of `memory-kib` (checked when packing, and by the kernel when it maps).
+    pub stack_kib: u32,
     /// CPU time the app may use per period, in milliseconds (see [`CPU_BUDGET_MS_MIN`]).
     pub cpu_budget_ms: u32,
     pub cpu_period_ms: u32,
 }
+
+/// Bounds of an app's stack (`stack-kib`; 16 when the manifest does not say).
+pub const STACK_KIB_MIN: u32 = 16;
+pub const STACK_KIB_MAX: u32 = 128;
 
 /// Why a manifest or an app payload was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +128,8 @@ pub enum Error {
     BadDestination(crate::net::DestinationError),
     /// `dma-kib` not a power of two of pages up to the maximum, or larger than `memory-kib`.
     BadDma(u32),
+    /// `stack-kib` out of range or not a whole number of pages.
+    BadStack(u32),
     /// `cpu-budget-ms` / `cpu-period-ms` out of range.
     BadCpuBudget {
         budget_ms: u32,
@@ -156,6 +165,9 @@ impl fmt::Display for Error {
             Error::BadDestination(e) => write!(f, "a destination is not valid: {e}"),
             Error::BadDma(kib) => {
                 write!(f, "dma-kib {kib}: must be 4, 8, 16, … up to {DMA_KIB_MAX} KiB and fit in memory-kib")
+            }
+            Error::BadStack(kib) => {
+                write!(f, "stack-kib {kib}: must be a multiple of 4 from {STACK_KIB_MIN} to {STACK_KIB_MAX}")
             }
             Error::BadCpuBudget { budget_ms, period_ms } => write!(
                 f,
@@ -228,6 +240,9 @@ impl Manifest<'_> {
         if !dma_ok {
             return Err(Error::BadDma(self.dma_kib));
         }
+        if !self.stack_kib.is_multiple_of(4) || !(STACK_KIB_MIN..=STACK_KIB_MAX).contains(&self.stack_kib) {
+            return Err(Error::BadStack(self.stack_kib));
+        }
         let storage = self.monitor.contains(&"storage");
         if storage != (self.storage_kib > 0) || self.storage_kib > STORAGE_KIB_MAX {
             return Err(Error::BadStorage(self.storage_kib));
@@ -293,6 +308,7 @@ mod tests {
             storage_kib: 0,
             connect: heapless::Vec::from_slice(&["devhost:7"]).unwrap(),
             dma_kib: 0,
+            stack_kib: 16,
             cpu_budget_ms: 20,
             cpu_period_ms: 100,
         }
@@ -316,6 +332,9 @@ mod tests {
             (Manifest { memory_kib: 1, ..manifest() }, Error::BadMemory(1)),
             (Manifest { storage_kib: 4, ..manifest() }, Error::BadStorage(4)),
             (Manifest { dma_kib: 12, ..manifest() }, Error::BadDma(12)),
+            (Manifest { stack_kib: 18, ..manifest() }, Error::BadStack(18)),
+            (Manifest { stack_kib: 8, ..manifest() }, Error::BadStack(8)),
+            (Manifest { stack_kib: 256, ..manifest() }, Error::BadStack(256)),
             (Manifest { dma_kib: 64, ..manifest() }, Error::BadDma(64)),
             (
                 Manifest { connect: heapless::Vec::from_slice(&["devhost"]).unwrap(), ..manifest() },

@@ -40,7 +40,8 @@ pub enum Service {
     DeviceAuthSign = 12,
     DeviceCertificate = 13,
     DeviceCertificateInstall = 14,
-    ReportRead = 15,
+    WallClock = 15,
+    ReportRead = 16,
 }
 
 impl Service {
@@ -61,7 +62,8 @@ impl Service {
             12 => Service::DeviceAuthSign,
             13 => Service::DeviceCertificate,
             14 => Service::DeviceCertificateInstall,
-            15 => Service::ReportRead,
+            15 => Service::WallClock,
+            16 => Service::ReportRead,
             _ => return None,
         })
     }
@@ -85,6 +87,7 @@ impl Service {
             Service::StorageGet | Service::StoragePut | Service::StorageDelete => "storage",
             Service::DeviceAuthSign | Service::DeviceCertificate => "device-auth",
             Service::DeviceCertificateInstall => "device-cert",
+            Service::WallClock => "time",
             Service::ReportRead => "reports",
         }
     }
@@ -161,6 +164,9 @@ pub enum Request<'a> {
     DeviceCertificateInstall {
         certificate: &'a [u8],
     },
+    /// The wall-clock time from the board's real-time clock: seconds since 1970, u64 LE.
+    /// `FAILED` on a board without one.
+    WallClock,
     /// A copy of the oldest signed report (`crate::report::Report`, postcard, as the ring
     /// holds it) whose batch comes after `after` — `(boot count, first sequence number)` of
     /// the last report the caller has handed on — or of the oldest report if `after` is
@@ -189,6 +195,7 @@ impl Request<'_> {
             Request::DeviceAuthSign { .. } => Service::DeviceAuthSign,
             Request::DeviceCertificate => Service::DeviceCertificate,
             Request::DeviceCertificateInstall { .. } => Service::DeviceCertificateInstall,
+            Request::WallClock => Service::WallClock,
             Request::ReportRead { .. } => Service::ReportRead,
         }
     }

@@ -24,9 +24,9 @@ use septa_targets::board;
 
 pub const MAX_PROCESSES: usize = 16;
 const PAGE: u32 = 4096;
-/// The top of every app's stack, one unmapped page below the end of the user range.
+/// The top of every app's stack, one unmapped page below the end of the user range. The
+/// stack's size is the manifest's `stack-kib`.
 pub const STACK_TOP: u32 = 0x1fff_f000;
-pub const STACK_PAGES: u32 = 4;
 /// Where `map_device` places devices: device `n` of the board at
 /// `DEVICE_WINDOW + n * DEVICE_SPACING`.
 pub const DEVICE_WINDOW: u32 = 0x1000_0000;
@@ -47,7 +47,7 @@ const IMAGE_RANGE: core::ops::Range<u32> = 0x1000..DEVICE_WINDOW;
 /// Pages of translation tables per process.
 const TABLE_PAGES: u32 = (core::mem::size_of::<UserTables>() / PAGE as usize) as u32;
 // The host tools compute an app's memory need from these (`septa_abi::app`).
-const _: () = assert!(STACK_PAGES * 4 == app::STACK_KIB && TABLE_PAGES * 4 == app::TABLES_KIB);
+const _: () = assert!(TABLE_PAGES * 4 == app::TABLES_KIB);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -366,9 +366,10 @@ fn build(
     if manifest.dma_kib > 0 {
         map_dma_pool(process, manifest.dma_kib / (PAGE / 1024))?;
     }
-    let stack_bottom = STACK_TOP - STACK_PAGES * PAGE;
+    let stack_pages = manifest.stack_kib / (PAGE / 1024);
+    let stack_bottom = STACK_TOP - stack_pages * PAGE;
     let stack = PagePerms { writable: true, executable: false };
-    process.map_range(stack_bottom, STACK_PAGES, stack, |_, _| {})?;
+    process.map_range(stack_bottom, stack_pages, stack, |_, _| {})?;
     process.context = Context::new_user(program.entry, STACK_TOP);
     process.state = State::Ready;
     Ok(())

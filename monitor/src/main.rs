@@ -343,6 +343,13 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
                 if service == Service::Random as u32 || service == Service::StoragePut as u32 {
                     seed_once(state);
                 }
+                if service == Service::WallClock as u32 {
+                    septa_monitor::services::decode(service, request)?;
+                    let now = platform::wall_clock().ok_or(septa_abi::monitor::FAILED)?;
+                    let target = out.get_mut(..8).ok_or(septa_abi::monitor::TOO_LARGE)?;
+                    target.copy_from_slice(&now.to_le_bytes());
+                    return Ok(8);
+                }
                 if !Service::from_u32(service).is_some_and(Service::uses_flash) {
                     // Keys, hashes, randomness: nothing in flash, no flash lock.
                     return state.handle(service, caller, request, out);

@@ -1,6 +1,6 @@
 //! The `qemu-virt` hardware the monitor drives besides the CPU: the GIC's security
 //! configuration, the secure watchdog's interrupt, the reset line and the two CFI flash
-//! banks. (Entropy is in `entropy`.) Everything board-specific in the monitor is here or
+//! banks, and the wall clock. (Entropy is in `entropy`.) Everything board-specific in the monitor is here or
 //! there; `main` only calls these functions.
 
 use septa_armv7::cfi_flash::CfiFlash;
@@ -21,6 +21,13 @@ const GICC_CTLR: usize = 0x000;
 const GICC_PMR: usize = 0x004;
 const GICC_IAR: usize = 0x00c;
 const GICC_EOIR: usize = 0x010;
+
+/// Wall-clock time: seconds since 1970 from the PL031's data register.
+pub fn wall_clock() -> Option<u64> {
+    // SAFETY: RTC is the board's PL031; its data register at offset 0 is read-only and
+    // reading it has no side effect. The MMU is off in the secure world.
+    Some(unsafe { core::ptr::read_volatile(board::RTC as *const u32) } as u64)
+}
 
 /// Flash 0: boot ROM, fuses, boot state.
 pub const fn flash0() -> Flash {

@@ -37,6 +37,11 @@ pub const fn flash1() -> Flash {
 /// FIQ reaches the normal world, which programs the controller itself.
 pub fn give_interrupts_to_normal_world() {}
 
+/// The Pi 2 has no battery-backed real-time clock: no wall-clock time.
+pub fn wall_clock() -> Option<u64> {
+    None
+}
+
 /// Routes the secure timer to core 0 as an FIQ.
 pub fn route_watchdog_to_monitor() {
     let control = (board::LOCAL_INTC + CORE0_TIMER_CONTROL) as *mut u32;

@@ -144,3 +144,13 @@ pub fn device_certificate_install(certificate: &[u8]) -> Result<(), Error> {
 pub fn report_read(after: Option<(u32, u64)>, out: &mut [u8]) -> Result<usize, Error> {
     call(&Request::ReportRead { after }, out)
 }
+
+/// Wall-clock time from the board's real-time clock, in seconds since 1970 (the PL031 on
+/// `qemu-virt`; `EIO` on a board without one). Needs `monitor = ["time"]`.
+pub fn wall_clock() -> Result<u64, Error> {
+    let mut now = [0u8; 8];
+    match call(&Request::WallClock, &mut now)? {
+        8 => Ok(u64::from_le_bytes(now)),
+        _ => Err(Error::Invalid),
+    }
+}

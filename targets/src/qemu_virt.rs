@@ -31,6 +31,8 @@ pub const DTB: Region = Region::new(0x4000_0000, 1 << 20);
 
 /// PL011 UART 0, the console of every stage.
 pub const UART0: usize = 0x0900_0000;
+/// The PL031 real-time clock (wall-clock seconds; QEMU starts it at the host's time).
+pub const RTC: usize = 0x0901_0000;
 /// GICv2 distributor and CPU interface.
 pub const GICD: usize = 0x0800_0000;
 pub const GICC: usize = 0x0801_0000;
@@ -63,7 +65,7 @@ pub const KERNEL_WINDOWS: &[Window] = &[
 /// The `inbox` is RAM that development runs fill with an update bundle from the host
 /// (`cargo xtask run --bundle`); the `updater` app reads it.
 pub const DEVICES: &[Device] = &[
-    Device { name: "rtc", region: Region::new(0x0901_0000, 0x1000), irq: Some(34) },
+    Device { name: "rtc", region: Region::new(RTC, 0x1000), irq: Some(34) },
     Device { name: "inbox", region: UPDATE_INBOX, irq: None },
     Device { name: "virtio-net", region: VIRTIO_NET, irq: Some(VIRTIO_NET_IRQ) },
 ];

@@ -4,7 +4,7 @@
 
 use septa_tests::{Boot, variant_images};
 
-const METRICS: [(&str, &str); 8] = [
+const METRICS: [(&str, &str); 10] = [
     ("boot_to_first_app", "instructions"),
     ("null_syscall", "instructions"),
     ("ipc_roundtrip", "instructions"),
@@ -13,6 +13,8 @@ const METRICS: [(&str, &str); 8] = [
     ("sha256_4k", "instructions"),
     ("ecdsa_sign", "instructions"),
     ("ecdsa_verify", "instructions"),
+    ("tls_client_sign", "instructions"),
+    ("tls_chain_verify", "instructions"),
 ];
 
 #[test]

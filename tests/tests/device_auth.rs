@@ -26,7 +26,12 @@ impl Console {
 
     fn certificate(&self) -> Vec<u8> {
         let lines = self.0.lines().filter_map(|l| l.strip_prefix("[devauth] certificate "));
-        lines.filter_map(|l| l.split_once(' ')).flat_map(|(_, h)| hex(h.trim())).collect()
+        // `certificate <i>/<n> <hex>` (other lines start with `certificate verify`, `… body`).
+        lines
+            .filter_map(|l| l.split_once(' '))
+            .filter(|(place, _)| place.contains('/'))
+            .flat_map(|(_, h)| hex(h.trim()))
+            .collect()
     }
 }
 

@@ -26,7 +26,8 @@ pub use verify::{
     CertificateError, EcdsaP256Sha256, Progress, ServerVerifier, TrustAnchors, Usage, unix_time, verify_chain,
 };
 
-use core::cell::Cell;
+use core::cell::{Cell, UnsafeCell};
+use core::sync::atomic::{AtomicBool, Ordering};
 use embedded_tls::blocking::{
     Aes128GcmSha256, Certificate, CryptoProvider, TlsConfig, TlsConnection, TlsContext,
 };
@@ -160,6 +161,41 @@ impl Buffers {
 impl Default for Buffers {
     fn default() -> Self {
         Buffers::new()
+    }
+}
+
+/// [`Buffers`] in a `static`, for apps whose stack is smaller than they are:
+/// `static BUFFERS: StaticBuffers = StaticBuffers::new();`, then `BUFFERS.take()` once.
+pub struct StaticBuffers {
+    buffers: UnsafeCell<Buffers>,
+    taken: AtomicBool,
+}
+
+// SAFETY: the buffers are reached only through `take`, which hands out the one `&mut` at
+// most once (the atomic flag), so no two references to them ever exist.
+unsafe impl Sync for StaticBuffers {}
+
+impl StaticBuffers {
+    pub const fn new() -> StaticBuffers {
+        StaticBuffers { buffers: UnsafeCell::new(Buffers::new()), taken: AtomicBool::new(false) }
+    }
+
+    /// The buffers, the first time; `None` after that.
+    // A `&mut` from `&self` is sound here: the flag hands it out at most once.
+    #[allow(clippy::mut_from_ref)]
+    pub fn take(&'static self) -> Option<&'static mut Buffers> {
+        if self.taken.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        // SAFETY: the flag was clear, so this is the only reference ever made, and the
+        // static lives for the whole program.
+        Some(unsafe { &mut *self.buffers.get() })
+    }
+}
+
+impl Default for StaticBuffers {
+    fn default() -> Self {
+        StaticBuffers::new()
     }
 }
 

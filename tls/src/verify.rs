@@ -19,8 +19,6 @@ use pki_types::{
 use sha2::Digest;
 use webpki::{EndEntityCert, KeyUsage};
 
-/// The longest server leaf certificate kept for the CertificateVerify check.
-pub const LEAF_MAX: usize = 2048;
 /// The most certificates a server may send (leaf and intermediates).
 pub const CHAIN_MAX: usize = 4;
 /// The most trust anchors one connection takes.
@@ -192,7 +190,8 @@ pub struct ServerVerifier<'a> {
     progress: Progress,
     /// Why the last check failed, for the error the app sees.
     pub(crate) refused: Option<Error>,
-    leaf: heapless::Vec<u8, LEAF_MAX>,
+    /// The verified leaf's P-256 public key (SEC1), for its CertificateVerify.
+    leaf_key: Option<p256::ecdsa::VerifyingKey>,
     transcript: Option<[u8; 32]>,
 }
 
@@ -209,7 +208,7 @@ impl<'a> ServerVerifier<'a> {
             now: unix_time(now_unix),
             progress: Progress::Nothing,
             refused: None,
-            leaf: heapless::Vec::new(),
+            leaf_key: None,
             transcript: None,
         })
     }
@@ -221,7 +220,10 @@ impl<'a> ServerVerifier<'a> {
     /// Checks the chain (leaf first, then intermediates) the server sent.
     pub fn check_chain(&mut self, chain: &[&[u8]]) -> Result<(), CertificateError> {
         verify_chain(self.anchors, chain, self.now, Usage::Server(&self.name))?;
-        self.leaf = heapless::Vec::from_slice(chain[0]).map_err(|_| CertificateError::Malformed)?;
+        let key = leaf_public_key(chain[0]).ok_or(CertificateError::BadSignature)?;
+        self.leaf_key = Some(
+            p256::ecdsa::VerifyingKey::from_sec1_bytes(key).map_err(|_| CertificateError::BadSignature)?,
+        );
         self.progress = Progress::ChainVerified;
         Ok(())
     }
@@ -244,13 +246,48 @@ impl<'a> ServerVerifier<'a> {
         content[64..97].copy_from_slice(b"TLS 1.3, server CertificateVerify");
         content[97] = 0;
         content[98..].copy_from_slice(transcript_hash);
-        let leaf_der = CertificateDer::from(&self.leaf[..]);
-        let leaf = EndEntityCert::try_from(&leaf_der).map_err(|_| Error::ServerNotAuthenticated)?;
-        leaf.verify_signature(&EcdsaP256Sha256, &content, signature)
-            .map_err(|_| Error::ServerNotAuthenticated)?;
+        let key = self.leaf_key.as_ref().ok_or(Error::ServerNotAuthenticated)?;
+        let signature =
+            p256::ecdsa::DerSignature::try_from(signature).map_err(|_| Error::ServerNotAuthenticated)?;
+        key.verify(&content, &signature).map_err(|_| Error::ServerNotAuthenticated)?;
         self.progress = Progress::SignatureVerified;
         Ok(())
     }
+}
+
+/// One DER element: its tag, its contents and what follows it.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = match first {
+        0..=0x7f => (first as usize, rest),
+        0x81 => (*rest.first()? as usize, &rest[1..]),
+        0x82 => (u16::from_be_bytes([*rest.first()?, *rest.get(1)?]) as usize, rest.get(2..)?),
+        _ => return None,
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
+}
+
+/// The P-256 public key (SEC1 uncompressed) in a certificate's subject public key info:
+/// Certificate → TBSCertificate → (version, serial, signature, issuer, validity, subject)
+/// → SubjectPublicKeyInfo { algorithm (id-ecPublicKey, prime256v1), BIT STRING }.
+fn leaf_public_key(certificate: &[u8]) -> Option<&[u8]> {
+    const EC_P256: &[u8] = &[
+        0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03,
+        0x01, 0x07,
+    ];
+    let (0x30, certificate, _) = der_element(certificate)? else { return None };
+    let (0x30, mut tbs, _) = der_element(certificate)? else { return None };
+    if tbs.first() == Some(&0xa0) {
+        tbs = der_element(tbs)?.2; // the explicit version
+    }
+    for _ in 0..5 {
+        tbs = der_element(tbs)?.2; // serial, signature, issuer, validity, subject
+    }
+    let (0x30, spki, _) = der_element(tbs)? else { return None };
+    let (0x30, algorithm, rest) = der_element(spki)? else { return None };
+    let (0x03, bits, _) = der_element(rest)? else { return None };
+    (algorithm == EC_P256 && bits.len() == 66 && bits[0] == 0).then(|| &bits[1..])
 }
 
 impl<CipherSuite: TlsCipherSuite> TlsVerifier<CipherSuite> for ServerVerifier<'_> {
@@ -299,5 +336,27 @@ impl ServerVerifier<'_> {
     fn refuse(&mut self, error: Error) -> Result<(), embedded_tls::TlsError> {
         self.refused = Some(error);
         Err(embedded_tls::TlsError::InvalidCertificate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leaf_key_is_found_only_in_a_p256_subject_public_key_info() {
+        extern crate std;
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let certificate =
+            rcgen::CertificateParams::new(std::vec!["a.test".into()]).unwrap().self_signed(&key).unwrap();
+        assert_eq!(leaf_public_key(certificate.der()), Some(key.public_key_raw()));
+        let der = certificate.der().to_vec();
+        for cut in [0, 1, 10, der.len() / 2, der.len() - 1] {
+            assert_eq!(leaf_public_key(&der[..cut]), None, "cut at {cut}");
+        }
+        let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+        let other =
+            rcgen::CertificateParams::new(std::vec!["a.test".into()]).unwrap().self_signed(&p384).unwrap();
+        assert_eq!(leaf_public_key(other.der()), None, "not P-256");
     }
 }

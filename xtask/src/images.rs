@@ -437,8 +437,9 @@ pub const TRUST_DIR_VARIABLE: &str = "SEPTA_TRUST_DIR";
 
 /// The folder of trust anchors apps may name in `[tls] trust-anchors` (DER files the apps'
 /// build embeds, so they are part of the signed, measured image): `dev-device-ca`, the
-/// development device CA (created on first use under `keys/device-ca/`). Files are written
-/// once, so the apps and images stay the same from build to build.
+/// development device CA, and `dev-service`, the development service CA (created on first
+/// use under `keys/device-ca/` and `keys/service-ca/`). Files are written once, so the apps
+/// and images stay the same from build to build.
 pub fn trust_dir(board_name: &str) -> Result<PathBuf> {
     let keys = std::env::current_dir()?.join("target/septa").join(board_name).join("keys");
     let trust = keys.join("trust");
@@ -448,10 +449,19 @@ pub fn trust_dir(board_name: &str) -> Result<PathBuf> {
         println!("xtask: creating a development device CA in {}", ca_dir.display());
         septa_tool::device_cert::DeviceCa::create(&ca_dir)?;
     }
-    let anchor = trust.join("dev-device-ca.der");
-    if !anchor.exists() {
-        let der = ca_dir.join(septa_tool::device_cert::CA_CERT_DER_FILE);
-        fs::copy(&der, &anchor).with_context(|| format!("copying {}", der.display()))?;
+    let service_dir = keys.join("service-ca");
+    if !service_dir.join(septa_tool::device_cert::SERVICE_CA_KEY_FILE).exists() {
+        println!("xtask: creating a development service CA in {}", service_dir.display());
+        septa_tool::device_cert::ServiceCa::load_or_create(&service_dir)?;
+    }
+    for (name, der) in [
+        ("dev-device-ca", ca_dir.join(septa_tool::device_cert::CA_CERT_DER_FILE)),
+        ("dev-service", service_dir.join(septa_tool::device_cert::SERVICE_CA_DER_FILE)),
+    ] {
+        let anchor = trust.join(format!("{name}.der"));
+        if !anchor.exists() {
+            fs::copy(&der, &anchor).with_context(|| format!("copying {}", der.display()))?;
+        }
     }
     Ok(trust)
 }

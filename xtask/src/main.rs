@@ -8,6 +8,7 @@ mod images;
 mod setup;
 mod sideload;
 mod tally;
+mod tls_demo;
 mod variants;
 
 /// Crates whose tests run on the host: everything except the device binaries and apps (the
@@ -247,7 +248,11 @@ fn run(
     let septa = build_septa_tool(root)?;
     let service = demo_service()?;
     println!("xtask: a demo service listens on {service}; the device reaches it as devhost:7 (nethello)");
-    let mut network = Network::default().relay(7, &septa, service);
+    let tls_service = tls_demo::start(&images::keys_dir(&dir))?;
+    println!(
+        "xtask: a mutual-TLS demo service listens on {tls_service}; the device reaches it as devhost:8443 (tlshello)"
+    );
+    let mut network = Network::default().relay(7, &septa, service).relay(8443, &septa, tls_service);
     let service = if with_service { Some(start_service(root, &dir)?) } else { None };
     if let Some(service) = &service {
         network = network.relay(AGENT_PORT, &septa, service.address);

@@ -26,6 +26,7 @@
 //! - `agent/`: the network apps, `agent` and `crasher` (which faults now and then), with
 //!   `v1.bundle` (the same software: the factory release the service must know) and
 //!   `v2.bundle` (security version 2 everywhere) for `tests/tests/agent.rs`;
+//! - `tls/`: `tlshello` against loopback TLS services, and `tls-noauth` without `device-auth`;
 //! - `bench/`: the benchmark apps (also what `cargo xtask bench` runs);
 //! - `net-bench/`: `netbench` with the network apps (`cargo xtask bench` only).
 
@@ -100,7 +101,22 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
         net_image(root, "net", false)?,
         net_image(root, "net-crash", true)?,
         agent_image(root)?,
+        tls_image(root)?,
     ])
+}
+
+/// `tls/`: the network apps and `tlshello` granted `devhost:8443`-`8448` (one good service
+/// and five that must be refused), and `tls-noauth`, the same app without `device-auth`.
+fn tls_image(root: &Path) -> Result<ImageSpec> {
+    let mut apps = vec![AppSpec::from_crate(root, "netdev")?, AppSpec::from_crate(root, "netsvc")?];
+    let mut client = AppSpec::from_crate(root, "tlshello")?;
+    client.manifest.connect = (8443..=8448).map(|port| format!("devhost:{port}")).collect();
+    let mut noauth = client.clone();
+    noauth.manifest.name = "tls-noauth".into();
+    noauth.manifest.component_id[15] ^= 0x80;
+    noauth.manifest.monitor.retain(|s| s != "device-auth");
+    apps.extend([client, noauth]);
+    Ok(ImageSpec { dir: "tls".into(), kernel_features: Vec::new(), apps, bundles: Vec::new() })
 }
 
 /// A `netclient` instance with its own name, component id and destinations.

@@ -114,6 +114,68 @@ impl DeviceCa {
     }
 }
 
+/// A development service CA — the CA a host service's TLS certificates come from, which
+/// apps name as a trust anchor (`dev-service`) — in a folder: `service-ca.pem`,
+/// `service-ca.der`, `service-ca.key.pem`.
+pub struct ServiceCa {
+    key: KeyPair,
+    certificate: rcgen::Certificate,
+}
+
+pub const SERVICE_CA_DER_FILE: &str = "service-ca.der";
+pub const SERVICE_CA_KEY_FILE: &str = "service-ca.key.pem";
+
+fn service_ca_params() -> CertificateParams {
+    let mut params = ca_params();
+    let mut name = DistinguishedName::new();
+    name.push(DnType::OrganizationName, "Septa OEM");
+    name.push(DnType::CommonName, "Septa development service CA");
+    params.distinguished_name = name;
+    params
+}
+
+impl ServiceCa {
+    /// Loads the service CA of `dir`, creating it first if the folder has none.
+    pub fn load_or_create(dir: &Path) -> Result<ServiceCa> {
+        let path = dir.join(SERVICE_CA_KEY_FILE);
+        if !path.exists() {
+            let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generating the CA key")?;
+            let certificate = service_ca_params().self_signed(&key).context("signing the CA certificate")?;
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            crate::image::write_atomically(&path, key.serialize_pem().as_bytes())?;
+            crate::image::write_atomically(&dir.join("service-ca.pem"), certificate.pem().as_bytes())?;
+            crate::image::write_atomically(&dir.join(SERVICE_CA_DER_FILE), certificate.der())?;
+            return Ok(ServiceCa { key, certificate });
+        }
+        let pem = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let key = KeyPair::from_pem(&pem)
+            .map_err(|e| anyhow::anyhow!("{}: not a PKCS#8 PEM key ({e})", path.display()))?;
+        let certificate = service_ca_params().self_signed(&key).context("rebuilding the CA certificate")?;
+        Ok(ServiceCa { key, certificate })
+    }
+
+    /// A TLS server certificate (DER) for `names` and its new key (PKCS#8 DER), valid from
+    /// `not_before` to `not_after`.
+    pub fn issue_server(
+        &self,
+        names: &[&str],
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+    ) -> Result<(Vec<u8>, Vec<u8>)> {
+        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).context("generating the server key")?;
+        let mut params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .context("server names")?;
+        params.distinguished_name.push(DnType::CommonName, names.first().copied().unwrap_or("server"));
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.not_before = not_before;
+        params.not_after = not_after;
+        let certificate =
+            params.signed_by(&key, &self.certificate, &self.key).context("signing the server certificate")?;
+        Ok((certificate.der().to_vec(), key.serialize_der()))
+    }
+}
+
 /// A device's public key as rcgen takes it: the SEC1 point, no private half.
 struct DevicePublicKey(Vec<u8>);
 

@@ -56,8 +56,9 @@ pub fn flatten_file(path: &Path, base: usize) -> Result<Vec<u8>> {
 }
 
 /// The `memory-kib` an app ELF needs on the device: every loadable segment rounded up to
-/// whole 4 KiB pages, as the kernel maps them, plus the stack and the translation tables.
-pub fn app_memory_kib(elf: &[u8]) -> Result<u32> {
+/// whole 4 KiB pages, as the kernel maps them, plus the stack (`stack_kib`) and the
+/// translation tables.
+pub fn app_memory_kib(elf: &[u8], stack_kib: u32) -> Result<u32> {
     let file = ElfFile32::<Endianness>::parse(elf).context("not a 32-bit ELF file")?;
     let endian = file.endian();
     let pages: u64 = file
@@ -66,7 +67,7 @@ pub fn app_memory_kib(elf: &[u8]) -> Result<u32> {
         .filter(|h| h.p_type(endian) == PT_LOAD)
         .map(|h| (h.p_memsz(endian) as u64).div_ceil(4096))
         .sum();
-    let kib = pages * 4 + (septa_abi::app::STACK_KIB + septa_abi::app::TABLES_KIB) as u64;
+    let kib = pages * 4 + (stack_kib + septa_abi::app::TABLES_KIB) as u64;
     u32::try_from(kib).context("segments larger than 4 GiB")
 }
 

@@ -62,10 +62,16 @@ struct AppSection {
     restart: RestartPolicy,
     #[serde(default)]
     storage_kib: u32,
+    #[serde(default = "default_stack_kib")]
+    stack_kib: u32,
     #[serde(default = "default_cpu_budget_ms")]
     cpu_budget_ms: u32,
     #[serde(default = "default_cpu_period_ms")]
     cpu_period_ms: u32,
+}
+
+fn default_stack_kib() -> u32 {
+    app::STACK_KIB_MIN
 }
 
 fn default_cpu_budget_ms() -> u32 {
@@ -101,10 +107,11 @@ pub struct AppManifest {
     pub storage_kib: u32,
     pub connect: Vec<String>,
     pub dma_kib: u32,
-    pub cpu_budget_ms: u32,
-    pub cpu_period_ms: u32,
+    pub stack_kib: u32,
     /// `[tls] trust-anchors`: names of the CA certificates the app's build embeds.
     pub trust_anchors: Vec<String>,
+    pub cpu_budget_ms: u32,
+    pub cpu_period_ms: u32,
 }
 
 /// Copies `items` into a bounded list, naming the field when there are too many.
@@ -136,6 +143,7 @@ impl AppManifest {
             storage_kib: self.storage_kib,
             connect: bounded(self.connect.iter().map(String::as_str)),
             dma_kib: self.dma_kib,
+            stack_kib: self.stack_kib,
             cpu_budget_ms: self.cpu_budget_ms,
             cpu_period_ms: self.cpu_period_ms,
         }
@@ -220,9 +228,10 @@ impl AppManifest {
             storage_kib: app.storage_kib,
             connect: caps.connect,
             dma_kib: caps.dma_kib,
+            stack_kib: app.stack_kib,
+            trust_anchors: anchors,
             cpu_budget_ms: app.cpu_budget_ms,
             cpu_period_ms: app.cpu_period_ms,
-            trust_anchors: anchors,
         };
         if let Err(error) = manifest.to_abi().validate() {
             let field = match error {
@@ -233,6 +242,7 @@ impl AppManifest {
                 app::Error::UnknownService => "[capabilities] monitor",
                 app::Error::BadStorage(_) => "[app] storage-kib",
                 app::Error::BadDma(_) => "[capabilities] dma-kib",
+                app::Error::BadStack(_) => "[app] stack-kib",
                 app::Error::BadDestination(_) => "[capabilities] connect",
                 app::Error::BadCpuBudget { .. } => "[app] cpu-budget-ms",
                 _ => "[capabilities]",
@@ -247,7 +257,7 @@ impl AppManifest {
 /// checking that `memory-kib` covers what the kernel will map for this ELF (the kernel
 /// would otherwise refuse the app at boot).
 pub fn app_payload(manifest: &AppManifest, elf: &[u8]) -> Result<Vec<u8>> {
-    let needed = crate::elf::app_memory_kib(elf)? + manifest.dma_kib;
+    let needed = crate::elf::app_memory_kib(elf, manifest.stack_kib)? + manifest.dma_kib;
     if manifest.memory_kib < needed {
         let dma = if manifest.dma_kib > 0 {
             format!(", its {} KiB DMA pool", manifest.dma_kib)
@@ -259,7 +269,7 @@ pub fn app_payload(manifest: &AppManifest, elf: &[u8]) -> Result<Vec<u8>> {
              in whole 4 KiB pages, the {} KiB stack and {} KiB of translation tables{dma}); set memory-kib = {needed}",
             manifest.name,
             manifest.memory_kib,
-            app::STACK_KIB,
+            manifest.stack_kib,
             app::TABLES_KIB
         );
     }

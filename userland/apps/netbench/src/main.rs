@@ -4,16 +4,25 @@
 //! program in benchmark builds; under QEMU's icount it counts executed instructions and
 //! not the idle time icount skips). The host side (`cargo xtask bench`) serves `devhost:10`
 //! (sends 1 MiB, then closes), `devhost:11` (reads 1 MiB, then closes) and `devhost:7`
-//! (echo). Prints `BENCH <name> <value> <unit>` lines, then `BENCH done`.
+//! (echo), and a mutual TLS 1.3 session with the host's TLS service (`septa-tls`, the
+//! monitor signing with the device key). Prints `BENCH <name> <value> <unit>` lines, then
+//! `BENCH done`.
 
 #![no_std]
 #![no_main]
 
 use core::arch::asm;
+use septa_abi::device_auth::CERTIFICATE_MAX;
+use septa_syscalls::monitor;
 use septa_syscalls::net::TcpStream;
 use septa_syscalls::{self as sys, Error};
+use septa_tls::{Buffers, CertificateDer, ClientIdentity, ServerCheck, StaticBuffers, TrustAnchors};
+use septa_tls_device::{DeviceKey, Rng, Socket};
 
 septa_runtime::entry!(main);
+septa_runtime::heap!(4 * 1024);
+
+extern crate alloc;
 
 const MIB: u32 = 1 << 20;
 const ECHOES: usize = 9;
@@ -99,8 +108,70 @@ fn echo() -> Result<u32, Error> {
     Ok(spent)
 }
 
+/// The TLS service `cargo xtask bench` runs (`devhost:8443`) and the name in its certificate.
+const TLS_PORT: u16 = 8443;
+const TLS_NAME: &str = "devhost";
+const HANDSHAKES: usize = 3;
+
+static ANCHORS: &[CertificateDer<'static>] = &septa_tls::trust_anchors!();
+static BUFFERS: StaticBuffers = StaticBuffers::new();
+
+/// Opens the socket in a frame of its own (the handshake after it needs the stack).
+#[inline(never)]
+fn open(port: u16) -> Result<TcpStream, Error> {
+    TcpStream::connect("devhost", port)
+}
+
+/// One mutual TLS 1.3 handshake with the host's service, whole device counted: connect,
+/// the handshake (the server's chain and CertificateVerify checked here, ours signed by the
+/// monitor with the device key) and one short line each way.
+fn tls_session(buffers: &mut Buffers, certificate: &[u8]) -> Result<u32, septa_tls::Error> {
+    let now_unix = monitor::wall_clock().map_err(|_| septa_tls::Error::Transport)?;
+    let anchors = TrustAnchors::new(ANCHORS)?;
+    let server = ServerCheck { anchors: &anchors, name: TLS_NAME, now_unix };
+    let mut identity = ClientIdentity { certificate, signer: DeviceKey };
+    let mut rng = Rng::from_monitor().map_err(|_| septa_tls::Error::Transport)?;
+    let start = instructions();
+    let stream = open(TLS_PORT).map_err(|_| septa_tls::Error::Transport)?;
+    let mut session = septa_tls::connect(Socket(stream), buffers, &server, &mut identity, &mut rng)?;
+    session.write_all(b"bench\n")?;
+    let mut answer = [0u8; 128];
+    let mut len = 0;
+    while len < answer.len() && !answer[..len].contains(&b'\n') {
+        match session.read(&mut answer[len..])? {
+            0 => break,
+            n => len += n,
+        }
+    }
+    let spent = instructions().wrapping_sub(start);
+    let _ = session.close();
+    Ok(spent)
+}
+
+fn handshakes() {
+    let Some(buffers) = BUFFERS.take() else { return };
+    let mut certificate = alloc::vec![0u8; CERTIFICATE_MAX];
+    let Ok(len) = monitor::device_certificate(&mut certificate) else {
+        sys::log!("tls: no device certificate");
+        return;
+    };
+    let mut costs = [0u32; HANDSHAKES];
+    for cost in costs.iter_mut() {
+        match tls_session(buffers, &certificate[..len]) {
+            Ok(spent) => *cost = spent,
+            Err(e) => {
+                sys::log!("tls: {e}");
+                return;
+            }
+        }
+    }
+    costs.sort_unstable();
+    report("tls_mutual_handshake", costs[HANDSHAKES / 2], "instructions");
+}
+
 fn main() {
     start_counting();
+    handshakes();
     match receive() {
         Ok((got, spent)) if got == MIB => {
             report("tcp_recv_1mib", spent, "instructions");
