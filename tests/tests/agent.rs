@@ -36,24 +36,21 @@ struct Fleet {
 impl Fleet {
     /// A fresh service with the development device enrolled, and a private copy of the images.
     fn new(test: &str) -> Fleet {
+        Fleet::with_factory(test, "v1.bundle")
+    }
+
+    /// The same with `factory` (a bundle of the `agent/` image set) as the only release.
+    fn with_factory(test: &str, factory: &str) -> Fleet {
         let data = std::env::temp_dir().join(format!("septa-agent-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
         let service = start(&data, "127.0.0.1:0".parse().unwrap());
         let keys = keys_dir();
         service
-            .enroll(
-                &keys.join("oem-dev.pub.pem"),
-                &keys.join("device.pub.pem"),
-                &image_dir().join("v1.bundle"),
-            )
+            .enroll(&keys.join("oem-dev.pub.pem"), &keys.join("device.pub.pem"), &image_dir().join(factory))
             .expect("enrolling the development device");
         // Enrolling twice changes nothing (what a second `cargo xtask run` does).
         service
-            .enroll(
-                &keys.join("oem-dev.pub.pem"),
-                &keys.join("device.pub.pem"),
-                &image_dir().join("v1.bundle"),
-            )
+            .enroll(&keys.join("oem-dev.pub.pem"), &keys.join("device.pub.pem"), &image_dir().join(factory))
             .expect("enrolling again");
         let images = scratch_copy(&variant_images("agent"), &format!("agent-{test}"));
         Fleet { service, data, images }
@@ -242,4 +239,19 @@ fn the_service_restarts_while_the_device_runs_and_reports_arrive_once_grouped_in
         .unwrap_or_else(|| issues["issues"].as_array().cloned().unwrap_or_default());
     let crasher: Vec<&Value> = list.iter().filter(|i| i.to_string().contains("crasher")).collect();
     assert_eq!(crasher.len(), 1, "the crasher's faults group into one issue: {issues:#}");
+}
+
+#[test]
+fn a_device_whose_measurements_the_service_does_not_know_gets_no_certificate_and_is_untrusted() {
+    // The service knows only v2: the device booting v1 matches no release.
+    let fleet = Fleet::with_factory("untrusted", "v2.bundle");
+    let mut device = fleet.boot();
+    let id = device_id(&mut device);
+    device.wait_for_nth("agent: checked in: untrusted (no certificate)", 2);
+    let console = device.console();
+    assert!(!console.contains("installed a new device certificate"), "{console}");
+    assert!(!console.contains("agent: offered"), "no recovery release, no offer: {console}");
+    let shown = fleet.cli(&["device", &id]);
+    assert_eq!(shown["device"]["trusted"], Value::Bool(false), "{shown:#}");
+    assert_eq!(shown["attestations"][0]["trusted"], Value::Bool(false), "{shown:#}");
 }
