@@ -145,7 +145,7 @@ impl Response {
     }
 
     /// The body of a 200 answer into `buffer`; any other status is the service's refusal.
-    pub fn ok_body<'a>(mut self, buffer: &'a mut [u8]) -> Result<&'a [u8], Failure> {
+    pub fn ok_body(mut self, buffer: &mut [u8]) -> Result<&[u8], Failure> {
         let status = self.status;
         let body = self.body(buffer)?;
         if status != 200 {
