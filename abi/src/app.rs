@@ -30,6 +30,7 @@ pub const MONITOR_SERVICES: &[&str] = &[
     "device-auth",
     "device-cert",
     "time",
+    "reports",
 ];
 /// What the kernel maps for every app besides its segments and its stack (`stack-kib`),
 /// counted against `memory-kib`: the translation tables.

@@ -30,7 +30,7 @@ use sha2::{Digest, Sha256};
 
 pub const MAGIC: [u8; 4] = *b"SBND";
 pub const FORMAT_VERSION: u16 = 1;
-pub const MAX_COMPONENTS: usize = 16;
+pub const MAX_COMPONENTS: usize = 24;
 const FIXED: usize = 52;
 const ENTRY: usize = 20;
 const SIGNATURE: usize = 64;

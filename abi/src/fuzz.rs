@@ -79,6 +79,7 @@ fn manifest() -> app::Manifest<'static> {
         storage_kib: 4,
         connect: heapless::Vec::from_slice(&["devhost:7"]).unwrap(),
         dma_kib: 0,
+        stack_kib: 16,
         cpu_budget_ms: 50,
         cpu_period_ms: 100,
     }

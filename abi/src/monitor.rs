@@ -41,6 +41,7 @@ pub enum Service {
     DeviceCertificate = 13,
     DeviceCertificateInstall = 14,
     WallClock = 15,
+    ReportRead = 16,
 }
 
 impl Service {
@@ -62,6 +63,7 @@ impl Service {
             13 => Service::DeviceCertificate,
             14 => Service::DeviceCertificateInstall,
             15 => Service::WallClock,
+            16 => Service::ReportRead,
             _ => return None,
         })
     }
@@ -69,7 +71,7 @@ impl Service {
     /// Whether the service keeps state in flash (updates, storage, device certificates): the
     /// monitor serves these from its flash owner, the others from memory.
     pub fn uses_flash(self) -> bool {
-        matches!(self.capability(), "update" | "storage" | "device-cert")
+        matches!(self.capability(), "update" | "storage" | "device-cert" | "reports")
             || self == Service::DeviceCertificate
     }
 
@@ -86,6 +88,7 @@ impl Service {
             Service::DeviceAuthSign | Service::DeviceCertificate => "device-auth",
             Service::DeviceCertificateInstall => "device-cert",
             Service::WallClock => "time",
+            Service::ReportRead => "reports",
         }
     }
 }
@@ -164,6 +167,14 @@ pub enum Request<'a> {
     /// The wall-clock time from the board's real-time clock: seconds since 1970, u64 LE.
     /// `FAILED` on a board without one.
     WallClock,
+    /// A copy of the oldest signed report (`crate::report::Report`, postcard, as the ring
+    /// holds it) whose batch comes after `after` — `(boot count, first sequence number)` of
+    /// the last report the caller has handed on — or of the oldest report if `after` is
+    /// `None`. `NOT_FOUND` when there is none. The ring itself is not changed: the caller
+    /// keeps its own cursor.
+    ReportRead {
+        after: Option<(u32, u64)>,
+    },
 }
 
 impl Request<'_> {
@@ -185,6 +196,7 @@ impl Request<'_> {
             Request::DeviceCertificate => Service::DeviceCertificate,
             Request::DeviceCertificateInstall { .. } => Service::DeviceCertificateInstall,
             Request::WallClock => Service::WallClock,
+            Request::ReportRead { .. } => Service::ReportRead,
         }
     }
 }

@@ -225,8 +225,19 @@ fn arm_watchdog() {
 }
 
 fn disarm_watchdog() {
-    // SAFETY: stops the secure physical timer (only the monitor uses it).
-    unsafe { regs::write_cntp_ctl(0) };
+    // The CNTP registers are banked by SCR.NS, and an SMC or FIQ from the normal world
+    // arrives with NS still set: without clearing it, this write would stop the kernel's
+    // timer (the non-secure bank) and leave the watchdog running.
+    let scr = regs::read_scr();
+    // SAFETY: clears SCR.NS for the one write, so it reaches the secure physical timer (only
+    // the monitor uses it), then puts SCR back; Monitor mode is secure whatever NS says.
+    unsafe {
+        regs::write_scr(scr & !1);
+        regs::isb();
+        regs::write_cntp_ctl(0);
+        regs::write_scr(scr);
+        regs::isb();
+    }
 }
 
 /// An FIQ: only the watchdog raises one. If a trial is still running, it failed: record

@@ -114,6 +114,29 @@ impl<F: Flash> Persistent<F> {
         Ok(len)
     }
 
+    /// `ReportRead`: a copy of the oldest signed report of the ring whose batch comes after
+    /// `after` (boot count, first sequence number). Only intact records that decode as a
+    /// report count; the agent gets nothing but the bytes the monitor signed and stored.
+    pub fn read_report(&self, after: Option<(u32, u64)>, out: &mut [u8]) -> Result<usize, u32> {
+        let mut found: Option<((u32, u64), usize)> = None;
+        self.reports.read(&self.flash1, |entry| {
+            if entry.tag != report::RING_TAG || !entry.intact {
+                return;
+            }
+            let Ok(report) = postcard::from_bytes::<report::Report>(entry.payload) else { return };
+            let key = (report.batch.boot_count, report.batch.first);
+            let newer = after.is_none_or(|after| key > after);
+            if newer && found.is_none_or(|(best, _)| key < best) {
+                found = Some((key, entry.offset));
+            }
+        });
+        let (_, offset) = found.ok_or(NOT_FOUND)?;
+        let mut record = [0u8; septa_abi::journal::RECORD_MAX];
+        let (_, len) = self.reports.read_at(&self.flash1, offset, &mut record).ok_or(FAILED)?;
+        out.get_mut(..len).ok_or(TOO_LARGE)?.copy_from_slice(&record[..len]);
+        Ok(len)
+    }
+
     /// Puts an update outcome the boot state still holds into the report ring.
     pub fn report_update_event(&mut self, state: &mut State, time_ms: u64) {
         let Some(event) = self.boot.unreported else { return };
@@ -280,6 +303,7 @@ impl<F: Flash> Persistent<F> {
             request @ (Request::StorageGet { .. }
             | Request::StoragePut { .. }
             | Request::StorageDelete { .. }) => self.storage(state, store, caller, quota, request, out),
+            Request::ReportRead { after } => self.read_report(after, out),
             Request::DeviceCertificate => {
                 device_auth::current(&self.flash1, &self.certificates, out).ok_or(NOT_FOUND)
             }
@@ -369,4 +393,77 @@ fn erase(flash: &mut impl Flash, offset: usize, len: usize) -> Result<(), u32> {
         flash.erase(at).map_err(|_| FAILED)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use septa_abi::flash::MemFlash;
+    use septa_abi::handoff::Handoff;
+    use septa_abi::report::{EndKind, Record, Report};
+    use std::vec::Vec;
+
+    fn flashes() -> Persistent<MemFlash> {
+        let flash = |size| MemFlash::new(std::vec![0xff; size], board::FLASH_SECTOR);
+        Persistent::new(flash(board::FLASH0.size), flash(board::FLASH1.size))
+    }
+
+    fn state() -> State {
+        let mut handoff = Handoff::empty();
+        handoff.cdi = [1; 32];
+        handoff.identity_seed = [2; 32];
+        let mut state = State::new(&handoff);
+        state.seed(&[5; 32]);
+        state
+    }
+
+    fn exit(code: i32) -> Batch {
+        let record = Record {
+            component_id: [3; 16],
+            name: [b'x'; 16],
+            kind: EndKind::Exit,
+            pc: 0,
+            address: 0,
+            exit_code: code,
+            time_ms: 10,
+            restart_count: 0,
+        };
+        Batch { first: 0, boot_count: 0, events: heapless::Vec::from_slice(&[Event::App(record)]).unwrap() }
+    }
+
+    fn read(p: &Persistent<MemFlash>, after: Option<(u32, u64)>) -> Result<Report, u32> {
+        let mut out = [0u8; 1024];
+        let len = p.read_report(after, &mut out)?;
+        Ok(postcard::from_bytes(&out[..len]).unwrap())
+    }
+
+    #[test]
+    fn reports_are_read_in_order_after_a_cursor_and_the_ring_is_left_alone() {
+        let (mut p, mut s) = (flashes(), state());
+        assert_eq!(read(&p, None).err(), Some(NOT_FOUND));
+        let mut stored = Vec::new();
+        for (boot, code) in [(1, 1), (1, 2), (2, 3)] {
+            p.boot.boot_count = boot;
+            if boot == 2 {
+                p.sequence = 0; // a new boot numbers its events from 0 again
+            }
+            let mut out = [0u8; 1024];
+            let len = p.store_report(&mut s, exit(code), &mut out).unwrap();
+            stored.push(out[..len].to_vec());
+        }
+        let mut cursor = None;
+        for expected in &stored {
+            let mut out = [0u8; 1024];
+            let len = p.read_report(cursor, &mut out).unwrap();
+            assert_eq!(&out[..len], &expected[..], "a byte-for-byte copy of the signed record");
+            let report: Report = postcard::from_bytes(&out[..len]).unwrap();
+            cursor = Some((report.batch.boot_count, report.batch.first));
+        }
+        assert_eq!(read(&p, cursor).err(), Some(NOT_FOUND));
+        // Reading moved nothing: from the start, the first report again.
+        assert_eq!(read(&p, None).unwrap().batch.boot_count, 1);
+        let mut small = [0u8; 8];
+        assert_eq!(p.read_report(None, &mut small), Err(TOO_LARGE));
+    }
 }

@@ -137,6 +137,14 @@ pub fn device_certificate_install(certificate: &[u8]) -> Result<(), Error> {
     call(&Request::DeviceCertificateInstall { certificate }, &mut []).map(|_| ())
 }
 
+/// A copy of the oldest signed report in the monitor's report ring that comes after `after`
+/// (the boot count and first sequence number of the last report handed on; `None`: the
+/// oldest) into `out`; returns its length. `ENOENT` when there is none. Needs
+/// `monitor = ["reports"]`.
+pub fn report_read(after: Option<(u32, u64)>, out: &mut [u8]) -> Result<usize, Error> {
+    call(&Request::ReportRead { after }, out)
+}
+
 /// Wall-clock time from the board's real-time clock, in seconds since 1970 (the PL031 on
 /// `qemu-virt`; `EIO` on a board without one). Needs `monitor = ["time"]`.
 pub fn wall_clock() -> Result<u64, Error> {

@@ -13,7 +13,7 @@ mod variants;
 
 /// Crates whose tests run on the host: everything except the device binaries and apps (the
 /// kernel's and monitor's libraries are host-tested; their binaries only link for the device).
-const HOST_TESTED: [&str; 13] = [
+const HOST_TESTED: [&str; 14] = [
     "septa-abi",
     "septa-tls",
     "septa-targets",
@@ -73,6 +73,9 @@ enum Cmd {
         /// The gdb stub's port.
         #[arg(long, default_value_t = 1234)]
         gdb_port: u16,
+        /// Boot the device alone, without starting septa-service beside it.
+        #[arg(long)]
+        no_service: bool,
         /// Arguments passed to QEMU unchanged, after `--` (e.g. `-- -d int`).
         #[arg(last = true)]
         qemu_args: Vec<String>,
@@ -156,9 +159,9 @@ fn run_command(cli: Cli) -> Result<()> {
             let dir = images::build_raspi2b(&root, &images::raspi2b_image(&root)?)?;
             println!("xtask: images in {}", dir.display());
         }
-        Cmd::Run { board: BoardName::QemuVirt, bundle, apps, gdb, gdb_port, qemu_args } => {
+        Cmd::Run { board: BoardName::QemuVirt, bundle, apps, gdb, gdb_port, no_service, qemu_args } => {
             let gdb = gdb.map(|app| (Some(app).filter(|a| !a.is_empty()), gdb_port));
-            run(&root, bundle.as_deref(), &apps, gdb, &qemu_args)?
+            run(&root, bundle.as_deref(), &apps, gdb, !no_service, &qemu_args)?
         }
         Cmd::Run { board: BoardName::Raspi2b, bundle, apps, gdb, qemu_args, .. } => {
             if bundle.is_some() || !apps.is_empty() || gdb.is_some() {
@@ -216,16 +219,22 @@ fn run(
     bundle: Option<&Path>,
     apps: &[PathBuf],
     gdb: Option<(Option<String>, u16)>,
+    with_service: bool,
     qemu_args: &[String],
 ) -> Result<()> {
     if let Some(bundle) = bundle.filter(|b| !b.exists()) {
         bail!("{}: no such bundle (make one with `cargo xtask bundle --out FILE`)", bundle.display())
     }
-    let spec = if apps.is_empty() { images::default_image(root)? } else { sideload::image(root, apps)? };
+    let mut spec = if apps.is_empty() { images::default_image(root)? } else { sideload::image(root, apps)? };
+    // The factory release the service must know to trust the device: the same software.
+    let factory =
+        images::BundleSpec { file: FACTORY_BUNDLE.into(), security_version: 1, apps: spec.apps.clone() };
+    spec.bundles.push(factory);
     let dir = images::image_dir(root).join(&spec.dir);
     let existing = Images::in_dir(&dir);
     // An update is offered to the device as it is; anything else boots the current sources.
-    if bundle.is_none() || !existing.rom.exists() || !existing.flash.exists() {
+    let factory_missing = !dir.join(FACTORY_BUNDLE).exists();
+    if bundle.is_none() || !existing.rom.exists() || !existing.flash.exists() || factory_missing {
         images::build(root, std::slice::from_ref(&spec))?;
     }
     let mut qemu_args = qemu_args.to_vec();
@@ -243,11 +252,56 @@ fn run(
     println!(
         "xtask: a mutual-TLS demo service listens on {tls_service}; the device reaches it as devhost:8443 (tlshello)"
     );
-    let network = Network::default().relay(7, &septa, service).relay(8443, &septa, tls_service);
+    let mut network = Network::default().relay(7, &septa, service).relay(8443, &septa, tls_service);
+    let service = if with_service { Some(start_service(root, &dir)?) } else { None };
+    if let Some(service) = &service {
+        network = network.relay(AGENT_PORT, &septa, service.address);
+        println!("xtask: septa-service for the device (devhost:{AGENT_PORT}) on {}", service.url());
+        println!("xtask: dashboard: {}/login?token={}", service.url(), service.token);
+        println!(
+            "xtask: admin CLI: export SEPTA_SERVICE_URL={} SEPTA_SERVICE_TOKEN={}",
+            service.url(),
+            service.token
+        );
+    }
     let config = Config::new(Board::QemuVirt, existing);
     let config =
         Config { interactive: true, inbox: bundle.map(Path::to_path_buf), network: Some(network), ..config };
-    boot_interactive(config, &qemu_args)
+    let result = boot_interactive(config, &qemu_args);
+    // Quitting QEMU stops the service too.
+    drop(service);
+    result
+}
+
+/// The file the factory release of the image being run is written to.
+const FACTORY_BUNDLE: &str = "factory.bundle";
+/// The port the `agent` app reaches the service on (its manifest's destination).
+const AGENT_PORT: u16 = 80;
+
+/// Starts septa-service beside the device, its SQLite database under target/septa/service,
+/// and enrolls the development device (idempotent: a second run keeps its history).
+fn start_service(root: &Path, image_dir: &Path) -> Result<septa_tool::devfleet::DevService> {
+    let binary = build_service(root)?;
+    let data = root.join("target/septa/service");
+    // The usual port when it is free, else any.
+    let service = septa_tool::devfleet::DevService::start(&binary, &data, "127.0.0.1:8080".parse()?)
+        .or_else(|_| septa_tool::devfleet::DevService::start(&binary, &data, "127.0.0.1:0".parse()?))?;
+    let keys = images::keys_dir(image_dir);
+    service
+        .enroll(&keys.join("oem-dev.pub.pem"), &keys.join("device.pub.pem"), &image_dir.join(FACTORY_BUNDLE))
+        .context("enrolling the development device")?;
+    println!("xtask: septa-service data in {} (log: {})", data.display(), septa_tool::devfleet::LOG_FILE);
+    Ok(service)
+}
+
+/// Builds the `septa-service` binary.
+pub(crate) fn build_service(root: &Path) -> Result<PathBuf> {
+    println!("xtask: building septa-service");
+    let status = cargo().args(["build", "-p", "septa-service", "--bin", "septa-service"]).status()?;
+    if !status.success() {
+        bail!("building septa-service failed");
+    }
+    Ok(root.join("target/debug/septa-service"))
 }
 
 /// Builds the `septa` host tool (the relay QEMU's forwards run, and what tests call).
@@ -334,6 +388,7 @@ fn test(root: &Path) -> Result<()> {
     images::write_sdcard(&raspi2b_dir, &raspi2b_dir.join("sdcard"))?;
     images::build_raspi2b(root, &variants::raspi2b_core_image(root)?)?;
     let tool = build_septa_tool(root)?;
+    let service = build_service(root)?;
     println!("xtask: running host unit tests and QEMU integration tests");
     let mut command = cargo();
     command.args(["test", "--no-fail-fast"]);
@@ -343,6 +398,7 @@ fn test(root: &Path) -> Result<()> {
     // The developer-experience tests run `cargo xtask run` through this very binary.
     command.env("SEPTA_XTASK", std::env::current_exe().context("finding the xtask binary")?);
     command.env("SEPTA_IMAGES", &dir).env("SEPTA_RASPI2B_IMAGES", raspi2b_dir).env("SEPTA_TOOL", tool);
+    command.env("SEPTA_SERVICE", service);
     // The QEMU tests run with only the files `apt-get install --no-install-recommends
     // qemu-system-arm` brings, whatever else this machine has installed.
     match septa_qemu::prepare_package_only(&root.join("target/septa/qemu-package-only")) {

@@ -24,6 +24,9 @@
 //!   and listening ports;
 //! - `net-crash/`: the same with a driver that faults mid-transfer (`netdev-crash`), a
 //!   `survivor` client and `counter` (an app without network, which must not notice);
+//! - `agent/`: the network apps, `agent` and `crasher` (which faults now and then), with
+//!   `v1.bundle` (the same software: the factory release the service must know) and
+//!   `v2.bundle` (security version 2 everywhere) for `tests/tests/agent.rs`;
 //! - `tls/`: `tlshello` against loopback TLS services, and `tls-noauth` without `device-auth`;
 //! - `bench/`: the benchmark apps (also what `cargo xtask bench` runs);
 //! - `net-bench/`: `netbench` with the network apps (`cargo xtask bench` only).
@@ -98,6 +101,7 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
         update_image(root)?,
         net_image(root, "net", false)?,
         net_image(root, "net-crash", true)?,
+        agent_image(root)?,
         tls_image(root)?,
     ])
 }
@@ -154,6 +158,31 @@ fn net_image(root: &Path, dir: &str, crash: bool) -> Result<ImageSpec> {
         apps.push(net_server(&client, "server", 6, &[8080]));
     }
     Ok(ImageSpec { dir: dir.into(), kernel_features: Vec::new(), apps, bundles: Vec::new() })
+}
+
+/// The agent's image and its releases.
+fn agent_image(root: &Path) -> Result<ImageSpec> {
+    let apps = ["netdev", "netsvc", "agent", "crasher"]
+        .iter()
+        .map(|n| AppSpec::from_crate(root, n))
+        .collect::<Result<Vec<_>>>()?;
+    let v2 = apps
+        .iter()
+        .map(|app| {
+            let mut manifest = app.manifest.clone();
+            manifest.version = 2;
+            AppSpec { binary: app.binary.clone(), manifest }
+        })
+        .collect();
+    Ok(ImageSpec {
+        dir: "agent".into(),
+        kernel_features: Vec::new(),
+        bundles: vec![
+            BundleSpec { file: "v1.bundle".into(), security_version: 1, apps: apps.clone() },
+            BundleSpec { file: "v2.bundle".into(), security_version: 2, apps: v2 },
+        ],
+        apps,
+    })
 }
 
 /// The fuzzers' image: `long` for `cargo xtask fuzz`.

@@ -5,6 +5,7 @@
 //! a failed run never leaves a partly written image behind.
 
 pub mod attest;
+pub mod devfleet;
 pub mod device_cert;
 pub mod elf;
 pub mod image;

@@ -1,0 +1,257 @@
+//! End to end: the device's `agent` app and the real `septa-service` (SQLite under a
+//! temporary directory, on a loopback port). QEMU's user network forwards `devhost:80` to
+//! the service through `septa relay`; the service is set up as `cargo xtask run` does it
+//! (`septa_tool::devfleet`): development OEM key, product, group, the claim of the
+//! development device and its factory release (the `agent/` image's `v1.bundle`).
+
+use septa_qemu::{Images, Network};
+use septa_tests::{Boot, Running, scratch_copy, septa, septa_path, variant_images};
+use septa_tool::devfleet::{self, DevService};
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+fn service_binary() -> PathBuf {
+    std::env::var_os("SEPTA_SERVICE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| septa_path().with_file_name("septa-service"))
+}
+
+fn image_dir() -> PathBuf {
+    variant_images("agent").rom.parent().unwrap().to_path_buf()
+}
+
+fn keys_dir() -> PathBuf {
+    image_dir().parent().unwrap().join("keys")
+}
+
+struct Fleet {
+    service: DevService,
+    data: PathBuf,
+    images: Images,
+}
+
+impl Fleet {
+    /// A fresh service with the development device enrolled, and a private copy of the images.
+    fn new(test: &str) -> Fleet {
+        Fleet::with_factory(test, "v1.bundle")
+    }
+
+    /// The same with `factory` (a bundle of the `agent/` image set) as the only release.
+    fn with_factory(test: &str, factory: &str) -> Fleet {
+        let data = std::env::temp_dir().join(format!("septa-agent-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        let service = start(&data, "127.0.0.1:0".parse().unwrap());
+        let keys = keys_dir();
+        service
+            .enroll(&keys.join("oem-dev.pub.pem"), &keys.join("device.pub.pem"), &image_dir().join(factory))
+            .expect("enrolling the development device");
+        // Enrolling twice changes nothing (what a second `cargo xtask run` does).
+        service
+            .enroll(&keys.join("oem-dev.pub.pem"), &keys.join("device.pub.pem"), &image_dir().join(factory))
+            .expect("enrolling again");
+        let images = scratch_copy(&variant_images("agent"), &format!("agent-{test}"));
+        Fleet { service, data, images }
+    }
+
+    fn boot(&self) -> Running {
+        let network = Network::default().relay(80, &septa_path(), self.service.address);
+        Boot::new(self.images.clone()).persistent().network(network).spawn()
+    }
+
+    /// `septa service ARGS` against the service, as JSON (or the text, for non-JSON output).
+    fn cli(&self, args: &[&str]) -> Value {
+        let output = septa()
+            .arg("service")
+            .args(args)
+            .env("SEPTA_SERVICE_URL", self.service.url())
+            .env("SEPTA_SERVICE_TOKEN", &self.service.token)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "septa service {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    }
+}
+
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data);
+        let _ = std::fs::remove_dir_all(self.images.rom.parent().unwrap());
+    }
+}
+
+fn start(data: &std::path::Path, listen: SocketAddr) -> DevService {
+    DevService::start(&service_binary(), data, listen)
+        .expect("starting septa-service (cargo xtask test builds it)")
+}
+
+/// The device id the agent prints at start.
+fn device_id(device: &mut Running) -> String {
+    device.wait_for("agent: device ");
+    let console = device.console();
+    let line = console.lines().find(|l| l.contains("agent: device ")).unwrap();
+    line.split("agent: device ").nth(1).unwrap().split(';').next().unwrap().trim().to_string()
+}
+
+/// Polls `check` until it is true or `limit` passes.
+fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    false
+}
+
+#[test]
+fn the_device_checks_in_attests_and_is_listed_trusted_with_a_certificate() {
+    let fleet = Fleet::new("checkin");
+    let mut device = fleet.boot();
+    let id = device_id(&mut device);
+    device.wait_for("agent: checked in: trusted; certificate valid until");
+    device.wait_for("septa: monitor: installed a new device certificate");
+    let shown = fleet.cli(&["device", &id]);
+    assert_eq!(shown["device"]["trusted"], Value::Bool(true), "{shown:#}");
+    let release = shown["device"]["release"].as_str().unwrap_or_default();
+    assert_eq!(
+        release,
+        devfleet::release_name("factory", &image_dir().join("v1.bundle")).unwrap(),
+        "{shown:#}"
+    );
+    assert!(shown["device"]["cert_not_after"].as_u64().unwrap_or(0) > 0, "{shown:#}");
+    // The attestation carried the measurements of the factory release.
+    let attestation = &shown["attestations"][0];
+    assert_eq!(attestation["trusted"], Value::Bool(true), "{shown:#}");
+    assert_eq!(attestation["fingerprint"].as_str().map(str::len), Some(64), "{shown:#}");
+    // The certificate is for the device's own key: the monitor refuses one for any other.
+    // Each check-in renews it.
+    device.wait_for_nth("agent: checked in: trusted", 2);
+    device.wait_for_nth("septa: monitor: installed a new device certificate", 2);
+    assert!(!device.console().contains("refused a device certificate"));
+}
+
+#[test]
+fn a_deployed_v2_is_downloaded_installed_confirmed_and_updated_only_after_attesting() {
+    let fleet = Fleet::new("update");
+    let mut device = fleet.boot();
+    device.wait_for("agent: checked in: trusted");
+    let v2 = image_dir().join("v2.bundle");
+    fleet.cli(&["release", "--product", devfleet::PRODUCT, "--name", "v2", v2.to_str().unwrap()]);
+    let deployed = fleet.cli(&["deploy", "--release", "v2", "--group", devfleet::GROUP, "--phases", "100"]);
+    // "deployment <id> of v2 to dev started"
+    let deployment = deployed.as_str().and_then(|t| t.split_whitespace().nth(1)).unwrap().to_string();
+    device.wait_for("agent: offered a");
+    device.wait_for("agent: downloaded");
+    let status = |fleet: &Fleet| fleet.cli(&["targets", &deployment]).to_string();
+    let after_download = status(&fleet);
+    assert!(!after_download.contains("updated"), "updated before any new attestation: {after_download}");
+    device.wait_for("confirming the update");
+    device.wait_for("applied and confirmed");
+    let console = device.console();
+    let confirmed_at = console.find("applied and confirmed").unwrap();
+    device.wait_for_nth(
+        "agent: checked in: trusted",
+        console[..confirmed_at].matches("agent: checked in: trusted").count() + 1,
+    );
+    assert!(eventually(Duration::from_secs(10), || status(&fleet).contains("updated")), "{}", status(&fleet));
+    // No offer after that: the device runs the release.
+    let offers = device.console().matches("agent: offered a").count();
+    device.wait_for_nth(
+        "agent: checked in: trusted",
+        device.console().matches("agent: checked in: trusted").count() + 1,
+    );
+    assert_eq!(device.console().matches("agent: offered a").count(), offers);
+}
+
+#[test]
+fn the_service_restarts_while_the_device_runs_and_reports_arrive_once_grouped_into_one_issue() {
+    let mut fleet = Fleet::new("restart");
+    let mut device = fleet.boot();
+    let id = device_id(&mut device);
+    device.wait_for("agent: checked in: trusted");
+    device.wait_for("agent: uploaded");
+    let address = fleet.service.address;
+    let token = fleet.service.token.clone();
+    // Stop the service; the device keeps running and retries.
+    let placeholder = start(&fleet.data.join("other"), "127.0.0.1:0".parse().unwrap());
+    std::mem::replace(&mut fleet.service, placeholder).stop();
+    let failures = device.console().matches("agent: check-in failed").count();
+    device.wait_for_nth("agent: check-in failed", failures + 2);
+    fleet.service = start(&fleet.data, address);
+    assert_eq!(fleet.service.token, token);
+    let checked = device.console().matches("agent: checked in: trusted").count();
+    device.wait_for_nth("agent: checked in: trusted", checked + 1);
+    let uploads = device.console().matches("agent: uploaded").count();
+    device.wait_for_nth("agent: uploaded", uploads + 1);
+    device.kill();
+
+    // Every report the service has is in the device's ring, byte for byte, once; and every
+    // ring record up to the last the service acknowledged has reached it.
+    let out = fleet.data.join("reports.hex");
+    fleet.cli(&["reports", &id, "--out", out.to_str().unwrap()]);
+    let stored: Vec<String> = std::fs::read_to_string(&out).unwrap().lines().map(str::to_string).collect();
+    let mut unique = stored.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), stored.len(), "a report stored twice");
+    assert!(stored.len() >= 2, "the crasher's reports: {stored:?}");
+    // The ring as the device left it in its flash: the service has every record up to the
+    // newest one it stored; anything missing came after (a crash since the last upload).
+    let key = |bytes: &[u8]| {
+        let report: septa_abi::report::Report = postcard::from_bytes(bytes).expect("a ring record decodes");
+        (report.batch.boot_count, report.batch.first)
+    };
+    let ring = septa_tool::report::from_flash(&fleet.images.flash).unwrap();
+    let ring: Vec<String> = ring.iter().map(|(_, bytes)| hex::encode(bytes)).collect();
+    let newest_stored = stored.iter().map(|h| key(&hex::decode(h).unwrap())).max().unwrap();
+    for record in &ring {
+        if key(&hex::decode(record).unwrap()) <= newest_stored {
+            assert!(stored.contains(record), "a report older than the newest uploaded was lost: {record}");
+        }
+    }
+    for record in &stored {
+        assert!(ring.contains(record), "the service has a report the device never wrote: {record}");
+    }
+    // The stored reports verify offline with the device key.
+    let verified = Command::new(septa_path())
+        .args(["report", "verify", "--device-key"])
+        .arg(keys_dir().join("device.pub.pem"))
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(verified.status.success(), "{}", String::from_utf8_lossy(&verified.stderr));
+
+    let issues = fleet.cli(&["issues"]);
+    let text = issues.to_string();
+    assert!(text.contains("crasher"), "{issues:#}");
+    let list = issues
+        .as_array()
+        .cloned()
+        .unwrap_or_else(|| issues["issues"].as_array().cloned().unwrap_or_default());
+    let crasher: Vec<&Value> = list.iter().filter(|i| i.to_string().contains("crasher")).collect();
+    assert_eq!(crasher.len(), 1, "the crasher's faults group into one issue: {issues:#}");
+}
+
+#[test]
+fn a_device_whose_measurements_the_service_does_not_know_gets_no_certificate_and_is_untrusted() {
+    // The service knows only v2: the device booting v1 matches no release.
+    let fleet = Fleet::with_factory("untrusted", "v2.bundle");
+    let mut device = fleet.boot();
+    let id = device_id(&mut device);
+    device.wait_for_nth("agent: checked in: untrusted (no certificate)", 2);
+    let console = device.console();
+    assert!(!console.contains("installed a new device certificate"), "{console}");
+    assert!(!console.contains("agent: offered"), "no recovery release, no offer: {console}");
+    let shown = fleet.cli(&["device", &id]);
+    assert_eq!(shown["device"]["trusted"], Value::Bool(false), "{shown:#}");
+    assert_eq!(shown["attestations"][0]["trusted"], Value::Bool(false), "{shown:#}");
+}

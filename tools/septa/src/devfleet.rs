@@ -1,0 +1,140 @@
+//! A development `septa-service` beside a QEMU device: what `cargo xtask run` and the
+//! end-to-end tests start. It runs the real service binary on `127.0.0.1` (a port the system
+//! picks) with its SQLite database in a directory of the caller's, and enrolls the
+//! development device — the development OEM key, a product and group, the claim of the
+//! device key, the factory release — each step idempotent, so the next start keeps the
+//! device's history.
+
+use crate::service::Api;
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// The development tenant, product and group.
+pub const TENANT: &str = "dev";
+pub const PRODUCT: &str = "septa-dev";
+pub const GROUP: &str = "dev";
+/// The file in the data directory that keeps the tenant's admin token.
+const TOKEN_FILE: &str = "admin.token";
+/// The service's console output, in the data directory.
+pub const LOG_FILE: &str = "service.log";
+
+/// A running service; dropping it stops the process.
+pub struct DevService {
+    child: Child,
+    pub address: SocketAddr,
+    pub token: String,
+    pub data: PathBuf,
+}
+
+impl DevService {
+    /// Starts `binary` with its database in `data` (the tenant is created on first use) and
+    /// waits until it listens. `listen` is the address to bind (`127.0.0.1:0`: any port).
+    pub fn start(binary: &Path, data: &Path, listen: SocketAddr) -> Result<DevService> {
+        if !listen.ip().is_loopback() {
+            bail!("the development service listens on loopback only, not {listen}");
+        }
+        std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        let token_file = data.join(TOKEN_FILE);
+        let token = if token_file.exists() {
+            std::fs::read_to_string(&token_file)?.trim().to_string()
+        } else {
+            let output = Command::new(binary)
+                .arg("--data")
+                .arg(data)
+                .args(["create-tenant", TENANT])
+                .output()
+                .with_context(|| format!("running {}", binary.display()))?;
+            if !output.status.success() {
+                bail!("creating the development tenant: {}", String::from_utf8_lossy(&output.stderr).trim());
+            }
+            let token = String::from_utf8(output.stdout)?.trim().to_string();
+            std::fs::write(&token_file, &token)?;
+            token
+        };
+        let log_path = data.join(LOG_FILE);
+        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
+        let mut child = Command::new(binary)
+            .arg("--data")
+            .arg(data)
+            .args(["--listen", &listen.to_string(), "--sweep-ms", "200"])
+            .stdout(Stdio::piped())
+            .stderr(log.try_clone()?)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut lines = BufReader::new(child.stdout.take().expect("piped"));
+        let mut first = String::new();
+        lines.read_line(&mut first)?;
+        let _ = log.write_all(first.as_bytes());
+        // "septa-service: management API, dashboard and device protocol on http://ADDR (SQLite)"
+        let address = first
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse::<SocketAddr>().ok());
+        let Some(address) = address else {
+            let _ = child.kill();
+            bail!("septa-service did not start (see {}): {}", log_path.display(), first.trim());
+        };
+        std::thread::spawn(move || {
+            for line in lines.lines().map_while(Result::ok) {
+                let _ = writeln!(log, "{line}");
+            }
+        });
+        Ok(DevService { child, address, token, data: data.to_path_buf() })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    pub fn api(&self) -> Api {
+        Api::new(&self.url(), &self.token)
+    }
+
+    /// Enrolls the development device: OEM key, product, group, claim, and the factory
+    /// release (named by its bundle's hash, so a rebuilt image gets a release of its own).
+    pub fn enroll(&self, oem_key: &Path, device_key: &Path, factory: &Path) -> Result<()> {
+        let api = self.api();
+        let key = crate::service::key_text(oem_key)?;
+        idempotent(api.post("/api/v1/oem-keys", json!({ "public_key": key })))?;
+        idempotent(api.post("/api/v1/products", json!({ "name": PRODUCT })))?;
+        idempotent(api.post("/api/v1/groups", json!({ "product": PRODUCT, "name": GROUP })))?;
+        let device = crate::service::key_text(device_key)?;
+        idempotent(api.post("/api/v1/devices", crate::service::claim_body(PRODUCT, Some(GROUP), &device)))?;
+        idempotent(api.upload_release(PRODUCT, &release_name("factory", factory)?, false, factory))?;
+        Ok(())
+    }
+
+    /// Stops the service (as dropping it does).
+    pub fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for DevService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `<prefix>-<first 8 hex digits of the bundle's SHA-256>`.
+pub fn release_name(prefix: &str, bundle: &Path) -> Result<String> {
+    let bytes = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    Ok(format!("{prefix}-{}", &hex::encode(Sha256::digest(&bytes))[..8]))
+}
+
+/// A creation that finds its object already there counts as done.
+fn idempotent(result: Result<serde_json::Value>) -> Result<()> {
+    match result {
+        Ok(_) => Ok(()),
+        Err(error) if format!("{error:#}").contains("409") => Ok(()),
+        Err(error) => Err(error),
+    }
+}
