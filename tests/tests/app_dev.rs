@@ -57,10 +57,13 @@ impl XtaskRun {
         XtaskRun { child, lines, seen: String::new() }
     }
 
-    /// Waits for a line containing `text` and returns it.
+    /// Waits for a line containing `text` and returns it (at most 5 minutes in all: the
+    /// first run builds the app).
     fn wait_for(&mut self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
         loop {
-            match self.lines.recv_timeout(Duration::from_secs(300)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push_str(&line);
                     self.seen.push('\n');

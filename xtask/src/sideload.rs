@@ -21,10 +21,16 @@ use std::process::Stdio;
 /// The image directory of a run with sideloaded apps, under the board's image directory.
 pub const IMAGE_DIR: &str = "sideload";
 
-/// The default image plus the apps of the projects in `dirs`, built for the device.
+/// Apps of the default image that only demonstrate a connection to the host; a sideload
+/// image leaves them out to make room for yours (the kernel runs at most 16 apps).
+const DEMO_CLIENTS: [&str; 2] = ["nethello", "tlshello"];
+
+/// The default image (less [`DEMO_CLIENTS`]) plus the apps of the projects in `dirs`,
+/// built for the device.
 pub fn image(root: &Path, dirs: &[PathBuf]) -> Result<ImageSpec> {
     let mut spec = images::default_image(root)?;
     spec.dir = IMAGE_DIR.into();
+    spec.apps.retain(|app| !DEMO_CLIENTS.contains(&app.manifest.name.as_str()));
     for dir in dirs {
         spec.apps.push(build_app(dir)?);
     }
