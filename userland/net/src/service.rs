@@ -418,7 +418,12 @@ impl Service {
             return Err(Error::WouldBlock);
         }
         if !socket.may_send() {
-            return Err(Error::NotConnected);
+            // Reset by the peer before the next poll recorded it on the slot.
+            return Err(if socket.state() == State::Closed {
+                Error::ConnectionReset
+            } else {
+                Error::NotConnected
+            });
         }
         socket.send_slice(data).map(|n| n as u32).map_err(|_| Error::NotConnected)
     }
