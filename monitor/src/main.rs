@@ -12,6 +12,7 @@
 
 #![no_std]
 #![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use core::fmt::Write;
 use septa_abi::boot_state::RollbackReason;

@@ -73,7 +73,7 @@ fn an_update_is_tried_confirmed_and_raises_the_minimum_then_older_bundles_are_re
     let console = boot_until(&images, Some(&bundle("v1.bundle")), "[updater] the monitor refused the update");
     assert!(
         console
-            .contains("septa: monitor: update refused: package 0: security version 1 is below the minimum 2"),
+            .contains("septa: monitor: update refused: package 0 (monitor): security version 1 is below the minimum 2 (rollback)"),
         "{console}"
     );
     assert_eq!(boot_state(&images).active, 1);
