@@ -293,15 +293,23 @@ fn measure_loader() -> [u8; 32] {
     let end = (&raw const __loader_end) as usize;
     let mut hasher = sha2::Sha256::new();
     // The ROM starts at address 0, which Rust references and slices may not point at; the
-    // words are read with plain loads instead.
-    for address in (board::LOADER_ROM.base..end).step_by(4) {
-        let word: u32;
-        // SAFETY: `address` lies in the loader's own image in the boot ROM, which is mapped,
-        // word aligned and never written.
-        unsafe {
-            core::arch::asm!("ldr {}, [{}]", out(reg) word, in(reg) address, options(readonly, nostack))
-        };
-        hasher.update(&word.to_le_bytes()[..(end - address).min(4)]);
+    // words are read with plain loads, a block at a time (one hasher update per block).
+    let mut block = [0u8; 256];
+    let mut address = board::LOADER_ROM.base;
+    while address < end {
+        let len = (end - address).min(block.len());
+        for (at, chunk) in block[..len].chunks_mut(4).enumerate() {
+            let word: u32;
+            // SAFETY: the word at `address + 4·at` (word aligned) starts inside the loader's own
+            // image in the boot ROM, which is mapped and never written; the last word may
+            // reach past the image's end, never past the ROM.
+            unsafe {
+                core::arch::asm!("ldr {}, [{}]", out(reg) word, in(reg) address + 4 * at, options(readonly, nostack))
+            };
+            chunk.copy_from_slice(&word.to_le_bytes()[..chunk.len()]);
+        }
+        hasher.update(&block[..len]);
+        address += len;
     }
     hasher.finalize().into()
 }

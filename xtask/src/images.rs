@@ -59,6 +59,7 @@ impl AppSpec {
 /// default), kernel features, apps, and update bundles to make next to it.
 pub struct ImageSpec {
     pub dir: String,
+    /// Kernel features; `crate/feature` for another stage's (the monitor's `powercut`).
     pub kernel_features: Vec<String>,
     pub apps: Vec<AppSpec>,
     pub bundles: Vec<BundleSpec>,
@@ -160,7 +161,10 @@ fn build_binaries(apps: &[&str], kernel_features: &[String]) -> Result<Built> {
 /// feature into its own target directory, so switching boards rebuilds nothing.
 fn build_binaries_for(apps: &[&str], kernel_features: &[String], board: Option<&str>) -> Result<Built> {
     let mut features = device_features();
-    features.extend(kernel_features.iter().map(|f| format!("septa-kernel/{f}")));
+    features.extend(kernel_features.iter().map(|f| {
+        // A feature of another stage names its crate (`septa-monitor/powercut`).
+        if f.contains('/') { f.clone() } else { format!("septa-kernel/{f}") }
+    }));
     if let Some(board) = board {
         features.extend(DEVICE_BINARIES.iter().map(|stage| format!("{stage}/{board}")));
     }
