@@ -548,7 +548,7 @@ mod tests {
             let mut p = flashes();
             let image = factory_image();
             let at = in_flash1(board::SLOT_A);
-            p.flash1.bytes[at..at + image.len()].copy_from_slice(&image);
+            p.flash1.bytes[at..at + image.len()].copy_from_slice(image);
             p
         }
 
@@ -595,7 +595,7 @@ mod tests {
             let flash = p.flash1.slice(region, board::SLOT_A.size).unwrap();
             if slot == 0 {
                 let factory = factory_image();
-                assert_eq!(&flash[..factory.len()], &factory[..], "slot A changed");
+                assert_eq!(&flash[..factory.len()], factory, "slot A changed");
                 p.start(core::iter::empty());
                 return (slot, boot.trying.is_some());
             }
