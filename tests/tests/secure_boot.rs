@@ -207,3 +207,14 @@ fn a_slot_holding_one_signed_app_twice_is_refused() {
         &message,
     );
 }
+
+#[test]
+fn a_package_missing_from_the_slot_its_manifest_lists_is_refused() {
+    // The last package erased in flash; the signed slot header still counts it.
+    let last = packages(&default_images()).len() - 1;
+    refused(
+        "missing",
+        |images| edit_in_place(images, last, |p| p.fill(0xff)),
+        &format!("package {last}: bad magic (not a Septa package)"),
+    );
+}
