@@ -24,10 +24,30 @@ fn call(request: &Request<'_>, response: &mut [u8]) -> Result<usize, Error> {
     call_with(monitor, request, response)
 }
 
+/// Postcard output into a `heapless::Vec`, which (unlike an array) need not be zeroed first:
+/// a call costs the bytes of its request, not the 960 of the largest one.
+struct Encoder<'a>(&'a mut heapless::Vec<u8, REQUEST_MAX>);
+
+impl postcard::ser_flavors::Flavor for Encoder<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte).map_err(|_| postcard::Error::SerializeBufferFull)
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes).map_err(|_| postcard::Error::SerializeBufferFull)
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
 /// One `monitor_call` with an explicit handle.
 pub fn call_with(monitor: Handle, request: &Request<'_>, response: &mut [u8]) -> Result<usize, Error> {
-    let mut encoded = [0u8; REQUEST_MAX];
-    let encoded = postcard::to_slice(request, &mut encoded).map_err(|_| Error::Invalid)?;
+    let mut encoded = heapless::Vec::<u8, REQUEST_MAX>::new();
+    postcard::serialize_with_flavor(request, Encoder(&mut encoded)).map_err(|_| Error::Invalid)?;
     let args = [
         monitor.0,
         request.service() as u32,
