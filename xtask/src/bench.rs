@@ -392,7 +392,7 @@ fn print_table(septa: &Results, wall: &Results, linux: &Results) {
     println!();
     println!(
         "{:<22} {:>14} {:>14} {:>12} {:>12} {:>16} {:>7} {:>14}",
-        "metric", "Septa", "Linux 6.1", "Linux/Septa", "seL4", "goal", "", "Septa wall ns"
+        "metric", "Septa", "Linux 6.1", "Linux/Septa", "seL4", "goal", "met", "Septa wall ns"
     );
     for (name, (value, unit)) in septa.iter().filter(|(name, _)| !name.starts_with("mem_")) {
         let peer = linux.get(name).map(|(v, _)| *v);
@@ -506,4 +506,43 @@ pub fn service(root: &Path, devices: usize) -> Result<()> {
         println!("{name:<32} {value:>10} {unit}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goals_are_judged_against_their_limit_or_linux() {
+        assert_eq!(judge("monitor_call", 1_183, None), ("<= 1,200".into(), "met".into()));
+        assert_eq!(judge("null_syscall", 114, Some(135)), ("<= 80".into(), "MISSED".into()));
+        assert_eq!(
+            judge("tcp_recv_per_kib", 26_379, Some(4_483)),
+            ("<= Linux: 4,483".into(), "MISSED".into())
+        );
+        assert_eq!(judge("tcp_recv_per_kib", 26_379, None), ("<= Linux".into(), "-".into()));
+        assert_eq!(judge("tls_mutual_handshake", 1, None), ("-".into(), "-".into()));
+    }
+
+    #[test]
+    fn profile_segments_are_boot_then_phases_between_gaps() {
+        let segment = |n: u64| {
+            let mut s = Segment::default();
+            s.counts.insert(("kernel".into(), "f".into()), n);
+            s
+        };
+        let segments = (1..=6).map(segment).collect();
+        let phases = [("a".to_string(), 10), ("b".to_string(), 20)];
+        let named: Vec<(String, u64, u64)> =
+            attribute(segments, &phases).into_iter().map(|(n, ops, s)| (n, ops, s.total())).collect();
+        assert_eq!(named, [("boot_to_first_app".into(), 1, 1), ("a".into(), 10, 3), ("b".into(), 20, 5)]);
+    }
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000), "1,000");
+        assert_eq!(grouped(71_249_296), "71,249,296");
+    }
 }
