@@ -303,10 +303,10 @@ fn serve(
     // SAFETY: MONITOR_SHARED is the fixed non-secure page for requests; the monitor reads
     // and writes only inside it (offsets and `len` are bounded above) and never follows a
     // pointer from the normal world. The caller's id and quota are read once, as words (the
-    // page and both offsets are 4-aligned). Copying the request first means the normal world
-    // cannot change it while it is checked. The response area is only written: the
-    // response goes there directly. The normal world does not run while the monitor does
-    // (one core), so nothing else touches the page meanwhile.
+    // page and both offsets are 4-aligned). Copying the request first (unless `in_place`)
+    // means the normal world cannot change it while it is checked. The response area is
+    // only written: the response goes there directly. The normal world does not run while
+    // the monitor does (one core), so nothing else touches the page meanwhile.
     let (words, quota, shared_request, response) = unsafe {
         (
             core::ptr::read((page + CALLER_OFFSET) as *const [u32; 4]),
