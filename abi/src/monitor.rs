@@ -71,8 +71,40 @@ impl Service {
     /// Whether the service keeps state in flash (updates, storage, device certificates): the
     /// monitor serves these from its flash owner, the others from memory.
     pub fn uses_flash(self) -> bool {
-        matches!(self.capability(), "update" | "storage" | "device-cert" | "reports")
-            || self == Service::DeviceCertificate
+        use Service::*;
+        matches!(
+            self,
+            UpdateBegin
+                | UpdateWrite
+                | UpdateCommit
+                | StorageGet
+                | StoragePut
+                | StorageDelete
+                | DeviceCertificate
+                | DeviceCertificateInstall
+                | ReportRead
+        )
+    }
+
+    /// The bit of [`Service::capability`] in a process's set of monitor capabilities: one
+    /// shifted by the name's index in `crate::app::MONITOR_SERVICES` (no string compares on
+    /// the kernel's path to the monitor).
+    pub fn capability_bit(self) -> u32 {
+        use Service::*;
+        let index = match self {
+            Random => 0,
+            Sha256 => 1,
+            PublicKey | Sign => 2,
+            Verify => 3,
+            Attest => 4,
+            UpdateBegin | UpdateWrite | UpdateCommit => 5,
+            StorageGet | StoragePut | StorageDelete => 6,
+            DeviceAuthSign | DeviceCertificate => 7,
+            DeviceCertificateInstall => 8,
+            WallClock => 9,
+            ReportRead => 10,
+        };
+        1 << index
     }
 
     /// The manifest capability (`monitor = [...]`) a service needs.
@@ -103,37 +135,48 @@ pub const UPDATE_CHUNK_MAX: usize = 448;
 pub const KEY_MAX: usize = 32;
 pub const VALUE_MAX: usize = 256;
 
+/// Byte-slice fields are written as bytes (`serialize_with = "bytes"`): postcard encodes a
+/// `&[u8]` the same way either way (its length, then the bytes), but as a sequence it would
+/// push each byte through the serializer on its own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request<'a> {
     Random {
         len: u16,
     },
     Sha256 {
+        #[serde(serialize_with = "bytes")]
         data: &'a [u8],
     },
     /// The caller's own P-256 public key (SEC1 uncompressed).
     PublicKey,
     /// ECDSA P-256 over SHA-256 of `message`, with the caller's own key: 64 bytes r ‖ s.
     Sign {
+        #[serde(serialize_with = "bytes")]
         message: &'a [u8],
     },
     /// One byte: 1 if `signature` is valid for `message` under `public_key`, else 0.
     Verify {
+        #[serde(serialize_with = "bytes")]
         public_key: &'a [u8],
+        #[serde(serialize_with = "bytes")]
         message: &'a [u8],
+        #[serde(serialize_with = "bytes")]
         signature: &'a [u8],
     },
     /// An attestation token ([`crate::attest::Token`]) over `nonce`.
     Attest {
+        #[serde(serialize_with = "bytes")]
         nonce: &'a [u8],
     },
     /// Starts receiving an update bundle: its header (`septa_abi::bundle`), checked now.
     UpdateBegin {
+        #[serde(serialize_with = "bytes")]
         header: &'a [u8],
     },
     /// The next bytes of the bundle's slot image, at `offset` from its start (in order).
     UpdateWrite {
         offset: u32,
+        #[serde(serialize_with = "bytes")]
         data: &'a [u8],
     },
     /// Checks the whole bundle, installs it into the inactive slot, marks it pending and
@@ -141,13 +184,17 @@ pub enum Request<'a> {
     UpdateCommit,
     /// The caller's value under `key`.
     StorageGet {
+        #[serde(serialize_with = "bytes")]
         key: &'a [u8],
     },
     StoragePut {
+        #[serde(serialize_with = "bytes")]
         key: &'a [u8],
+        #[serde(serialize_with = "bytes")]
         value: &'a [u8],
     },
     StorageDelete {
+        #[serde(serialize_with = "bytes")]
         key: &'a [u8],
     },
     /// The TLS 1.3 client CertificateVerify signature for `transcript_hash` with the device
@@ -162,6 +209,7 @@ pub enum Request<'a> {
     /// Installs a newer device certificate (DER, for the device identity key); it replaces
     /// the current one from now on, across reboots.
     DeviceCertificateInstall {
+        #[serde(serialize_with = "bytes")]
         certificate: &'a [u8],
     },
     /// The wall-clock time from the board's real-time clock: seconds since 1970, u64 LE.
@@ -201,6 +249,11 @@ impl Request<'_> {
     }
 }
 
+/// Serializes `bytes` in one piece (see [`Request`]).
+fn bytes<S: serde::Serializer>(bytes: &&[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(bytes)
+}
+
 /// Status codes of `SERVICE` in r0.
 pub const OK: u32 = 0;
 /// The request does not decode, does not match the service number, or is out of bounds.
@@ -221,3 +274,37 @@ pub const ALREADY_INSTALLED: u32 = 7;
 /// An update runs on trial: it must confirm itself before the next update, or an update
 /// write came without `UpdateBegin`.
 pub const BUSY: u32 = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_bits_follow_the_manifest_names_and_flash_services_are_the_stateful_ones() {
+        let services: alloc::vec::Vec<Service> = (0..32).filter_map(Service::from_u32).collect();
+        assert_eq!(services.len(), 17);
+        for service in services {
+            let index = service.capability_bit().trailing_zeros() as usize;
+            assert_eq!(crate::app::MONITOR_SERVICES[index], service.capability(), "{service:?}");
+            let stateful = matches!(service.capability(), "update" | "storage" | "device-cert" | "reports")
+                || service == Service::DeviceCertificate;
+            assert_eq!(service.uses_flash(), stateful, "{service:?}");
+        }
+    }
+
+    #[test]
+    fn byte_fields_encode_as_length_and_bytes_and_decode_back() {
+        let mut out = [0u8; 32];
+        let sha = Request::Sha256 { data: &[7, 8, 9] };
+        // Variant 1, length 3, the bytes: what a sequence of u8 encodes to as well.
+        assert_eq!(postcard::to_slice(&sha, &mut out).unwrap(), [1, 3, 7, 8, 9]);
+        let mut out = [0u8; 32];
+        let verify = Request::Verify { public_key: &[1], message: &[], signature: &[2, 3] };
+        let encoded = postcard::to_slice(&verify, &mut out).unwrap();
+        assert_eq!(encoded, [4, 1, 1, 0, 2, 2, 3]);
+        assert_eq!(postcard::from_bytes::<Request<'_>>(encoded).unwrap(), verify);
+        let seq: (u8, &[u8]) = (1, &[7, 8, 9]);
+        let mut out = [0u8; 32];
+        assert_eq!(postcard::to_slice(&seq, &mut out).unwrap(), [1, 3, 7, 8, 9], "as a sequence");
+    }
+}

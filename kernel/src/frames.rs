@@ -36,6 +36,12 @@ pub fn init() {
     FRAMES.lock().add_frame(start, end);
 }
 
+/// Bytes of the kernel heap in use (benchmark builds report it).
+#[cfg(feature = "bench")]
+pub fn heap_used() -> usize {
+    HEAP.lock().used()
+}
+
 /// Allocates `count` contiguous zeroed frames; returns the physical address of the first.
 pub fn alloc(count: usize) -> Option<u32> {
     let address = (FRAMES.lock().alloc(count)? * PAGE) as u32;

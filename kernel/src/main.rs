@@ -93,10 +93,29 @@ extern "C" fn kernel_main() -> ! {
     );
     let started = start_apps(&mut kernel);
     kprintln!("septa: kernel: {started} apps started");
+    #[cfg(feature = "bench")]
+    report_memory(&kernel);
     kernel.start_clock();
     let next = kernel.schedule(false);
     drop(kernel);
     trap::run(next)
+}
+
+/// Benchmark builds: the RAM the kernel's heap and each started app use, measured now, as
+/// `BENCH` lines for `cargo xtask bench` (the kernel's static RAM it reads from the ELF).
+#[cfg(feature = "bench")]
+fn report_memory(kernel: &system::Kernel) {
+    kprintln!("septa: kernel: BENCH mem_kernel_heap_used {} bytes", frames::heap_used());
+    let entry = core::mem::size_of::<process::Process>();
+    kprintln!("septa: kernel: BENCH mem_process_entry {entry} bytes");
+    for process in kernel.processes.iter().filter(|p| p.state == process::State::Ready) {
+        let (total, tables, stack) = process.frames_in_use();
+        kprintln!(
+            "septa: kernel: BENCH mem_app_{} {total} bytes: tables {tables}, stack {stack}, image and heap {}",
+            process.name(),
+            total - tables - stack
+        );
+    }
 }
 
 /// Starts every app package in the booted slot; a refused app is reported and skipped. First every

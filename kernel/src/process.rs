@@ -150,6 +150,14 @@ impl Process {
         log_limit: LogLimit::FULL,
     };
 
+    /// RAM the process holds in frames, its translation tables included, and of that its
+    /// tables and its stack (benchmark builds report it).
+    #[cfg(feature = "bench")]
+    pub fn frames_in_use(&self) -> (u32, u32, u32) {
+        let stack = self.manifest.as_ref().map_or(0, |m| m.stack_kib * 1024);
+        (self.pages_used * PAGE, TABLE_PAGES * PAGE, stack)
+    }
+
     pub fn name(&self) -> &str {
         core::str::from_utf8(&self.name[..self.name_len]).unwrap_or("?")
     }

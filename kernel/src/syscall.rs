@@ -384,8 +384,7 @@ impl Kernel {
             return Err(Error::Access);
         };
         let service = m::Service::from_u32(service).ok_or(Error::Invalid)?;
-        let bit = septa_abi::app::MONITOR_SERVICES.iter().position(|s| *s == service.capability());
-        if bit.is_none_or(|bit| services & (1 << bit) == 0) {
+        if services & service.capability_bit() == 0 {
             return Err(Error::Access);
         }
         if len as usize > m::REQUEST_MAX {

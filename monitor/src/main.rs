@@ -278,6 +278,9 @@ fn print_message(persistent: &mut Persistent<platform::Flash>) {
 /// Seeds the DRBG from the entropy read started at boot, the first time random bytes are
 /// needed.
 fn seed_once(state: &mut State) {
+    if state.seeded() {
+        return;
+    }
     if let Some(pending) = ENTROPY.lock().take() {
         match entropy::collect(pending) {
             Some(seed) => state.seed(&seed),
@@ -291,9 +294,12 @@ fn seed_once(state: &mut State) {
 
 /// Serves a request in the shared page: copies it (and the caller's component id and
 /// storage quota) into secure memory, lets `handle` answer it, writes the response back.
-/// Returns r0 (status) and r1 (response length).
+/// With `in_place`, `handle` gets the request where it lies in the shared page instead of a
+/// copy: only for a request whose content is never checked, only hashed (SHA-256), where
+/// the copy would guard nothing. Returns r0 (status) and r1 (response length).
 fn serve(
     len: u32,
+    in_place: bool,
     handle: impl FnOnce(&mut State, &[u8; 16], usize, &[u8], &mut [u8]) -> Result<usize, u32>,
 ) -> [u32; 4] {
     let len = len as usize;
@@ -303,25 +309,32 @@ fn serve(
     let page = board::MONITOR_SHARED.base;
     // SAFETY: MONITOR_SHARED is the fixed non-secure page for requests; the monitor reads
     // and writes only inside it (offsets and `len` are bounded above) and never follows a
-    // pointer from the normal world. Copying the request first means the normal world
-    // cannot change it while it is checked. The response area is only written: the
-    // response goes there directly. The normal world does not run while the monitor does
-    // (one core), so nothing else touches the page meanwhile.
-    let (shared_caller, shared_request, response) = unsafe {
+    // pointer from the normal world. The caller's id and quota are read once, as words (the
+    // page and both offsets are 4-aligned). Copying the request first (unless `in_place`)
+    // means the normal world cannot change it while it is checked. The response area is
+    // only written: the response goes there directly. The normal world does not run while
+    // the monitor does (one core), so nothing else touches the page meanwhile.
+    let (words, quota, shared_request, response) = unsafe {
         (
-            core::slice::from_raw_parts((page + CALLER_OFFSET) as *const u8, QUOTA_OFFSET + 4),
+            core::ptr::read((page + CALLER_OFFSET) as *const [u32; 4]),
+            core::ptr::read((page + QUOTA_OFFSET) as *const u32),
             core::slice::from_raw_parts((page + REQUEST_OFFSET) as *const u8, len),
             core::slice::from_raw_parts_mut((page + RESPONSE_OFFSET) as *mut u8, RESPONSE_MAX),
         )
     };
     let mut caller = [0u8; 16];
-    caller.copy_from_slice(&shared_caller[..16]);
-    let quota =
-        u32::from_le_bytes(shared_caller[QUOTA_OFFSET..QUOTA_OFFSET + 4].try_into().expect("4 bytes"));
-    let mut request = heapless::Vec::<u8, REQUEST_MAX>::new();
-    let _ = request.extend_from_slice(shared_request); // cannot fail: `len` ≤ REQUEST_MAX
+    for (bytes, word) in caller.chunks_exact_mut(4).zip(words) {
+        bytes.copy_from_slice(&word.to_ne_bytes());
+    }
+    let mut copy = heapless::Vec::<u8, REQUEST_MAX>::new();
+    let request = if in_place {
+        shared_request
+    } else {
+        let _ = copy.extend_from_slice(shared_request); // cannot fail: `len` ≤ REQUEST_MAX
+        &copy
+    };
     let result = match SERVICES.lock().as_mut() {
-        Some(state) => handle(state, &caller, quota as usize, &request, response),
+        Some(state) => handle(state, &caller, u32::from_le(quota) as usize, request, response),
         None => Err(septa_abi::monitor::FAILED),
     };
     match result {
@@ -346,7 +359,8 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
         Action::Return(values) => frame.r[..4].copy_from_slice(&values),
         Action::Service { service, len } => {
             let mut reset_after = false;
-            let result = serve(len, |state, caller, quota, request, out| {
+            let in_place = service == Service::Sha256 as u32;
+            let result = serve(len, in_place, |state, caller, quota, request, out| {
                 if service == Service::Random as u32 || service == Service::StoragePut as u32 {
                     seed_once(state);
                 }
@@ -374,7 +388,7 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
             frame.r[..4].copy_from_slice(&result)
         }
         Action::StoreReport { len } => {
-            let result = serve(len, |state, _, _, batch, out| {
+            let result = serve(len, false, |state, _, _, batch, out| {
                 let batch = postcard::from_bytes(batch).map_err(|_| septa_abi::monitor::BAD_REQUEST)?;
                 PERSISTENT.lock().store_report(state, batch, out)
             });
@@ -396,7 +410,7 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
         Action::TrialFailed { len } => {
             let mut name = [0u8; 16];
             // The name is at most 16 bytes of the request area; anything longer is cut.
-            serve(len.min(16), |_, _, _, request, _| {
+            serve(len.min(16), false, |_, _, _, request, _| {
                 name[..request.len()].copy_from_slice(request);
                 Ok(0)
             });

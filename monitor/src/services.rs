@@ -11,7 +11,7 @@
 
 use p256::ecdsa::signature::{Signer, Verifier};
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
-use rand_chacha::ChaCha20Rng;
+use rand_chacha::ChaCha12Rng;
 use rand_core::{RngCore, SeedableRng};
 use septa_abi::attest::{self, Claims, Measurement, Token};
 use septa_abi::handoff::Handoff;
@@ -30,7 +30,7 @@ pub struct State {
     trust: Option<septa_abi::fuses::Fuses>,
     identity_seed: [u8; 32],
     measurements: heapless::Vec<Measurement, { attest::MAX_RECORDS }>,
-    rng: Option<ChaCha20Rng>,
+    rng: Option<ChaCha12Rng>,
     app_keys: heapless::Vec<([u8; 16], SigningKey), KEY_CACHE>,
     /// Device public key, attestation key and the certificate, once derived.
     attestation: Option<(heapless::Vec<u8, 65>, SigningKey, heapless::Vec<u8, 64>)>,
@@ -54,10 +54,17 @@ impl State {
     }
 
     /// Seeds the DRBG from `entropy` (32 bytes from the hardware source), mixed with the CDI
-    /// so that a weak source alone does not decide the output.
+    /// so that a weak source alone does not decide the output. The DRBG is ChaCha with 12
+    /// rounds (what the `rand` crate's standard generator uses; the best published attacks
+    /// reach 7): 40 % less work per byte than ChaCha20 on the path of every `random` call.
     pub fn seed(&mut self, entropy: &[u8; 32]) {
         let seed = keys::hmac(&self.cdi, &[b"septa drbg", entropy]);
-        self.rng = Some(ChaCha20Rng::from_seed(seed));
+        self.rng = Some(ChaCha12Rng::from_seed(seed));
+    }
+
+    /// Whether [`State::seed`] has run.
+    pub fn seeded(&self) -> bool {
+        self.rng.is_some()
     }
 
     pub fn seal_cdi(&self) -> &[u8; 32] {

@@ -24,10 +24,35 @@ fn call(request: &Request<'_>, response: &mut [u8]) -> Result<usize, Error> {
     call_with(monitor, request, response)
 }
 
+/// Postcard output into a `heapless::Vec`, which (unlike an array) need not be zeroed first:
+/// a call costs the bytes of its request, not the 960 of the largest one.
+struct Encoder<'a>(&'a mut heapless::Vec<u8, REQUEST_MAX>);
+
+impl postcard::ser_flavors::Flavor for Encoder<'_> {
+    type Output = ();
+
+    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
+        self.0.push(byte).map_err(|_| postcard::Error::SerializeBufferFull)
+    }
+
+    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
+        self.0.extend_from_slice(bytes).map_err(|_| postcard::Error::SerializeBufferFull)
+    }
+
+    fn finalize(self) -> postcard::Result<()> {
+        Ok(())
+    }
+}
+
+/// Encodes `request` into `out` (empty); a request over `REQUEST_MAX` bytes is `Invalid`.
+fn encode(request: &Request<'_>, out: &mut heapless::Vec<u8, REQUEST_MAX>) -> Result<(), Error> {
+    postcard::serialize_with_flavor(request, Encoder(out)).map_err(|_| Error::Invalid)
+}
+
 /// One `monitor_call` with an explicit handle.
 pub fn call_with(monitor: Handle, request: &Request<'_>, response: &mut [u8]) -> Result<usize, Error> {
-    let mut encoded = [0u8; REQUEST_MAX];
-    let encoded = postcard::to_slice(request, &mut encoded).map_err(|_| Error::Invalid)?;
+    let mut encoded = heapless::Vec::<u8, REQUEST_MAX>::new();
+    encode(request, &mut encoded)?;
     let args = [
         monitor.0,
         request.service() as u32,
@@ -152,5 +177,30 @@ pub fn wall_clock() -> Result<u64, Error> {
     match call(&Request::WallClock, &mut now)? {
         8 => Ok(u64::from_le_bytes(now)),
         _ => Err(Error::Invalid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_encode_as_postcard_does_and_oversized_ones_are_invalid() {
+        let data = [0x5a; 448];
+        let requests = [
+            Request::Random { len: 16 },
+            Request::Sha256 { data: &data },
+            Request::Verify { public_key: &[4; 65], message: b"m", signature: &[1; 64] },
+        ];
+        for request in requests {
+            let mut expected = [0u8; REQUEST_MAX];
+            let expected = postcard::to_slice(&request, &mut expected).unwrap();
+            let mut encoded = heapless::Vec::new();
+            encode(&request, &mut encoded).unwrap();
+            assert_eq!(&encoded[..], &expected[..], "{request:?}");
+        }
+        let big = [0u8; REQUEST_MAX];
+        let mut encoded = heapless::Vec::new();
+        assert_eq!(encode(&Request::Sha256 { data: &big }, &mut encoded), Err(Error::Invalid));
     }
 }

@@ -1,6 +1,7 @@
 //! The benchmark image runs and reports. Benchmarks are not tests: the numbers belong to
 //! `cargo xtask bench` and `docs/performance.md`. This only checks that every benchmark
-//! runs to the end and prints one well-formed `BENCH <name> <value> <unit>` line.
+//! runs to the end and prints one well-formed `BENCH <name> <value> <unit>` line, and that
+//! the kernel of a bench build reports the RAM each app holds.
 
 use septa_tests::{Boot, variant_images};
 
@@ -34,4 +35,16 @@ fn every_benchmark_prints_one_well_formed_line() {
     }
     assert_eq!(lines.last(), Some(&"done"));
     assert!(!console.contains("refused") && !console.contains("fault"), "{console}");
+    // Each app's frames: at least its 8 KiB of translation tables and its stack, and the
+    // parts add up.
+    for app in ["bench", "benchpeer"] {
+        let prefix = format!("septa: kernel: BENCH mem_app_{app} ");
+        let line = console.lines().find_map(|l| l.strip_prefix(prefix.as_str()));
+        let line = line.unwrap_or_else(|| panic!("no memory line for {app}:\n{console}"));
+        let numbers: Vec<u64> =
+            line.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect();
+        let [total, tables, stack, rest] = numbers[..] else { panic!("`{line}`") };
+        assert!(tables >= 8192 && stack >= 4096 && rest > 0, "`{line}`");
+        assert_eq!(total, tables + stack + rest, "`{line}`");
+    }
 }

@@ -42,11 +42,49 @@ pub fn run(root: &Path, json: Option<&Path>, linux: bool) -> Result<()> {
 
 fn boot_and_collect(dir: &Path, icount: bool) -> Result<Results> {
     let config = Config { icount, throwaway: true, ..Config::new(Board::QemuVirt, Images::in_dir(dir)) };
-    let results = collect(&config, "[bench] BENCH ")?;
+    // The bench app's figures, and the memory the kernel of a bench build reports at boot.
+    let mut results = collect(&config, &["[bench] BENCH ", "septa: kernel: BENCH "])?;
     if results.is_empty() {
         bail!("the benchmark app printed no results");
     }
+    results.extend(kernel_static_memory(&dir.join(images::SYMBOLS_DIR).join("kernel.elf"))?);
     Ok(results)
+}
+
+/// The kernel's static RAM, from its ELF file: the image from `__image_start` to
+/// `__image_end` (code, constants, data, bss with the heap area and the tables, stacks).
+fn kernel_static_memory(elf: &Path) -> Result<Results> {
+    use object::{Object, ObjectSection, ObjectSymbol};
+    let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    let file = object::File::parse(&*bytes).with_context(|| format!("{}: not an ELF file", elf.display()))?;
+    let symbol = |name: &str| file.symbols().find(|s| s.name() == Ok(name)).map(|s| s.address());
+    let (Some(start), Some(end)) = (symbol("__image_start"), symbol("__image_end")) else {
+        bail!("{}: no __image_start/__image_end", elf.display());
+    };
+    let section = |name: &str| file.section_by_name(name).map_or(0, |s| s.size());
+    // The largest static whose demangled path ends with `suffix`.
+    let largest = |suffix: &str| {
+        file.symbols()
+            .filter(|s| {
+                s.name().is_ok_and(|n| format!("{:#}", rustc_demangle::demangle(n)).ends_with(suffix))
+            })
+            .map(|s| s.size())
+            .max()
+            .unwrap_or(0)
+    };
+    let detail = format!(
+        "bytes: code {}, constants {}, data {} (the kernel state with the process table {}), bss {} \
+         (heap area {}, translation tables {}), stacks {}",
+        section(".text"),
+        section(".rodata") + section(".ARM.exidx"),
+        section(".data"),
+        largest("::KERNEL"),
+        section(".bss"),
+        largest("::HEAP_AREA"),
+        largest("mmu::TABLES"),
+        section(".stacks"),
+    );
+    Ok(Results::from([("mem_kernel_static".to_string(), (end - start, detail))]))
 }
 
 /// `cargo xtask bench --profile [BENCH]`: boots the bench image once under QEMU with its
@@ -196,7 +234,7 @@ fn network(root: &Path) -> Result<Results> {
         network: Some(network),
         ..Config::new(Board::QemuVirt, images)
     };
-    let results = collect(&config, "[netbench] BENCH ")?;
+    let results = collect(&config, &["[netbench] BENCH "])?;
     if results.is_empty() {
         bail!("the network benchmark printed no results");
     }
@@ -240,9 +278,9 @@ fn servers(septa: &Path) -> Result<Network> {
     Ok(Network::default().relay(10, septa, source).relay(11, septa, sink).relay(7, septa, echo))
 }
 
-/// Boots `config` and gathers its `<prefix><name> <value> <unit>` lines until the guest
-/// prints `<prefix>done`, QEMU exits, or the hang guard fires.
-fn collect(config: &Config, prefix: &str) -> Result<Results> {
+/// Boots `config` and gathers its `<prefix><name> <value> <unit>` lines (any of `prefixes`)
+/// until the guest prints `<prefix>done`, QEMU exits, or the hang guard fires.
+fn collect(config: &Config, prefixes: &[&str]) -> Result<Results> {
     let mut child = config
         .command(&[])
         .stdin(Stdio::null())
@@ -254,7 +292,7 @@ fn collect(config: &Config, prefix: &str) -> Result<Results> {
     let mut results = Results::new();
     for line in BufReader::new(stdout).lines() {
         let line = line?.replace('\r', "");
-        if let Some(rest) = line.trim().strip_prefix(prefix) {
+        if let Some(rest) = prefixes.iter().find_map(|p| line.trim().strip_prefix(p)) {
             if rest == "done" {
                 break;
             }
@@ -294,28 +332,84 @@ fn linux_peer(root: &Path) -> Result<Results> {
     let images = Images::linux_peer_in_dir(&root.join("target/bench/linux"));
     // The same servers, forwards and card as Septa's network benchmarks.
     let network = Some(servers(&crate::build_septa_tool(root)?)?);
-    let results =
-        collect(&Config { icount: true, network, ..Config::new(Board::LinuxPeer, images) }, "BENCH linux_")?;
+    let results = collect(
+        &Config { icount: true, network, ..Config::new(Board::LinuxPeer, images) },
+        &["BENCH linux_"],
+    )?;
     if results.is_empty() {
         bail!("the Linux peer printed no results");
     }
     Ok(results)
 }
 
+/// A metric's goal (issue 20 and DESIGN.md) and seL4's figure on this QEMU (DESIGN.md).
+struct Goal {
+    metric: &'static str,
+    /// At most this many (instructions, or bytes).
+    at_most: Option<u64>,
+    /// At most Linux's figure for the same metric.
+    linux_or_less: bool,
+    sel4: &'static str,
+}
+
+const GOALS: &[Goal] = &[
+    Goal { metric: "boot_to_first_app", at_most: Some(40_000_000), linux_or_less: false, sel4: "-" },
+    Goal { metric: "null_syscall", at_most: Some(80), linux_or_less: false, sel4: "-" },
+    Goal { metric: "ipc_roundtrip", at_most: Some(300), linux_or_less: false, sel4: "339" },
+    Goal { metric: "ipc_roundtrip_64", at_most: Some(500), linux_or_less: false, sel4: "1631 (40 B)" },
+    Goal { metric: "ctx_switch", at_most: Some(250), linux_or_less: false, sel4: "285" },
+    Goal { metric: "monitor_call", at_most: Some(1_200), linux_or_less: false, sel4: "-" },
+    Goal { metric: "sha256_4k", at_most: Some(38 * 4096), linux_or_less: false, sel4: "-" },
+    Goal { metric: "ecdsa_sign", at_most: Some(4_860_000), linux_or_less: false, sel4: "-" },
+    Goal { metric: "ecdsa_verify", at_most: Some(8_150_000), linux_or_less: false, sel4: "-" },
+    Goal { metric: "tcp_recv_per_kib", at_most: None, linux_or_less: true, sel4: "-" },
+    Goal { metric: "tcp_send_per_kib", at_most: None, linux_or_less: true, sel4: "-" },
+];
+
+/// `(goal, met)` for `name` at `value`, with Linux's figure `linux`: "-" where there is none.
+fn judge(name: &str, value: u64, linux: Option<u64>) -> (String, String) {
+    let Some(goal) = GOALS.iter().find(|g| g.metric == name) else {
+        return ("-".into(), "-".into());
+    };
+    let limit = match (goal.at_most, goal.linux_or_less) {
+        (Some(limit), _) => Some(limit),
+        (None, true) => linux,
+        (None, false) => None,
+    };
+    match limit {
+        Some(limit) => {
+            let shown =
+                if goal.at_most.is_some() { grouped(limit) } else { format!("Linux: {}", grouped(limit)) };
+            (format!("<= {shown}"), if value <= limit { "met" } else { "MISSED" }.into())
+        }
+        None => ("<= Linux".into(), "-".into()),
+    }
+}
+
+/// The table: every figure of one run, Linux's and seL4's beside it, the goal and whether it
+/// is met; then the memory figures.
 fn print_table(septa: &Results, wall: &Results, linux: &Results) {
     println!();
     println!(
-        "{:<20} {:>14} {:>14} {:>12} {:>16}",
-        "metric", "Septa", "Linux", "Linux/Septa", "Septa wall (ns)"
+        "{:<22} {:>14} {:>14} {:>12} {:>12} {:>16} {:>7} {:>14}",
+        "metric", "Septa", "Linux 6.1", "Linux/Septa", "seL4", "goal", "met", "Septa wall ns"
     );
-    for (name, (value, unit)) in septa {
+    for (name, (value, unit)) in septa.iter().filter(|(name, _)| !name.starts_with("mem_")) {
         let peer = linux.get(name).map(|(v, _)| *v);
         let ratio = peer.map_or("-".to_string(), |p| format!("{:.1}x", p as f64 / (*value).max(1) as f64));
-        let wall = wall.get(name).map_or("-".to_string(), |(v, _)| v.to_string());
+        let sel4 = GOALS.iter().find(|g| g.metric == name).map_or("-", |g| g.sel4);
+        let (goal, met) = judge(name, *value, peer);
+        let wall = wall.get(name).map_or("-".to_string(), |(v, _)| grouped(*v));
         println!(
-            "{name:<20} {value:>14} {:>14} {ratio:>12} {wall:>16}   {unit}",
-            peer.map_or("-".to_string(), |p| p.to_string())
+            "{name:<22} {:>14} {:>14} {ratio:>12} {sel4:>12} {goal:>16} {met:>7} {wall:>14}   {unit}",
+            grouped(*value),
+            peer.map_or("-".to_string(), grouped),
         );
+    }
+    println!();
+    println!("memory (kernel: from its ELF and its heap after boot; apps: frames each holds after boot)");
+    for (name, (value, unit)) in septa.iter().filter(|(name, _)| name.starts_with("mem_")) {
+        println!("{name:<28} {:>10}   {unit}", grouped(*value));
     }
 }
 
@@ -323,12 +417,17 @@ fn to_json(septa: &Results, wall: &Results, linux: &Results) -> String {
     let rows: Vec<serde_json::Value> = septa
         .iter()
         .map(|(name, (value, unit))| {
+            let peer = linux.get(name).map(|(v, _)| *v);
+            let (goal, met) = judge(name, *value, peer);
             serde_json::json!({
                 "metric": name,
                 "unit": unit,
                 "septa": value,
                 "septa_wall_ns": wall.get(name).map(|(v, _)| v),
-                "linux": linux.get(name).map(|(v, _)| v),
+                "linux": peer,
+                "sel4": GOALS.iter().find(|g| g.metric == name).map(|g| g.sel4).filter(|s| *s != "-"),
+                "goal": Some(goal).filter(|g| g != "-"),
+                "met": Some(met).filter(|m| m != "-").map(|m| m == "met"),
             })
         })
         .collect();
@@ -407,4 +506,43 @@ pub fn service(root: &Path, devices: usize) -> Result<()> {
         println!("{name:<32} {value:>10} {unit}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goals_are_judged_against_their_limit_or_linux() {
+        assert_eq!(judge("monitor_call", 1_183, None), ("<= 1,200".into(), "met".into()));
+        assert_eq!(judge("null_syscall", 114, Some(135)), ("<= 80".into(), "MISSED".into()));
+        assert_eq!(
+            judge("tcp_recv_per_kib", 26_379, Some(4_483)),
+            ("<= Linux: 4,483".into(), "MISSED".into())
+        );
+        assert_eq!(judge("tcp_recv_per_kib", 26_379, None), ("<= Linux".into(), "-".into()));
+        assert_eq!(judge("tls_mutual_handshake", 1, None), ("-".into(), "-".into()));
+    }
+
+    #[test]
+    fn profile_segments_are_boot_then_phases_between_gaps() {
+        let segment = |n: u64| {
+            let mut s = Segment::default();
+            s.counts.insert(("kernel".into(), "f".into()), n);
+            s
+        };
+        let segments = (1..=6).map(segment).collect();
+        let phases = [("a".to_string(), 10), ("b".to_string(), 20)];
+        let named: Vec<(String, u64, u64)> =
+            attribute(segments, &phases).into_iter().map(|(n, ops, s)| (n, ops, s.total())).collect();
+        assert_eq!(named, [("boot_to_first_app".into(), 1, 1), ("a".into(), 10, 3), ("b".into(), 20, 5)]);
+    }
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(grouped(0), "0");
+        assert_eq!(grouped(999), "999");
+        assert_eq!(grouped(1_000), "1,000");
+        assert_eq!(grouped(71_249_296), "71,249,296");
+    }
 }
