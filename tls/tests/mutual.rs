@@ -5,6 +5,7 @@
 //! certificate is issued by the provisioning code of `septa provision`.
 
 use embedded_io_adapters::std::FromStd;
+use embedded_tls::TlsError;
 use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use rcgen::{
@@ -341,7 +342,14 @@ fn the_server_refuses_a_client_certificate_from_another_ca() {
         HostSigner { key: impostor.key, calls: 0 },
     );
     // TLS 1.3 clients finish first; the server's refusal arrives as an alert on the next read.
-    assert!(matches!(result, Err(Error::Alert(_) | Error::Transport)), "{result:?}");
+    // Which call sees it depends on timing: during the handshake's last read it is an
+    // `Alert`; after the handshake embedded-tls 0.19 reports any alert other than
+    // close_notify as `InternalError` (the description is dropped); a closed socket is
+    // `Transport`. Each is a refusal: the server-side checks below are what matter.
+    assert!(
+        matches!(result, Err(Error::Alert(_) | Error::Transport | Error::Protocol(TlsError::InternalError))),
+        "{result:?}"
+    );
     let seen = handle.join().unwrap();
     assert!(seen.client_certificate.is_none() && seen.received.is_empty(), "{seen:?}");
     let reason = seen.error.unwrap();
