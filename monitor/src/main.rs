@@ -300,17 +300,19 @@ fn serve(
     // cannot change it while it is checked. The response area is only written: the
     // response goes there directly. The normal world does not run while the monitor does
     // (one core), so nothing else touches the page meanwhile.
-    let (shared_caller, shared_request, response) = unsafe {
+    // The caller's id and quota are read at their offsets from the start of the page.
+    let header_len = (CALLER_OFFSET + 16).max(QUOTA_OFFSET + 4);
+    let (shared_header, shared_request, response) = unsafe {
         (
-            core::slice::from_raw_parts((page + CALLER_OFFSET) as *const u8, QUOTA_OFFSET + 4),
+            core::slice::from_raw_parts(page as *const u8, header_len),
             core::slice::from_raw_parts((page + REQUEST_OFFSET) as *const u8, len),
             core::slice::from_raw_parts_mut((page + RESPONSE_OFFSET) as *mut u8, RESPONSE_MAX),
         )
     };
     let mut caller = [0u8; 16];
-    caller.copy_from_slice(&shared_caller[..16]);
+    caller.copy_from_slice(&shared_header[CALLER_OFFSET..CALLER_OFFSET + 16]);
     let quota =
-        u32::from_le_bytes(shared_caller[QUOTA_OFFSET..QUOTA_OFFSET + 4].try_into().expect("4 bytes"));
+        u32::from_le_bytes(shared_header[QUOTA_OFFSET..QUOTA_OFFSET + 4].try_into().expect("4 bytes"));
     let mut request = heapless::Vec::<u8, REQUEST_MAX>::new();
     let _ = request.extend_from_slice(shared_request); // cannot fail: `len` ≤ REQUEST_MAX
     let result = match SERVICES.lock().as_mut() {

@@ -306,6 +306,13 @@ pub fn app_payload(manifest: &AppManifest, elf: &[u8]) -> Result<Vec<u8>> {
 /// pins that exist and belong to one app, and memory quotas that fit.
 pub fn check_image(apps: &[AppManifest]) -> Result<()> {
     use septa_targets::qemu_virt as board;
+    if apps.len() > app::MAX_PROCESSES {
+        bail!(
+            "the image has {} apps; the kernel runs at most {} (one process slot each): leave some out",
+            apps.len(),
+            app::MAX_PROCESSES
+        );
+    }
     let mut total_kib = 0u64;
     let mut storage_kib = 0;
     for (i, app) in apps.iter().enumerate() {
@@ -465,6 +472,20 @@ restart = "always"
     #[test]
     fn a_consistent_image_passes() {
         check_image(&[app("pong", "serve = \"pong\""), app("ping", "call = [\"pong\"]")]).unwrap();
+    }
+
+    #[test]
+    fn more_apps_than_process_slots_are_refused() {
+        let apps: Vec<AppManifest> = (0..=app::MAX_PROCESSES)
+            .map(|i| {
+                let id = format!("6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a{i:04x}");
+                let text = GOOD
+                    .replace("blinky", &format!("app{i}"))
+                    .replace("6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a4b71", &id);
+                AppManifest::parse(&text).unwrap()
+            })
+            .collect();
+        assert!(image_error(&apps).contains("the kernel runs at most 16"), "{}", image_error(&apps));
     }
 
     #[test]

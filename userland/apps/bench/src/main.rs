@@ -69,7 +69,7 @@ fn main() {
     report(
         "null_syscall",
         measure(ITERATIONS, 1, || {
-            sys::raw_syscall(0xffff, 0, 0, 0);
+            let _ = sys::raw_syscall(0xffff, 0, 0, 0);
         }),
         "instructions",
     );

@@ -84,7 +84,7 @@ fn main() {
                 response.as_mut_ptr() as u32,
                 64,
             ];
-            let result = Error::check(sys::raw_syscall6(Syscall::MonitorCall as u32, args));
+            let result = sys::raw_syscall6(Syscall::MonitorCall as u32, args);
             sys::log!("certificate body under device-auth -> {result:?}");
         }
     }
