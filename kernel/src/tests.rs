@@ -4,7 +4,7 @@
 
 extern crate std;
 
-use crate::boot::{Board, plan};
+use crate::boot::{Board, Refusal, plan};
 use crate::cap::Cap;
 use crate::ipc::IpcState;
 use crate::machine::Machine;
@@ -66,8 +66,8 @@ fn a_refused_server_keeps_no_endpoint_device_or_pin_and_its_clients_are_refused_
     assert!(kernel.device_owners.iter().all(|owner| owner.is_none_or(|(pid, _)| pid != server)));
     assert!(kernel.pin_owners.iter().all(|owner| owner.is_none_or(|pid| pid != server)));
     let console = kernel.machine.console.borrow();
-    assert!(console.contains("app server refused: its GPIO pin belongs to another app"), "{console}");
-    assert!(console.contains("app client refused: it calls an endpoint nobody serves"), "{console}");
+    assert!(console.contains("app server refused: its GPIO pin 1 belongs to another app"), "{console}");
+    assert!(console.contains("app client refused: it calls \"svc\", an endpoint nobody serves"), "{console}");
     // Only the one started app holds frames.
     let gpio_owner = pid_of(&kernel, "gpio-owner");
     assert_eq!(kernel.processes[gpio_owner].state, State::Ready);
@@ -86,7 +86,7 @@ fn the_plan_is_the_same_for_the_same_image_and_refuses_before_granting() {
     let grant = decided[0].clone().unwrap().unwrap();
     assert_eq!(grant.endpoint, Some(0));
     assert_eq!(grant.devices.len(), 1);
-    assert_eq!(decided[1], Some(Err("its endpoint is already served by another app")));
+    assert_eq!(decided[1], Some(Err(Refusal::EndpointTaken { endpoint: "svc", by: 0 })));
     assert!(
         matches!(&decided[2], Some(Ok(g)) if g.caps.get(0, crate::cap::Kind::Call) == Ok(Cap::Call { endpoint: 0 }))
     );

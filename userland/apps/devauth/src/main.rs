@@ -13,7 +13,7 @@
 use core::ptr::read_volatile;
 use septa_abi::device_auth::CERTIFICATE_MAX;
 use septa_abi::monitor::{Request, Service};
-use septa_syscalls::{self as sys, Error, HandleKind, Hex, Syscall, monitor};
+use septa_syscalls::{self as sys, HandleKind, Hex, Syscall, monitor};
 use septa_tls::{CertificateDer, TrustAnchors, Usage};
 use sha2::{Digest, Sha256};
 

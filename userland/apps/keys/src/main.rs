@@ -4,7 +4,7 @@
 #![no_std]
 #![no_main]
 
-use septa_syscalls::{self as sys, Error, HandleKind, Hex, Syscall, monitor};
+use septa_syscalls::{self as sys, HandleKind, Hex, Syscall, monitor};
 
 septa_runtime::entry!(main);
 
