@@ -85,6 +85,16 @@ fn main() {
         "instructions",
     );
 
+    let message = [7u8; 64];
+    let mut reply = [0u8; 64];
+    report(
+        "ipc_roundtrip_64",
+        measure(ITERATIONS, 1, || {
+            let _ = sys::call(peer, &message, &mut reply);
+        }),
+        "instructions",
+    );
+
     // Yield ping-pong: each of our yields switches to the peer and its yield switches back.
     let rounds: u32 = ITERATIONS * (BATCHES as u32 + 1) + 10;
     let mut start = [0u8; 16];
