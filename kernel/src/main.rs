@@ -14,7 +14,6 @@ extern crate alloc;
 mod arch;
 mod console;
 mod frames;
-mod lock;
 mod monitor;
 #[cfg(feature = "probe")]
 mod probe;
@@ -34,7 +33,7 @@ use septa_targets::board;
 /// The kernel: its logic from the library over this board.
 pub type Kernel = septa_kernel::system::Kernel<Armv7>;
 
-pub static KERNEL: lock::KernelLock<Kernel> = lock::KernelLock::new(Kernel::new(Armv7));
+pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new(Armv7));
 
 const STAGE: &str = "kernel";
 

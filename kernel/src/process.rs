@@ -68,20 +68,12 @@ pub enum State {
     Ended,
 }
 
-/// A user buffer a blocked process named. It is checked when named, and where its first
-/// [`MESSAGE_MAX`](septa_syscalls::MESSAGE_MAX) bytes are in physical memory is kept: a
-/// process's mappings only grow while it lives and its frames stay put, so the check and the
-/// place still hold when the kernel later copies a message — no second page-table walk.
+/// A user buffer a blocked process named. It is checked when named; a process's mappings
+/// only grow while it lives, so the check still holds when the kernel uses the buffer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Claim {
     pub address: u32,
     pub len: u32,
-    /// The physical pieces of the first `min(len, MESSAGE_MAX)` bytes (`mm::user::locate`).
-    pub pieces: [(u32, u32); 2],
-}
-
-impl Claim {
-    pub const EMPTY: Claim = Claim { address: 0, len: 0, pieces: [(0, 0); 2] };
 }
 
 /// User pages a process maps, for teardown.
@@ -113,7 +105,7 @@ pub struct Process {
     pub reply_buffer: Claim,
     /// Where a server in `recv` wants the next message and the caller's badge.
     pub receive_buffer: Claim,
-    pub badge_buffer: Claim,
+    pub badge_buffer: u32,
     /// The DMA pool: physical address of its contiguous frames and their number.
     pub dma: Option<(u32, u32)>,
     /// Physical address of the process's `UserTables`.
@@ -142,10 +134,10 @@ impl Process {
         name: [0; NAME_MAX],
         name_len: 0,
         priority: 0,
-        message: Claim::EMPTY,
-        reply_buffer: Claim::EMPTY,
-        receive_buffer: Claim::EMPTY,
-        badge_buffer: Claim::EMPTY,
+        message: Claim { address: 0, len: 0 },
+        reply_buffer: Claim { address: 0, len: 0 },
+        receive_buffer: Claim { address: 0, len: 0 },
+        badge_buffer: 0,
         dma: None,
         tables: 0,
         mapped: Vec::new(),

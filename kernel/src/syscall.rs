@@ -164,12 +164,12 @@ impl<M: Machine> Kernel<M> {
         if len as usize > MESSAGE_MAX {
             return Err(Error::Invalid);
         }
-        let message = self.claim(pid, message, len, Access::Read)?;
-        let reply = self.claim(pid, reply, reply_len, Access::Write)?;
+        self.check_user(pid, message, len, Access::Read)?;
+        self.check_user(pid, reply, reply_len, Access::Write)?;
         let outcome = self.ipc.call(pid as u8, endpoint)?;
         let caller = &mut self.processes[pid];
-        caller.message = message;
-        caller.reply_buffer = reply;
+        caller.message = Claim { address: message, len };
+        caller.reply_buffer = Claim { address: reply, len: reply_len };
         self.block(pid, State::Blocked);
         if let CallOutcome::Delivered { server } = outcome {
             let delivered = self.deliver(pid, server as usize);
@@ -195,10 +195,10 @@ impl<M: Machine> Kernel<M> {
         let Cap::Serve { endpoint } = self.processes[pid].caps.get(handle, Kind::Serve)? else {
             return Err(Error::Access);
         };
-        let buffer = self.claim(pid, buffer, len, Access::Write)?;
-        let badge = self.claim(pid, badge, BADGE_LEN as u32, Access::Write)?;
+        self.check_user(pid, buffer, len, Access::Write)?;
+        self.check_user(pid, badge, BADGE_LEN as u32, Access::Write)?;
         let server = &mut self.processes[pid];
-        server.receive_buffer = buffer;
+        server.receive_buffer = Claim { address: buffer, len };
         server.badge_buffer = badge;
         Ok(endpoint)
     }
@@ -221,13 +221,10 @@ impl<M: Machine> Kernel<M> {
     fn deliver(&mut self, caller: usize, server: usize) -> Result<u32, Error> {
         let message = self.processes[caller].message;
         let target = self.processes[server].receive_buffer;
-        self.copy_claims(message.pieces, target, message.len)?;
+        let from = self.locate(caller, message.address, message.len, Access::Read)?;
+        self.copy_into(server, target.address, from, message.len.min(target.len))?;
         let badge = self.processes[caller].component_id();
-        let mut done = 0;
-        for (phys, len) in self.processes[server].badge_buffer.pieces.into_iter().filter(|p| p.1 > 0) {
-            self.machine.write_phys(phys, &badge[done..done + len as usize]);
-            done += len as usize;
-        }
+        self.copy_to_user(server, self.processes[server].badge_buffer, &badge)?;
         let urgency = self.processes[caller].priority;
         if urgency < self.processes[server].priority {
             self.set_priority(server, urgency);
@@ -251,7 +248,7 @@ impl<M: Machine> Kernel<M> {
         self.set_priority(pid, base);
         let caller = self.ipc.reply(pid as u8)? as usize;
         let target = self.processes[caller].reply_buffer;
-        let result = self.copy_claims(from, target, len).map(|()| len);
+        let result = self.copy_into(caller, target.address, from, len.min(target.len)).map(|()| len);
         self.wake(caller, result);
         Ok(())
     }
@@ -463,22 +460,18 @@ impl<M: Machine> Kernel<M> {
         Ok(())
     }
 
-    /// Checks that the process may access `[address, address + len)` as `access` and keeps
-    /// where the first [`MESSAGE_MAX`] bytes of it are, for a message copied later.
-    fn claim(&self, pid: usize, address: u32, len: u32, access: Access) -> Result<Claim, Error> {
-        if len as usize > MESSAGE_MAX {
-            self.check_user(pid, address, len, access)?;
-        }
-        let pieces = self.locate(pid, address, len.min(MESSAGE_MAX as u32), access)?;
-        Ok(Claim { address, len, pieces })
-    }
-
-    /// Copies the first `min(len, target.len)` bytes at the physical `pieces` (located in
-    /// another process) into the claimed `target`: user to user, no bounce buffer. `len`
-    /// longer than the pieces is `EFAULT` and copies nothing.
-    fn copy_claims(&mut self, pieces: [(u32, u32); 2], target: Claim, len: u32) -> Result<(), Error> {
-        let len = len.min(target.len);
-        for (from, to, n) in user::copy_plan(pieces, target.pieces, len).ok_or(Error::Fault)? {
+    /// Copies the first `len` bytes at the physical `pieces` (from `locate` on another
+    /// process) into process `pid`'s memory at `address`: user to user, no bounce buffer.
+    /// `len` longer than the pieces is `EFAULT` and copies nothing.
+    fn copy_into(
+        &mut self,
+        pid: usize,
+        address: u32,
+        pieces: [(u32, u32); 2],
+        len: u32,
+    ) -> Result<(), Error> {
+        let targets = self.locate(pid, address, len, Access::Write)?;
+        for (from, to, n) in user::copy_plan(pieces, targets, len).ok_or(Error::Fault)? {
             self.machine.copy_phys(from, to, n);
         }
         Ok(())

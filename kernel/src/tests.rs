@@ -116,7 +116,7 @@ fn snapshot(kernel: &Kernel<SimMachine>, caller: usize) -> String {
             (context.r[0], context.r[1]) = (0, 0);
         }
         out += &format!(
-            "{pid}: {:?} {:?} {:?} {} {:?} {:?} {:?} {:?} {}\n",
+            "{pid}: {:?} {:?} {:?} {} {:?} {:?} {:?} {} {}\n",
             p.state,
             context,
             p.caps,
