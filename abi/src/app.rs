@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub const NAME_MAX: usize = 16;
 /// Priorities run from 0 (most urgent) to `PRIORITIES - 1`.
 pub const PRIORITIES: u8 = 8;
+/// The most apps one image holds and the kernel runs: one process slot each. The one
+/// definition: the kernel's tables, the IPC state and the build's check all use it.
+pub const MAX_PROCESSES: usize = 16;
 /// The most endpoints an app may call, devices it may map, monitor services it may use.
 pub const MAX_CALLS: usize = 8;
 pub const MAX_DEVICES: usize = 4;

@@ -223,7 +223,7 @@ fn overlaps(a: &Segment, b: &Segment) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     extern crate std;
     use super::*;
     use std::vec::Vec;
@@ -231,9 +231,9 @@ mod tests {
     const USER: Range<u32> = 0x1000..0x2000_0000;
 
     /// A header: (type, offset, vaddr, filesz, memsz, flags).
-    type Ph = (u32, u32, u32, u32, u32, u32);
+    pub(crate) type Ph = (u32, u32, u32, u32, u32, u32);
 
-    fn build(headers: &[Ph], entry: u32, file_len: usize) -> Vec<u8> {
+    pub(crate) fn build(headers: &[Ph], entry: u32, file_len: usize) -> Vec<u8> {
         let mut elf = std::vec![0u8; file_len.max(ELF_HEADER_LEN + headers.len() * PROGRAM_HEADER_LEN)];
         elf[0..4].copy_from_slice(b"\x7fELF");
         elf[4] = 1;
@@ -255,8 +255,8 @@ mod tests {
         elf
     }
 
-    const TEXT: Ph = (PT_LOAD, 0x100, 0x10000, 0x200, 0x200, 5);
-    const DATA: Ph = (PT_LOAD, 0x300, 0x11000, 0x20, 0x800, 6);
+    pub(crate) const TEXT: Ph = (PT_LOAD, 0x100, 0x10000, 0x200, 0x200, 5);
+    pub(crate) const DATA: Ph = (PT_LOAD, 0x300, 0x11000, 0x20, 0x800, 6);
 
     fn valid() -> Vec<u8> {
         build(&[TEXT, DATA, (0x6474_e551, 0, 0, 0, 0, 6)], 0x10000, 0x320)

@@ -13,7 +13,7 @@
 use septa_syscalls::Error;
 
 /// Processes and endpoints are numbered below these.
-pub const MAX_PROCESSES: usize = 16;
+pub use septa_abi::app::MAX_PROCESSES;
 pub const MAX_ENDPOINTS: usize = 16;
 
 /// What a process is doing, as far as IPC goes.
@@ -38,7 +38,7 @@ pub enum IpcState {
     },
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Endpoint {
     server: Option<u8>,
     /// Whether the server is alive (it may be waiting for a restart).
@@ -65,6 +65,7 @@ pub enum RecvOutcome {
     Blocked,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ipc {
     endpoints: [Endpoint; MAX_ENDPOINTS],
     state: [IpcState; MAX_PROCESSES],

@@ -5,8 +5,11 @@ use septa_abi::smc;
 /// Issues `smc #0` with a function id and three arguments; returns r0–r3.
 pub fn call(function: u32, args: [u32; 3]) -> [u32; 4] {
     let (mut r0, mut r1, mut r2, mut r3) = (function, args[0], args[1], args[2]);
-    // SAFETY: the monitor preserves every register but r0–r3 (SMCCC) and touches no
-    // normal-world memory.
+    // SAFETY: the monitor preserves every register but r0–r3 (SMCCC). The only normal-world
+    // memory it touches is the shared page (board::MONITOR_SHARED), which it reads and
+    // writes: the kernel holds that page as its one `SharedPage` and makes no Rust
+    // reference to it across this call but through that token (`Machine::smc` borrows it).
+    // No other memory of the kernel's changes, so the asm may claim nothing else.
     unsafe {
         core::arch::asm!(".arch_extension sec", "smc #0",
             inout("r0") r0, inout("r1") r1, inout("r2") r2, inout("r3") r3,

@@ -7,22 +7,21 @@
 //! undoes everything on failure: a bad or oversized app is refused with a message and the
 //! others are unaffected.
 
-use crate::arch::{Context, mmu, timer};
-use crate::frames;
+use crate::cap::CapTable;
+use crate::elf::{self, ElfError};
+use crate::machine::{Context, Machine};
+use crate::mm::pagetable::{self, MapError, MemoryKind, PagePerms, UserPageTable, UserTables};
+use crate::mm::user::PageAccess;
+use crate::ratelimit::LogLimit;
+use crate::sched::Budget;
 use alloc::vec::Vec;
 use core::fmt;
 use septa_abi::app::{self, Manifest};
 use septa_abi::package::{self, Package};
-use septa_kernel::cap::CapTable;
-use septa_kernel::elf::{self, ElfError};
-use septa_kernel::mm::pagetable::{MapError, MemoryKind, PagePerms, UserPageTable, UserTables};
-use septa_kernel::mm::user::PageAccess;
-use septa_kernel::ratelimit::LogLimit;
-use septa_kernel::sched::Budget;
 use septa_syscalls::NAME_MAX;
 use septa_targets::board;
 
-pub const MAX_PROCESSES: usize = 16;
+pub use septa_abi::app::MAX_PROCESSES;
 const PAGE: u32 = 4096;
 /// The top of every app's stack, one unmapped page below the end of the user range. The
 /// stack's size is the manifest's `stack-kib`.
@@ -45,7 +44,7 @@ pub const DMA_WINDOW: u32 = 0x1800_0000;
 /// (and so below the stack and its guard page, which stays unmapped).
 const IMAGE_RANGE: core::ops::Range<u32> = 0x1000..DEVICE_WINDOW;
 /// Pages of translation tables per process.
-const TABLE_PAGES: u32 = (core::mem::size_of::<UserTables>() / PAGE as usize) as u32;
+pub const TABLE_PAGES: u32 = (core::mem::size_of::<UserTables>() / PAGE as usize) as u32;
 // The host tools compute an app's memory need from these (`septa_abi::app`).
 const _: () = assert!(TABLE_PAGES * 4 == app::TABLES_KIB);
 
@@ -126,7 +125,7 @@ pub struct Process {
 
 impl Process {
     pub const EMPTY: Process = Process {
-        context: Context { r: [0; 13], sp: 0, lr: 0, pc: 0, cpsr: 0, tpidrurw: 0 },
+        context: Context::EMPTY,
         state: State::Free,
         manifest: None,
         package_offset: 0,
@@ -175,25 +174,27 @@ impl Process {
         self.manifest.as_ref().map_or([0; 16], |m| m.component_id)
     }
 
+    /// Frames the process holds (tables included).
+    pub fn pages_used(&self) -> u32 {
+        self.pages_used
+    }
+
     pub fn tables_phys(&self) -> u32 {
         self.tables
     }
 
-    /// The process's own translation tables.
-    fn page_table(&mut self) -> UserPageTable<'_> {
-        // SAFETY: `tables` is the 8 KiB-aligned block allocated for this process alone in
-        // `spawn`, in one-to-one mapped RAM, and lives until `release`; `&mut self` makes
-        // this the only reference to it.
-        let tables = unsafe { &mut *(self.tables as *mut UserTables) };
-        UserPageTable::new(tables, self.tables).expect("process tables are 8 KiB aligned")
+    /// The process's own translation tables, in `machine`'s memory.
+    fn page_table<'m>(&self, machine: &'m mut impl Machine) -> UserPageTable<'m> {
+        UserPageTable::new(machine.tables_mut(self.tables), self.tables)
+            .expect("process tables are 8 KiB aligned")
     }
 
     /// What the process's page table says about the page at `va`, if it is ordinary memory.
-    pub fn lookup(&self, va: u32) -> Option<PageAccess> {
-        // SAFETY: as in `page_table`; only read here.
-        let tables = unsafe { &mut *(self.tables as *mut UserTables) };
-        let table = UserPageTable::new(tables, self.tables).ok()?;
-        match table.translate(va)? {
+    pub fn lookup(&self, machine: &impl Machine, va: u32) -> Option<PageAccess> {
+        if self.tables == 0 {
+            return None;
+        }
+        match pagetable::translate(machine.tables(self.tables), self.tables, va)? {
             (pa, perms, MemoryKind::Normal) => {
                 Some(PageAccess { phys: pa & !(PAGE - 1), writable: perms.writable })
             }
@@ -202,14 +203,14 @@ impl Process {
     }
 
     /// Allocates a zeroed frame (see `frames`) against the quota and maps it at `va`.
-    fn map_new_page(&mut self, va: u32, perms: PagePerms) -> Result<u32, SpawnError> {
+    fn map_new_page(&mut self, m: &mut impl Machine, va: u32, perms: PagePerms) -> Result<u32, SpawnError> {
         if self.pages_used >= self.page_quota {
             return Err(SpawnError::QuotaExceeded);
         }
-        let frame = frames::alloc(1).ok_or(SpawnError::OutOfMemory)?;
+        let frame = m.alloc_frames(1).ok_or(SpawnError::OutOfMemory)?;
         self.pages_used += 1;
-        if let Err(error) = self.page_table().map_page(va, frame, perms, MemoryKind::Normal) {
-            frames::free(frame, 1);
+        if let Err(error) = self.page_table(m).map_page(va, frame, perms, MemoryKind::Normal) {
+            m.free_frames(frame, 1);
             self.pages_used -= 1;
             return Err(SpawnError::Map(error));
         }
@@ -219,23 +220,24 @@ impl Process {
     /// Maps `pages` new pages from `start`, recording them for teardown.
     fn map_range(
         &mut self,
+        m: &mut impl Machine,
         start: u32,
         pages: u32,
         perms: PagePerms,
-        mut fill: impl FnMut(u32, &mut [u8]),
+        fill: impl Fn(u32) -> Option<&'static [u8]>,
     ) -> Result<(), SpawnError> {
         self.mapped.try_reserve(1).map_err(|_| SpawnError::OutOfMemory)?;
         self.mapped.push(MappedRange { start, pages: 0, owned: true });
         for page in 0..pages {
             let va = start + page * PAGE;
-            let frame = self.map_new_page(va, perms)?;
+            let frame = self.map_new_page(m, va, perms)?;
             self.mapped.last_mut().expect("pushed above").pages += 1;
-            // SAFETY: `frame` was just allocated for this process and is one-to-one mapped
-            // in the kernel; nothing else refers to it.
-            let bytes = unsafe { core::slice::from_raw_parts_mut(frame as *mut u8, PAGE as usize) };
-            fill(va, bytes);
+            // The frame is zeroed: only the file's bytes for this page need writing.
+            if let Some(bytes) = fill(va) {
+                m.write_phys(frame, &bytes[..bytes.len().min(PAGE as usize)]);
+            }
             if perms.executable {
-                mmu::sync_instructions(frame as usize, PAGE as usize);
+                m.sync_instructions(frame, PAGE);
             }
         }
         Ok(())
@@ -244,23 +246,23 @@ impl Process {
     /// Frees every frame of the process and its tables; keeps what identifies the app
     /// (manifest, capabilities, restart count) for a restart. The caller has made sure the
     /// tables are not installed and flushes the ASID.
-    pub fn release(&mut self) {
+    pub fn release(&mut self, m: &mut impl Machine) {
         if self.tables != 0 {
             for range in core::mem::take(&mut self.mapped) {
                 for page in 0..range.pages {
                     let va = range.start + page * PAGE;
-                    if let Ok(frame) = self.page_table().unmap_page(va)
+                    if let Ok(frame) = self.page_table(m).unmap_page(va)
                         && range.owned
                     {
-                        frames::free(frame, 1);
+                        m.free_frames(frame, 1);
                     }
                 }
             }
-            frames::free(self.tables, TABLE_PAGES as usize);
+            m.free_frames(self.tables, TABLE_PAGES as usize);
         }
         if let Some((phys, pages)) = self.dma.take() {
             // The pool's pages left the page table above (not owned there: one block here).
-            frames::free(phys, pages as usize);
+            m.free_frames(phys, pages as usize);
         }
         self.tables = 0;
         self.pages_used = 0;
@@ -270,7 +272,12 @@ impl Process {
 
     /// Maps device `index` of the board (registers at `region`) at its place in the device
     /// window, once; returns the address.
-    pub fn map_device(&mut self, index: usize, region: septa_targets::Region) -> Result<u32, MapError> {
+    pub fn map_device(
+        &mut self,
+        m: &mut impl Machine,
+        index: usize,
+        region: septa_targets::Region,
+    ) -> Result<u32, MapError> {
         let start = DEVICE_WINDOW + index as u32 * DEVICE_SPACING;
         if self.mapped.iter().any(|r| r.start == start) {
             return Ok(start);
@@ -281,7 +288,7 @@ impl Process {
         let perms = PagePerms { writable: true, executable: false };
         for page in 0..pages {
             let pa = (region.base as u32) + page * PAGE;
-            self.page_table().map_page(start + page * PAGE, pa, perms, MemoryKind::Device)?;
+            self.page_table(m).map_page(start + page * PAGE, pa, perms, MemoryKind::Device)?;
             self.mapped.last_mut().expect("pushed above").pages += 1;
         }
         Ok(start)
@@ -323,25 +330,30 @@ impl fmt::Display for SpawnError {
 
 /// Checks an app package and builds its process in `process` (a free slot, or the slot of
 /// the same app being restarted). On failure everything allocated is freed again.
-pub fn spawn(process: &mut Process, package: &Package<'static>) -> Result<(), SpawnError> {
+pub fn spawn(
+    m: &mut impl Machine,
+    process: &mut Process,
+    package: &Package<'static>,
+) -> Result<(), SpawnError> {
     package.verify_payload().map_err(SpawnError::Package)?;
     let (manifest, image) = app::parse_payload(package.payload).map_err(SpawnError::Manifest)?;
     if manifest.component_id != package.header.component_id {
         return Err(SpawnError::ComponentMismatch);
     }
     let program = elf::parse(image, IMAGE_RANGE).map_err(SpawnError::Elf)?;
-    let result = build(process, &manifest, image, &program);
+    let result = build(m, process, &manifest, image, &program);
     process.manifest = Some(manifest);
     if result.is_err() {
-        process.release();
+        process.release(m);
     }
     result
 }
 
 fn build(
+    m: &mut impl Machine,
     process: &mut Process,
     manifest: &Manifest<'_>,
-    image: &[u8],
+    image: &'static [u8],
     program: &elf::Program,
 ) -> Result<(), SpawnError> {
     process.mapped = Vec::new();
@@ -350,14 +362,14 @@ fn build(
         return Err(SpawnError::QuotaExceeded);
     }
     // Zeroed (no mapping anywhere), 8 KiB aligned to its size by the buddy allocator.
-    let tables = frames::alloc(TABLE_PAGES as usize).ok_or(SpawnError::OutOfMemory)?;
+    let tables = m.alloc_frames(TABLE_PAGES as usize).ok_or(SpawnError::OutOfMemory)?;
     process.tables = tables;
     process.pages_used = TABLE_PAGES;
     process.name[..manifest.name.len()].copy_from_slice(manifest.name.as_bytes());
     process.name_len = manifest.name.len();
     process.priority = manifest.priority;
-    let ticks = |ms: u32| timer::ms_to_ticks(ms as u64);
-    process.budget = Budget::new(ticks(manifest.cpu_budget_ms), ticks(manifest.cpu_period_ms), timer::now());
+    let ticks = |ms: u32| ms as u64 * m.frequency() / 1000;
+    process.budget = Budget::new(ticks(manifest.cpu_budget_ms), ticks(manifest.cpu_period_ms), m.now());
     process.overran = false;
     process.syscalls = 0;
 
@@ -366,36 +378,32 @@ fn build(
         let perms = PagePerms { writable: segment.writable, executable: segment.executable };
         // `elf::parse` checked that the file range lies inside `image`.
         let file = &image[segment.file_offset as usize..][..segment.file_size as usize];
-        process.map_range(segment.vaddr, pages, perms, |va, page| {
+        process.map_range(m, segment.vaddr, pages, perms, |va| {
             // The part of the file that lands on this page, if any.
-            let offset = (va - segment.vaddr) as usize;
-            if let Some(bytes) = file.get(offset..) {
-                let len = bytes.len().min(page.len());
-                page[..len].copy_from_slice(&bytes[..len]);
-            }
+            file.get((va - segment.vaddr) as usize..).filter(|bytes| !bytes.is_empty())
         })?;
     }
     if manifest.dma_kib > 0 {
-        map_dma_pool(process, manifest.dma_kib / (PAGE / 1024))?;
+        map_dma_pool(m, process, manifest.dma_kib / (PAGE / 1024))?;
     }
     let stack_pages = manifest.stack_kib / (PAGE / 1024);
     let stack_bottom = STACK_TOP - stack_pages * PAGE;
     let stack = PagePerms { writable: true, executable: false };
-    process.map_range(stack_bottom, stack_pages, stack, |_, _| {})?;
+    process.map_range(m, stack_bottom, stack_pages, stack, |_| None)?;
     process.context = Context::new_user(program.entry, STACK_TOP);
     process.state = State::Ready;
     Ok(())
 }
 
-/// Gives the process a physically contiguous pool (zeroed by `frames::alloc`) of `pages` (a power of two, checked
+/// Gives the process a physically contiguous pool (zeroed by `Machine::alloc_frames`) of `pages` (a power of two, checked
 /// by `Manifest::validate`) at [`DMA_WINDOW`], counted against its quota. A device driver
 /// learns the pool's physical base with the `dma_pool` syscall and hands the device addresses
 /// inside it; the pool is ordinary non-secure RAM, so the device can reach nothing secure.
-fn map_dma_pool(process: &mut Process, pages: u32) -> Result<(), SpawnError> {
+fn map_dma_pool(m: &mut impl Machine, process: &mut Process, pages: u32) -> Result<(), SpawnError> {
     if process.pages_used + pages > process.page_quota {
         return Err(SpawnError::QuotaExceeded);
     }
-    let phys = frames::alloc(pages as usize).ok_or(SpawnError::OutOfMemory)?;
+    let phys = m.alloc_frames(pages as usize).ok_or(SpawnError::OutOfMemory)?;
     process.dma = Some((phys, pages));
     process.pages_used += pages;
     process.mapped.try_reserve(1).map_err(|_| SpawnError::OutOfMemory)?;
@@ -403,7 +411,7 @@ fn map_dma_pool(process: &mut Process, pages: u32) -> Result<(), SpawnError> {
     let perms = PagePerms { writable: true, executable: false };
     for page in 0..pages {
         let (va, pa) = (DMA_WINDOW + page * PAGE, phys + page * PAGE);
-        process.page_table().map_page(va, pa, perms, MemoryKind::Normal).map_err(SpawnError::Map)?;
+        process.page_table(m).map_page(va, pa, perms, MemoryKind::Normal).map_err(SpawnError::Map)?;
         process.mapped.last_mut().expect("pushed above").pages += 1;
     }
     Ok(())

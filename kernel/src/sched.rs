@@ -13,10 +13,11 @@
 
 use septa_abi::app::PRIORITIES;
 
-/// Process ids are bit positions: at most 32 processes.
-pub const MAX_PROCESSES: usize = 32;
+use septa_abi::app::MAX_PROCESSES;
+// Process ids are bit positions in a `u32`.
+const _: () = assert!(MAX_PROCESSES <= 32);
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RunQueue {
     ready: [u32; PRIORITIES as usize],
     /// Bit `p` is set when `ready[p]` is not empty.

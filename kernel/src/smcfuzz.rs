@@ -15,7 +15,7 @@ use septa_targets::board;
 
 const DEFAULT_CALLS: u32 = 3000;
 
-pub fn run() {
+pub fn run(shared: &mut septa_kernel::machine::SharedPage) {
     // SAFETY: TEST_BOOT_ARG is the last page of non-secure RAM, unused by this kernel.
     let requested = unsafe { core::ptr::read_volatile(board::TEST_BOOT_ARG as *const u32) };
     let calls = if requested == 0 { DEFAULT_CALLS } else { requested };
@@ -37,7 +37,7 @@ pub fn run() {
         smc::CONFIRM_BOOT,
     ];
     let ends_the_boot = [smc::POWER_OFF, smc::PSCI_SYSTEM_OFF, smc::PSCI_SYSTEM_RESET, smc::TRIAL_FAILED];
-    let shared = crate::system::shared_page();
+    let shared = shared.bytes();
     let mut wrong = 0;
     for _ in 0..calls {
         let function = match next() % 3 {

@@ -2,19 +2,19 @@
 //!
 //! Arguments are untrusted. Every pointer is a claim checked with `mm::user` against the
 //! caller's own page table before a byte moves; every handle is looked up in the caller's
-//! capability table with the kind the call needs. A refused call returns an error in r0 and
-//! changes nothing else. Unknown numbers return `ENOSYS`. Calls that block (sleep, call,
-//! recv, wait) get their result in r0 when they are woken.
+//! capability table with the kind the call needs. A refused call returns its error status in
+//! r0 and changes nothing else. Unknown numbers return `ENOSYS`. Calls that block (sleep,
+//! call, recv, wait) get their result when they are woken. Every result is a status in r0
+//! and a value in r1 ([`Kernel::set_result`]).
 
-use crate::arch::{GPIO, GpioController, IRQS, InterruptController, timer};
-use crate::console::console;
+use crate::cap::{Cap, Kind};
+use crate::ipc::{CallOutcome, RecvOutcome};
+use crate::kprintln;
+use crate::machine::Machine;
+use crate::mm::user::{self, Access, UserRange};
 use crate::process::{Claim, State};
+use crate::ratelimit;
 use crate::system::{Ending, Kernel};
-use core::fmt::Write;
-use septa_kernel::cap::{Cap, Kind};
-use septa_kernel::ipc::{CallOutcome, RecvOutcome};
-use septa_kernel::mm::user::{self, Access, UserRange};
-use septa_kernel::ratelimit;
 use septa_syscalls::{BADGE_LEN, Error, Info, LOG_MAX, MESSAGE_MAX, NAME_MAX, Syscall};
 use septa_targets::board;
 
@@ -26,7 +26,7 @@ pub enum After {
     Reschedule,
 }
 
-impl Kernel {
+impl<M: Machine> Kernel<M> {
     /// Carries out syscall `number` for the current process `pid`.
     pub fn syscall(&mut self, pid: usize, number: u32, args: [u32; 6]) -> After {
         self.processes[pid].syscalls = self.processes[pid].syscalls.wrapping_add(1);
@@ -40,7 +40,7 @@ impl Kernel {
                 return After::Reschedule;
             }
             Some(Syscall::Sleep) => {
-                let until = timer::now() + timer::ms_to_ticks(args[0] as u64);
+                let until = self.machine.now() + self.ticks(args[0] as u64);
                 self.set_result(pid, Ok(0));
                 self.block(pid, State::Sleeping { until });
                 return After::Reschedule;
@@ -57,7 +57,7 @@ impl Kernel {
             Some(Syscall::MapDevice) => self.map_device(pid, args[0]),
             Some(Syscall::IrqAck) => self.irq_ack(pid, args[0]),
             Some(Syscall::GpioSet) => self.gpio_set(pid, args[0], args[1], args[2]),
-            Some(Syscall::MonitorCall) => self.monitor_call(pid, args),
+            Some(Syscall::MonitorCall) => self.monitor_service(pid, args),
             Some(Syscall::ReplyRecv) => self.reply_recv(pid, args),
             Some(Syscall::DmaPool) => self.dma_pool(pid, args[0]),
             None => Err(Error::NoSys),
@@ -83,31 +83,30 @@ impl Kernel {
         let mut line = [0u8; LOG_MAX];
         let line = &mut line[..len as usize];
         self.copy_from_user(pid, address, line)?;
-        let refill = timer::ms_to_ticks(ratelimit::REFILL_MS);
+        let refill = self.ticks(ratelimit::REFILL_MS);
+        let now = self.machine.now();
         let process = &mut self.processes[pid];
-        let dropped = process.log_limit.admit(timer::now(), refill).ok_or(Error::Busy)?;
-        let mut out = console();
+        let dropped = process.log_limit.admit(now, refill).ok_or(Error::Busy)?;
         if dropped > 0 {
-            let _ = writeln!(
-                out,
+            kprintln!(
+                self.machine,
                 "septa: kernel: app {}: {dropped} log lines dropped (rate limit: {} lines, then one per {} ms)",
                 process.name(),
                 ratelimit::BURST,
                 ratelimit::REFILL_MS
             );
         }
-        let _ = write!(out, "[{}] ", process.name());
-        for &byte in line.iter() {
+        for byte in line.iter_mut() {
             // One line of plain text: control characters and non-ASCII bytes cannot reach
             // the terminal.
-            let shown = match byte {
-                b' '..=b'~' => byte,
+            *byte = match *byte {
+                b' '..=b'~' => *byte,
                 b'\t' | b'\n' | b'\r' => b' ',
                 _ => b'?',
             };
-            out.write_byte(shown);
         }
-        let _ = writeln!(out);
+        let text = core::str::from_utf8(line).unwrap_or("?"); // printable ASCII only
+        kprintln!(self.machine, "[{}] {text}", process.name());
         done(0)
     }
 
@@ -291,9 +290,8 @@ impl Kernel {
             .iter()
             .enumerate()
             .filter(|(_, p)| !matches!(p.state, State::Free | State::Ended | State::Restarting { .. }));
-        let client =
-            septa_kernel::cap::client_of(endpoint, &id, live.map(|(i, p)| (i, p.component_id(), &p.caps)))
-                .ok_or(Error::NotFound)?;
+        let client = crate::cap::client_of(endpoint, &id, live.map(|(i, p)| (i, p.component_id(), &p.caps)))
+            .ok_or(Error::NotFound)?;
         if let Some(woken) = self.ipc.notify(client as u8, bits) {
             self.wake(client, Ok(woken));
         }
@@ -313,7 +311,7 @@ impl Kernel {
                 Ok(Blocked::Yes)
             }
             None => {
-                let until = timer::now() + timer::ms_to_ticks(timeout_ms as u64);
+                let until = self.machine.now() + self.ticks(timeout_ms as u64);
                 self.set_result(pid, Ok(0));
                 self.block(pid, State::Sleeping { until });
                 Ok(Blocked::Yes)
@@ -329,9 +327,11 @@ impl Kernel {
         };
         let index = device as usize;
         let device = &board::DEVICES[index];
-        let address = self.processes[pid].map_device(index, device.region).map_err(|_| Error::NoMemory)?;
+        let address = self.processes[pid]
+            .map_device(&mut self.machine, index, device.region)
+            .map_err(|_| Error::NoMemory)?;
         if let Some(irq) = device.irq {
-            IRQS.enable(irq);
+            self.machine.enable_irq(irq);
         }
         done(address)
     }
@@ -353,7 +353,7 @@ impl Kernel {
             return Err(Error::Access);
         };
         let irq = board::DEVICES[device as usize].irq.ok_or(Error::Invalid)?;
-        IRQS.enable(irq);
+        self.machine.enable_irq(irq);
         done(0)
     }
 
@@ -367,14 +367,14 @@ impl Kernel {
         if pins & !granted != 0 {
             return Err(Error::Access);
         }
-        GPIO.set(pins, values);
+        self.machine.gpio_set(pins, values);
         done(0)
     }
 
     /// Forwards a request to the security monitor, if the caller's `monitor` capability
     /// includes the service: the request goes through the shared page with the caller's
     /// component id (which the caller cannot choose), the response comes back the same way.
-    fn monitor_call(
+    fn monitor_service(
         &mut self,
         pid: usize,
         [handle, service, request, len, response, capacity]: [u32; 6],
@@ -391,19 +391,31 @@ impl Kernel {
             return Err(Error::Invalid);
         }
         self.check_user(pid, response, capacity, Access::Write)?;
-        // The request goes straight from the app into the shared page and the response
-        // straight back: no staging buffers on the hot path.
-        let shared = crate::system::shared_page();
-        self.copy_from_user(pid, request, &mut shared[m::REQUEST_OFFSET..m::REQUEST_OFFSET + len as usize])?;
+        let request = self.locate(pid, request, len, Access::Read)?;
         let process = &self.processes[pid];
         let quota = process.manifest.as_ref().map_or(0, |m| m.storage_kib) * 1024;
-        shared[m::CALLER_OFFSET..m::CALLER_OFFSET + 16].copy_from_slice(&process.component_id());
-        shared[m::QUOTA_OFFSET..m::QUOTA_OFFSET + 4].copy_from_slice(&quota.to_le_bytes());
-        let [status, written, ..] = crate::monitor::call(septa_abi::smc::SERVICE, [service as u32, len, 0]);
+        let caller = process.component_id();
+        // The request goes straight from the app into the shared page and the response
+        // straight back: no staging buffers on the hot path.
+        let page = self.shared.as_mut().ok_or(Error::Io)?;
+        let bytes = page.bytes();
+        let mut at = m::REQUEST_OFFSET;
+        for (phys, piece) in request.into_iter().filter(|&(_, len)| len > 0) {
+            self.machine.read_phys(phys, &mut bytes[at..at + piece as usize]);
+            at += piece as usize;
+        }
+        bytes[m::CALLER_OFFSET..m::CALLER_OFFSET + 16].copy_from_slice(&caller);
+        bytes[m::QUOTA_OFFSET..m::QUOTA_OFFSET + 4].copy_from_slice(&quota.to_le_bytes());
+        let [status, written, ..] = self.machine.smc(septa_abi::smc::SERVICE, [service as u32, len, 0], page);
         match status {
             m::OK if written <= capacity && written as usize <= m::RESPONSE_MAX => {
-                let out = &shared[m::RESPONSE_OFFSET..m::RESPONSE_OFFSET + written as usize];
-                self.copy_to_user(pid, response, out)?;
+                let to = self.locate(pid, response, written, Access::Write)?;
+                let page = self.shared.as_mut().ok_or(Error::Io)?.bytes();
+                let mut at = m::RESPONSE_OFFSET;
+                for (phys, piece) in to.into_iter().filter(|&(_, len)| len > 0) {
+                    self.machine.write_phys(phys, &page[at..at + piece as usize]);
+                    at += piece as usize;
+                }
                 done(written)
             }
             m::OK | m::TOO_LARGE => Err(Error::NoMemory),
@@ -421,7 +433,7 @@ impl Kernel {
     fn check_user(&self, pid: usize, address: u32, len: u32, access: Access) -> Result<(), Error> {
         let process = &self.processes[pid];
         let range = UserRange::new(address, len).map_err(|_| Error::Fault)?;
-        user::check(range, access, |va| process.lookup(va)).map_err(|_| Error::Fault)
+        user::check(range, access, |va| process.lookup(&self.machine, va)).map_err(|_| Error::Fault)
     }
 
     /// Copies `out.len()` bytes (at most a page) from the process's memory at `address`.
@@ -429,50 +441,37 @@ impl Kernel {
         let pieces = self.locate(pid, address, out.len() as u32, Access::Read)?;
         let mut done = 0;
         for (phys, len) in pieces.into_iter().filter(|&(_, len)| len > 0) {
-            let len = len as usize;
-            // SAFETY: `locate` found this piece inside a page mapped readable for the
-            // process; its frame is one-to-one mapped in the kernel.
-            let bytes = unsafe { core::slice::from_raw_parts(phys as *const u8, len) };
-            out[done..done + len].copy_from_slice(bytes);
-            done += len;
+            self.machine.read_phys(phys, &mut out[done..done + len as usize]);
+            done += len as usize;
         }
         Ok(())
     }
 
     /// Copies `bytes` (at most a page) into the process's memory at `address`, which must
     /// be writable.
-    fn copy_to_user(&self, pid: usize, address: u32, bytes: &[u8]) -> Result<(), Error> {
+    fn copy_to_user(&mut self, pid: usize, address: u32, bytes: &[u8]) -> Result<(), Error> {
         let pieces = self.locate(pid, address, bytes.len() as u32, Access::Write)?;
         let mut done = 0;
         for (phys, len) in pieces.into_iter().filter(|&(_, len)| len > 0) {
-            let len = len as usize;
-            // SAFETY: `locate` found this piece inside a page mapped writable for the
-            // process; its frame is one-to-one mapped in the kernel.
-            let slot = unsafe { core::slice::from_raw_parts_mut(phys as *mut u8, len) };
-            slot.copy_from_slice(&bytes[done..done + len]);
-            done += len;
+            self.machine.write_phys(phys, &bytes[done..done + len as usize]);
+            done += len as usize;
         }
         Ok(())
     }
 
     /// Copies the first `len` bytes at the physical `pieces` (from `locate` on another
     /// process) into process `pid`'s memory at `address`: user to user, no bounce buffer.
-    fn copy_into(&self, pid: usize, address: u32, pieces: [(u32, u32); 2], len: u32) -> Result<(), Error> {
+    /// `len` longer than the pieces is `EFAULT` and copies nothing.
+    fn copy_into(
+        &mut self,
+        pid: usize,
+        address: u32,
+        pieces: [(u32, u32); 2],
+        len: u32,
+    ) -> Result<(), Error> {
         let targets = self.locate(pid, address, len, Access::Write)?;
-        let mut sources = pieces.into_iter().filter(|&(_, len)| len > 0);
-        let mut source = sources.next().unwrap_or((0, 0));
-        for (mut to, mut room) in targets.into_iter().filter(|&(_, len)| len > 0) {
-            while room > 0 {
-                if source.1 == 0 {
-                    source = sources.next().unwrap_or((0, 0));
-                }
-                let n = room.min(source.1);
-                // SAFETY: both pieces lie inside pages `locate` found mapped for their
-                // processes (readable and writable), one-to-one mapped in the kernel;
-                // distinct processes own distinct frames, so they do not overlap.
-                unsafe { core::ptr::copy_nonoverlapping(source.0 as *const u8, to as *mut u8, n as usize) };
-                (to, room, source) = (to + n, room - n, (source.0 + n, source.1 - n));
-            }
+        for (from, to, n) in user::copy_plan(pieces, targets, len).ok_or(Error::Fault)? {
+            self.machine.copy_phys(from, to, n);
         }
         Ok(())
     }
@@ -483,7 +482,7 @@ impl Kernel {
     fn locate(&self, pid: usize, address: u32, len: u32, access: Access) -> Result<[(u32, u32); 2], Error> {
         let process = &self.processes[pid];
         let range = UserRange::new(address, len).map_err(|_| Error::Fault)?;
-        user::locate(range, access, |va| process.lookup(va)).map_err(|_| Error::Fault)
+        user::locate(range, access, |va| process.lookup(&self.machine, va)).map_err(|_| Error::Fault)
     }
 }
 

@@ -1,32 +1,32 @@
 //! The kernel's state — process table, run queue, IPC, time, the supervisor's log — and the
 //! decisions on it: which process runs, what a tick does, how a process ends and restarts.
 //!
-//! One instance lives in [`KERNEL`]. The kernel is single-core and runs with interrupts
-//! masked, so each trap takes the lock once, decides, and releases it before resuming a
-//! process.
+//! The kernel is generic over its [`Machine`]: the device binary keeps one `Kernel` over the
+//! ARMv7 board in a static (single core, interrupts masked: each trap takes it once,
+//! decides, and releases it before resuming a process); the host tests run the same code
+//! over a simulated machine.
 
-use crate::arch::{Context, IRQS, InterruptController, mmu, timer};
+use crate::ipc::{self, Ipc};
 use crate::kprintln;
+use crate::machine::{Context, Machine, SharedPage, TICK_MS};
 use crate::process::{self, MAX_PROCESSES, Process, State};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use crate::sched::RunQueue;
+use crate::supervisor::{self, EndKind, FaultLog, FaultRecord};
 use septa_abi::package::Package;
-use septa_abi::slot::Slot;
 use septa_armv7::crash::{ExceptionKind, FaultRegisters};
 use septa_armv7::fault;
-use septa_kernel::ipc::{self, Ipc};
-use septa_kernel::sched::RunQueue;
-use septa_kernel::supervisor::{self, EndKind, FaultLog, FaultRecord};
 use septa_syscalls::Error;
 use septa_targets::board;
 
-pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new());
-
-pub struct Kernel {
+pub struct Kernel<M: Machine> {
+    pub machine: M,
+    /// The monitor's shared page, given once at boot ([`Kernel::give_shared_page`]).
+    pub(crate) shared: Option<SharedPage>,
     pub processes: [Process; MAX_PROCESSES],
     run_queue: RunQueue,
     pub ipc: Ipc,
     /// Endpoint names by endpoint number (from the servers' manifests).
-    pub endpoints: [Option<&'static str>; septa_kernel::ipc::MAX_ENDPOINTS],
+    pub endpoints: [Option<&'static str>; ipc::MAX_ENDPOINTS],
     /// The app holding each board device, with its handle for the device.
     pub device_owners: [Option<(usize, u32)>; board::DEVICES.len()],
     /// The app holding each GPIO pin.
@@ -35,7 +35,7 @@ pub struct Kernel {
     /// The process the CPU returns to (or last returned to).
     pub current: Option<usize>,
     /// Whose tables are in TTBR0.
-    installed: Option<usize>,
+    pub(crate) installed: Option<usize>,
     /// The counter value when scheduling began, and at the last tick.
     boot_counter: u64,
     last_tick: u64,
@@ -49,13 +49,15 @@ pub enum Ending {
     Fault(UserFault),
 }
 
-impl Kernel {
-    const fn new() -> Kernel {
+impl<M: Machine> Kernel<M> {
+    pub const fn new(machine: M) -> Kernel<M> {
         Kernel {
+            machine,
+            shared: None,
             processes: [const { Process::EMPTY }; MAX_PROCESSES],
             run_queue: RunQueue::new(),
             ipc: Ipc::new(),
-            endpoints: [None; septa_kernel::ipc::MAX_ENDPOINTS],
+            endpoints: [None; ipc::MAX_ENDPOINTS],
             device_owners: [None; board::DEVICES.len()],
             pin_owners: [None; board::GPIO_PINS as usize],
             faults: FaultLog::new(),
@@ -67,15 +69,47 @@ impl Kernel {
         }
     }
 
+    /// Hands the kernel the page monitor requests travel through.
+    pub fn give_shared_page(&mut self, page: SharedPage) {
+        self.shared = Some(page);
+    }
+
+    /// Issues an SMC with the shared page; `fill` writes the request into it first.
+    /// `None` if the kernel has no shared page (never after boot).
+    pub fn call_monitor(
+        &mut self,
+        function: u32,
+        args: [u32; 3],
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Option<[u32; 4]> {
+        let page = self.shared.as_mut()?;
+        fill(page.bytes());
+        Some(self.machine.smc(function, args, page))
+    }
+
+    /// The shared page as the monitor left it after the last call.
+    pub fn shared_page(&mut self) -> Option<&mut [u8]> {
+        self.shared.as_mut().map(SharedPage::bytes)
+    }
+
+    pub fn run_queue(&self) -> &RunQueue {
+        &self.run_queue
+    }
+
     pub fn start_clock(&mut self) {
-        self.boot_counter = timer::now();
+        self.boot_counter = self.machine.now();
         self.last_tick = self.boot_counter;
-        IRQS.enable(board::TIMER_IRQ);
-        timer::arm();
+        self.machine.enable_irq(board::TIMER_IRQ);
+        self.machine.arm_timer();
     }
 
     pub fn uptime_ms(&self) -> u64 {
-        (timer::now() - self.boot_counter) * 1000 / timer::frequency()
+        (self.machine.now() - self.boot_counter) * 1000 / self.machine.frequency()
+    }
+
+    /// Counter ticks in `ms` milliseconds.
+    pub fn ticks(&self, ms: u64) -> u64 {
+        ms * self.machine.frequency() / 1000
     }
 
     pub fn make_ready(&mut self, pid: usize) {
@@ -91,16 +125,19 @@ impl Kernel {
         self.run_queue.remove(pid, process.priority);
     }
 
-    /// Wakes a blocked process with `result` in r0.
+    /// Wakes a blocked process with `result` (see [`Kernel::set_result`]).
     pub fn wake(&mut self, pid: usize, result: Result<u32, Error>) {
         self.set_result(pid, result);
         self.make_ready(pid);
     }
 
+    /// A syscall's result in the caller's registers: status in r0 (0, or a negative
+    /// [`Error`]), value in r1 (0 after an error), so no value can pass for an error.
     pub fn set_result(&mut self, pid: usize, result: Result<u32, Error>) {
-        self.processes[pid].context.r[0] = match result {
-            Ok(value) => value,
-            Err(error) => error as i32 as u32,
+        let r = &mut self.processes[pid].context.r;
+        (r[0], r[1]) = match result {
+            Ok(value) => (0, value),
+            Err(error) => (error as i32 as u32, 0),
         };
     }
 
@@ -122,15 +159,15 @@ impl Kernel {
     /// when idle). Returns whether the current time slice ended.
     pub fn handle_interrupts(&mut self, running: Option<usize>) -> bool {
         let mut slice_over = false;
-        while let Some((irq, token)) = IRQS.acknowledge() {
+        while let Some((irq, token)) = self.machine.acknowledge_irq() {
             if irq == board::TIMER_IRQ {
-                timer::arm();
+                self.machine.arm_timer();
                 self.on_tick(running);
                 slice_over = true;
             } else {
                 self.deliver_device_interrupt(irq);
             }
-            IRQS.end(token);
+            self.machine.end_irq(token);
         }
         slice_over
     }
@@ -138,7 +175,7 @@ impl Kernel {
     /// A device interrupt goes to the app holding the device, as notification bit
     /// `1 << handle`; the line stays masked until the app acknowledges it.
     fn deliver_device_interrupt(&mut self, irq: u32) {
-        IRQS.disable(irq);
+        self.machine.disable_irq(irq);
         let owner = board::DEVICES
             .iter()
             .zip(self.device_owners)
@@ -158,15 +195,16 @@ impl Kernel {
         if self.on_trial && self.uptime_ms() >= supervisor::HEALTHY_AFTER_MS {
             self.on_trial = false;
             kprintln!(
+                self.machine,
                 "septa: supervisor: healthy for {} ms on trial; confirming the update",
                 supervisor::HEALTHY_AFTER_MS
             );
-            crate::monitor::call(septa_abi::smc::CONFIRM_BOOT, [0; 3]);
+            self.call_monitor(septa_abi::smc::CONFIRM_BOOT, [0; 3], |_| {});
         }
-        let now = timer::now();
+        let now = self.machine.now();
         // In whole ticks: the kernel's own work is not charged (see the end), so the time
         // since the last tick is a little short of a tick when nothing delayed it.
-        let tick = timer::ms_to_ticks(timer::TICK_MS);
+        let tick = self.ticks(TICK_MS);
         let elapsed = (now - self.last_tick + tick / 2) / tick * tick;
         if let Some(pid) = running
             && self.processes[pid].state == State::Ready
@@ -187,7 +225,7 @@ impl Kernel {
             }
         }
         // Restarts and reports are the kernel's work: the next tick charges none of it.
-        self.last_tick = timer::now();
+        self.last_tick = self.machine.now();
     }
 
     /// Takes `pid` off the CPU until its next period; the first overrun since the app
@@ -201,6 +239,7 @@ impl Kernel {
         let (budget, period) =
             process.manifest.as_ref().map_or((0, 0), |m| (m.cpu_budget_ms, m.cpu_period_ms));
         kprintln!(
+            self.machine,
             "septa: kernel: app {} overran its CPU budget ({budget} ms per {period} ms); throttled \
              until its next period (reported once per start)",
             process.name()
@@ -215,11 +254,11 @@ impl Kernel {
         let process = &self.processes[pid];
         let (kind, pc, address, exit_code) = match &ending {
             Ending::Exit(code) => {
-                kprintln!("septa: kernel: app {} exited with status {code}", process.name());
+                kprintln!(self.machine, "septa: kernel: app {} exited with status {code}", process.name());
                 (EndKind::Exit, 0, 0, *code)
             }
             Ending::Fault(fault) => {
-                kprintln!("septa: kernel: app {} {fault}; app ended", process.name());
+                kprintln!(self.machine, "septa: kernel: app {} {fault}; app ended", process.name());
                 let kind = match fault.kind {
                     ExceptionKind::Undefined => EndKind::UndefinedInstruction,
                     ExceptionKind::PrefetchAbort => EndKind::PrefetchAbort,
@@ -239,17 +278,17 @@ impl Kernel {
             if let (Some((owner, _)), Some(irq)) = (owner, board::DEVICES[index].irq)
                 && *owner == pid
             {
-                IRQS.disable(irq);
+                self.machine.disable_irq(irq);
             }
         }
         let process = &mut self.processes[pid];
         self.run_queue.remove(pid, process.priority);
         if self.installed == Some(pid) {
-            mmu::switch_address_space(mmu::no_process_tables(), 0);
+            self.machine.switch_address_space(None, 0);
             self.installed = None;
         }
-        mmu::flush_asid(asid(pid));
-        process.release();
+        self.machine.flush_asid(asid(pid));
+        process.release(&mut self.machine);
         if self.current == Some(pid) {
             self.current = None;
         }
@@ -258,11 +297,13 @@ impl Kernel {
             process.restarts += 1;
             let delay = supervisor::backoff_ms(process.restarts);
             kprintln!(
+                self.machine,
                 "septa: supervisor: restarting {} in {delay} ms (restart {})",
                 process.name(),
                 process.restarts
             );
-            process.state = State::Restarting { at: timer::now() + timer::ms_to_ticks(delay) };
+            let at = self.machine.now() + delay * self.machine.frequency() / 1000;
+            process.state = State::Restarting { at };
         } else {
             process.state = State::Ended;
         }
@@ -286,9 +327,14 @@ impl Kernel {
         self.faults.push(record);
         self.report(record);
         // Signing took the kernel a while; that is no process's CPU time.
-        self.last_tick = timer::now();
+        self.last_tick = self.machine.now();
+        let process = &self.processes[pid];
         if self.on_trial && policy.is_some_and(|policy| supervisor::fails_trial(policy, &record)) {
-            kprintln!("septa: supervisor: {} failed during the update's trial; rolling back", process.name());
+            kprintln!(
+                self.machine,
+                "septa: supervisor: {} failed during the update's trial; rolling back",
+                process.name()
+            );
             self.fail_trial(&record.name);
         }
         record
@@ -298,14 +344,15 @@ impl Kernel {
     /// rollback and resets (it returns only if no trial runs).
     fn fail_trial(&mut self, name: &[u8; 16]) {
         use septa_abi::monitor::REQUEST_OFFSET;
-        shared_page()[REQUEST_OFFSET..REQUEST_OFFSET + 16].copy_from_slice(name);
-        crate::monitor::call(septa_abi::smc::TRIAL_FAILED, [16, 0, 0]);
+        self.call_monitor(septa_abi::smc::TRIAL_FAILED, [16, 0, 0], |page| {
+            page[REQUEST_OFFSET..REQUEST_OFFSET + 16].copy_from_slice(name)
+        });
         self.on_trial = false;
     }
 
     /// Has the monitor sign the record with the device key and keep it in the report ring,
     /// and prints the signed report, for `septa report verify`.
-    fn report(&self, record: FaultRecord) {
+    fn report(&mut self, record: FaultRecord) {
         use septa_abi::monitor::{REQUEST_MAX, REQUEST_OFFSET, RESPONSE_OFFSET};
         use septa_abi::report::{Batch, Event};
         // The monitor sets the sequence number and the boot count.
@@ -314,34 +361,45 @@ impl Kernel {
             boot_count: 0,
             events: heapless::Vec::from_slice(&[Event::App(record)]).expect("one record fits"),
         };
-        let shared = shared_page();
-        let Ok(encoded) =
-            postcard::to_slice(&batch, &mut shared[REQUEST_OFFSET..REQUEST_OFFSET + REQUEST_MAX])
+        let mut encoded = [0u8; REQUEST_MAX];
+        let Ok(encoded) = postcard::to_slice(&batch, &mut encoded) else {
+            return;
+        };
+        let len = encoded.len();
+        let request = |page: &mut [u8]| page[REQUEST_OFFSET..REQUEST_OFFSET + len].copy_from_slice(encoded);
+        let Some([status, written, ..]) =
+            self.call_monitor(septa_abi::smc::STORE_REPORT, [len as u32, 0, 0], request)
         else {
             return;
         };
-        let len = encoded.len() as u32;
-        let [status, written, ..] = crate::monitor::call(septa_abi::smc::STORE_REPORT, [len, 0, 0]);
         if status != septa_abi::monitor::OK {
-            kprintln!("septa: supervisor: the monitor did not sign the report (status {status})");
+            kprintln!(
+                self.machine,
+                "septa: supervisor: the monitor did not sign the report (status {status})"
+            );
             return;
         }
-        let signed = &shared[RESPONSE_OFFSET..RESPONSE_OFFSET + (written as usize).min(2048)];
-        kprintln!("septa: supervisor: signed report {}", septa_syscalls::Hex(signed));
+        let Some(page) = self.shared.as_mut().map(SharedPage::bytes) else { return };
+        let signed = &page[RESPONSE_OFFSET..RESPONSE_OFFSET + (written as usize).min(2048)];
+        kprintln!(self.machine, "septa: supervisor: signed report {}", septa_syscalls::Hex(signed));
     }
 
     /// Starts an ended app again from its package, with the same capabilities.
     fn restart(&mut self, pid: usize) {
         let process = &mut self.processes[pid];
-        let result =
-            slot_package(process.package_offset).and_then(|package| process::spawn(process, &package));
+        let result = slot_package(&self.machine, process.package_offset)
+            .and_then(|package| process::spawn(&mut self.machine, process, &package));
         match result {
             Ok(()) => {
                 self.ipc.server_restarted(pid as u8);
                 self.make_ready(pid);
             }
             Err(error) => {
-                kprintln!("septa: supervisor: {} could not be restarted: {error}", process.name());
+                kprintln!(
+                    self.machine,
+                    "septa: supervisor: {} could not be restarted: {error}",
+                    process.name()
+                );
                 process.state = State::Ended;
             }
         }
@@ -361,7 +419,7 @@ impl Kernel {
         }
         let next = self.run_queue.pick()?;
         if self.installed != Some(next) {
-            mmu::switch_address_space(self.processes[next].tables_phys(), asid(next));
+            self.machine.switch_address_space(Some(self.processes[next].tables_phys()), asid(next));
             self.installed = Some(next);
         }
         self.current = Some(next);
@@ -369,34 +427,9 @@ impl Kernel {
     }
 }
 
-/// Slot A as the kernel sees it, through its read-only flash window.
-/// The slot this boot runs, as the monitor reported it at boot (0 = A, 1 = B).
-pub static BOOTED_SLOT: AtomicUsize = AtomicUsize::new(0);
-
-/// The image slot this boot runs.
-pub fn slot() -> Result<Slot<'static>, septa_abi::slot::Error> {
-    let region = board::SLOTS[BOOTED_SLOT.load(Ordering::Relaxed) % board::SLOTS.len()];
-    let window = mmu::device_va(region.base);
-    // SAFETY: the slot lies in flash 1, which `mmu::enable` mapped read-only at `window` for
-    // the kernel's lifetime; the monitor writes only the other slot, staging, storage and
-    // reports there, and returns the flash to read mode before the kernel runs again.
-    let flash = unsafe { core::slice::from_raw_parts(window as *const u8, region.size) };
-    Slot::parse(flash)
-}
-
-/// The non-secure page monitor requests travel through.
-pub fn shared_page() -> &'static mut [u8] {
-    // SAFETY: MONITOR_SHARED is the non-secure page reserved for monitor requests (out of
-    // the frame allocator), one-to-one mapped in the kernel and used by one request at a
-    // time: the kernel is not reentrant and drops each borrow before the next request.
-    unsafe {
-        core::slice::from_raw_parts_mut(board::MONITOR_SHARED.base as *mut u8, board::MONITOR_SHARED.size)
-    }
-}
-
 /// The package at `offset` in the booted slot.
-fn slot_package(offset: usize) -> Result<Package<'static>, process::SpawnError> {
-    let slot = slot().map_err(|_| process::SpawnError::PackageMissing)?;
+fn slot_package(machine: &impl Machine, offset: usize) -> Result<Package<'static>, process::SpawnError> {
+    let slot = machine.slot().map_err(|_| process::SpawnError::PackageMissing)?;
     slot.packages()
         .filter_map(Result::ok)
         .find(|(at, _)| *at == offset)
@@ -440,6 +473,6 @@ impl core::fmt::Display for UserFault {
 }
 
 /// A process's ASID: its slot + 1 (ASID 0 is reserved for switching).
-fn asid(pid: usize) -> u8 {
+pub fn asid(pid: usize) -> u8 {
     pid as u8 + 1
 }

@@ -1,14 +1,15 @@
 //! Where the exception entry code lands: syscalls, interrupts and faults, each ending in
 //! the scheduler and a return to user mode (or the idle loop).
 
+use crate::KERNEL;
 use crate::arch::{Context, entry};
 use crate::console::console;
 use crate::monitor;
-use crate::syscall::After;
-use crate::system::{Ending, KERNEL, UserFault};
 use septa_abi::exit;
 use septa_armv7::crash::{self, ExceptionKind, FaultRegisters, Interrupted};
 use septa_armv7::regs;
+use septa_kernel::syscall::After;
+use septa_kernel::system::{Ending, UserFault};
 
 /// `svc #0` from a process: the number (r7) and arguments (r0–r5) are in its saved
 /// registers.

@@ -3,31 +3,32 @@
 use crate::{BADGE_LEN, DmaPool, Error, HandleKind, Info, LOG_MAX, Syscall};
 use core::arch::asm;
 
-/// Issues syscall `number` with three arguments; returns r0.
+/// Issues syscall `number` with three arguments; returns its value or error.
 #[inline(always)]
-pub fn raw_syscall(number: u32, a0: u32, a1: u32, a2: u32) -> u32 {
+pub fn raw_syscall(number: u32, a0: u32, a1: u32, a2: u32) -> Result<u32, Error> {
     raw_syscall5(number, [a0, a1, a2, 0, 0])
 }
 
-/// Issues syscall `number` with five arguments; returns r0.
+/// Issues syscall `number` with five arguments; returns its value or error.
 #[inline(always)]
-pub fn raw_syscall5(number: u32, args: [u32; 5]) -> u32 {
+pub fn raw_syscall5(number: u32, args: [u32; 5]) -> Result<u32, Error> {
     raw_syscall6(number, [args[0], args[1], args[2], args[3], args[4], 0])
 }
 
-/// Issues syscall `number` with six arguments; returns r0.
+/// Issues syscall `number` with six arguments; returns its value (r1) or the error its
+/// status (r0) names.
 #[inline(always)]
-pub fn raw_syscall6(number: u32, args: [u32; 6]) -> u32 {
-    let result: u32;
+pub fn raw_syscall6(number: u32, args: [u32; 6]) -> Result<u32, Error> {
+    let (status, value): (u32, u32);
     // SAFETY: `svc #0` enters the kernel, which validates every argument against this
     // app's own mappings before using it and changes no app register except r0 and r1.
     unsafe {
         asm!("svc #0",
-            inlateout("r0") args[0] => result, inlateout("r1") args[1] => _, in("r2") args[2],
+            inlateout("r0") args[0] => status, inlateout("r1") args[1] => value, in("r2") args[2],
             in("r3") args[3], in("r4") args[4], in("r5") args[5], in("r7") number,
             options(nostack));
     }
-    result
+    Error::result(status, value)
 }
 
 /// A capability handle, found with [`lookup`].
@@ -36,8 +37,7 @@ pub struct Handle(pub u32);
 
 /// Finds the caller's capability of `kind` named `name` in its manifest.
 pub fn lookup(kind: HandleKind, name: &str) -> Result<Handle, Error> {
-    let raw = raw_syscall(Syscall::Lookup as u32, kind as u32, name.as_ptr() as u32, name.len() as u32);
-    Error::check(raw).map(Handle)
+    raw_syscall(Syscall::Lookup as u32, kind as u32, name.as_ptr() as u32, name.len() as u32).map(Handle)
 }
 
 /// Sends `message` to the server of `endpoint` and waits for its reply, written into
@@ -50,7 +50,7 @@ pub fn call(endpoint: Handle, message: &[u8], reply: &mut [u8]) -> Result<usize,
         reply.as_mut_ptr() as u32,
         reply.len() as u32,
     ];
-    Error::check(raw_syscall5(Syscall::Call as u32, args)).map(|n| n as usize)
+    raw_syscall5(Syscall::Call as u32, args).map(|n| n as usize)
 }
 
 /// A received call: its length and the caller's badge (component id).
@@ -64,14 +64,13 @@ pub struct Received {
 pub fn recv(endpoint: Handle, buffer: &mut [u8]) -> Result<Received, Error> {
     let mut badge = [0u8; BADGE_LEN];
     let args = [endpoint.0, buffer.as_mut_ptr() as u32, buffer.len() as u32, badge.as_mut_ptr() as u32, 0];
-    let len = Error::check(raw_syscall5(Syscall::Recv as u32, args))?;
+    let len = raw_syscall5(Syscall::Recv as u32, args)?;
     Ok(Received { len: len as usize, badge })
 }
 
 /// Answers the call received last.
 pub fn reply(message: &[u8]) -> Result<(), Error> {
-    Error::check(raw_syscall(Syscall::Reply as u32, message.as_ptr() as u32, message.len() as u32, 0))
-        .map(drop)
+    raw_syscall(Syscall::Reply as u32, message.as_ptr() as u32, message.len() as u32, 0).map(drop)
 }
 
 /// Answers the call received last with `message`, then waits for the next call like
@@ -86,56 +85,57 @@ pub fn reply_recv(endpoint: Handle, message: &[u8], buffer: &mut [u8]) -> Result
         buffer.len() as u32,
         badge.as_mut_ptr() as u32,
     ];
-    let len = Error::check(raw_syscall6(Syscall::ReplyRecv as u32, args))?;
+    let len = raw_syscall6(Syscall::ReplyRecv as u32, args)?;
     Ok(Received { len: len as usize, badge })
 }
 
 /// Sets `bits` in the notifications of `endpoint`'s server.
 pub fn notify(endpoint: Handle, bits: u32) -> Result<(), Error> {
-    Error::check(raw_syscall(Syscall::Notify as u32, endpoint.0, bits, 0)).map(drop)
+    raw_syscall(Syscall::Notify as u32, endpoint.0, bits, 0).map(drop)
 }
 
 /// Waits for any notification bit in `mask`; returns (and clears) the bits that were set.
-pub fn wait(mask: u32) -> u32 {
+/// An empty `mask` is `EINVAL`.
+pub fn wait(mask: u32) -> Result<u32, Error> {
     raw_syscall(Syscall::Wait as u32, mask, 0, 0)
 }
 
 /// Waits for any notification bit in `mask`, at most `timeout_ms` (≥ 1) milliseconds;
 /// returns (and clears) the bits that were set, 0 if the time passed first.
-pub fn wait_timeout(mask: u32, timeout_ms: u32) -> u32 {
+pub fn wait_timeout(mask: u32, timeout_ms: u32) -> Result<u32, Error> {
     raw_syscall(Syscall::Wait as u32, mask, timeout_ms.max(1), 0)
 }
 
 /// Sets notification `bits` of the client whose calls on `endpoint` (a served endpoint)
 /// carry `badge`.
 pub fn notify_client(endpoint: Handle, badge: &[u8; 16], bits: u32) -> Result<(), Error> {
-    Error::check(raw_syscall(Syscall::NotifyClient as u32, endpoint.0, badge.as_ptr() as u32, bits)).map(drop)
+    raw_syscall(Syscall::NotifyClient as u32, endpoint.0, badge.as_ptr() as u32, bits).map(drop)
 }
 
 /// Maps a granted device; returns the address of its registers.
 pub fn map_device(device: Handle) -> Result<usize, Error> {
-    Error::check(raw_syscall(Syscall::MapDevice as u32, device.0, 0, 0)).map(|a| a as usize)
+    raw_syscall(Syscall::MapDevice as u32, device.0, 0, 0).map(|a| a as usize)
 }
 
 /// Where the caller's DMA pool is (`dma-kib` in its manifest).
 pub fn dma_pool() -> Result<DmaPool, Error> {
     let mut pool = DmaPool::default();
-    Error::check(raw_syscall(Syscall::DmaPool as u32, &mut pool as *mut DmaPool as u32, 0, 0)).map(|_| pool)
+    raw_syscall(Syscall::DmaPool as u32, &mut pool as *mut DmaPool as u32, 0, 0).map(|_| pool)
 }
 
 /// Re-enables a device's interrupt after handling it.
 pub fn irq_ack(device: Handle) -> Result<(), Error> {
-    Error::check(raw_syscall(Syscall::IrqAck as u32, device.0, 0, 0)).map(drop)
+    raw_syscall(Syscall::IrqAck as u32, device.0, 0, 0).map(drop)
 }
 
 /// Drives the GPIO `pins` (a bit set within the granted pins) to `values`.
 pub fn gpio_set(gpio: Handle, pins: u32, values: u32) -> Result<(), Error> {
-    Error::check(raw_syscall(Syscall::GpioSet as u32, gpio.0, pins, values)).map(drop)
+    raw_syscall(Syscall::GpioSet as u32, gpio.0, pins, values).map(drop)
 }
 
 /// Ends the app with `code` (0 = success).
 pub fn exit(code: i32) -> ! {
-    raw_syscall(Syscall::Exit as u32, code as u32, 0, 0);
+    let _ = raw_syscall(Syscall::Exit as u32, code as u32, 0, 0);
     // The kernel never returns from exit; should it ever, give the CPU away for good.
     loop {
         yield_now();
@@ -144,24 +144,24 @@ pub fn exit(code: i32) -> ! {
 
 /// Lets other apps of the same priority run first.
 pub fn yield_now() {
-    raw_syscall(Syscall::Yield as u32, 0, 0, 0);
+    let _ = raw_syscall(Syscall::Yield as u32, 0, 0, 0);
 }
 
 /// Blocks for at least `ms` milliseconds.
 pub fn sleep(ms: u32) {
-    raw_syscall(Syscall::Sleep as u32, ms, 0, 0);
+    let _ = raw_syscall(Syscall::Sleep as u32, ms, 0, 0);
 }
 
 /// Prints `bytes` as one console line tagged with the app's name.
 pub fn log_bytes(bytes: &[u8]) -> Result<(), Error> {
-    Error::check(raw_syscall(Syscall::Log as u32, bytes.as_ptr() as u32, bytes.len() as u32, 0)).map(drop)
+    raw_syscall(Syscall::Log as u32, bytes.as_ptr() as u32, bytes.len() as u32, 0).map(drop)
 }
 
 /// The app's id, uptime and name.
 pub fn info() -> Info {
     let mut info = Info::default();
     // Cannot fail: `info` is a valid, writable local.
-    raw_syscall(Syscall::Info as u32, &mut info as *mut Info as u32, 0, 0);
+    let _ = raw_syscall(Syscall::Info as u32, &mut info as *mut Info as u32, 0, 0);
     info
 }
 

@@ -1,7 +1,8 @@
 //! The syscall ABI shared by the kernel and apps, and the safe API apps are written against.
 //!
 //! ABI: `svc #0` with the syscall number in r7 and arguments in r0–r5; the result comes back
-//! in r0 (and r1 for a second word). A negative r0 is an [`Error`]. The table of numbers in
+//! as a status in r0 — 0, or a negative [`Error`] code — and a value in r1 (0 after an
+//! error), so no value can be mistaken for an error ([`Error::result`]). The table of numbers in
 //! [`Syscall`] is the only one: the kernel dispatches on it and this crate calls through it.
 //!
 //! App authors use the safe wrappers: [`log!`], [`sleep`], [`yield_now`], [`exit`] and
@@ -101,7 +102,7 @@ impl Syscall {
     }
 }
 
-/// Errors a syscall returns, as negative values in r0.
+/// Errors a syscall returns, as negative status values in r0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(i32)]
 pub enum Error {
@@ -188,11 +189,12 @@ impl Error {
         }
     }
 
-    /// Splits a raw r0 into a result: negative values are errors.
-    pub fn check(raw: u32) -> Result<u32, Error> {
-        match Error::from_i32(raw as i32) {
-            Some(error) if (raw as i32) < 0 => Err(error),
-            _ => Ok(raw),
+    /// A syscall's result from its status (r0) and value (r1): status 0 is success with
+    /// the value, anything else the error it names (`EIO` for a code no kernel returns).
+    pub fn result(status: u32, value: u32) -> Result<u32, Error> {
+        match status {
+            0 => Ok(value),
+            _ => Err(Error::from_i32(status as i32).unwrap_or(Error::Io)),
         }
     }
 }
@@ -278,10 +280,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn negative_values_are_errors() {
-        assert_eq!(Error::check(5), Ok(5));
-        assert_eq!(Error::check(-2i32 as u32), Err(Error::Fault));
-        assert_eq!(Error::check(-5i32 as u32), Err(Error::NoSys));
+    fn the_status_says_error_and_the_value_is_never_one() {
+        assert_eq!(Error::result(0, 5), Ok(5));
+        assert_eq!(Error::result(-2i32 as u32, 0), Err(Error::Fault));
+        assert_eq!(Error::result(-5i32 as u32, 0), Err(Error::NoSys));
+        // A value with every bit set (a full notification mask) is a value, not EINVAL.
+        assert_eq!(Error::result(0, Error::Invalid as i32 as u32), Ok(0xffff_ffff));
+        assert_eq!(Error::result(0x1234, 0), Err(Error::Io));
         assert_eq!(Syscall::from_u32(4), Some(Syscall::Info));
         assert_eq!(Syscall::from_u32(999), None);
     }

@@ -61,7 +61,7 @@ pub fn call_with(monitor: Handle, request: &Request<'_>, response: &mut [u8]) ->
         response.as_mut_ptr() as u32,
         response.len() as u32,
     ];
-    Error::check(raw_syscall6(Syscall::MonitorCall as u32, args)).map(|n| n as usize)
+    raw_syscall6(Syscall::MonitorCall as u32, args).map(|n| n as usize)
 }
 
 /// Fills `buffer` (at most 256 bytes) with random bytes from the monitor's DRBG.

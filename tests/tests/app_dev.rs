@@ -135,7 +135,10 @@ fn a_new_app_outside_the_tree_is_sideloaded_debugged_and_checked_like_ours() {
     assert!(gdb.contains("#1  hello::septa_app_main ()"), "backtrace: {gdb}");
     assert!(gdb.contains("info = septa_syscalls::Info {pid: 0,"), "local: {gdb}");
     assert!(gdb.contains("mode = 0x10"), "user mode (CPSR.M) at the stop: {gdb}");
-    assert!(gdb.contains("Breakpoint 4, kernel::system::Kernel::end"), "kernel breakpoint: {gdb}");
+    assert!(
+        gdb.contains("Breakpoint 4, septa_kernel::system::Kernel<kernel::arch::machine::Armv7>::end"),
+        "kernel breakpoint: {gdb}"
+    );
     let hits = |breakpoint: &str| -> usize {
         let at = gdb.find(&format!("\n{breakpoint}       breakpoint")).unwrap_or_else(|| panic!("{gdb}"));
         let rest = &gdb[at..];
@@ -167,7 +170,7 @@ septa-break *0x10000
 break *0x10000
 ignore 2 1000000
 septa-break hello::main
-break kernel::system::Kernel::end
+break septa_kernel::system::Kernel<kernel::arch::machine::Armv7>::end<kernel::arch::machine::Armv7>
 ignore 4 3
 continue
 continue

@@ -284,9 +284,9 @@ fn signed_packages_at(
 /// between power cycles.
 fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
     let manifests: Vec<AppManifest> = spec.apps.iter().map(|a| a.manifest.clone()).collect();
-    septa_tool::manifest::check_image(&manifests).with_context(|| {
-        format!("the apps of image {}", if spec.dir.is_empty() { "default" } else { &spec.dir })
-    })?;
+    septa_tool::manifest::check_image(&manifests, &septa_tool::manifest::Board::QEMU_VIRT).with_context(
+        || format!("the apps of image {}", if spec.dir.is_empty() { "default" } else { &spec.dir }),
+    )?;
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let loader = elf::flatten_file(binary(built, "loader")?, board::LOADER_ROM.base)?;
     let key = development_key(dir)?;
@@ -356,6 +356,9 @@ pub fn raspi2b_image(root: &Path) -> Result<ImageSpec> {
 /// boot-state area, then slot A — which goes to `raspi2b::FLASH0`.
 pub fn build_raspi2b(root: &Path, spec: &ImageSpec) -> Result<PathBuf> {
     setup::ensure_target()?;
+    let manifests: Vec<AppManifest> = spec.apps.iter().map(|a| a.manifest.clone()).collect();
+    septa_tool::manifest::check_image(&manifests, &septa_tool::manifest::Board::RASPI2B)
+        .context("the apps of the raspi2b image")?;
     let built = build_binaries_for(&spec.binaries(), &spec.kernel_features, Some(raspi2b::NAME))?;
     let dir = root.join("target/septa").join(raspi2b::NAME).join(&spec.dir);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;

@@ -17,25 +17,7 @@
 //! while masked). Undefined instructions and aborts from the kernel itself are kernel bugs:
 //! they go to the crash report.
 
-/// A process's saved registers, in the order the entry code stores them.
-#[repr(C)]
-#[derive(Clone, Debug, Default)]
-pub struct Context {
-    pub r: [u32; 13],
-    pub sp: u32,
-    pub lr: u32,
-    pub pc: u32,
-    pub cpsr: u32,
-    /// The user read/write thread-ID register (CP15 c13, c0, 2).
-    pub tpidrurw: u32,
-}
-
-impl Context {
-    /// The registers of a new process: user mode, A32, interrupts enabled.
-    pub fn new_user(entry: u32, stack_top: u32) -> Context {
-        Context { pc: entry, sp: stack_top, cpsr: septa_armv7::mode::MODE_USR, ..Default::default() }
-    }
-}
+use septa_kernel::machine::Context;
 
 core::arch::global_asm!(
     r#"

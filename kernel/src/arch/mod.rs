@@ -15,12 +15,13 @@ pub mod bcm2836;
 pub mod entry;
 #[cfg(not(feature = "raspi2b"))]
 pub mod gic;
+pub mod machine;
 pub mod mmu;
 #[cfg(not(feature = "raspi2b"))]
 pub mod pl061;
 pub mod timer;
 
-pub use entry::Context;
+pub use septa_kernel::machine::Context;
 
 /// What the kernel needs from a board's interrupt controller. The kernel runs with IRQs
 /// masked and polls it on each interrupt exception.

@@ -2,8 +2,7 @@
 
 use septa_armv7::regs;
 
-/// Length of a time slice and the granularity of `sleep`.
-pub const TICK_MS: u64 = 10;
+pub use septa_kernel::machine::TICK_MS;
 
 /// Counter ticks per second.
 pub fn frequency() -> u64 {

@@ -126,19 +126,11 @@ impl<'a> UserPageTable<'a> {
     }
 
     fn l2_phys(&self, slot: usize) -> u32 {
-        self.tables_phys + PAGE_SIZE + (slot * L2_ENTRIES * 4) as u32
+        l2_phys(self.tables_phys, slot)
     }
 
-    /// The L2 slot the level-1 entry for `va`'s MiB points at, if any.
     fn slot_of(&self, va: u32) -> Option<usize> {
-        let entry = self.tables.l1[(va / MIB) as usize];
-        if entry & 0b11 != L1_PAGE_TABLE {
-            return None;
-        }
-        // The L2 tables lie back to back after the L1 table: the entry's address says which.
-        let offset = (entry & !0x3ff).wrapping_sub(self.l2_phys(0));
-        let slot = (offset / L2_TABLE_BYTES) as usize;
-        (offset.is_multiple_of(L2_TABLE_BYTES) && slot < L2_TABLES).then_some(slot)
+        slot_of(self.tables, self.tables_phys, va)
     }
 
     fn check_va(va: u32) -> Result<(), MapError> {
@@ -197,16 +189,7 @@ impl<'a> UserPageTable<'a> {
     }
 
     pub fn translate(&self, va: u32) -> Option<(u32, PagePerms, MemoryKind)> {
-        if va >= USER_END {
-            return None;
-        }
-        let entry = self.tables.l2[self.slot_of(va)?][((va % MIB) / PAGE_SIZE) as usize];
-        if entry & PAGE_SMALL == 0 {
-            return None;
-        }
-        let perms = PagePerms { writable: entry & PAGE_AP2 == 0, executable: entry & PAGE_XN == 0 };
-        let kind = if entry & PAGE_C != 0 { MemoryKind::Normal } else { MemoryKind::Device };
-        Some(((entry & !(PAGE_SIZE - 1)) | (va % PAGE_SIZE), perms, kind))
+        translate(self.tables, self.tables_phys, va)
     }
 
     pub fn mapped_pages(&self) -> usize {
@@ -217,6 +200,37 @@ impl<'a> UserPageTable<'a> {
             .map(|slot| self.tables.l2[slot].iter().filter(|&&e| e != 0).count())
             .sum()
     }
+}
+
+fn l2_phys(tables_phys: u32, slot: usize) -> u32 {
+    tables_phys + PAGE_SIZE + (slot * L2_ENTRIES * 4) as u32
+}
+
+/// The L2 slot the level-1 entry for `va`'s MiB points at, if any.
+fn slot_of(tables: &UserTables, tables_phys: u32, va: u32) -> Option<usize> {
+    let entry = tables.l1[(va / MIB) as usize];
+    if entry & 0b11 != L1_PAGE_TABLE {
+        return None;
+    }
+    // The L2 tables lie back to back after the L1 table: the entry's address says which.
+    let offset = (entry & !0x3ff).wrapping_sub(l2_phys(tables_phys, 0));
+    let slot = (offset / L2_TABLE_BYTES) as usize;
+    (offset.is_multiple_of(L2_TABLE_BYTES) && slot < L2_TABLES).then_some(slot)
+}
+
+/// What `tables` (at `tables_phys`) map at `va`: the physical address, permissions and kind.
+/// Reads only, so a shared borrow of the tables is enough.
+pub fn translate(tables: &UserTables, tables_phys: u32, va: u32) -> Option<(u32, PagePerms, MemoryKind)> {
+    if va >= USER_END {
+        return None;
+    }
+    let entry = tables.l2[slot_of(tables, tables_phys, va)?][((va % MIB) / PAGE_SIZE) as usize];
+    if entry & PAGE_SMALL == 0 {
+        return None;
+    }
+    let perms = PagePerms { writable: entry & PAGE_AP2 == 0, executable: entry & PAGE_XN == 0 };
+    let kind = if entry & PAGE_C != 0 { MemoryKind::Normal } else { MemoryKind::Device };
+    Some(((entry & !(PAGE_SIZE - 1)) | (va % PAGE_SIZE), perms, kind))
 }
 
 /// The (TEX, C, B) attributes of a memory kind.

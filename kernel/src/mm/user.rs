@@ -100,6 +100,40 @@ pub fn locate(
     Ok(pieces)
 }
 
+/// How to copy the first `len` bytes of the physical pieces `from` into the pieces `to` (both
+/// from [`locate`]): at most three `(from, to, length)` runs, since each side breaks at most
+/// once. `None` if either side holds fewer than `len` bytes — the copy must not start then.
+pub fn copy_plan(
+    from: [(u32, u32); 2],
+    to: [(u32, u32); 2],
+    len: u32,
+) -> Option<impl Iterator<Item = (u32, u32, u32)>> {
+    let total = |pieces: [(u32, u32); 2]| pieces[0].1 as u64 + pieces[1].1 as u64;
+    if total(from) < len as u64 || total(to) < len as u64 {
+        return None;
+    }
+    let mut runs = [(0, 0, 0); 3];
+    let mut count = 0;
+    let (mut sources, mut targets) =
+        (from.into_iter().filter(|p| p.1 > 0), to.into_iter().filter(|p| p.1 > 0));
+    let (mut source, mut target) = ((0, 0), (0, 0));
+    let mut left = len;
+    while left > 0 {
+        // Both sides hold at least `left` more bytes (checked above), so neither runs dry.
+        if source.1 == 0 {
+            source = sources.next()?;
+        }
+        if target.1 == 0 {
+            target = targets.next()?;
+        }
+        let n = left.min(source.1).min(target.1);
+        runs[count] = (source.0, target.0, n);
+        count += 1;
+        (source, target, left) = ((source.0 + n, source.1 - n), (target.0 + n, target.1 - n), left - n);
+    }
+    Some(runs.into_iter().take(count))
+}
+
 /// The range cut at page boundaries: `(virtual address, length)` pieces, in order.
 pub fn pages(range: UserRange) -> impl Iterator<Item = (u32, u32)> {
     let end = range.addr + range.len; // cannot overflow: checked in `UserRange::new`
@@ -113,6 +147,31 @@ pub fn pages(range: UserRange) -> impl Iterator<Item = (u32, u32)> {
         at = page_end;
         Some(piece)
     })
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+
+    #[test]
+    fn a_copy_longer_than_its_pieces_is_refused_not_looped_on() {
+        // Before the fix, `copy_into` spun forever (interrupts masked) on this.
+        assert!(copy_plan([(0x1000, 8), (0, 0)], [(0x9000, 16), (0, 0)], 16).is_none());
+        assert!(copy_plan([(0x1000, 16), (0, 0)], [(0x9000, 8), (0, 0)], 16).is_none());
+    }
+
+    #[test]
+    fn copies_split_where_either_side_crosses_a_page() {
+        let runs: [_; 3] = {
+            let mut it = copy_plan([(0x1ffe, 2), (0x5000, 6)], [(0x9000, 5), (0xa000, 3)], 8).unwrap();
+            core::array::from_fn(|_| it.next().unwrap())
+        };
+        assert_eq!(runs, [(0x1ffe, 0x9000, 2), (0x5000, 0x9002, 3), (0x5003, 0xa000, 3)]);
+        let mut short = copy_plan([(0x1000, 8), (0, 0)], [(0x9000, 8), (0, 0)], 4).unwrap();
+        assert_eq!(short.next(), Some((0x1000, 0x9000, 4)));
+        assert_eq!(short.next(), None);
+        assert_eq!(copy_plan([(0, 0); 2], [(0, 0); 2], 0).unwrap().count(), 0);
+    }
 }
 
 #[cfg(test)]

@@ -301,11 +301,22 @@ pub fn app_payload(manifest: &AppManifest, elf: &[u8]) -> Result<Vec<u8>> {
     Ok(app::encode_payload(&manifest.to_abi(), &stripped))
 }
 
-/// Checks the apps of one image against each other and against the board: unique names
-/// and component ids, one server per endpoint, every called endpoint served, devices and
-/// pins that exist and belong to one app, and memory quotas that fit.
-pub fn check_image(apps: &[AppManifest]) -> Result<()> {
-    use septa_targets::qemu_virt as board;
+pub use septa_kernel::boot::Board;
+use septa_kernel::boot::{Refusal, plan};
+
+/// Checks the apps of one image against each other and against `board`: at most
+/// [`app::MAX_PROCESSES`] apps, unique names and component ids, one listener per port,
+/// storage and memory quotas that fit — and then the kernel's own boot plan
+/// (`septa_kernel::boot::plan`, the function the kernel runs at boot), so an app the kernel
+/// would refuse on this board fails the build instead, with the field to fix.
+pub fn check_image(apps: &[AppManifest], board: &Board) -> Result<()> {
+    if apps.len() > app::MAX_PROCESSES {
+        bail!(
+            "the image has {} apps; the kernel runs at most {} (one process slot each): leave some out",
+            apps.len(),
+            app::MAX_PROCESSES
+        );
+    }
     let mut total_kib = 0u64;
     let mut storage_kib = 0;
     for (i, app) in apps.iter().enumerate() {
@@ -317,56 +328,10 @@ pub fn check_image(apps: &[AppManifest]) -> Result<()> {
         if earlier.iter().any(|a| a.component_id == app.component_id) {
             bail!("app {name:?}: [app] component-id: already used by another app; generate a new UUID");
         }
-        if let Some(endpoint) = &app.serve
-            && let Some(other) = earlier.iter().find(|a| a.serve.as_ref() == Some(endpoint))
-        {
-            bail!(
-                "app {name:?}: [capabilities] serve: {endpoint:?} is already served by {:?}; an endpoint has one server",
-                other.name
-            );
-        }
         for port in &app.listen {
             if let Some(other) = earlier.iter().find(|a| a.listen.contains(port)) {
                 bail!(
                     "app {name:?}: [capabilities] listen: port {port} is already {:?}'s; a port has one listener",
-                    other.name
-                );
-            }
-        }
-        for endpoint in &app.call {
-            if !apps.iter().any(|a| a.serve.as_ref() == Some(endpoint)) {
-                bail!(
-                    "app {name:?}: [capabilities] call: no app in the image serves {endpoint:?}; \
-                     add the app that serves it or remove it from call"
-                );
-            }
-        }
-        for device in &app.devices {
-            if !board::DEVICES.iter().any(|d| d.name == device) {
-                let known: Vec<&str> = board::DEVICES.iter().map(|d| d.name).collect();
-                bail!(
-                    "app {name:?}: [capabilities] devices: the {} board has no device {device:?} (it has: {})",
-                    board::NAME,
-                    known.join(", ")
-                );
-            }
-            if let Some(other) = earlier.iter().find(|a| a.devices.contains(device)) {
-                bail!(
-                    "app {name:?}: [capabilities] devices: {device:?} is already granted to {:?}; a device belongs to one app",
-                    other.name
-                );
-            }
-        }
-        for &pin in &app.gpio {
-            if pin >= board::GPIO_PINS {
-                bail!(
-                    "app {name:?}: [capabilities] gpio: the board has pins 0 to {}, not {pin}",
-                    board::GPIO_PINS - 1
-                );
-            }
-            if let Some(other) = earlier.iter().find(|a| a.gpio.contains(&pin)) {
-                bail!(
-                    "app {name:?}: [capabilities] gpio: pin {pin} is already granted to {:?}; a pin belongs to one app",
                     other.name
                 );
             }
@@ -379,16 +344,67 @@ pub fn check_image(apps: &[AppManifest]) -> Result<()> {
                 app::STORAGE_KIB_TOTAL
             );
         }
-        let board_kib = (board::FRAMES.size / 1024) as u64;
+        let board_kib = (board.frames / 1024) as u64;
         total_kib += app.memory_kib as u64;
         if total_kib > board_kib {
             bail!(
                 "app {name:?}: [app] memory-kib: the apps' quotas add up to {total_kib} KiB, more than the \
-                 {board_kib} KiB the board has for apps; lower memory-kib"
+                 {board_kib} KiB the {} board has for apps; lower memory-kib",
+                board.name
             );
         }
     }
-    Ok(())
+    let manifests: Vec<Manifest<'_>> = apps.iter().map(AppManifest::to_abi).collect();
+    let slots: Vec<Option<&Manifest<'_>>> = manifests.iter().map(Some).collect();
+    let refusals: Vec<(usize, Refusal<'_>)> =
+        plan(&slots, board).into_iter().enumerate().filter_map(|(i, d)| Some((i, d?.err()?))).collect();
+    // A client refused because its server was refused says less than the server's refusal.
+    let served_in_image = |endpoint: &str| apps.iter().any(|a| a.serve.as_deref() == Some(endpoint));
+    let first = refusals
+        .iter()
+        .find(|(_, r)| !matches!(r, Refusal::NobodyServes { endpoint } if served_in_image(endpoint)))
+        .or(refusals.first());
+    let Some(&(index, refusal)) = first else {
+        return Ok(());
+    };
+    let name = &apps[index].name;
+    let other = |by: usize| &apps[by].name;
+    let field = refusal.field();
+    match refusal {
+        Refusal::EndpointTaken { endpoint, by } => bail!(
+            "app {name:?}: [capabilities] serve: {endpoint:?} is already served by {:?}; an endpoint has one server",
+            other(by)
+        ),
+        Refusal::NobodyServes { endpoint } if !served_in_image(endpoint) => bail!(
+            "app {name:?}: [capabilities] call: no app in the image serves {endpoint:?}; \
+             add the app that serves it or remove it from call"
+        ),
+        Refusal::NoSuchDevice { device } => {
+            let known: Vec<&str> = board.devices.iter().map(|d| d.name).collect();
+            bail!(
+                "app {name:?}: [capabilities] devices: the {} board has no device {device:?} (it has: {})",
+                board.name,
+                known.join(", ")
+            )
+        }
+        Refusal::DeviceTaken { device, by } => bail!(
+            "app {name:?}: [capabilities] devices: {device:?} is already granted to {:?}; a device belongs to one app",
+            other(by)
+        ),
+        Refusal::NoSuchPin { pin } => bail!(
+            "app {name:?}: [capabilities] gpio: the {} board has pins 0 to {}, not {pin}",
+            board.name,
+            board.gpio_pins.saturating_sub(1)
+        ),
+        Refusal::PinTaken { pin, by } => bail!(
+            "app {name:?}: [capabilities] gpio: pin {pin} is already granted to {:?}; a pin belongs to one app",
+            other(by)
+        ),
+        _ => bail!(
+            "app {name:?}: [capabilities] {field}: the kernel would refuse it on the {} board: {refusal}",
+            board.name
+        ),
+    }
 }
 
 /// Parses the canonical 8-4-4-4-12 hex form of a UUID.
@@ -448,7 +464,7 @@ restart = "always"
     }
 
     fn image_error(apps: &[AppManifest]) -> String {
-        format!("{:#}", check_image(apps).unwrap_err())
+        format!("{:#}", check_image(apps, &Board::QEMU_VIRT).unwrap_err())
     }
 
     #[test]
@@ -464,7 +480,22 @@ restart = "always"
 
     #[test]
     fn a_consistent_image_passes() {
-        check_image(&[app("pong", "serve = \"pong\""), app("ping", "call = [\"pong\"]")]).unwrap();
+        check_image(&[app("pong", "serve = \"pong\""), app("ping", "call = [\"pong\"]")], &Board::QEMU_VIRT)
+            .unwrap();
+    }
+
+    #[test]
+    fn more_apps_than_process_slots_are_refused() {
+        let apps: Vec<AppManifest> = (0..=app::MAX_PROCESSES)
+            .map(|i| {
+                let id = format!("6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a{i:04x}");
+                let text = GOOD
+                    .replace("blinky", &format!("app{i}"))
+                    .replace("6b1c5d6e-8a57-4f3a-9d1e-0c6f9e2a4b71", &id);
+                AppManifest::parse(&text).unwrap()
+            })
+            .collect();
+        assert!(image_error(&apps).contains("the kernel runs at most 16"), "{}", image_error(&apps));
     }
 
     #[test]
@@ -519,6 +550,23 @@ restart = "always"
         );
         let text = image_error(&[app("a", "gpio = [9]")]);
         assert!(text.contains("app \"a\": [capabilities] gpio"), "{text}");
+    }
+
+    #[test]
+    fn every_board_is_checked_with_its_own_devices() {
+        // The Pi has no "rtc": an image fine for qemu-virt is refused for it, by name.
+        let apps = [app("clock", "devices = [\"rtc\"]")];
+        check_image(&apps, &Board::QEMU_VIRT).unwrap();
+        let text = format!("{:#}", check_image(&apps, &Board::RASPI2B).unwrap_err());
+        assert!(text.contains("the raspi2b board has no device \"rtc\""), "{text}");
+        // A client of a server the kernel would refuse is named after the server's fault.
+        let apps =
+            [app("a", "gpio = [3]"), app("srv", "serve = \"x\"\ngpio = [3]"), app("cli", "call = [\"x\"]")];
+        let text = image_error(&apps);
+        assert!(
+            text.contains("app \"srv\": [capabilities] gpio: pin 3 is already granted to \"a\""),
+            "{text}"
+        );
     }
 
     #[test]
@@ -606,8 +654,11 @@ restart = "always"
             text.contains("app \"admin\": [capabilities] listen: port 8080 is already \"web\"'s"),
             "{text}"
         );
-        check_image(&[service(), app("web", &format!("{net}[8080]")), app("admin", &format!("{net}[23]"))])
-            .unwrap();
+        check_image(
+            &[service(), app("web", &format!("{net}[8080]")), app("admin", &format!("{net}[23]"))],
+            &Board::QEMU_VIRT,
+        )
+        .unwrap();
     }
 
     #[test]

@@ -88,7 +88,7 @@ fn main() {
     report(
         "null_syscall",
         measure("null_syscall", ITERATIONS, 1, || {
-            sys::raw_syscall(0xffff, 0, 0, 0);
+            let _ = sys::raw_syscall(0xffff, 0, 0, 0);
         }),
         "instructions",
     );

@@ -13,7 +13,7 @@
 use core::ptr::read_volatile;
 use septa_abi::device_auth::CERTIFICATE_MAX;
 use septa_abi::monitor::{Request, Service};
-use septa_syscalls::{self as sys, Error, HandleKind, Hex, Syscall, monitor};
+use septa_syscalls::{self as sys, HandleKind, Hex, Syscall, monitor};
 use septa_tls::{CertificateDer, TrustAnchors, Usage};
 use sha2::{Digest, Sha256};
 
@@ -84,7 +84,7 @@ fn main() {
                 response.as_mut_ptr() as u32,
                 64,
             ];
-            let result = Error::check(sys::raw_syscall6(Syscall::MonitorCall as u32, args));
+            let result = sys::raw_syscall6(Syscall::MonitorCall as u32, args);
             sys::log!("certificate body under device-auth -> {result:?}");
         }
     }

@@ -4,7 +4,7 @@
 #![no_std]
 #![no_main]
 
-use septa_syscalls::{self as sys, Error, HandleKind, Hex, Syscall, monitor};
+use septa_syscalls::{self as sys, HandleKind, Hex, Syscall, monitor};
 
 septa_runtime::entry!(main);
 
@@ -31,13 +31,13 @@ fn main() {
     let garbage = [0xffu8; 8];
     let mut response = [0u8; 64];
     let args = [handle.0, 0, garbage.as_ptr() as u32, 8, response.as_mut_ptr() as u32, 64];
-    let result = Error::check(sys::raw_syscall6(Syscall::MonitorCall as u32, args));
+    let result = sys::raw_syscall6(Syscall::MonitorCall as u32, args);
     sys::log!("malformed request -> {result:?}");
     // The same request under another service's number.
     let mut encoded = [0u8; 16];
     let encoded =
         postcard::to_slice(&septa_abi::monitor::Request::Random { len: 4 }, &mut encoded).unwrap_or(&mut []);
     let args = [handle.0, 3, encoded.as_ptr() as u32, encoded.len() as u32, response.as_mut_ptr() as u32, 64];
-    let result = Error::check(sys::raw_syscall6(Syscall::MonitorCall as u32, args));
+    let result = sys::raw_syscall6(Syscall::MonitorCall as u32, args);
     sys::log!("mismatched service number -> {result:?}");
 }

@@ -313,7 +313,7 @@ fn main() {
             driver.tx.service_gone = false;
         }
         driver.run();
-        if sys::wait(irq | TX_PENDING) & irq != 0 {
+        if sys::wait(irq | TX_PENDING).is_ok_and(|bits| bits & irq != 0) {
             driver.nic.ack_interrupt();
             let _ = sys::irq_ack(device);
         }

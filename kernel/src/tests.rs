@@ -1,0 +1,356 @@
+//! The kernel's logic run whole on the simulated machine: boot-time granting, syscalls with
+//! every kind of bad argument, and random sequences of IPC, exits and faults checked against
+//! the kernel's invariants.
+
+extern crate std;
+
+use crate::boot::{Board, Refusal, plan};
+use crate::cap::Cap;
+use crate::ipc::IpcState;
+use crate::machine::Machine;
+use crate::process::State;
+use crate::sim::{self, DATA, STACK, SimMachine, TEXT, manifest};
+use crate::system::{Ending, Kernel};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use septa_abi::app::Manifest;
+use septa_syscalls::{Error, Syscall};
+
+fn serving(name: &'static str, endpoint: &'static str) -> Manifest<'static> {
+    Manifest { serve: Some(endpoint), ..manifest(name) }
+}
+
+fn calling(name: &'static str, endpoint: &'static str) -> Manifest<'static> {
+    let mut m = manifest(name);
+    m.call.push(endpoint).unwrap();
+    m
+}
+
+fn pid_of(kernel: &Kernel<SimMachine>, name: &str) -> usize {
+    kernel.processes.iter().position(|p| p.name() == name).expect("app loaded")
+}
+
+/// The status (r0) and value (r1) a syscall left in `pid`'s registers.
+fn result(kernel: &Kernel<SimMachine>, pid: usize) -> (u32, u32) {
+    let r = &kernel.processes[pid].context.r;
+    (r[0], r[1])
+}
+
+fn syscall(kernel: &mut Kernel<SimMachine>, pid: usize, call: Syscall, args: [u32; 6]) -> (u32, u32) {
+    kernel.current = Some(pid);
+    kernel.syscall(pid, call as u32, args);
+    result(kernel, pid)
+}
+
+fn status(error: Error) -> u32 {
+    error as i32 as u32
+}
+
+#[test]
+fn a_refused_server_keeps_no_endpoint_device_or_pin_and_its_clients_are_refused_too() {
+    // `gpio-owner` takes pin 1; `server` serves "svc", is granted the "rtc" device, then
+    // fails on pin 1. Before the boot plan, "svc" stayed registered (so `client` queued on it
+    // forever) and "rtc" stayed owned by the refused server.
+    let mut gpio_owner = manifest("gpio-owner");
+    gpio_owner.gpio.push(1).unwrap();
+    let mut server = serving("server", "svc");
+    server.devices.push("rtc").unwrap();
+    server.gpio.push(1).unwrap();
+    let client = calling("client", "svc");
+    let kernel = sim::booted(&[gpio_owner, server, client]);
+    let (server, client) = (pid_of(&kernel, "server"), pid_of(&kernel, "client"));
+    assert_eq!(kernel.processes[server].state, State::Ended);
+    assert_eq!(kernel.processes[client].state, State::Ended, "nobody may call an endpoint never served");
+    assert!(kernel.endpoints.iter().all(Option::is_none), "the refused server's endpoint is gone");
+    assert!(kernel.device_owners.iter().all(|owner| owner.is_none_or(|(pid, _)| pid != server)));
+    assert!(kernel.pin_owners.iter().all(|owner| owner.is_none_or(|pid| pid != server)));
+    let console = kernel.machine.console.borrow();
+    assert!(console.contains("app server refused: its GPIO pin 1 belongs to another app"), "{console}");
+    assert!(console.contains("app client refused: it calls \"svc\", an endpoint nobody serves"), "{console}");
+    // Only the one started app holds frames.
+    let gpio_owner = pid_of(&kernel, "gpio-owner");
+    assert_eq!(kernel.processes[gpio_owner].state, State::Ready);
+    assert_eq!(kernel.machine.frames_in_use, kernel.processes[gpio_owner].pages_used() as usize);
+}
+
+#[test]
+fn the_plan_is_the_same_for_the_same_image_and_refuses_before_granting() {
+    let mut a = serving("a", "svc");
+    a.devices.push("rtc").unwrap();
+    let mut b = serving("b", "svc");
+    b.devices.push("rtc").unwrap();
+    let c = calling("c", "svc");
+    let apps = [Some(&a), Some(&b), Some(&c)];
+    let decided = plan(&apps, &Board::THIS);
+    let grant = decided[0].clone().unwrap().unwrap();
+    assert_eq!(grant.endpoint, Some(0));
+    assert_eq!(grant.devices.len(), 1);
+    assert_eq!(decided[1], Some(Err(Refusal::EndpointTaken { endpoint: "svc", by: 0 })));
+    assert!(
+        matches!(&decided[2], Some(Ok(g)) if g.caps.get(0, crate::cap::Kind::Call) == Ok(Cap::Call { endpoint: 0 }))
+    );
+    assert!(decided[3..].iter().all(Option::is_none));
+    assert_eq!(plan(&apps, &Board::THIS), decided);
+}
+
+#[test]
+fn wait_reports_its_error_apart_from_its_bits() {
+    let mut kernel = sim::booted(&[manifest("waiter"), calling("notifier", "svc"), serving("srv", "svc")]);
+    let waiter = pid_of(&kernel, "waiter");
+    // Before status + value, EINVAL came back in r0 where the bits go: 0xffff_ffff "bits".
+    assert_eq!(syscall(&mut kernel, waiter, Syscall::Wait, [0; 6]), (status(Error::Invalid), 0));
+    let (server, notifier) = (pid_of(&kernel, "srv"), pid_of(&kernel, "notifier"));
+    assert_eq!(syscall(&mut kernel, notifier, Syscall::Notify, [0, 0xffff_ffff, 0, 0, 0, 0]), (0, 0));
+    assert_eq!(syscall(&mut kernel, server, Syscall::Wait, [0xffff_ffff, 0, 0, 0, 0, 0]), (0, 0xffff_ffff));
+}
+
+/// What must not change when a syscall is refused: every process's state, registers (but
+/// the result), capabilities, priority and buffers; IPC; the run queue; endpoints and owners;
+/// frames and their contents.
+fn snapshot(kernel: &Kernel<SimMachine>, caller: usize) -> String {
+    let mut out = String::new();
+    for (pid, p) in kernel.processes.iter().enumerate() {
+        let mut context = p.context.clone();
+        if pid == caller {
+            (context.r[0], context.r[1]) = (0, 0);
+        }
+        out += &format!(
+            "{pid}: {:?} {:?} {:?} {} {:?} {:?} {:?} {} {}\n",
+            p.state,
+            context,
+            p.caps,
+            p.priority,
+            p.message,
+            p.reply_buffer,
+            p.receive_buffer,
+            p.badge_buffer,
+            p.pages_used()
+        );
+    }
+    out += &format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n",
+        kernel.ipc,
+        kernel.run_queue(),
+        kernel.endpoints,
+        kernel.device_owners
+    );
+    out += &format!("{:?} {} {:?}\n", kernel.pin_owners, kernel.machine.frames_in_use, kernel.machine.gpio);
+    let ram = kernel.machine.ram(sim::FRAMES_BASE, sim::FRAME_COUNT * 4096);
+    out += &format!("{:x}", ram.iter().fold(0u64, |h, &b| h.wrapping_mul(0x100_0000_01b3) ^ b as u64));
+    out
+}
+
+#[test]
+fn every_syscall_refuses_bad_handles_pointers_kinds_and_lengths_and_changes_nothing() {
+    let mut app = calling("app", "svc");
+    app.devices.push("rtc").unwrap();
+    app.gpio.push(2).unwrap();
+    app.monitor.push("random").unwrap();
+    let mut kernel = sim::booted(&[app, serving("srv", "svc")]);
+    let pid = pid_of(&kernel, "app");
+    // The app's handles: 0 call "svc", 1 device "rtc", 2 gpio pin 2, 3 monitor "random".
+    const KERNEL_ADDRESS: u32 = 0x4000_0000;
+    const UNMAPPED: u32 = 0x0800_0000;
+    const WRAPS: u32 = 0xffff_fff0;
+    let straddles = STACK - 8; // the guard page below the stack is unmapped
+    use Error::*;
+    use Syscall::*;
+    let cases: Vec<(Syscall, [u32; 6], Error)> = std::vec![
+        (Log, [UNMAPPED, 16, 0, 0, 0, 0], Fault),
+        (Log, [KERNEL_ADDRESS, 16, 0, 0, 0, 0], Fault),
+        (Log, [WRAPS, 0x20, 0, 0, 0, 0], Fault),
+        (Log, [straddles, 16, 0, 0, 0, 0], Fault),
+        (Log, [DATA, 100_000, 0, 0, 0, 0], Invalid),
+        (Info, [TEXT, 0, 0, 0, 0, 0], Fault),
+        (Info, [UNMAPPED, 0, 0, 0, 0, 0], Fault),
+        (Lookup, [9, DATA, 3, 0, 0, 0], Invalid),
+        (Lookup, [0, UNMAPPED, 3, 0, 0, 0], Fault),
+        (Lookup, [0, DATA, 17, 0, 0, 0], Invalid),
+        (Lookup, [0, DATA, 3, 0, 0, 0], Access), // zeroed data: "\0\0\0" names nothing
+        (Call, [16, DATA, 4, DATA, 4, 0], Access),
+        (Call, [0xffff_ffff, DATA, 4, DATA, 4, 0], Access),
+        (Call, [1, DATA, 4, DATA, 4, 0], Access), // a device handle is the wrong kind
+        (Call, [0, DATA, 4096, DATA, 4, 0], Invalid),
+        (Call, [0, UNMAPPED, 4, DATA, 4, 0], Fault),
+        (Call, [0, DATA, 4, TEXT, 4, 0], Fault), // the reply buffer is read-only
+        (Call, [0, WRAPS, 0x20, DATA, 4, 0], Fault),
+        (Recv, [0, DATA, 4, DATA, 0, 0], Access), // a call handle cannot receive
+        (Reply, [DATA, 4, 0, 0, 0, 0], Pipe),     // no call to answer... checked below
+        (ReplyRecv, [0, DATA, 4, DATA, 4, DATA], Access),
+        (Notify, [1, 1, 0, 0, 0, 0], Access),
+        (Notify, [99, 1, 0, 0, 0, 0], Access),
+        (Wait, [0, 0, 0, 0, 0, 0], Invalid),
+        (NotifyClient, [0, DATA, 1, 0, 0, 0], Access),
+        (MapDevice, [0, 0, 0, 0, 0, 0], Access),
+        (MapDevice, [2, 0, 0, 0, 0, 0], Access),
+        (IrqAck, [3, 0, 0, 0, 0, 0], Access),
+        (GpioSet, [2, 0, 0, 0, 0, 0], Invalid),
+        (GpioSet, [2, 1 << 3, 0, 0, 0, 0], Access),
+        (GpioSet, [1, 1 << 2, 0, 0, 0, 0], Access),
+        (MonitorCall, [0, 0, DATA, 4, DATA, 4], Access),
+        (MonitorCall, [3, 999, DATA, 4, DATA, 4], Invalid),
+        (MonitorCall, [3, 0, DATA, 4096, DATA, 4], Invalid),
+        (MonitorCall, [3, 0, UNMAPPED, 4, DATA, 4], Fault),
+        (MonitorCall, [3, 0, DATA, 4, TEXT, 4], Fault),
+        (DmaPool, [DATA, 0, 0, 0, 0, 0], Access),
+    ];
+    for (call, args, expected) in cases {
+        let before = snapshot(&kernel, pid);
+        let got = syscall(&mut kernel, pid, call, args);
+        let expected = match (call, expected) {
+            // `reply` without a received call: the IPC state machine says so.
+            (Reply, _) => got,
+            _ => (status(expected), 0),
+        };
+        assert_eq!(got, expected, "{call:?} {args:x?}");
+        assert_ne!(got.0, 0, "{call:?} {args:x?} must fail");
+        assert_eq!(snapshot(&kernel, pid), before, "{call:?} {args:x?} changed the kernel's state");
+    }
+    let before = snapshot(&kernel, pid);
+    assert!(matches!(kernel.syscall(pid, 999, [0; 6]), crate::syscall::After::Continue));
+    assert_eq!(result(&kernel, pid), (status(NoSys), 0));
+    assert_eq!(snapshot(&kernel, pid), before);
+}
+
+#[test]
+fn a_message_goes_from_caller_to_waiting_server_and_the_reply_back() {
+    let mut kernel = sim::booted(&[serving("srv", "svc"), calling("cli", "svc")]);
+    let (server, client) = (pid_of(&kernel, "srv"), pid_of(&kernel, "cli"));
+    // The server waits in recv with its buffer and badge buffer in its data.
+    syscall(&mut kernel, server, Syscall::Recv, [0, DATA, 64, DATA + 64, 0, 0]);
+    assert_eq!(kernel.processes[server].state, State::Blocked);
+    let message = *b"ping";
+    let at = kernel.processes[client].lookup(&kernel.machine, STACK).unwrap().phys;
+    kernel.machine.write_phys(at, &message);
+    syscall(&mut kernel, client, Syscall::Call, [0, STACK, 4, STACK + 16, 8, 0]);
+    assert_eq!(kernel.processes[client].state, State::Blocked);
+    assert_eq!(result(&kernel, server), (0, 4));
+    let buffer = kernel.processes[server].lookup(&kernel.machine, DATA).unwrap().phys;
+    assert_eq!(kernel.machine.ram(buffer, 4), b"ping");
+    assert_eq!(&kernel.machine.ram(buffer + 64, 3)[..3], b"cli", "the badge is the caller's component id");
+    kernel.machine.write_phys(buffer + 128, b"pong!");
+    assert_eq!(syscall(&mut kernel, server, Syscall::Reply, [DATA + 128, 5, 0, 0, 0, 0]), (0, 0));
+    assert_eq!(result(&kernel, client), (0, 5));
+    assert_eq!(kernel.machine.ram(at + 16, 5), b"pong!");
+    assert_eq!(kernel.processes[client].state, State::Ready);
+}
+
+/// A small deterministic random source for the model test.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u32) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as u32
+    }
+}
+
+/// Checks the invariants the kernel promises at every step.
+fn check_invariants(kernel: &Kernel<SimMachine>, caps_at_boot: &[crate::cap::CapTable], step: &str) {
+    for (pid, p) in kernel.processes.iter().enumerate() {
+        let ready = kernel.run_queue().is_ready(pid, p.priority);
+        assert_eq!(ready, p.state == State::Ready, "{step}: pid {pid} run queue vs state {:?}", p.state);
+        assert_eq!(p.caps, caps_at_boot[pid], "{step}: pid {pid}'s capabilities changed");
+        let alive = |other: u8| {
+            matches!(
+                kernel.processes[other as usize].state,
+                State::Ready | State::Blocked | State::Sleeping { .. }
+            )
+        };
+        match kernel.ipc.state(pid as u8) {
+            IpcState::Calling { endpoint } => {
+                let server = kernel.ipc.server_of(endpoint);
+                assert!(server.is_some_and(alive), "{step}: pid {pid} queued on a dead endpoint");
+                assert_eq!(p.state, State::Blocked);
+            }
+            IpcState::AwaitingReply { server } => {
+                assert!(alive(server), "{step}: pid {pid} waits for the reply of a dead server");
+                assert_eq!(p.state, State::Blocked);
+            }
+            _ => {}
+        }
+        if matches!(p.state, State::Ended | State::Restarting { .. } | State::Free) {
+            assert_eq!(p.pages_used(), 0, "{step}: an ended app holds frames");
+        }
+    }
+    let held: usize = kernel.processes.iter().map(|p| p.pages_used() as usize).sum();
+    assert_eq!(kernel.machine.frames_in_use, held, "{step}: frames not conserved");
+}
+
+#[test]
+fn random_ipc_exit_and_fault_sequences_keep_the_kernels_promises() {
+    for seed in 1..40u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        // Two servers, three clients of both, and a refused app (it calls a missing endpoint).
+        let mut clients = [calling("c0", "s0"), calling("c1", "s0"), calling("c2", "s1")];
+        for (i, client) in clients.iter_mut().enumerate() {
+            client.call.push(if i == 2 { "s0" } else { "s1" }).unwrap();
+            client.priority = 2 + i as u8;
+        }
+        let [c0, c1, c2] = clients;
+        let apps = [serving("s0", "s0"), serving("s1", "s1"), c0, c1, c2, calling("lost", "nowhere")];
+        let mut kernel = sim::booted(&apps);
+        let caps: Vec<_> = kernel.processes.iter().map(|p| p.caps.clone()).collect();
+        check_invariants(&kernel, &caps, "boot");
+        for step in 0..300 {
+            let pid = rng.below(6) as usize;
+            let p = &kernel.processes[pid];
+            if p.state != State::Ready {
+                continue;
+            }
+            let op = rng.below(9);
+            let len = rng.below(24);
+            let what = format!("seed {seed} step {step}: pid {pid} op {op}");
+            let server = p.caps.find(|c| matches!(c, Cap::Serve { .. })).is_some();
+            match op {
+                0 | 1 if !server => {
+                    let handle = rng.below(2);
+                    syscall(&mut kernel, pid, Syscall::Call, [handle, STACK, len, STACK + 64, 32, 0]);
+                }
+                0..=2 if server => {
+                    syscall(&mut kernel, pid, Syscall::Recv, [0, STACK, 32, STACK + 64, 0, 0]);
+                }
+                3 if server => {
+                    syscall(&mut kernel, pid, Syscall::Reply, [STACK, len, 0, 0, 0, 0]);
+                }
+                4 if server => {
+                    syscall(
+                        &mut kernel,
+                        pid,
+                        Syscall::ReplyRecv,
+                        [0, STACK, len, STACK + 128, 32, STACK + 64],
+                    );
+                }
+                5 => {
+                    syscall(&mut kernel, pid, Syscall::Notify, [rng.below(3), 1 << rng.below(4), 0, 0, 0, 0]);
+                }
+                6 => {
+                    syscall(&mut kernel, pid, Syscall::Wait, [rng.below(16), 0, 0, 0, 0, 0]);
+                }
+                7 => kernel.end(pid, Ending::Exit(rng.below(3) as i32)),
+                8 => {
+                    let fault = crate::system::UserFault {
+                        kind: septa_armv7::crash::ExceptionKind::DataAbort,
+                        pc: TEXT,
+                        faults: Default::default(),
+                    };
+                    kernel.end(pid, Ending::Fault(fault));
+                }
+                _ => continue,
+            }
+            check_invariants(&kernel, &caps, &what);
+        }
+        // Every app ended: every frame is back.
+        for pid in 0..6 {
+            if !matches!(kernel.processes[pid].state, State::Ended | State::Free) {
+                kernel.end(pid, Ending::Exit(0));
+            }
+        }
+        check_invariants(&kernel, &caps, "all ended");
+        assert_eq!(kernel.machine.frames_in_use, 0, "seed {seed}: frames leaked");
+        let _ = Machine::now(&kernel.machine);
+    }
+}
