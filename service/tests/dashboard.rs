@@ -75,7 +75,7 @@ async fn fleet(service: &Service, fixture: &Fixture) -> (String, String) {
     let mut updated = false;
     for d in devices.iter_mut() {
         if let Some(offer) = client.checkin(d).await.unwrap().offer {
-            client.download(&offer.ticket, 1 << 20).await.unwrap();
+            client.download(d, &offer.ticket, 1 << 20).await.unwrap();
             if !updated {
                 d.boot(measurements_of(&fixture.v2).unwrap());
                 updated = true;

@@ -1,6 +1,6 @@
 //! End to end: the device's `agent` app and the real `septa-service` (SQLite under a
-//! temporary directory, on a loopback port). QEMU's user network forwards `devhost:80` to
-//! the service through `septa relay`; the service is set up as `cargo xtask run` does it
+//! temporary directory, on loopback ports). QEMU's user network forwards `devhost:443` to
+//! the service's mutual-TLS device port through `septa relay`; the service is set up as `cargo xtask run` does it
 //! (`septa_tool::devfleet`): development OEM key, product, group, the claim of the
 //! development device and its factory release (the `agent/` image's `v1.bundle`).
 
@@ -43,7 +43,7 @@ impl Fleet {
     fn with_factory(test: &str, factory: &str) -> Fleet {
         let data = std::env::temp_dir().join(format!("septa-agent-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
-        let service = start(&data, "127.0.0.1:0".parse().unwrap());
+        let service = start(&data, "127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap());
         let keys = keys_dir();
         service
             .enroll(&keys.join("oem-dev.pub.pem"), &keys.join("device.pub.pem"), &image_dir().join(factory))
@@ -57,7 +57,7 @@ impl Fleet {
     }
 
     fn boot(&self) -> Running {
-        let network = Network::default().relay(80, &septa_path(), self.service.address);
+        let network = Network::default().relay(443, &septa_path(), self.service.device_address);
         Boot::new(self.images.clone()).persistent().network(network).spawn()
     }
 
@@ -80,6 +80,16 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// Deploys `release` to the development group in one phase; the deployment's id.
+    fn deploy(&self, release: &str) -> String {
+        let deployed =
+            self.cli(&["deploy", "--release", release, "--group", devfleet::GROUP, "--phases", "100"]);
+        // "deployment <id> of <release> to dev started"
+        deployed.as_str().and_then(|t| t.split_whitespace().nth(1)).unwrap().to_string()
+    }
+}
+
 impl Drop for Fleet {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.data);
@@ -87,15 +97,18 @@ impl Drop for Fleet {
     }
 }
 
-fn start(data: &std::path::Path, listen: SocketAddr) -> DevService {
-    DevService::start(&service_binary(), data, listen)
+fn start(data: &std::path::Path, listen: SocketAddr, device_listen: SocketAddr) -> DevService {
+    DevService::start(&service_binary(), data, listen, device_listen, &keys_dir())
         .expect("starting septa-service (cargo xtask test builds it)")
 }
 
 /// The device id the agent prints at start.
 fn device_id(device: &mut Running) -> String {
     device.wait_for("agent: device ");
-    let console = device.console();
+    device_id_of(&device.console())
+}
+
+fn device_id_of(console: &str) -> String {
     let line = console.lines().find(|l| l.contains("agent: device ")).unwrap();
     line.split("agent: device ").nth(1).unwrap().split(';').next().unwrap().trim().to_string()
 }
@@ -140,18 +153,17 @@ fn the_device_checks_in_attests_and_is_listed_trusted_with_a_certificate() {
 }
 
 #[test]
-fn a_deployed_v2_is_downloaded_installed_confirmed_and_updated_only_after_attesting() {
+fn a_v2_is_installed_and_updated_only_after_attesting_then_a_crashing_v3_rolls_back() {
     let fleet = Fleet::new("update");
     let mut device = fleet.boot();
     device.wait_for("agent: checked in: trusted");
     let v2 = image_dir().join("v2.bundle");
     fleet.cli(&["release", "--product", devfleet::PRODUCT, "--name", "v2", v2.to_str().unwrap()]);
-    let deployed = fleet.cli(&["deploy", "--release", "v2", "--group", devfleet::GROUP, "--phases", "100"]);
-    // "deployment <id> of v2 to dev started"
-    let deployment = deployed.as_str().and_then(|t| t.split_whitespace().nth(1)).unwrap().to_string();
+    let deployment = fleet.deploy("v2");
     device.wait_for("agent: offered a");
     device.wait_for("agent: downloaded");
-    let status = |fleet: &Fleet| fleet.cli(&["targets", &deployment]).to_string();
+    let targets = |fleet: &Fleet, deployment: &str| fleet.cli(&["targets", deployment]).to_string();
+    let status = |fleet: &Fleet| targets(fleet, &deployment);
     let after_download = status(&fleet);
     assert!(!after_download.contains("updated"), "updated before any new attestation: {after_download}");
     device.wait_for("confirming the update");
@@ -170,6 +182,30 @@ fn a_deployed_v2_is_downloaded_installed_confirmed_and_updated_only_after_attest
         device.console().matches("agent: checked in: trusted").count() + 1,
     );
     assert_eq!(device.console().matches("agent: offered a").count(), offers);
+
+    // v3 (on the same device, now running v2): its crasher must keep running but faults at
+    // start, so the trial fails and the device rolls back to v2 by itself; the service sees
+    // v2's measurements in the next attestation and marks the device rolled back.
+    let v3 = image_dir().join("v3-crash.bundle");
+    fleet.cli(&["release", "--product", devfleet::PRODUCT, "--name", "v3", v3.to_str().unwrap()]);
+    let deployment = fleet.deploy("v3");
+    device.wait_for_nth("agent: offered a", offers + 1);
+    device.wait_for("rolled back: app crasher failed during the trial");
+    let console = device.console();
+    let rolled_at = console.find("rolled back: app crasher failed during the trial").unwrap();
+    device.wait_for_nth(
+        "agent: checked in: trusted",
+        console[..rolled_at].matches("agent: checked in: trusted").count() + 1,
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || targets(&fleet, &deployment).contains("rolled back")),
+        "{}",
+        targets(&fleet, &deployment)
+    );
+    let id = device_id_of(&device.console());
+    let shown = fleet.cli(&["device", &id]);
+    assert_eq!(shown["device"]["release"], "v2", "still v2 after the roll-back: {shown:#}");
+    assert_eq!(shown["device"]["trusted"], Value::Bool(true), "{shown:#}");
 }
 
 #[test]
@@ -179,14 +215,15 @@ fn the_service_restarts_while_the_device_runs_and_reports_arrive_once_grouped_in
     let id = device_id(&mut device);
     device.wait_for("agent: checked in: trusted");
     device.wait_for("agent: uploaded");
-    let address = fleet.service.address;
+    let (address, device_address) = (fleet.service.address, fleet.service.device_address);
     let token = fleet.service.token.clone();
     // Stop the service; the device keeps running and retries.
-    let placeholder = start(&fleet.data.join("other"), "127.0.0.1:0".parse().unwrap());
+    let any = "127.0.0.1:0".parse().unwrap();
+    let placeholder = start(&fleet.data.join("other"), any, any);
     std::mem::replace(&mut fleet.service, placeholder).stop();
     let failures = device.console().matches("agent: check-in failed").count();
     device.wait_for_nth("agent: check-in failed", failures + 2);
-    fleet.service = start(&fleet.data, address);
+    fleet.service = start(&fleet.data, address, device_address);
     assert_eq!(fleet.service.token, token);
     let checked = device.console().matches("agent: checked in: trusted").count();
     device.wait_for_nth("agent: checked in: trusted", checked + 1);

@@ -220,6 +220,12 @@ pub fn service(root: &Path, devices: usize) -> Result<()> {
         Ok(url) => databases.push(("postgres", vec!["--database".to_string(), url])),
         Err(_) => println!("xtask: SEPTA_TEST_POSTGRES_URL is not set: the PostgreSQL run is skipped"),
     }
+    // The factory CA the simulated devices' first client certificates come from.
+    let factory = std::env::temp_dir().join(format!("septa-bench-factory-{}", std::process::id()));
+    let status = Command::new(bin.join("septa-load")).arg("--write-factory-ca").arg(&factory).status()?;
+    if !status.success() {
+        bail!("septa-load could not write a factory CA");
+    }
     for (name, db) in databases {
         println!("xtask: {devices} simulated devices against septa-service on {name}");
         let tenant = format!("bench-{}-{}", std::process::id(), name);
@@ -231,7 +237,8 @@ pub fn service(root: &Path, devices: usize) -> Result<()> {
         let token = String::from_utf8_lossy(&output.stdout).trim().to_string();
         let mut service = Command::new(bin.join("septa-service"))
             .args(&db)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--device-listen", "127.0.0.1:0", "--device-ca"])
+            .arg(factory.with_extension("der"))
             .stdout(Stdio::piped())
             .spawn()
             .context("starting septa-service")?;
@@ -239,8 +246,18 @@ pub fn service(root: &Path, devices: usize) -> Result<()> {
         let first = lines.next().context("septa-service printed nothing")??;
         let url =
             first.split("on ").nth(1).and_then(|r| r.split(' ').next()).context("no address")?.to_string();
+        let second = lines.next().context("septa-service printed no device port")??;
+        let device_url = second
+            .strip_prefix("septa-service: device protocol over TLS on ")
+            .context("no device port")?
+            .trim()
+            .replace("127.0.0.1", "https://localhost");
         let load = Command::new(bin.join("septa-load"))
+            .arg("--factory-ca")
+            .arg(factory.with_extension("json"))
             .args([
+                "--device-url",
+                &device_url,
                 "--url",
                 &url,
                 "--token",
@@ -267,6 +284,8 @@ pub fn service(root: &Path, devices: usize) -> Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_file(factory.with_extension("json"));
+    let _ = std::fs::remove_file(factory.with_extension("der"));
     println!();
     for (name, (value, unit)) in &results {
         println!("{name:<32} {value:>10} {unit}");
