@@ -299,6 +299,15 @@ impl Client {
         .await
     }
 
+    /// Uploads what the monitor signs when an update confirms itself on trial (the
+    /// `Applied` event), as the device's agent does after its check-in.
+    pub async fn confirm_update(&self, device: &Device) -> Result<()> {
+        let applied =
+            Event::Update { event: septa_abi::report::UpdateEvent::Applied { slot: 1 }, time_ms: 2000 };
+        // The supervisor's record of this boot: sequence numbers far from the tests' own.
+        self.report_counts(device, &[device.report(1 << 20, &[applied])]).await.map(|_| ())
+    }
+
     pub async fn report_counts(&self, device: &Device, reports: &[Vec<u8>]) -> Result<ReportResponse> {
         let reply = self.upload_reports(device, reports).await?;
         if reply.status != 200 {

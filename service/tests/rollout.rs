@@ -49,7 +49,14 @@ async fn phased_rollout_updates_then_halts_on_roll_backs(db: Db) {
         assert_eq!(bytes, fixture.v2);
         devices[i].boot(v2.clone());
         let after = client.checkin(&devices[i]).await.unwrap();
-        assert!(after.offer.is_none(), "an updated device is not offered the release again");
+        assert!(after.offer.is_none(), "a device on trial is not offered the release again");
+        // On trial until the device says, signed, that the update confirmed itself.
+        let targets = service.ok("GET", &format!("/api/v1/deployments/{id}/targets"), None).await;
+        let status = targets.as_array().unwrap().iter().find(|t| t["device"] == devices[i].id_hex()).unwrap()
+            ["status"]
+            .clone();
+        assert_eq!(status, "on trial");
+        client.confirm_update(&devices[i]).await.unwrap();
     }
     let deployment = service.deployment(&id).await;
     assert_eq!(deployment["counts"]["updated"], 2, "{deployment}");

@@ -199,8 +199,9 @@ fn a_v2_is_installed_and_updated_only_after_attesting_then_a_crashing_v3_rolls_b
     );
     assert!(
         eventually(Duration::from_secs(10), || targets(&fleet, &deployment).contains("rolled back")),
-        "{}",
-        targets(&fleet, &deployment)
+        "{}\n{}",
+        targets(&fleet, &deployment),
+        device.console()
     );
     let id = device_id_of(&device.console());
     let shown = fleet.cli(&["device", &id]);
