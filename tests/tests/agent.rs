@@ -145,8 +145,15 @@ fn the_device_checks_in_attests_and_is_listed_trusted_with_a_certificate() {
     let attestation = &shown["attestations"][0];
     assert_eq!(attestation["trusted"], Value::Bool(true), "{shown:#}");
     assert_eq!(attestation["fingerprint"].as_str().map(str::len), Some(64), "{shown:#}");
+    // The service sets the interval (the development service: every 5 s), and the agent
+    // keeps to it.
+    assert!(
+        device.console().contains(&format!("next check-in in {} s", devfleet::CHECK_IN_INTERVAL_S)),
+        "{}",
+        device.console()
+    );
     // The certificate is for the device's own key: the monitor refuses one for any other.
-    // Each check-in renews it.
+    // Each check-in renews it, over a session authenticated with the previous one.
     device.wait_for_nth("agent: checked in: trusted", 2);
     device.wait_for_nth("septa: monitor: installed a new device certificate", 2);
     assert!(!device.console().contains("refused a device certificate"));
@@ -292,4 +299,38 @@ fn a_device_whose_measurements_the_service_does_not_know_gets_no_certificate_and
     let shown = fleet.cli(&["device", &id]);
     assert_eq!(shown["device"]["trusted"], Value::Bool(false), "{shown:#}");
     assert_eq!(shown["attestations"][0]["trusted"], Value::Bool(false), "{shown:#}");
+}
+
+#[test]
+fn a_device_whose_agent_was_tampered_with_is_refused_at_boot_and_never_reaches_the_service() {
+    use septa_abi::package::{Kind, Package};
+    use septa_tests::tamper::{packages, write_packages};
+    let fleet = Fleet::new("tampered");
+    // One flipped byte in the agent's code: the image's signature no longer covers it.
+    let agent_id =
+        [0x9a, 0x61, 0xc0, 0xd2, 0x54, 0xb7, 0x4e, 0x0a, 0x8f, 0x3c, 0x2d, 0x7e, 0x5b, 0x18, 0xa6, 0xc4];
+    let mut all = packages(&fleet.images);
+    let index = all
+        .iter()
+        .position(|p| {
+            let header = Package::parse(p).unwrap().header;
+            header.kind == Kind::App && header.component_id == agent_id
+        })
+        .expect("the agent is in the image");
+    *all[index].last_mut().unwrap() ^= 1;
+    write_packages(&fleet.images, &all);
+    let network = Network::default().relay(443, &septa_path(), fleet.service.device_address);
+    let outcome = Boot::new(fleet.images.clone()).network(network).run();
+    outcome.expect(
+        septa_abi::exit::BOOT_REFUSED,
+        &[&format!("package {index} (app): payload SHA-256 does not match the header (corrupt image)")],
+    );
+    assert!(!outcome.console.contains("septa: monitor"), "{}", outcome.console);
+    // The service never heard from it.
+    let key = septa_tool::keys::load_verifying_key(&keys_dir().join("device.pub.pem")).unwrap();
+    let id = hex::encode(septa_abi::keys::key_id(&key));
+    let shown = fleet.cli(&["device", &id]);
+    assert_eq!(shown["attestations"].as_array().map(Vec::len), Some(0), "{shown:#}");
+    assert_eq!(shown["device"]["last_seen"], Value::Null, "never checked in: {shown:#}");
+    assert_eq!(shown["device"]["trusted"], Value::Null, "never judged: {shown:#}");
 }

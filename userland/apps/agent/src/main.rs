@@ -184,12 +184,18 @@ fn attest(session: &mut http::Session<'_>, device_id: &DeviceId) -> Result<(Opti
     let body = http::request(session, "POST", "/device/v1/attest", None, head)?.ok_body(body)?;
     let mut answer = ANSWER.lock();
     *answer = http::decode(body)?;
+    let next_s = interval_ms(answer.check_in_interval_s) / 1000;
     match answer.verdict {
         Verdict::Trusted => {
             keep_certificate(&answer.certificate)?;
-            sys::log!("agent: checked in: trusted; certificate valid until {}", answer.not_after);
+            sys::log!(
+                "agent: checked in: trusted; certificate valid until {}; next check-in in {next_s} s",
+                answer.not_after
+            );
         }
-        Verdict::Untrusted => sys::log!("agent: checked in: untrusted (no certificate)"),
+        Verdict::Untrusted => {
+            sys::log!("agent: checked in: untrusted (no certificate); next check-in in {next_s} s")
+        }
     }
     Ok((answer.offer.take(), answer.check_in_interval_s))
 }
