@@ -27,23 +27,74 @@ fn keys_dir() -> PathBuf {
     image_dir().parent().unwrap().join("keys")
 }
 
+/// The PostgreSQL server the PostgreSQL variants use (`.ci/run` sets it).
+const POSTGRES_ENV: &str = "SEPTA_TEST_POSTGRES_URL";
+
+/// Where a fleet's service keeps its data: SQLite in the fleet's folder, or a fresh
+/// database on the test PostgreSQL (dropped with the fleet).
+enum Db {
+    Sqlite,
+    Postgres { admin_url: String, name: String },
+}
+
+impl Db {
+    /// A new database on the test PostgreSQL; `None`, and a line saying so, without one.
+    fn postgres(test: &str) -> Option<Db> {
+        let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
+            println!("SKIPPED {test} on PostgreSQL: {POSTGRES_ENV} is not set (.ci/run sets it)");
+            return None;
+        };
+        let name = format!("septa_agent_{test}_{}", std::process::id());
+        psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        Some(Db::Postgres { admin_url, name })
+    }
+
+    fn url(&self) -> Option<String> {
+        match self {
+            Db::Sqlite => None,
+            Db::Postgres { admin_url, name } => {
+                let (base, _) = admin_url.rsplit_once('/').expect("the URL ends in /database");
+                Some(format!("{base}/{name}"))
+            }
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Db::Postgres { admin_url, name } = self {
+            psql(admin_url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// Runs one SQL statement with `psql` (PostgreSQL's own client, installed with the server).
+fn psql(url: &str, statement: &str) {
+    let output = Command::new("psql").args([url, "-q", "-c", statement]).output().expect("running psql");
+    assert!(output.status.success(), "psql {statement}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
 struct Fleet {
     service: DevService,
     data: PathBuf,
     images: Images,
+    db: Db,
 }
 
 impl Fleet {
-    /// A fresh service with the development device enrolled, and a private copy of the images.
+    /// A fresh service (SQLite) with the development device enrolled, and a private copy of
+    /// the images.
     fn new(test: &str) -> Fleet {
-        Fleet::with_factory(test, "v1.bundle")
+        Fleet::with_factory(test, "v1.bundle", Db::Sqlite)
     }
 
-    /// The same with `factory` (a bundle of the `agent/` image set) as the only release.
-    fn with_factory(test: &str, factory: &str) -> Fleet {
+    /// The same with `factory` (a bundle of the `agent/` image set) as the only release, on
+    /// `db`.
+    fn with_factory(test: &str, factory: &str, db: Db) -> Fleet {
         let data = std::env::temp_dir().join(format!("septa-agent-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
-        let service = start(&data, "127.0.0.1:0".parse().unwrap(), "127.0.0.1:0".parse().unwrap());
+        let any = "127.0.0.1:0".parse().unwrap();
+        let service = start(&data, &db, any, any);
         let keys = keys_dir();
         service
             .enroll(&keys.join("oem-dev.pub.pem"), &keys.join("device.pub.pem"), &image_dir().join(factory))
@@ -53,7 +104,7 @@ impl Fleet {
             .enroll(&keys.join("oem-dev.pub.pem"), &keys.join("device.pub.pem"), &image_dir().join(factory))
             .expect("enrolling again");
         let images = scratch_copy(&variant_images("agent"), &format!("agent-{test}"));
-        Fleet { service, data, images }
+        Fleet { service, data, images, db }
     }
 
     fn boot(&self) -> Running {
@@ -97,8 +148,8 @@ impl Drop for Fleet {
     }
 }
 
-fn start(data: &std::path::Path, listen: SocketAddr, device_listen: SocketAddr) -> DevService {
-    DevService::start(&service_binary(), data, listen, device_listen, &keys_dir())
+fn start(data: &std::path::Path, db: &Db, listen: SocketAddr, device_listen: SocketAddr) -> DevService {
+    DevService::start(&service_binary(), data, db.url().as_deref(), listen, device_listen, &keys_dir())
         .expect("starting septa-service (cargo xtask test builds it)")
 }
 
@@ -127,7 +178,16 @@ fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn the_device_checks_in_attests_and_is_listed_trusted_with_a_certificate() {
-    let fleet = Fleet::new("checkin");
+    checks_in_and_is_trusted(Fleet::new("checkin"));
+}
+
+#[test]
+fn on_postgres_the_device_checks_in_attests_and_is_listed_trusted_with_a_certificate() {
+    let Some(db) = Db::postgres("checkin") else { return };
+    checks_in_and_is_trusted(Fleet::with_factory("checkin-pg", "v1.bundle", db));
+}
+
+fn checks_in_and_is_trusted(fleet: Fleet) {
     let mut device = fleet.boot();
     let id = device_id(&mut device);
     device.wait_for("agent: checked in: trusted; certificate valid until");
@@ -161,7 +221,16 @@ fn the_device_checks_in_attests_and_is_listed_trusted_with_a_certificate() {
 
 #[test]
 fn a_v2_is_installed_and_updated_only_after_attesting_then_a_crashing_v3_rolls_back() {
-    let fleet = Fleet::new("update");
+    updates_then_rolls_back(Fleet::new("update"));
+}
+
+#[test]
+fn on_postgres_a_v2_is_installed_and_updated_only_after_attesting_then_a_crashing_v3_rolls_back() {
+    let Some(db) = Db::postgres("update") else { return };
+    updates_then_rolls_back(Fleet::with_factory("update-pg", "v1.bundle", db));
+}
+
+fn updates_then_rolls_back(fleet: Fleet) {
     let mut device = fleet.boot();
     device.wait_for("agent: checked in: trusted");
     let v2 = image_dir().join("v2.bundle");
@@ -227,11 +296,11 @@ fn the_service_restarts_while_the_device_runs_and_reports_arrive_once_grouped_in
     let token = fleet.service.token.clone();
     // Stop the service; the device keeps running and retries.
     let any = "127.0.0.1:0".parse().unwrap();
-    let placeholder = start(&fleet.data.join("other"), any, any);
+    let placeholder = start(&fleet.data.join("other"), &Db::Sqlite, any, any);
     std::mem::replace(&mut fleet.service, placeholder).stop();
     let failures = device.console().matches("agent: check-in failed").count();
     device.wait_for_nth("agent: check-in failed", failures + 2);
-    fleet.service = start(&fleet.data, address, device_address);
+    fleet.service = start(&fleet.data, &fleet.db, address, device_address);
     assert_eq!(fleet.service.token, token);
     let checked = device.console().matches("agent: checked in: trusted").count();
     device.wait_for_nth("agent: checked in: trusted", checked + 1);
@@ -289,7 +358,7 @@ fn the_service_restarts_while_the_device_runs_and_reports_arrive_once_grouped_in
 #[test]
 fn a_device_whose_measurements_the_service_does_not_know_gets_no_certificate_and_is_untrusted() {
     // The service knows only v2: the device booting v1 matches no release.
-    let fleet = Fleet::with_factory("untrusted", "v2.bundle");
+    let fleet = Fleet::with_factory("untrusted", "v2.bundle", Db::Sqlite);
     let mut device = fleet.boot();
     let id = device_id(&mut device);
     device.wait_for_nth("agent: checked in: untrusted (no certificate)", 2);

@@ -41,13 +41,15 @@ pub struct DevService {
 }
 
 impl DevService {
-    /// Starts `binary` with its database in `data` (the tenant is created on first use) and
-    /// waits until it listens. `listen` and `device_listen` are the addresses to bind
-    /// (`127.0.0.1:0`: any port); `keys` is the board's development key folder (`keys/`,
-    /// with `service-ca/` and `device-ca/`).
+    /// Starts `binary` with its SQLite database in `data`, or on the PostgreSQL database
+    /// `postgres` names (the tenant is created on first use; its token, the service's log
+    /// are in `data` either way) and waits until it listens. `listen` and `device_listen` are
+    /// the addresses to bind (`127.0.0.1:0`: any port); `keys` is the board's development key
+    /// folder (`keys/`, with `service-ca/` and `device-ca/`).
     pub fn start(
         binary: &Path,
         data: &Path,
+        postgres: Option<&str>,
         listen: SocketAddr,
         device_listen: SocketAddr,
         keys: &Path,
@@ -64,13 +66,16 @@ impl DevService {
             bail!("{} is missing: build the images first (cargo xtask build)", device_ca.display());
         }
         std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        let database: Vec<std::ffi::OsString> = match postgres {
+            Some(url) => vec!["--database".into(), url.into()],
+            None => vec!["--data".into(), data.into()],
+        };
         let token_file = data.join(TOKEN_FILE);
         let token = if token_file.exists() {
             std::fs::read_to_string(&token_file)?.trim().to_string()
         } else {
             let output = Command::new(binary)
-                .arg("--data")
-                .arg(data)
+                .args(&database)
                 .args(["create-tenant", TENANT])
                 .output()
                 .with_context(|| format!("running {}", binary.display()))?;
@@ -84,8 +89,7 @@ impl DevService {
         let log_path = data.join(LOG_FILE);
         let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
         let mut child = Command::new(binary)
-            .arg("--data")
-            .arg(data)
+            .args(&database)
             .args(["--listen", &listen.to_string(), "--device-listen", &device_listen.to_string()])
             .arg("--tls-cert")
             .arg(&server_cert)
