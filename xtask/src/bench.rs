@@ -52,7 +52,7 @@ fn boot_and_collect(dir: &Path, icount: bool) -> Result<Results> {
 fn network(root: &Path) -> Result<Results> {
     let spec = variants::net_bench_image(root)?;
     images::build(root, std::slice::from_ref(&spec))?;
-    let tls = crate::tls_demo::start(&images::keys_dir(&images::image_dir(root)))?;
+    let tls = crate::tls_demo::start(&images::keys_dir(&images::image_dir(root)), &[])?;
     let network = servers(&crate::build_septa_tool(root)?)?.relay(8443, &crate::build_septa_tool(root)?, tls);
     let images = Images::in_dir(&images::image_dir(root).join(&spec.dir));
     let config = Config {

@@ -248,12 +248,19 @@ fn run(
     let septa = build_septa_tool(root)?;
     let service = demo_service()?;
     println!("xtask: a demo service listens on {service}; the device reaches it as devhost:7 (nethello)");
-    let tls_service = tls_demo::start(&images::keys_dir(&dir))?;
+    let agent_service = if with_service { Some(start_service(root, &dir)?) } else { None };
+    // tlshello presents whatever device certificate the monitor holds: after the agent's
+    // first check-in, one from septa-service's CA.
+    let client_cas = match &agent_service {
+        Some(service) => vec![service.ca_certificate_der()?],
+        None => Vec::new(),
+    };
+    let tls_service = tls_demo::start(&images::keys_dir(&dir), &client_cas)?;
     println!(
         "xtask: a mutual-TLS demo service listens on {tls_service}; the device reaches it as devhost:8443 (tlshello)"
     );
     let mut network = Network::default().relay(7, &septa, service).relay(8443, &septa, tls_service);
-    let service = if with_service { Some(start_service(root, &dir)?) } else { None };
+    let service = agent_service;
     if let Some(service) = &service {
         network = network.relay(AGENT_PORT, &septa, service.device_address);
         println!(
@@ -288,14 +295,9 @@ fn start_service(root: &Path, image_dir: &Path) -> Result<septa_tool::devfleet::
     let binary = build_service(root)?;
     let data = root.join("target/septa/service");
     let keys = images::keys_dir(image_dir);
-    let start = |listen: &str| {
-        septa_tool::devfleet::DevService::start(
-            &binary,
-            &data,
-            listen.parse()?,
-            "127.0.0.1:0".parse()?,
-            &keys,
-        )
+    let start = |listen: &str| -> Result<septa_tool::devfleet::DevService> {
+        let any = "127.0.0.1:0".parse()?;
+        septa_tool::devfleet::DevService::start(&binary, &data, None, listen.parse()?, any, &keys)
     };
     // The usual dashboard port when it is free, else any.
     let service = start("127.0.0.1:8080").or_else(|_| start("127.0.0.1:0"))?;

@@ -138,6 +138,17 @@ impl DevService {
         format!("http://{}", self.address)
     }
 
+    /// The service CA's certificate (DER): the issuer of the device certificates the service
+    /// hands out, which the device then authenticates with to any server.
+    pub fn ca_certificate_der(&self) -> Result<Vec<u8>> {
+        let url = format!("{}/api/v1/ca", self.url());
+        let text = reqwest::blocking::get(&url)
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.text())
+            .with_context(|| format!("GET {url}"))?;
+        Ok(pem::parse(text).context("the service CA is not PEM")?.into_contents())
+    }
+
     pub fn api(&self) -> Api {
         Api::new(&self.url(), &self.token)
     }
