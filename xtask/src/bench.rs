@@ -5,6 +5,7 @@
 //! identical run to run) and without icount (host time, noisy). The Linux peer
 //! (`bench/linux/run.sh`) prints the same `BENCH` lines with a `linux_` prefix.
 
+use crate::profile::{Profiler, Segment, Symbols};
 use crate::{images, setup, variants};
 use anyhow::{Context, Result, bail};
 use septa_qemu::{Board, Config, Images, Network};
@@ -46,6 +47,140 @@ fn boot_and_collect(dir: &Path, icount: bool) -> Result<Results> {
         bail!("the benchmark app printed no results");
     }
     Ok(results)
+}
+
+/// `cargo xtask bench --profile [BENCH]`: boots the bench image once under QEMU with its
+/// execution log (`-d in_asm,exec,nochain`, icount as for the figures) and prints, for boot
+/// and for each measured phase whose name starts with `only`, the functions that executed
+/// the most instructions (see `profile.rs`); every function of every phase goes to
+/// `target/bench/profile.txt`.
+pub fn profile(root: &Path, only: &str, top: usize) -> Result<()> {
+    setup::ensure_qemu()?;
+    let spec = variants::bench_image(root)?;
+    images::build(root, std::slice::from_ref(&spec))?;
+    let dir = images::image_dir(root).join(&spec.dir);
+    let symbols = Symbols::load_dir(&dir.join(images::SYMBOLS_DIR))?;
+    let config =
+        Config { icount: true, throwaway: true, ..Config::new(Board::QemuVirt, Images::in_dir(&dir)) };
+    println!("xtask: running the benchmarks once with QEMU's execution log (slower: a few minutes)");
+    let log_args = ["-d", "in_asm,exec,nochain"].map(String::from);
+    let mut child = config
+        .command(&log_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", septa_qemu::binary().display()))?;
+    let log = child.stderr.take().expect("piped");
+    let stdout = child.stdout.take().expect("piped");
+    let (phases, results) = std::thread::scope(|scope| -> Result<_> {
+        let reader = scope.spawn(|| -> Result<Vec<Segment>> {
+            let mut profiler = Profiler::new(&symbols);
+            let mut reader = BufReader::with_capacity(1 << 20, log);
+            let mut line = String::new();
+            while reader.read_line(&mut line)? > 0 {
+                profiler.line(line.trim_end());
+                line.clear();
+            }
+            Ok(profiler.segments)
+        });
+        // Serial: the phases' names and operation counts, and the figures.
+        let (mut phases, mut results) = (Vec::new(), Results::new());
+        let deadline = Instant::now() + Duration::from_secs(3600);
+        for line in BufReader::new(stdout).lines() {
+            let line = line?.replace('\r', "");
+            let line = line.trim();
+            if let Some(rest) = line.strip_prefix("[bench] PROFILE ") {
+                let mut parts = rest.split(' ');
+                if let (Some(name), Some(Ok(ops))) = (parts.next(), parts.next().map(str::parse::<u64>)) {
+                    phases.push((name.to_string(), ops));
+                }
+            } else if let Some(rest) = line.strip_prefix("[bench] BENCH ") {
+                if rest == "done" {
+                    break;
+                }
+                println!("xtask: {rest}");
+                parse_into(&mut results, rest);
+            }
+            if Instant::now() > deadline {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let segments = reader.join().map_err(|_| anyhow::anyhow!("the log reader panicked"))??;
+        Ok((attribute(segments, &phases), results))
+    })?;
+    if phases.len() < 2 {
+        bail!("the execution log had no phase marks: is `bench` the image's first app?");
+    }
+    let mut full = String::new();
+    for (name, ops, segment) in &phases {
+        let bench = results.get(name).map(|(v, _)| *v);
+        let text = profile_text(name, *ops, segment, bench, usize::MAX);
+        full.push_str(&text);
+        if name.starts_with(only) {
+            print!("{}", profile_text(name, *ops, segment, bench, top));
+        }
+    }
+    let path = root.join("target/bench/profile.txt");
+    std::fs::create_dir_all(path.parent().expect("has a parent"))?;
+    std::fs::write(&path, full).with_context(|| format!("writing {}", path.display()))?;
+    println!("xtask: every function of every phase: {}", path.display());
+    Ok(())
+}
+
+/// Names the segments the marks cut: the first is boot (one operation); after it, gaps (the
+/// app's reports, left out) alternate with the phases the app announced.
+fn attribute(segments: Vec<Segment>, phases: &[(String, u64)]) -> Vec<(String, u64, Segment)> {
+    let mut segments = segments.into_iter();
+    let mut named = Vec::new();
+    if let Some(boot) = segments.next() {
+        named.push(("boot_to_first_app".to_string(), 1, boot));
+    }
+    for ((name, ops), segment) in phases.iter().zip(segments.skip(1).step_by(2)) {
+        named.push((name.clone(), *ops, segment));
+    }
+    named
+}
+
+/// A phase's profile: its total, per image, then its `top` functions, per operation.
+fn profile_text(name: &str, ops: u64, segment: &Segment, bench: Option<u64>, top: usize) -> String {
+    use std::fmt::Write;
+    let total = segment.total();
+    let ops = ops.max(1);
+    let mut text =
+        format!("\n{name}: {} instructions per operation over {ops} operations", grouped(total / ops));
+    if let Some(bench) = bench {
+        let _ = write!(text, " (the benchmark's own figure: {})", grouped(bench));
+    }
+    text.push('\n');
+    let images: Vec<String> = segment
+        .by_image()
+        .iter()
+        .map(|(image, n)| format!("{image} {:.1} %", *n as f64 * 100.0 / total.max(1) as f64))
+        .collect();
+    let _ = writeln!(text, "  by image: {}", images.join(", "));
+    let _ = writeln!(text, "  {:>12} {:>7}  {:<12} function", "per op", "%", "image");
+    for ((image, function), count) in segment.ranked().into_iter().take(top) {
+        let share = count as f64 * 100.0 / total.max(1) as f64;
+        let per_op = count as f64 / ops as f64;
+        let _ = writeln!(text, "  {per_op:>12.1} {share:>6.1}%  {image:<12} {function}");
+    }
+    text
+}
+
+/// `1234567` as `1,234,567`.
+fn grouped(value: u64) -> String {
+    let digits = value.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// TCP through the network service: `netbench` against [`servers`].

@@ -5,6 +5,7 @@
 
 mod bench;
 mod images;
+mod profile;
 mod setup;
 mod sideload;
 mod tally;
@@ -120,6 +121,13 @@ enum Cmd {
         /// Simulated devices for --service.
         #[arg(long, default_value_t = 10_000)]
         devices: usize,
+        /// Instead: the per-function instruction profile of boot and of each benchmark
+        /// (QEMU's execution log); with BENCH, of the phases whose name starts with it.
+        #[arg(long, value_name = "BENCH", num_args = 0..=1, default_missing_value = "")]
+        profile: Option<String>,
+        /// Functions shown per phase with --profile.
+        #[arg(long, default_value_t = 15)]
+        top: usize,
     },
 }
 
@@ -186,6 +194,7 @@ fn run_command(cli: Cli) -> Result<()> {
         Cmd::Fuzz => fuzz(&root)?,
         Cmd::Lint => lint()?,
         Cmd::Bench { service: true, devices, .. } => bench::service(&root, devices)?,
+        Cmd::Bench { profile: Some(only), top, .. } => bench::profile(&root, &only, top)?,
         Cmd::Bench { json, no_linux, .. } => bench::run(&root, json.as_deref(), !no_linux)?,
     }
     Ok(())

@@ -8,6 +8,11 @@
 //! and `monitor_call`), and reports the median batch's cost per operation. The TLS pieces
 //! (the monitor's CertificateVerify signature, a chain check in the app) are measured once
 //! each, like the monitor's ECDSA operations.
+//!
+//! For `cargo xtask bench --profile`, every measured phase is cut out of QEMU's execution
+//! log by a call of [`bench_profile_mark`] before and after it, and named by a
+//! `PROFILE <phase> <operations>` line after it; the first mark, at the start of `main`,
+//! ends boot.
 
 #![no_std]
 #![no_main]
@@ -39,9 +44,19 @@ fn since_reset_ns() -> u64 {
     ((high as u64) << 32 | low as u64) * 1_000_000_000 / frequency as u64
 }
 
+/// A phase boundary for the profiler, which recognises the execution of this function's
+/// first instruction (a call and a return: outside every measured batch).
+#[inline(never)]
+#[unsafe(no_mangle)]
+extern "C" fn bench_profile_mark() {
+    // SAFETY: an empty instruction sequence; as inline assembly it keeps the call.
+    unsafe { asm!("", options(nomem, nostack, preserves_flags)) };
+}
+
 /// Runs `op` `iterations` times per batch after one warm-up batch; returns the median cost
-/// per operation, divided by `per_op`.
-fn measure(iterations: u32, per_op: u32, mut op: impl FnMut()) -> u32 {
+/// per operation, divided by `per_op`. `phase` names it in the profile.
+fn measure(phase: &str, iterations: u32, per_op: u32, mut op: impl FnMut()) -> u32 {
+    bench_profile_mark();
     let mut batch = || {
         let start = cycles();
         for _ in 0..iterations {
@@ -54,6 +69,9 @@ fn measure(iterations: u32, per_op: u32, mut op: impl FnMut()) -> u32 {
     for result in results.iter_mut() {
         *result = batch();
     }
+    bench_profile_mark();
+    let operations = (BATCHES as u32 + 1) * iterations * per_op;
+    sys::log!("PROFILE {phase} {operations}");
     results.sort_unstable();
     results[BATCHES / 2]
 }
@@ -64,22 +82,30 @@ fn report(name: &str, value: impl core::fmt::Display, unit: &str) {
 
 fn main() {
     let boot = since_reset_ns();
+    bench_profile_mark();
     report("boot_to_first_app", boot, "instructions");
 
     report(
         "null_syscall",
-        measure(ITERATIONS, 1, || {
+        measure("null_syscall", ITERATIONS, 1, || {
             sys::raw_syscall(0xffff, 0, 0, 0);
         }),
         "instructions",
     );
 
     let peer = sys::lookup(HandleKind::Call, "bench-peer").expect("the manifest calls bench-peer");
-    let message = [7u8; 16];
-    let mut reply = [0u8; 16];
+    let message = [7u8; 64];
+    let mut reply = [0u8; 64];
     report(
         "ipc_roundtrip",
-        measure(ITERATIONS, 1, || {
+        measure("ipc_roundtrip", ITERATIONS, 1, || {
+            let _ = sys::call(peer, &message[..16], &mut reply[..16]);
+        }),
+        "instructions",
+    );
+    report(
+        "ipc_roundtrip_64",
+        measure("ipc_roundtrip_64", ITERATIONS, 1, || {
             let _ = sys::call(peer, &message, &mut reply);
         }),
         "instructions",
@@ -91,12 +117,12 @@ fn main() {
     start[0] = 0xff;
     start[4..8].copy_from_slice(&rounds.to_le_bytes());
     let _ = sys::call(peer, &start, &mut []);
-    report("ctx_switch", measure(ITERATIONS, 2, sys::yield_now), "instructions");
+    report("ctx_switch", measure("ctx_switch", ITERATIONS, 2, sys::yield_now), "instructions");
 
     let mut random = [0u8; 16];
     report(
         "monitor_call",
-        measure(ITERATIONS, 1, || {
+        measure("monitor_call", ITERATIONS, 1, || {
             let _ = monitor::random(&mut random);
         }),
         "instructions",
@@ -105,10 +131,10 @@ fn main() {
     // One request carries at most 512 bytes, so the cost of hashing is the difference
     // between hashing 448 bytes and hashing none (the call itself), scaled to 4 KiB.
     let data = [0x5au8; 448];
-    let full = measure(20, 1, || {
+    let full = measure("sha256_448", 20, 1, || {
         let _ = monitor::sha256(&data);
     });
-    let empty = measure(20, 1, || {
+    let empty = measure("sha256_0", 20, 1, || {
         let _ = monitor::sha256(&[]);
     });
     report("sha256_4k", full.saturating_sub(empty) * 4096 / data.len() as u32, "instructions");
@@ -116,7 +142,7 @@ fn main() {
     let mut signature = [0u8; 64];
     report(
         "ecdsa_sign",
-        measure(1, 1, || {
+        measure("ecdsa_sign", 1, 1, || {
             signature = monitor::sign(b"benchmark").unwrap_or([0; 64]);
         }),
         "instructions",
@@ -124,7 +150,7 @@ fn main() {
     let key = monitor::public_key().unwrap_or([0; 65]);
     report(
         "ecdsa_verify",
-        measure(1, 1, || {
+        measure("ecdsa_verify", 1, 1, || {
             let _ = monitor::verify(&key, b"benchmark", &signature);
         }),
         "instructions",
@@ -136,7 +162,7 @@ fn main() {
     let hash = [0x42u8; 32];
     report(
         "tls_client_sign",
-        measure(1, 1, || {
+        measure("tls_client_sign", 1, 1, || {
             let _ = monitor::device_auth_sign(&hash);
         }),
         "instructions",
@@ -148,7 +174,7 @@ fn main() {
     match septa_tls::TrustAnchors::new(ANCHORS) {
         Ok(anchors) if !certificate.is_empty() => {
             let mut result = Ok(());
-            let cost = measure(1, 1, || {
+            let cost = measure("tls_chain_verify", 1, 1, || {
                 result = septa_tls::verify_chain(&anchors, &[certificate], now, septa_tls::Usage::Client);
             });
             match result {
