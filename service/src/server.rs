@@ -84,7 +84,8 @@ pub async fn run(options: Options) -> Result<()> {
 
 /// TLS 1.3/1.2 with the device port's certificate (issued by the service CA unless the
 /// options name one). Every client must present a certificate issued by the service CA or
-/// by one of the factory device CAs; a client without one is refused in the handshake. The
+/// by one of the factory device CAs (expired or not: [`ExpiredAccepted`]); a client without
+/// one is refused in the handshake. The
 /// handlers then hold each request to the device whose key that certificate carries.
 fn acceptor(ca: &Ca, options: &Options) -> Result<TlsAcceptor> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -111,9 +112,61 @@ fn acceptor(ca: &Ca, options: &Options) -> Result<TlsAcceptor> {
             .build()?;
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(verifier)
+        .with_client_cert_verifier(Arc::new(ExpiredAccepted(verifier)))
         .with_single_cert(chain, key)?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The client verifier of the device port: a chain the inner verifier accepts, or one it
+/// refuses only because the certificate has expired. A device whose 24-hour certificate ran
+/// out while it was offline — or which is untrusted, so it got no new one, and needs the
+/// recovery release — must still be able to check in: the check-in proves it afresh
+/// (attestation over a new nonce), and the certificate only names the key the handshake
+/// proved. Every other check (issuer, signatures, client-auth usage) stands.
+#[derive(Debug)]
+struct ExpiredAccepted(Arc<dyn rustls::server::danger::ClientCertVerifier>);
+
+impl rustls::server::danger::ClientCertVerifier for ExpiredAccepted {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> std::result::Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        match self.0.verify_client_cert(end_entity, intermediates, now) {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ExpiredContext {
+                not_after,
+                ..
+            })) => self.0.verify_client_cert(end_entity, intermediates, not_after),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> std::result::Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// The certificates of a PEM file (or the one certificate of a DER file).

@@ -99,8 +99,17 @@ async fn claimed_device_checks_in_and_gets_a_certificate(db: Db) {
     // The certificate the service issued is good for the next check-in.
     let renewed = Client::with_certificate(&service.tls, &ca, &device, &response.certificate).unwrap();
     assert_eq!(renewed.checkin(&device).await.unwrap().verdict, Verdict::Trusted);
+    // A certificate that expired while the device was offline still lets it check in (the
+    // check-in proves it afresh), and it gets a new one.
+    let now = septa_service::web::now();
+    let (expired, _) =
+        service.factory.issue_device(&device.id_hex(), &device.public_key(), now - 3 * 86_400).unwrap();
+    let late = Client::with_certificate(&service.tls, &ca, &device, &expired).unwrap();
+    let response = late.checkin(&device).await.unwrap();
+    assert_eq!(response.verdict, Verdict::Trusted);
+    verify_device_certificate(&response.certificate, &ca, &device);
     // A client without a certificate, or with one from a CA the service does not know, is
-    // refused in the handshake.
+    // refused in the handshake, expired or not.
     let (anonymous, base) = Client::anonymous(&service.tls, &ca).unwrap();
     assert!(anonymous.post(format!("{base}/device/v1/nonce")).send().await.is_err(), "no certificate");
     let other_ca = septa_service::ca::Ca::from_stored(&septa_service::ca::Ca::new_stored()).unwrap();
@@ -108,6 +117,10 @@ async fn claimed_device_checks_in_and_gets_a_certificate(db: Db) {
         other_ca.issue_device(&device.id_hex(), &device.public_key(), septa_service::web::now()).unwrap();
     let impostor = Client::with_certificate(&service.tls, &ca, &device, &forged).unwrap();
     assert!(impostor.checkin(&device).await.is_err(), "a certificate from another CA is refused");
+    let (forged, _) =
+        other_ca.issue_device(&device.id_hex(), &device.public_key(), now - 3 * 86_400).unwrap();
+    let impostor = Client::with_certificate(&service.tls, &ca, &device, &forged).unwrap();
+    assert!(impostor.checkin(&device).await.is_err(), "an expired one from another CA too");
     // A valid certificate speaks only for its own device: another device's check-in,
     // nonce or reports over it are refused.
     let other = service.claimed_device(&fixture.v1).await;
