@@ -278,4 +278,25 @@ mod tests {
         assert_eq!(stored(&image), Some(der));
         std::fs::remove_dir_all(&dir).unwrap();
     }
+
+    #[test]
+    fn the_development_server_identity_is_made_once_and_chains_to_the_service_ca() {
+        let dir = std::env::temp_dir().join(format!("septa-service-ca-{}", std::process::id()));
+        let (cert, key) = development_server_identity(&dir).unwrap();
+        let (chain, private) = (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap());
+        // Made once: a second call keeps the files (and the CA) as they are.
+        let ca = std::fs::read(dir.join(SERVICE_CA_DER_FILE)).unwrap();
+        development_server_identity(&dir).unwrap();
+        assert_eq!(std::fs::read(&cert).unwrap(), chain);
+        assert_eq!(std::fs::read(&key).unwrap(), private);
+        assert_eq!(std::fs::read(dir.join(SERVICE_CA_DER_FILE)).unwrap(), ca);
+        // The chain is the server certificate, then the CA itself.
+        let blocks = pem::parse_many(&chain).unwrap();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[1].contents(), &ca[..]);
+        assert_eq!(pem::parse(&private).unwrap().tag(), "PRIVATE KEY");
+        // It is for devhost, the name the agent checks.
+        assert!(blocks[0].contents().windows(7).any(|w| w == b"devhost"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
