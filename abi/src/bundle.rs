@@ -16,13 +16,15 @@
 //!
 //! The monitor checks a bundle in two steps: the header when the update begins
 //! ([`Header::parse`] and [`Header::verify_signature`]), and the received slot image at commit
-//! ([`check_image`]): its hash, and every package exactly as the loader will check it at
-//! boot — known, unrevoked key, signature, payload hash, security version at least the
-//! minimum — and that the packages are the ones the header names.
+//! ([`check_image`]): its hash, the slot exactly as the loader will check it at boot
+//! ([`crate::verify`]: the signed slot manifest, every package header against it, keys,
+//! security versions at least the minimum, one monitor and one kernel), every payload's
+//! hash (at boot the loader and the kernel check those as they load them), and that the
+//! packages are the ones the header names. Two signature checks per update, whatever the
+//! number of packages: the header's and the slot manifest's.
 
 use crate::fuses::{Fuses, KeyError};
-use crate::package::Kind;
-use crate::slot::{self, Slot};
+use crate::verify;
 use core::fmt;
 use p256::ecdsa::Signature;
 use p256::ecdsa::signature::Verifier;
@@ -59,25 +61,17 @@ pub enum Error {
     },
     /// The slot image does not hash to the header's value.
     WrongDigest,
-    Slot(slot::Error),
-    /// Package `index` is signed by an unknown or revoked key, or its signature fails.
-    PackageSignature {
-        index: usize,
-    },
-    PackageHash {
-        index: usize,
-    },
+    /// The slot image is refused as the loader would refuse it.
+    Slot(verify::Error),
     /// Package `index` is not the component and version the header names.
     NotInHeader {
         index: usize,
     },
-    Rollback {
-        index: usize,
-        version: u32,
-        minimum: u32,
+    /// The slot image holds another number of packages than the header names.
+    WrongCount {
+        header: usize,
+        image: usize,
     },
-    /// The image lacks a monitor or kernel, has two, or fewer packages than the header.
-    Incomplete,
 }
 
 impl fmt::Display for Error {
@@ -104,13 +98,10 @@ impl fmt::Display for Error {
             }
             Error::WrongDigest => write!(f, "the slot image does not match the signed hash"),
             Error::Slot(e) => write!(f, "{e}"),
-            Error::PackageSignature { index } => write!(f, "package {index}: bad key or signature"),
-            Error::PackageHash { index } => write!(f, "package {index}: payload hash mismatch"),
             Error::NotInHeader { index } => write!(f, "package {index} is not named by the bundle header"),
-            Error::Rollback { index, version, minimum } => {
-                write!(f, "package {index}: security version {version} is below the minimum {minimum}")
+            Error::WrongCount { header, image } => {
+                write!(f, "the header names {header} packages, the slot image holds {image}")
             }
-            Error::Incomplete => write!(f, "the slot image needs exactly one monitor and one kernel"),
         }
     }
 }
@@ -219,32 +210,16 @@ pub fn check_image(
     if Sha256::digest(image).as_slice() != header.digest {
         return Err(Error::WrongDigest);
     }
-    let slot = Slot::parse(image).map_err(Error::Slot)?;
-    if slot.package_count() != header.count {
-        return Err(Error::Incomplete);
+    let slot = verify::verify(image, fuses, minimum).map_err(Error::Slot)?;
+    slot.check_payloads().map_err(Error::Slot)?;
+    if slot.packages().len() != header.count {
+        return Err(Error::WrongCount { header: header.count, image: slot.packages().len() });
     }
-    let (mut monitors, mut kernels) = (0, 0);
-    for (index, entry) in slot.packages().enumerate() {
-        let (_, package) = entry.map_err(Error::Slot)?;
-        let h = &package.header;
-        let key = fuses.signing_key(&h.key_id).map_err(|_| Error::PackageSignature { index })?;
-        package.verify_signature(&key).map_err(|_| Error::PackageSignature { index })?;
-        package.verify_payload().map_err(|_| Error::PackageHash { index })?;
+    for verified in slot.packages() {
+        let h = &verified.package.header;
         if !header.components().any(|c| c == (h.component_id, h.security_version)) {
-            return Err(Error::NotInHeader { index });
+            return Err(Error::NotInHeader { index: verified.index });
         }
-        let minimum = minimum(&h.component_id).max(fuses.minimum_version(&h.component_id));
-        if h.security_version < minimum {
-            return Err(Error::Rollback { index, version: h.security_version, minimum });
-        }
-        match h.kind {
-            Kind::Monitor => monitors += 1,
-            Kind::Kernel => kernels += 1,
-            Kind::App => {}
-        }
-    }
-    if (monitors, kernels) != (1, 1) {
-        return Err(Error::Incomplete);
     }
     Ok(())
 }
@@ -252,7 +227,8 @@ pub fn check_image(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::package::Header as PackageHeader;
+    use crate::package::{Header as PackageHeader, Kind};
+    use crate::slot;
     use alloc::vec::Vec;
     use p256::ecdsa::SigningKey;
     use p256::ecdsa::signature::Signer;
@@ -291,12 +267,15 @@ mod tests {
             package(Kind::Kernel, 2, 1, key),
             package(Kind::App, 3, app_version, key),
         ];
-        let image = slot::compose(&packages);
         let components = [([1; 16], 1), ([2; 16], 1), ([3; 16], app_version)];
-        let mut out = encode_signed_part(&image, crate::keys::key_id(key.verifying_key()), &components);
+        signed_bundle(key, &slot::compose(&packages, key), &components)
+    }
+
+    fn signed_bundle(key: &SigningKey, image: &[u8], components: &[([u8; 16], u32)]) -> Vec<u8> {
+        let mut out = encode_signed_part(image, crate::keys::key_id(key.verifying_key()), components);
         let signature: Signature = key.sign(&out);
         out.extend_from_slice(&signature.to_bytes());
-        out.extend_from_slice(&image);
+        out.extend_from_slice(image);
         out
     }
 
@@ -321,7 +300,8 @@ mod tests {
         let good = bundle(&oem, 2);
         let fuses = fuses(&[&oem]);
         assert!(matches!(check(&bundle(&key(2), 2), &fuses, 0), Err(Error::UnknownKey(_))));
-        assert_eq!(check(&good, &fuses, 3), Err(Error::Rollback { index: 2, version: 2, minimum: 3 }));
+        let rollback = verify::Error::Rollback { index: 2, kind: Kind::App, version: 2, minimum: 3 };
+        assert_eq!(check(&good, &fuses, 3), Err(Error::Slot(rollback)));
         let mut bad = good.clone();
         bad[30] ^= 1; // the signed digest
         assert_eq!(check(&bad, &fuses, 0), Err(Error::BadSignature));
@@ -335,5 +315,38 @@ mod tests {
         let mut bad = good.clone();
         bad[0] = b'X';
         assert_eq!(check(&bad, &fuses, 0), Err(Error::BadMagic));
+    }
+
+    #[test]
+    fn a_signed_bundle_of_a_slot_the_loader_would_refuse_is_refused() {
+        let oem = key(1);
+        let fuses = fuses(&[&oem]);
+        let packages = [
+            package(Kind::Monitor, 1, 1, &oem),
+            package(Kind::Kernel, 2, 1, &oem),
+            package(Kind::App, 3, 1, &oem),
+        ];
+        let components = [([1; 16], 1), ([2; 16], 1), ([3; 16], 1)];
+        // A corrupt app payload, under a bundle header signed over the corrupt image: the
+        // loader would boot it and the kernel refuse the app; the monitor refuses it now.
+        let mut image = slot::compose(&packages, &oem);
+        let last = image.len() - 4096 + 200;
+        image[last] ^= 1;
+        let hash = verify::Error::Hash { index: 2, kind: Kind::App };
+        assert_eq!(check(&signed_bundle(&oem, &image, &components), &fuses, 0), Err(Error::Slot(hash)));
+        // The slot manifest signed by a stranger, the bundle header by the OEM.
+        let stranger = key(2);
+        let image = slot::compose(&packages, &stranger);
+        let bad = check(&signed_bundle(&oem, &image, &components), &fuses, 0);
+        assert!(matches!(bad, Err(Error::Slot(verify::Error::ManifestKey { .. }))), "{bad:?}");
+        // A header naming other versions or another number of packages.
+        let image = slot::compose(&packages, &oem);
+        let other = [([1; 16], 1), ([2; 16], 2), ([3; 16], 1)];
+        assert_eq!(
+            check(&signed_bundle(&oem, &image, &other), &fuses, 0),
+            Err(Error::NotInHeader { index: 1 })
+        );
+        let fewer = check(&signed_bundle(&oem, &image, &components[..2]), &fuses, 0);
+        assert_eq!(fewer, Err(Error::WrongCount { header: 2, image: 3 }));
     }
 }

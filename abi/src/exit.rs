@@ -10,3 +10,5 @@ pub const SUCCESS: u32 = 0;
 pub const CRASH: u32 = 1;
 /// The loader refused to boot the images in flash.
 pub const BOOT_REFUSED: u32 = 2;
+/// Test builds only: a monitor built with `powercut` cut the power where the test asked.
+pub const POWER_CUT: u32 = 3;

@@ -6,6 +6,7 @@
 //! an error value, never a panic or an out-of-bounds read.
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 #[cfg(any(test, feature = "alloc"))]
 extern crate alloc;
@@ -28,6 +29,7 @@ pub mod report;
 pub mod service;
 pub mod slot;
 pub mod smc;
+pub mod verify;
 
 #[cfg(test)]
 mod fuzz;

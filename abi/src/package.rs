@@ -225,8 +225,22 @@ impl<'a> Package<'a> {
 
     /// Checks the payload against the SHA-256 in the header.
     pub fn verify_payload(&self) -> Result<(), Error> {
-        let digest: [u8; 32] = Sha256::digest(self.payload).into();
+        self.verify_copy(self.payload)
+    }
+
+    /// Checks `copy` (the payload as loaded somewhere else) against the SHA-256 in the header.
+    pub fn verify_copy(&self, copy: &[u8]) -> Result<(), Error> {
+        let digest: [u8; 32] = Sha256::digest(copy).into();
         if digest == self.header.payload_sha256 { Ok(()) } else { Err(Error::PayloadHashMismatch) }
+    }
+
+    /// SHA-256 of the whole header, signature included: what a slot manifest lists
+    /// ([`crate::slot`]).
+    pub fn header_digest(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(self.header.encode_signed());
+        hasher.update(self.signature);
+        hasher.finalize().into()
     }
 }
 

@@ -8,6 +8,7 @@
 //! macro in [`regs`] rather than through two styles.)
 
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(target_arch = "arm")]
 pub mod cfi_flash;

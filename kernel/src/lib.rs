@@ -5,6 +5,7 @@
 //! entry, context switch, page-table install, interrupt controller and timer.
 
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cap;
 pub mod elf;

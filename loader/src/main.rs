@@ -6,11 +6,14 @@
 //! can program flash 0), reads the boot state (`septa_abi::boot_state`) and decides which
 //! image slot boots: the active one, or a pending update on its one trial — recording the
 //! trial in flash *before* running any of the new software, so a trial that never confirms
-//! itself falls back on the next reset. For every package of the slot it checks the signing
-//! key (provisioned, not revoked), the ECDSA P-256 signature, the security version against
-//! the anti-rollback minimum (the fuses' or the raised one in the boot state, whichever is
-//! higher) and the payload hash; it copies the monitor into secure RAM and the kernel into
-//! non-secure RAM, measures everything (itself included) into a boot log, derives the CDI
+//! itself falls back on the next reset. It checks the slot with [`septa_abi::verify`], the
+//! check the monitor applies to an update: one ECDSA P-256 signature over the slot manifest,
+//! every package header against the manifest, signing keys provisioned and not revoked,
+//! security versions at least the anti-rollback minimum (the fuses' or the raised one in the
+//! boot state, whichever is higher), one monitor and one kernel. It copies the monitor into
+//! secure RAM and the kernel into non-secure RAM and hashes the copies (apps are hashed by
+//! the kernel when it starts them, against the same manifest-covered headers), measures
+//! everything (itself included) into a boot log, derives the CDI
 //! and the sealing CDI from the device secret, hands the monitor those, the identity-key
 //! seed, the boot log and the OEM keys — never the device secret — and enters it. A refused
 //! trial slot falls back to the active slot; a refused active slot is reported on the
@@ -19,15 +22,15 @@
 
 #![no_std]
 #![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use core::fmt::Write;
 use septa_abi::boot_state::{self, BootState, RollbackReason};
 use septa_abi::exit;
-use septa_abi::fuses::{Fuses, KeyError};
+use septa_abi::fuses::Fuses;
 use septa_abi::handoff::{BootRecord, Handoff, MAX_RECORDS};
 use septa_abi::keys;
-use septa_abi::package::{Kind, Package};
-use septa_abi::slot::Slot;
+use septa_abi::verify::{self, VerifiedPackage};
 use septa_armv7::crash::{self, TrapFrame};
 use septa_armv7::{mode, pl011::Pl011, regs, semihosting};
 use septa_targets::{Region, board};
@@ -208,43 +211,17 @@ fn refuse(out: &mut Pl011, slot: u8, reason: &Refusal) -> ! {
 /// Why the loader refused the slot.
 enum Refusal {
     Fuses(septa_abi::fuses::Error),
-    Slot(septa_abi::slot::Error),
+    Slot(verify::Error),
     /// A package is too large for the region its kind is loaded into.
     TooLarge {
         index: usize,
-        kind: Kind,
+        kind: &'static str,
         len: usize,
         region: Region,
-    },
-    Key {
-        index: usize,
-        kind: Kind,
-        id: [u8; 8],
-        error: KeyError,
-    },
-    Signature {
-        index: usize,
-        kind: Kind,
-    },
-    Rollback {
-        index: usize,
-        kind: Kind,
-        version: u32,
-        minimum: u32,
-    },
-    /// The payload does not hash to the value in the (signed) header.
-    Hash {
-        index: usize,
-        kind: Kind,
-    },
-    Duplicate {
-        index: usize,
-        kind: Kind,
     },
     TooManyPackages,
     /// The OEM keys do not fit the handoff.
     Handoff,
-    Missing(Kind),
 }
 
 impl core::fmt::Display for Refusal {
@@ -254,110 +231,38 @@ impl core::fmt::Display for Refusal {
             Refusal::Slot(e) => write!(f, "{e}"),
             Refusal::TooLarge { index, kind, len, region } => write!(
                 f,
-                "package {index} ({}): payload of {len} bytes does not fit the {:#x}-byte region at {:#010x}",
-                kind.name(),
-                region.size,
-                region.base
+                "package {index} ({kind}): payload of {len} bytes does not fit the {:#x}-byte region at {:#010x}",
+                region.size, region.base
             ),
-            Refusal::Key { index, kind, id, error } => {
-                let what = match error {
-                    KeyError::Unknown => "an unknown key",
-                    KeyError::Revoked => "a revoked key",
-                };
-                write!(f, "package {index} ({}): signed by {what} (key id ", kind.name())?;
-                for byte in id {
-                    write!(f, "{byte:02x}")?;
-                }
-                write!(f, ")")
-            }
-            Refusal::Signature { index, kind } => {
-                write!(
-                    f,
-                    "package {index} ({}): signature does not verify (tampered header or signature)",
-                    kind.name()
-                )
-            }
-            Refusal::Rollback { index, kind, version, minimum } => write!(
-                f,
-                "package {index} ({}): security version {version} is below the minimum {minimum} in the fuses (rollback)",
-                kind.name()
-            ),
-            Refusal::Hash { index, kind } => {
-                write!(
-                    f,
-                    "package {index} ({}): payload SHA-256 does not match the header (corrupt image)",
-                    kind.name()
-                )
-            }
-            Refusal::Duplicate { index, kind } => {
-                write!(f, "package {index}: a second {} package", kind.name())
-            }
             Refusal::TooManyPackages => write!(f, "more packages than the boot log holds"),
             Refusal::Handoff => write!(f, "the fuses' keys do not fit the monitor's handoff"),
-            Refusal::Missing(kind) => write!(f, "no {} package in the slot", kind.name()),
         }
     }
 }
 
-/// Verifies every package of `slot` against the fuses and the boot state — key, signature,
-/// anti-rollback minimum, payload hash — loads the monitor and kernel, and measures
-/// everything into `handoff`. Returns the monitor's entry.
+/// Verifies `slot` against the fuses and the boot state ([`verify::verify`]), loads the
+/// monitor and kernel and checks the copies, and measures everything into `handoff`.
+/// Returns the monitor's entry.
 fn secure_boot(fuses: &Fuses, state: &BootState, slot: u8, handoff: &mut Handoff) -> Result<usize, Refusal> {
     let region = board::SLOTS[slot as usize];
     // SAFETY: `region` is a slot region of flash 1 from the board map: mapped, readable from
     // the secure world, and never written while the loader runs.
     let flash = unsafe { core::slice::from_raw_parts(region.base as *const u8, region.size) };
-    let image = Slot::parse(flash).map_err(Refusal::Slot)?;
+    let verified = verify::verify(flash, fuses, |id| state.minimum(id)).map_err(Refusal::Slot)?;
+    place(verified.monitor(), board::MONITOR_RAM)?;
+    place(verified.kernel(), board::KERNEL_RAM)?;
     record(handoff, BootRecord { kind: 0, measurement: measure_loader(), ..Default::default() })?;
-    let (mut monitor, mut kernel) = (false, false);
-    let mut authority = [0u8; 8];
-    for (index, entry) in image.packages().enumerate() {
-        let (_, package) = entry.map_err(Refusal::Slot)?;
-        let header = &package.header;
-        let kind = header.kind;
-        let key = fuses.signing_key(&header.key_id).map_err(|error| Refusal::Key {
-            index,
-            kind,
-            id: header.key_id,
-            error,
-        })?;
-        package.verify_signature(&key).map_err(|_| Refusal::Signature { index, kind })?;
-        let minimum = fuses.minimum_version(&header.component_id).max(state.minimum(&header.component_id));
-        if header.security_version < minimum {
-            return Err(Refusal::Rollback { index, kind, version: header.security_version, minimum });
-        }
-        match kind {
-            Kind::Monitor | Kind::Kernel => {
-                let (seen, destination) = if kind == Kind::Monitor {
-                    (&mut monitor, board::MONITOR_RAM)
-                } else {
-                    (&mut kernel, board::KERNEL_RAM)
-                };
-                if core::mem::replace(seen, true) {
-                    return Err(Refusal::Duplicate { index, kind });
-                }
-                if kind == Kind::Monitor {
-                    authority = header.key_id;
-                }
-                place(index, &package, destination)?;
-            }
-            Kind::App => package.verify_payload().map_err(|_| Refusal::Hash { index, kind })?,
-        }
-        let measurement = header.measurement();
+    for package in verified.packages() {
+        let header = &package.package.header;
         let entry = BootRecord {
-            kind: kind as u32,
+            kind: header.kind as u32,
             component_id: header.component_id,
             security_version: header.security_version,
-            measurement,
+            measurement: package.measurement,
         };
         record(handoff, entry)?;
     }
-    if !monitor {
-        return Err(Refusal::Missing(Kind::Monitor));
-    }
-    if !kernel {
-        return Err(Refusal::Missing(Kind::Kernel));
-    }
+    let authority = verified.monitor().package.header.key_id;
     let measurements: heapless::Vec<[u8; 32], MAX_RECORDS> =
         handoff.records().iter().map(|r| r.measurement).collect();
     handoff.cdi = keys::compound_device_id(&fuses.device_secret, &measurements);
@@ -388,43 +293,51 @@ fn measure_loader() -> [u8; 32] {
     let end = (&raw const __loader_end) as usize;
     let mut hasher = sha2::Sha256::new();
     // The ROM starts at address 0, which Rust references and slices may not point at; the
-    // words are read with plain loads instead.
-    for address in (board::LOADER_ROM.base..end).step_by(4) {
-        let word: u32;
-        // SAFETY: `address` lies in the loader's own image in the boot ROM, which is mapped,
-        // word aligned and never written.
-        unsafe {
-            core::arch::asm!("ldr {}, [{}]", out(reg) word, in(reg) address, options(readonly, nostack))
-        };
-        hasher.update(&word.to_le_bytes()[..(end - address).min(4)]);
+    // words are read with plain loads, a block at a time (one hasher update per block).
+    let mut block = [0u8; 256];
+    let mut address = board::LOADER_ROM.base;
+    while address < end {
+        let len = (end - address).min(block.len());
+        for (at, chunk) in block[..len].chunks_mut(4).enumerate() {
+            let word: u32;
+            // SAFETY: the word at `address + 4·at` (word aligned) starts inside the loader's own
+            // image in the boot ROM, which is mapped and never written; the last word may
+            // reach past the image's end, never past the ROM.
+            unsafe {
+                core::arch::asm!("ldr {}, [{}]", out(reg) word, in(reg) address + 4 * at, options(readonly, nostack))
+            };
+            chunk.copy_from_slice(&word.to_le_bytes()[..chunk.len()]);
+        }
+        hasher.update(&block[..len]);
+        address += len;
     }
     hasher.finalize().into()
 }
 
-/// Copies a package's payload to the start of `destination` and checks the copy's hash, so
-/// what is checked is exactly what will run.
-fn place(index: usize, package: &Package<'_>, destination: Region) -> Result<(), Refusal> {
-    let kind = package.header.kind;
-    let len = package.payload.len();
+/// Copies a verified package's payload to the start of `destination` and checks the copy's
+/// hash, so what is checked is exactly what will run.
+fn place(verified: &VerifiedPackage<'_>, destination: Region) -> Result<(), Refusal> {
+    let payload = verified.package.payload;
+    let len = payload.len();
     if !destination.contains_range(destination.base, len) {
-        return Err(Refusal::TooLarge { index, kind, len, region: destination });
+        let kind = verified.package.header.kind.name();
+        return Err(Refusal::TooLarge { index: verified.index, kind, len, region: destination });
     }
     // SAFETY: `destination` is a RAM region from the board map reserved for this stage's
     // image, `len` bytes fit in it (checked above), and it does not overlap flash or the
     // loader's own RAM (asserted by the board's unit tests).
     let copy = unsafe {
         let ram = core::slice::from_raw_parts_mut(destination.base as *mut u8, len);
-        ram.copy_from_slice(package.payload);
+        ram.copy_from_slice(payload);
         &*ram
     };
-    let copied = Package { header: package.header.clone(), signature: package.signature, payload: copy };
-    copied.verify_payload().map_err(|_| Refusal::Hash { index, kind })
+    verified.check_copy(copy).map_err(Refusal::Slot)
 }
 
 /// Enters the monitor in Secure SVC with interrupts masked.
 fn enter(entry: usize) -> ! {
     // SAFETY: `entry` is the start of the monitor image, which was copied and hash-checked
-    // by `load_slot`; the monitor's entry contract is "Secure SVC, any stack".
+    // by `place`; the monitor's entry contract is "Secure SVC, any stack".
     unsafe {
         core::arch::asm!("dsb", "isb", "bx {}", in(reg) entry, options(noreturn));
     }

@@ -4,6 +4,7 @@
 //! and the hardware side of power control; everything it decides is decided here.
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 pub mod persist;
 pub mod services;

@@ -12,6 +12,7 @@
 
 #![no_std]
 #![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use core::fmt::Write;
 use septa_abi::boot_state::RollbackReason;
@@ -32,6 +33,8 @@ use septa_targets::board;
 mod entropy;
 #[cfg_attr(feature = "raspi2b", path = "platform_raspi2b.rs")]
 mod platform;
+#[cfg(feature = "powercut")]
+mod powercut;
 
 const STAGE: &str = "monitor";
 
@@ -157,7 +160,11 @@ extern "C" fn monitor_main() -> ! {
     let mut out = console();
     let secure = regs::read_scr() & 1 == 0;
     let _ = mode::write_stage_line(&mut out, STAGE, secure, regs::read_cpsr());
+    #[cfg(feature = "powercut")]
+    powercut::arm(&mut out);
     take_handoff(&mut out);
+    #[cfg(feature = "powercut")]
+    powercut::set_trial(PERSISTENT.lock().boot.trying.is_some());
     // SAFETY: NSACR only narrows what the normal world may do.
     unsafe { regs::write_nsacr(NSACR_NORMAL_WORLD) };
     platform::give_interrupts_to_normal_world();

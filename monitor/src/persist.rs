@@ -466,4 +466,222 @@ mod tests {
         let mut small = [0u8; 8];
         assert_eq!(p.read_report(None, &mut small), Err(TOO_LARGE));
     }
+
+    mod power_cuts {
+        //! The update protocol (`UpdateBegin`, `UpdateWrite`, `UpdateCommit`) with the power
+        //! cut after every single flash operation — each programmed word and each erased
+        //! sector — followed by what the loader does at the next reset.
+
+        use super::*;
+        use p256::ecdsa::SigningKey;
+        use p256::ecdsa::signature::Signer;
+        use septa_abi::fuses::Fuses;
+        use septa_abi::package::{Header as PackageHeader, Kind};
+        use septa_abi::{keys, slot, verify};
+
+        fn oem() -> SigningKey {
+            SigningKey::from_slice(&[7; 32]).unwrap()
+        }
+
+        fn fuses() -> Fuses {
+            let point = oem().verifying_key().to_encoded_point(false);
+            Fuses {
+                device_secret: [0; 32],
+                oem_keys: heapless::Vec::from_slice(&[heapless::Vec::from_slice(point.as_bytes()).unwrap()])
+                    .unwrap(),
+                revoked: heapless::Vec::new(),
+                minimum_versions: heapless::Vec::new(),
+            }
+        }
+
+        fn trusted_state() -> State {
+            let mut handoff = Handoff::empty();
+            handoff.cdi = [1; 32];
+            let len = postcard::to_slice(&fuses(), &mut handoff.trust).unwrap().len();
+            handoff.trust_len = len as u32;
+            let mut state = State::new(&handoff);
+            state.seed(&[5; 32]);
+            state
+        }
+
+        /// A slot image of a monitor, a kernel and an app, all at `version`.
+        fn slot_image(version: u32) -> Vec<u8> {
+            let key = oem();
+            let package = |kind, id: u8, len| {
+                let payload = std::vec![id ^ version as u8; len];
+                let kid = keys::key_id(key.verifying_key());
+                let header = PackageHeader::for_payload(kind, [id; 16], version, &payload, kid);
+                let signature: p256::ecdsa::Signature = key.sign(&header.encode_signed());
+                let mut bytes = header.encode(&signature.to_bytes().into()).to_vec();
+                bytes.extend_from_slice(&payload);
+                bytes
+            };
+            slot::compose(
+                &[
+                    package(Kind::Monitor, 1, 3000),
+                    package(Kind::Kernel, 2, 2000),
+                    package(Kind::App, 3, 500),
+                ],
+                &key,
+            )
+        }
+
+        /// Slot A as the factory wrote it (made once: signing is slow in a test build).
+        fn factory_image() -> &'static [u8] {
+            static IMAGE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+            IMAGE.get_or_init(|| slot_image(1))
+        }
+
+        fn bundle(version: u32) -> Vec<u8> {
+            let image = slot_image(version);
+            let components = [([1; 16], version), ([2; 16], version), ([3; 16], version)];
+            let key = oem();
+            let mut out = bundle::encode_signed_part(&image, keys::key_id(key.verifying_key()), &components);
+            let signature: p256::ecdsa::Signature = key.sign(&out);
+            out.extend_from_slice(&signature.to_bytes());
+            out.extend_from_slice(&image);
+            out
+        }
+
+        /// A factory-new device: slot A holds version 1, every other region is erased.
+        fn device() -> Persistent<MemFlash> {
+            let mut p = flashes();
+            let image = factory_image();
+            let at = in_flash1(board::SLOT_A);
+            p.flash1.bytes[at..at + image.len()].copy_from_slice(image);
+            p
+        }
+
+        /// Back to the factory state: the regions an update writes erased again.
+        fn factory_reset(p: &mut Persistent<MemFlash>) {
+            let boot = board::BOOT_STATE.base - board::FLASH0.base;
+            p.flash0.bytes[boot..boot + board::BOOT_STATE.size].fill(0xff);
+            for region in [board::STAGING, board::SLOT_B] {
+                let at = in_flash1(region);
+                p.flash1.bytes[at..at + board::FLASH_SECTOR].fill(0xff);
+            }
+            (p.flash0.budget, p.flash1.budget) = (None, None);
+            p.boot = BootState::factory();
+            p.session = None;
+        }
+
+        /// Flash operations (words programmed, sectors erased) of flash 0 and flash 1 since
+        /// both budgets were set to `start`.
+        fn spent(p: &Persistent<MemFlash>, start: usize) -> (usize, usize) {
+            (start - p.flash0.budget.unwrap(), start - p.flash1.budget.unwrap())
+        }
+
+        /// The whole update through the monitor's three calls, as the updater app sends it.
+        fn update(p: &mut Persistent<MemFlash>, state: &State, bundle: &[u8]) -> Result<(), u32> {
+            let header_len = Header::parse(bundle).unwrap().len();
+            p.update_begin(state, &bundle[..header_len])?;
+            let image = &bundle[header_len..];
+            for (index, chunk) in image.chunks(UPDATE_CHUNK_MAX & !3).enumerate() {
+                p.update_write((index * (UPDATE_CHUNK_MAX & !3)) as u32, chunk)?;
+            }
+            p.update_commit(state).map(|_| ())
+        }
+
+        /// A reset: the loader's decision, recorded as the loader records it, then the check of
+        /// the slot it boots (slot A, never written, by comparison with the factory image).
+        /// Returns the slot and whether it runs on trial.
+        fn reset(p: &mut Persistent<MemFlash>) -> (u8, bool) {
+            (p.flash0.budget, p.flash1.budget) = (None, None);
+            p.session = None;
+            let mut boot = BootState::load(&p.flash0, &p.boot_journal);
+            let slot = boot.next_boot();
+            boot.store(&mut p.flash0, &p.boot_journal).unwrap();
+            let region = in_flash1(board::SLOTS[slot as usize]);
+            let flash = p.flash1.slice(region, board::SLOT_A.size).unwrap();
+            if slot == 0 {
+                let factory = factory_image();
+                assert_eq!(&flash[..factory.len()], factory, "slot A changed");
+                p.start(core::iter::empty());
+                return (slot, boot.trying.is_some());
+            }
+            let version = {
+                let verified = verify::verify(flash, &fuses(), |id| boot.minimum(id))
+                    .unwrap_or_else(|e| panic!("slot {} does not boot: {e}", boot_state::name(slot)));
+                verified.check_payloads().unwrap();
+                verified.kernel().package.header.security_version
+            };
+            assert_eq!(version, if slot == 0 { 1 } else { 2 }, "slot {slot} holds version {version}");
+            p.start(core::iter::empty());
+            (slot, boot.trying.is_some())
+        }
+
+        #[test]
+        fn a_power_cut_at_every_flash_word_leaves_a_device_that_boots_and_can_update_again() {
+            let state = trusted_state();
+            let bundle = bundle(2);
+            let header_len = Header::parse(&bundle).unwrap().len();
+            let image_words = (bundle.len() - header_len).div_ceil(4);
+            let mut p = device();
+            let factory = p.flash1.slice(in_flash1(board::SLOT_A), board::SLOT_A.size).unwrap();
+            verify::verify(factory, &fuses(), |_| 0).unwrap().check_payloads().unwrap();
+
+            // Uninterrupted, counting the flash operations.
+            const PLENTY: usize = usize::MAX / 2;
+            (p.flash0.budget, p.flash1.budget) = (Some(PLENTY), Some(PLENTY));
+            update(&mut p, &state, &bundle).unwrap();
+            let (ops0, ops1) = spent(&p, PLENTY);
+            assert_eq!(reset(&mut p), (1, true), "the whole update boots slot B on trial");
+            // Flash 1: staging erased (one sector), every word staged, slot B erased, every
+            // word copied. Flash 0: two boot-state records (no pending slot; slot B pending).
+            assert_eq!(ops1, 2 * (1 + image_words), "flash 1 operations");
+            assert!(ops0 >= 2, "flash 0 operations: {ops0}");
+
+            // Any flash error ends the call that met it, as the power cut would end everything:
+            // cutting each flash after each of its operations covers every cut point.
+            let mut phases = std::collections::BTreeMap::new();
+            for (bank, ops) in [(1, ops1), (0, ops0)] {
+                for cut in 0..ops {
+                    factory_reset(&mut p);
+                    if bank == 0 {
+                        p.flash0.budget = Some(cut);
+                    } else {
+                        p.flash1.budget = Some(cut);
+                    }
+                    let result = update(&mut p, &state, &bundle);
+                    let phase = match (bank, cut) {
+                        (1, 0) => "erasing staging",
+                        (1, c) if c <= image_words => "staging the image",
+                        (1, c) if c == image_words + 1 => "erasing slot B",
+                        (1, _) => "copying into slot B",
+                        _ => "writing the boot state",
+                    };
+                    *phases.entry(phase).or_insert(0) += 1;
+                    assert_eq!(result, Err(FAILED), "flash {bank}, cut {cut} ({phase})");
+                    // The last word of the last boot-state record is the last write of the
+                    // update: every cut before it boots slot A, exactly as before.
+                    assert_eq!(reset(&mut p), (0, false), "flash {bank}, cut {cut} ({phase})");
+                    // And the same update goes through from the start (checked at the edges
+                    // of each phase, for every boot-state word and for every 61st word).
+                    let edge = bank == 0
+                        || cut % 61 == 0
+                        || [1, image_words, image_words + 1, image_words + 2]
+                            .iter()
+                            .any(|e| cut.abs_diff(*e) <= 1);
+                    if !edge {
+                        continue;
+                    }
+                    update(&mut p, &state, &bundle)
+                        .unwrap_or_else(|e| panic!("flash {bank}, cut {cut} ({phase}): retry: {e}"));
+                    assert_eq!(
+                        reset(&mut p),
+                        (1, true),
+                        "flash {bank}, cut {cut} ({phase}): after the retry"
+                    );
+                }
+            }
+            let expected = [
+                ("copying into slot B", image_words),
+                ("erasing slot B", 1),
+                ("erasing staging", 1),
+                ("staging the image", image_words),
+                ("writing the boot state", ops0),
+            ];
+            assert_eq!(phases.into_iter().collect::<Vec<_>>(), expected);
+        }
+    }
 }

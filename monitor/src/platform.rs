@@ -7,8 +7,21 @@ use septa_armv7::cfi_flash::CfiFlash;
 use septa_armv7::regs;
 use septa_targets::board;
 
-/// The flash type of this board.
+/// The flash type of this board (counted for tests that cut the power, in `powercut` builds).
+#[cfg(not(feature = "powercut"))]
 pub type Flash = CfiFlash;
+#[cfg(feature = "powercut")]
+pub type Flash = crate::powercut::CutFlash<CfiFlash>;
+
+#[cfg(not(feature = "powercut"))]
+const fn counted(_bank: u8, flash: CfiFlash) -> Flash {
+    flash
+}
+
+#[cfg(feature = "powercut")]
+const fn counted(bank: u8, flash: CfiFlash) -> Flash {
+    crate::powercut::CutFlash::new(bank, flash)
+}
 
 /// The secure physical timer's interrupt (PPI 13).
 const WATCHDOG_IRQ: u32 = 29;
@@ -33,18 +46,20 @@ pub fn wall_clock() -> Option<u64> {
 pub const fn flash0() -> Flash {
     // SAFETY: flash 0 is the board's secure CFI bank; once the loader has entered the
     // monitor only the monitor drives it, from secure RAM.
-    unsafe {
+    let flash = unsafe {
         CfiFlash::new(board::FLASH0.base, board::FLASH0.size, board::FLASH_SECTOR, board::FLASH_WRITE_BUFFER)
-    }
+    };
+    counted(0, flash)
 }
 
 /// Flash 1: slots, staging, storage, reports.
 pub const fn flash1() -> Flash {
     // SAFETY: flash 1 is the board's other CFI bank; only the monitor issues commands to it
     // (the kernel maps it read-only, apps not at all), from secure RAM.
-    unsafe {
+    let flash = unsafe {
         CfiFlash::new(board::FLASH1.base, board::FLASH1.size, board::FLASH_SECTOR, board::FLASH_WRITE_BUFFER)
-    }
+    };
+    counted(1, flash)
 }
 
 /// Puts every interrupt in Group 1 (non-secure) and opens the priority mask: the secure

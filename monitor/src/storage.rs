@@ -107,10 +107,19 @@ pub const fn journal(base: usize, sectors: usize) -> Journal {
 pub struct Store {
     index: heapless::Vec<Entry, MAX_ENTRIES>,
     indexed: bool,
-    /// The digest of the live records, once checked against the anchor: `Some(false)` when
-    /// it did not match (the store is refused).
+    /// The digest of the live records, once checked against the anchor.
     digest: [u8; 32],
-    trusted: Option<bool>,
+    trusted: Trust,
+}
+
+/// Whether the store matched its anchor. `Unchecked` is the all-zero value, so a `Store::new()`
+/// static lands in `.bss` and not in the monitor's image, which the loader hashes at every boot.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    Unchecked = 0,
+    Trusted,
+    /// It did not match (an older or altered copy): the store is refused.
+    Refused,
 }
 
 impl Default for Store {
@@ -121,7 +130,7 @@ impl Default for Store {
 
 impl Store {
     pub const fn new() -> Store {
-        Store { index: heapless::Vec::new(), indexed: false, digest: [0; 32], trusted: None }
+        Store { index: heapless::Vec::new(), indexed: false, digest: [0; 32], trusted: Trust::Unchecked }
     }
 
     /// Indexes the store and checks it against `anchor` on first use.
@@ -132,7 +141,7 @@ impl Store {
         seal_cdi: &[u8; 32],
         anchor: &mut impl Anchor,
     ) -> Result<(), u32> {
-        if self.trusted.is_none() {
+        if self.trusted == Trust::Unchecked {
             let mut digest = [0u8; 32];
             let mut record = [0u8; RECORD_MAX];
             for entry in self.index(flash, journal).iter() {
@@ -145,14 +154,14 @@ impl Store {
                 anchor.commit(digest)?;
             }
             self.digest = digest;
-            self.trusted = Some(trusted);
+            self.trusted = if trusted { Trust::Trusted } else { Trust::Refused };
         }
-        if self.trusted == Some(true) { Ok(()) } else { Err(REFUSED) }
+        if self.trusted == Trust::Trusted { Ok(()) } else { Err(REFUSED) }
     }
 
     /// Whether the store was found rolled back or altered.
     pub fn refused(&self) -> bool {
-        self.trusted == Some(false)
+        self.trusted == Trust::Refused
     }
 
     fn index(&mut self, flash: &impl Flash, journal: &Journal) -> &mut heapless::Vec<Entry, MAX_ENTRIES> {

@@ -6,6 +6,8 @@
 //! it uses: QEMU adds no network card, serial port or monitor of its own, so nothing needs a
 //! file (such as a network card's option ROM) from outside the `qemu-system-arm` package.
 
+#![forbid(unsafe_code)]
+
 mod package_only;
 
 pub use package_only::{PACKAGE, prepare as prepare_package_only};

@@ -12,6 +12,8 @@
 //! [`sim`] is a simulated device that speaks the real protocol with real keys, for tests and
 //! the load generator.
 
+#![forbid(unsafe_code)]
+
 pub mod ca;
 pub mod policy;
 pub mod server;

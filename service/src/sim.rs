@@ -335,7 +335,7 @@ pub fn bundle(key: &SigningKey, version: u32, tag: u8) -> Vec<u8> {
         package(Kind::Kernel, septa_abi::package::KERNEL_COMPONENT_ID, vec![tag ^ 0x55; 9000]),
         package(Kind::App, [0xa1; 16], vec![tag ^ 0xaa; 5000]),
     ];
-    let image = septa_abi::slot::compose(&packages);
+    let image = septa_abi::slot::compose(&packages, key);
     let components: Vec<([u8; 16], u32)> = packages
         .iter()
         .map(|p| {

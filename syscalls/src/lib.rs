@@ -9,6 +9,7 @@
 //! mappings; a bad one is refused with [`Error::Fault`] and changes nothing.
 
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 #[cfg(target_arch = "arm")]
 mod api;

@@ -7,6 +7,7 @@
 //! exactly once. Host tools read the same constants to compose flash images.
 
 #![cfg_attr(not(feature = "build"), no_std)]
+#![forbid(unsafe_code)]
 
 pub mod qemu_virt;
 pub mod raspi2b;

@@ -125,6 +125,9 @@ pub const VIRTIO_MMIO: Region = Region::new(0x0a00_0000, 32 * 0x200);
 /// probe kernel does, followed by a word the probe keeps across a reset. The last page of
 /// RAM, which nothing else uses before the kernel's frame allocator runs.
 pub const TEST_BOOT_ARG: usize = RAM.end() - 0x1000;
+/// Test builds only: the word a monitor built with `powercut` reads at its start to learn
+/// where to cut the power (`monitor/src/powercut.rs`), after the probe's two.
+pub const TEST_POWER_CUT: usize = TEST_BOOT_ARG + 8;
 
 pub const LOADER_MEMORY: StageMemory = &[("ROM", LOADER_ROM), ("RAM", LOADER_RAM)];
 pub const MONITOR_MEMORY: StageMemory = &[("RAM", MONITOR_RAM)];

@@ -9,6 +9,8 @@
 //! QEMU that sees only its own package's files, so a boot that needs a file a fresh machine
 //! lacks fails here, and the failure says which file.
 
+#![forbid(unsafe_code)]
+
 use septa_qemu::{Board, Config, Images};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -377,9 +379,27 @@ pub mod tamper {
         flash[start..start + package.encoded_len()].to_vec()
     }
 
-    /// Writes slot A anew with `packages`.
+    /// Writes slot A anew with `packages`, its manifest signed with the development OEM key
+    /// (what the OEM's own build would do).
     pub fn write_packages(images: &Images, packages: &[Vec<u8>]) {
-        fs::write(&images.flash, image::compose_flash(packages).unwrap()).unwrap();
+        fs::write(&images.flash, image::compose_flash(packages, &development_key()).unwrap()).unwrap();
+    }
+
+    /// Changes package `index`'s bytes in flash (header and payload, keeping their length),
+    /// leaving the signed slot manifest as it was: what an attacker without the OEM key can do.
+    pub fn edit_in_place(images: &Images, index: usize, change: impl FnOnce(&mut Vec<u8>)) {
+        let mut flash = fs::read(&images.flash).unwrap();
+        let at = board::SLOT_A.base - board::FLASH1.base;
+        let (offset, mut bytes) = {
+            let slot = Slot::parse(&flash[at..at + board::SLOT_A.size]).unwrap();
+            let (offset, package) = slot.packages().nth(index).unwrap().unwrap();
+            (at + offset, flash_bytes(&flash, &package))
+        };
+        let len = bytes.len();
+        change(&mut bytes);
+        assert_eq!(bytes.len(), len, "an in-place edit keeps the package's length");
+        flash[offset..offset + len].copy_from_slice(&bytes);
+        fs::write(&images.flash, flash).unwrap();
     }
 
     /// The package re-signed by `key` after `change` edited its contents.

@@ -4,10 +4,11 @@
 
 use septa_tests::{Boot, variant_images};
 
-const METRICS: [(&str, &str); 10] = [
+const METRICS: [(&str, &str); 11] = [
     ("boot_to_first_app", "instructions"),
     ("null_syscall", "instructions"),
     ("ipc_roundtrip", "instructions"),
+    ("ipc_roundtrip_64", "instructions"),
     ("ctx_switch", "instructions"),
     ("monitor_call", "instructions"),
     ("sha256_4k", "instructions"),

@@ -146,12 +146,30 @@ fn kernel_length_beyond_the_slot_is_refused() {
 
 #[test]
 fn slot_without_a_kernel_is_refused() {
+    // A slot the OEM signed without a kernel: the manifest is valid, the slot is not.
+    let no_kernel = |flash: &mut Vec<u8>, _| {
+        let slot_at = board::SLOT_A.base - board::FLASH1.base;
+        let slot = Slot::parse(&flash[slot_at..slot_at + board::SLOT_A.size]).unwrap();
+        let packages: Vec<Vec<u8>> = slot
+            .packages()
+            .map(Result::unwrap)
+            .filter(|(_, p)| p.header.kind != Kind::Kernel)
+            .map(|(offset, p)| flash[slot_at + offset..slot_at + offset + p.encoded_len()].to_vec())
+            .collect();
+        let key = septa_tests::tamper::development_key();
+        *flash = septa_tool::image::compose_flash(&packages, &key).unwrap();
+    };
+    refused_after("no-kernel", no_kernel, "no kernel package in the slot");
+}
+
+#[test]
+fn slot_listing_fewer_packages_than_its_manifest_signed_is_refused() {
     refused_after(
-        "no-kernel",
+        "fewer",
         |flash, _| {
             let slot_at = board::SLOT_A.base - board::FLASH1.base;
             flash[slot_at + 6] = 1; // only the monitor package remains listed
         },
-        "no kernel package in the slot",
+        "the slot manifest's signature does not verify (tampered slot header or manifest)",
     );
 }

@@ -56,32 +56,49 @@ fn the_timer_preempts_a_spinning_app_on_the_dev_kit() {
 }
 
 #[test]
-fn secure_boot_on_the_dev_kit_refuses_a_tampered_app() {
+fn secure_boot_on_the_dev_kit_refuses_a_tampered_package() {
     let images = raspi2b_images("");
     let dir = std::env::temp_dir().join(format!("septa-raspi2b-tamper-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
     let copy = septa_qemu::Images::raspi2b_in_dir(&dir);
     fs::copy(&images.rom, &copy.rom).unwrap();
-    let mut payload = fs::read(&images.flash).unwrap();
+    let original = fs::read(&images.flash).unwrap();
     let slot_at = board::SLOT_A.base - board::FLASH0.base;
-    let (index, end) = {
-        let slot = Slot::parse(&payload[slot_at..]).unwrap();
+    let find = |kind: Kind| {
+        let slot = Slot::parse(&original[slot_at..]).unwrap();
         let (index, (offset, package)) = slot
             .packages()
             .map(Result::unwrap)
             .enumerate()
-            .find(|(_, (_, p))| p.header.kind == Kind::App)
+            .find(|(_, (_, p))| p.header.kind == kind)
             .unwrap();
-        (index, slot_at + offset + package.encoded_len())
+        (index, slot_at + offset, slot_at + offset + package.encoded_len())
     };
-    payload[end - 1] ^= 1;
-    fs::write(&copy.flash, payload).unwrap();
-    let outcome = Boot::new(copy).raspi2b().run();
-    let _ = fs::remove_dir_all(&dir);
+
+    // A header byte of the kernel (its security version): the loader refuses the slot.
+    let (kernel, start, _) = find(Kind::Kernel);
+    let mut payload = original.clone();
+    payload[start + 24] ^= 2;
+    fs::write(&copy.flash, &payload).unwrap();
+    let outcome = Boot::new(copy.clone()).raspi2b().run();
     outcome.expect(
         septa_abi::exit::BOOT_REFUSED,
         &[&format!(
-            "septa: loader: refusing to boot slot A: package {index} (app): payload SHA-256 does not match the header (corrupt image)"
+            "septa: loader: refusing to boot slot A: package {kernel} (kernel): its header is not the one the signed slot manifest lists"
         )],
     );
+
+    // A payload byte of an app: the kernel, which hashes each app as it starts it, refuses it.
+    let (app, _, end) = find(Kind::App);
+    let mut payload = original.clone();
+    payload[end - 1] ^= 1;
+    fs::write(&copy.flash, &payload).unwrap();
+    let mut qemu = Boot::new(copy).raspi2b().spawn();
+    qemu.wait_for("apps started");
+    qemu.kill();
+    let _ = fs::remove_dir_all(&dir);
+    let refusal = format!(
+        "septa: kernel: app package {app} refused: package: payload SHA-256 does not match the header"
+    );
+    assert!(qemu.console().contains(&refusal), "{}", qemu.console());
 }

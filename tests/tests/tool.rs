@@ -58,7 +58,8 @@ fn an_oem_signs_provisions_and_boots_with_its_own_key() {
     ]);
     let loader = built("loader");
     let (monitor, kernel, hello) = (path("monitor.spkg"), path("kernel.spkg"), path("hello.spkg"));
-    septa(&["image", "--loader", &loader, "--out-dir", &path("images"), &monitor, &kernel, &hello]);
+    let (key, images) = (path("oem.pem"), path("images"));
+    septa(&["image", "--loader", &loader, "--key", &key, "--out-dir", &images, &monitor, &kernel, &hello]);
     let rom = path("images/rom.img");
     septa(&[
         "provision",
@@ -71,7 +72,11 @@ fn an_oem_signs_provisions_and_boots_with_its_own_key() {
     ]);
 
     let listing = septa(&["inspect", &path("images/flash.img"), "--key", &path("oem.pub.pem")]);
-    assert_eq!(listing.matches("signature valid").count(), 3, "{listing}");
+    assert_eq!(listing.matches("signature valid").count(), 4, "{listing}");
+    assert!(
+        listing.contains("manifest signature valid") && !listing.contains("NOT IN MANIFEST"),
+        "{listing}"
+    );
     assert!(listing.contains("app     hello "), "{listing}");
     let foreign =
         septa(&["inspect", default_images().flash.to_str().unwrap(), "--key", &path("oem.pub.pem")]);

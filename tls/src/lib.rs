@@ -17,6 +17,7 @@
 //!   carry the unsigned CertificateVerify and the handshake ends with [`Error::Signer`].
 
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 mod verify;
 

@@ -19,6 +19,12 @@ use std::process::Stdio;
 /// Crates with a device binary (which links only for the device).
 pub const DEVICE_BINARIES: [&str; 3] = ["septa-loader", "septa-monitor", "septa-kernel"];
 
+/// The feature that enables each stage's device binary (a plain `cargo build` builds only
+/// their host-testable libraries).
+pub fn device_features() -> Vec<String> {
+    DEVICE_BINARIES.iter().map(|stage| format!("{stage}/device")).collect()
+}
+
 /// The app list of an image: `userland/image.toml`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,6 +59,7 @@ impl AppSpec {
 /// default), kernel features, apps, and update bundles to make next to it.
 pub struct ImageSpec {
     pub dir: String,
+    /// Kernel features; `crate/feature` for another stage's (the monitor's `powercut`).
     pub kernel_features: Vec<String>,
     pub apps: Vec<AppSpec>,
     pub bundles: Vec<BundleSpec>,
@@ -153,7 +160,11 @@ fn build_binaries(apps: &[&str], kernel_features: &[String]) -> Result<Built> {
 /// Builds for `board` (`None`: `qemu-virt`); another board builds with the stages' board
 /// feature into its own target directory, so switching boards rebuilds nothing.
 fn build_binaries_for(apps: &[&str], kernel_features: &[String], board: Option<&str>) -> Result<Built> {
-    let mut features: Vec<String> = kernel_features.iter().map(|f| format!("septa-kernel/{f}")).collect();
+    let mut features = device_features();
+    features.extend(kernel_features.iter().map(|f| {
+        // A feature of another stage names its crate (`septa-monitor/powercut`).
+        if f.contains('/') { f.clone() } else { format!("septa-kernel/{f}") }
+    }));
     if let Some(board) = board {
         features.extend(DEVICE_BINARIES.iter().map(|stage| format!("{stage}/{board}")));
     }
@@ -282,7 +293,7 @@ fn compose(built: &Built, spec: &ImageSpec, dir: &Path) -> Result<()> {
     let signed = signed_packages(built, 1, &spec.apps, dir)?;
     let mut rom = image::compose_rom(&loader)?;
     image::provision(&mut rom, &development_fuses(dir, &key)?)?;
-    let flash = image::compose_flash(&signed)?;
+    let flash = image::compose_flash(&signed, &key)?;
     let digest = {
         use sha2::Digest;
         let mut hasher = sha2::Sha256::new();
@@ -356,7 +367,7 @@ pub fn build_raspi2b(root: &Path, spec: &ImageSpec) -> Result<PathBuf> {
     development_fuses(&dir, &key)?
         .encode_into(&mut payload[fuses..fuses + raspi2b::FUSES.size])
         .map_err(|e| anyhow::anyhow!("encoding the fuses: {e}"))?;
-    let slot = septa_abi::slot::compose(&signed);
+    let slot = image::compose_slot(&signed, &key)?;
     if slot.len() > raspi2b::SLOT_A.size {
         bail!("slot A needs {} bytes; the dev kit gives it {}", slot.len(), raspi2b::SLOT_A.size);
     }

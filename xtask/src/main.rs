@@ -3,6 +3,8 @@
 //! Each command first makes sure what it needs is installed (the `armv7a-none-eabi` standard
 //! library through rustup, QEMU through apt-get) and says what it is doing.
 
+#![forbid(unsafe_code)]
+
 mod bench;
 mod images;
 mod profile;
@@ -466,6 +468,8 @@ fn lint() -> Result<()> {
     for package in images::DEVICE_BINARIES.iter().copied().chain(apps.iter().map(String::as_str)) {
         device.extend(["-p", package]);
     }
+    let stages = images::device_features().join(",");
+    device.extend(["--features", &stages]);
     device.extend(["--", "-D", "warnings"]);
     cargo(&device)?;
     // The TLS library apps link, as the device builds it.
@@ -482,8 +486,9 @@ fn lint() -> Result<()> {
         "warnings",
     ])?;
     // The dev kit's build of the three stages.
-    let features: Vec<String> =
+    let mut features: Vec<String> =
         images::DEVICE_BINARIES.iter().map(|stage| format!("{stage}/raspi2b")).collect();
+    features.extend(images::device_features());
     let features = features.join(",");
     let mut raspi2b = vec!["clippy", "--release", "--target", setup::DEVICE_TARGET, "--bins"];
     for package in images::DEVICE_BINARIES {

@@ -100,6 +100,11 @@ pub fn test_images(root: &Path) -> Result<Vec<ImageSpec>> {
         image("devauth", Vec::new(), vec![devauth, noauth]),
         image("isolation", Vec::new(), isolation),
         update_image(root)?,
+        ImageSpec {
+            dir: "update-cut".into(),
+            kernel_features: vec!["septa-monitor/powercut".into()],
+            ..update_image(root)?
+        },
         net_image(root, "net", false)?,
         net_image(root, "net-crash", true)?,
         agent_image(root)?,

@@ -53,9 +53,21 @@ pub fn provision(rom: &mut [u8], fuses: &Fuses) -> Result<()> {
     fuses.encode_into(area).map_err(|e| anyhow::anyhow!("encoding the fuses: {e}"))
 }
 
-/// Flash 1 with slot A holding `packages` (already signed).
-pub fn compose_flash(packages: &[Vec<u8>]) -> Result<Vec<u8>> {
-    let slot = slot::compose(packages);
+/// The slot image of `packages` (already signed), in order, with its manifest signed by
+/// `key`.
+pub fn compose_slot(packages: &[Vec<u8>], key: &SigningKey) -> Result<Vec<u8>> {
+    if packages.len() > slot::MAX_PACKAGES {
+        bail!("{} packages; a slot holds at most {}", packages.len(), slot::MAX_PACKAGES);
+    }
+    for (index, bytes) in packages.iter().enumerate() {
+        Package::parse(bytes).map_err(|e| anyhow::anyhow!("package {index}: {e}"))?;
+    }
+    Ok(slot::compose(packages, key))
+}
+
+/// Flash 1 with slot A holding `packages` (already signed), its manifest signed by `key`.
+pub fn compose_flash(packages: &[Vec<u8>], key: &SigningKey) -> Result<Vec<u8>> {
+    let slot = compose_slot(packages, key)?;
     if slot.len() > board::SLOT_A.size {
         bail!("slot A needs {} bytes; the board gives it {}", slot.len(), board::SLOT_A.size);
     }
@@ -66,7 +78,8 @@ pub fn compose_flash(packages: &[Vec<u8>]) -> Result<Vec<u8>> {
 }
 
 /// An update bundle: a header naming each package's component and security version and the
-/// hash of the slot image, signed by `key`, followed by the slot image of `packages`.
+/// hash of the slot image, signed by `key`, followed by the slot image of `packages` (its
+/// manifest signed by `key` too).
 pub fn bundle(packages: &[Vec<u8>], key: &SigningKey) -> Result<Vec<u8>> {
     if packages.len() > bundle::MAX_COMPONENTS {
         bail!("{} packages; a bundle holds at most {}", packages.len(), bundle::MAX_COMPONENTS);
@@ -76,7 +89,7 @@ pub fn bundle(packages: &[Vec<u8>], key: &SigningKey) -> Result<Vec<u8>> {
         let package = Package::parse(bytes).map_err(|e| anyhow::anyhow!("package {index}: {e}"))?;
         components.push((package.header.component_id, package.header.security_version));
     }
-    let image = slot::compose(packages);
+    let image = compose_slot(packages, key)?;
     if image.len() > board::SLOT_A.size.min(board::STAGING.size) {
         bail!("the slot image needs {} bytes; a slot holds {}", image.len(), board::SLOT_A.size);
     }
@@ -119,11 +132,33 @@ mod tests {
             },
         ]
         .map(|p| p.sign(&key));
-        let flash = compose_flash(&packages).unwrap();
+        let flash = compose_flash(&packages, &key).unwrap();
         assert_eq!(flash.len(), board::FLASH1.size);
         let slot = Slot::parse(&flash[..board::SLOT_A.size]).unwrap();
         let kinds: Vec<_> = slot.packages().map(|p| p.unwrap().1.header.kind).collect();
         assert_eq!(kinds, [Kind::Monitor, Kind::Kernel]);
+        // What the tool writes is what the loader accepts.
+        let point = key.verifying_key().to_encoded_point(false);
+        let fuses = Fuses {
+            device_secret: [0; 32],
+            oem_keys: heapless::Vec::from_slice(&[heapless::Vec::from_slice(point.as_bytes()).unwrap()])
+                .unwrap(),
+            revoked: heapless::Vec::new(),
+            minimum_versions: heapless::Vec::new(),
+        };
+        let verified = septa_abi::verify::verify(&flash[..board::SLOT_A.size], &fuses, |_| 0).unwrap();
+        verified.check_payloads().unwrap();
+        let bundle = bundle(&packages, &key).unwrap();
+        let header = bundle::Header::parse(&bundle).unwrap();
+        header.verify_signature(&fuses).unwrap();
+        bundle::check_image(&header, &bundle[header.len()..], &fuses, |_| 0).unwrap();
+    }
+
+    #[test]
+    fn a_package_that_is_not_one_is_refused() {
+        let key = SigningKey::from_slice(&[3; 32]).unwrap();
+        let error = compose_flash(&[vec![0; 10]], &key).unwrap_err();
+        assert!(format!("{error}").starts_with("package 0: truncated"), "{error}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! loader reads it with. Outputs are written to a temporary file and renamed into place, so
 //! a failed run never leaves a partly written image behind.
 
+#![forbid(unsafe_code)]
+
 pub mod attest;
 pub mod devfleet;
 pub mod device_cert;

@@ -3,6 +3,8 @@
 //! Every command names the file it could not use and why; outputs are written through a
 //! temporary file, so a failed command leaves no partial output behind.
 
+#![forbid(unsafe_code)]
+
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use septa_abi::app;
@@ -49,10 +51,14 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Compose rom.img (loader, blank fuses) and flash.img (slot A with the packages, in order).
+    /// Compose rom.img (loader, blank fuses) and flash.img (slot A with the packages, in order,
+    /// and the slot manifest listing them, signed by the OEM key).
     Image {
         #[arg(long)]
         loader: PathBuf,
+        /// The OEM private key that signs the slot manifest.
+        #[arg(long)]
+        key: PathBuf,
         #[arg(long)]
         out_dir: PathBuf,
         packages: Vec<PathBuf>,
@@ -102,7 +108,7 @@ enum Command {
     },
     /// Make a signed update bundle of packages (made by `septa pack`), in slot order.
     Bundle {
-        /// The OEM private key that signs the bundle header.
+        /// The OEM private key that signs the bundle header and the slot manifest.
         #[arg(long)]
         key: PathBuf,
         #[arg(long)]
@@ -339,7 +345,8 @@ fn run(cli: Cli) -> Result<()> {
             image::write_atomically(&out, &spec.sign(&key))?;
             println!("wrote {}", out.display());
         }
-        Command::Image { loader, out_dir, packages } => {
+        Command::Image { loader, key, out_dir, packages } => {
+            let key = keys::load_signing_key(&key)?;
             let loader = elf::flatten_file(&loader, board::LOADER_ROM.base)?;
             let packages = packages
                 .iter()
@@ -347,7 +354,7 @@ fn run(cli: Cli) -> Result<()> {
                 .collect::<Result<Vec<_>>>()?;
             fs::create_dir_all(&out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
             image::write_atomically(&out_dir.join("rom.img"), &image::compose_rom(&loader)?)?;
-            image::write_atomically(&out_dir.join("flash.img"), &image::compose_flash(&packages)?)?;
+            image::write_atomically(&out_dir.join("flash.img"), &image::compose_flash(&packages, &key)?)?;
             println!("wrote {0}/rom.img and {0}/flash.img", out_dir.display());
         }
         Command::Provision {
@@ -592,8 +599,25 @@ fn inspect(flash: &std::path::Path, key_files: &[PathBuf]) -> Result<()> {
     let region = image.get(at..at + board::SLOT_A.size).context("the image is smaller than slot A")?;
     let slot = Slot::parse(region).map_err(|e| anyhow::anyhow!("{}: slot A: {e}", flash.display()))?;
     let keys = key_files.iter().map(|p| keys::load_verifying_key(p)).collect::<Result<Vec<_>>>()?;
-    println!("slot A: {} packages", slot.package_count());
-    for entry in slot.packages() {
+    let manifest_key = slot.manifest_key_id();
+    let manifest = match keys.iter().find(|k| key_id(k) == manifest_key) {
+        Some(key) => {
+            use p256::ecdsa::signature::Verifier;
+            let signature = p256::ecdsa::Signature::from_slice(slot.manifest_signature());
+            match signature.map(|s| key.verify(slot.signed_part(), &s)) {
+                Ok(Ok(())) => "valid",
+                _ => "INVALID",
+            }
+        }
+        None if keys.is_empty() => "not checked (no --key)",
+        None => "unknown key",
+    };
+    println!(
+        "slot A: {} packages, manifest key {}  manifest signature {manifest}",
+        slot.package_count(),
+        hex::encode(manifest_key)
+    );
+    for (index, entry) in slot.packages().enumerate() {
         let (offset, package) = entry.map_err(|e| anyhow::anyhow!("{}: {e}", flash.display()))?;
         let header = &package.header;
         let name = match header.kind {
@@ -609,8 +633,13 @@ fn inspect(flash: &std::path::Path, key_files: &[PathBuf]) -> Result<()> {
             None if keys.is_empty() => "not checked (no --key)",
             None => "unknown key",
         };
+        let listed = if slot.manifest_entry(index) == Some(package.header_digest()) {
+            ""
+        } else {
+            "  NOT IN MANIFEST"
+        };
         println!(
-            "{offset:#09x} {:>8} bytes  {:<7} {:<16} {}  version {}  key {}  signature {signature}",
+            "{offset:#09x} {:>8} bytes  {:<7} {:<16} {}  version {}  key {}  signature {signature}{listed}",
             package.encoded_len(),
             header.kind.name(),
             name,

@@ -9,6 +9,7 @@
 //! lies inside the pool.
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 /// Size of a page and of a bounce slot.
 pub const PAGE: usize = 4096;

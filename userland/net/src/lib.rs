@@ -2,6 +2,7 @@
 //! syscalls so it runs on the host in unit tests.
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 

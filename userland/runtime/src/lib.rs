@@ -10,6 +10,7 @@
 //! share one allocator instead of each rolling its own.
 
 #![no_std]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 use septa_syscalls as sys;
 

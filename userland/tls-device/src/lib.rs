@@ -7,6 +7,7 @@
 //!   writes.
 
 #![no_std]
+#![forbid(unsafe_code)]
 
 use rand_core::{CryptoRng, RngCore, SeedableRng};
 use septa_syscalls::net::TcpStream;
