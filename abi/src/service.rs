@@ -76,6 +76,9 @@ pub struct AttestResponse {
     /// When the certificate expires, in seconds since the Unix epoch (0 when none).
     pub not_after: u64,
     pub offer: Option<Offer>,
+    /// Seconds until the device should check in again (the service's setting: seconds in
+    /// development, about a day in production). A device bounds it to a range of its own.
+    pub check_in_interval_s: u32,
 }
 
 /// `POST /device/v1/reports`: signed reports from the device's report ring
@@ -131,6 +134,7 @@ mod tests {
             certificate: heapless::Vec::from_slice(&[1, 2, 3]).unwrap(),
             not_after: 1_800_000_000,
             offer: Some(Offer { ticket: [7; TICKET_LEN], bundle_len: 4096, bundle_sha256: [9; 32] }),
+            check_in_interval_s: 72_000,
         };
         let mut buffer = [0u8; 2048];
         let bytes = postcard::to_slice(&response, &mut buffer).unwrap();

@@ -16,15 +16,28 @@ struct Cli {
     /// A PostgreSQL URL (postgres://user:password@host/db) instead of --data.
     #[arg(long, conflicts_with = "data")]
     database: Option<String>,
-    /// Management API, dashboard and the device protocol over plain HTTP.
+    /// Management API and dashboard over plain HTTP.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// The device protocol over TLS (rustls), e.g. 0.0.0.0:8443.
+    /// The device protocol over mutual TLS (rustls), e.g. 0.0.0.0:8443.
     #[arg(long)]
     device_listen: Option<SocketAddr>,
-    /// Names (DNS or IP) the device port's certificate is for.
+    /// Names (DNS or IP) the device port's certificate is for, when the service CA issues it.
     #[arg(long = "tls-name", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
     tls_names: Vec<String>,
+    /// The device port's certificate chain (PEM), instead of one from the service CA.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PKCS#8 PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A factory device CA (PEM or DER) whose client certificates the device port accepts
+    /// besides the service CA's own; repeat for several.
+    #[arg(long = "device-ca")]
+    device_cas: Vec<PathBuf>,
+    /// Seconds between a device's check-ins (development: a few; production: about a day).
+    #[arg(long, default_value_t = septa_service::web::DEFAULT_CHECK_IN_INTERVAL_S)]
+    check_in_interval: u32,
     /// Seconds a nonce stays valid.
     #[arg(long, default_value_t = 60)]
     nonce_ttl: i64,
@@ -91,8 +104,11 @@ async fn run(cli: Cli) -> Result<()> {
                 listen: cli.listen,
                 device_listen: cli.device_listen,
                 tls_names: cli.tls_names.clone(),
+                tls_identity: cli.tls_cert.clone().zip(cli.tls_key.clone()),
+                device_cas: cli.device_cas.clone(),
                 sweep_interval: Duration::from_millis(cli.sweep_ms.max(10)),
                 nonce_ttl_s: cli.nonce_ttl,
+                check_in_interval_s: cli.check_in_interval,
             })
             .await
         }

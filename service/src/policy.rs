@@ -148,7 +148,12 @@ pub enum TargetStatus {
     Offered,
     /// Downloaded the whole bundle; its next attestation decides.
     Downloaded,
-    /// Attested the release's measurements.
+    /// Attested the release's measurements after downloading it: it runs the release on
+    /// trial, which may still fail and roll back.
+    OnTrial,
+    /// Runs the release, confirmed: it attested the release's measurements and reported,
+    /// signed, that the update confirmed itself (or it ran the release without downloading
+    /// it from this deployment).
     Updated,
     /// Attested its old measurements after downloading, or reported a signed roll-back.
     RolledBack,
@@ -157,10 +162,11 @@ pub enum TargetStatus {
 }
 
 impl TargetStatus {
-    pub const ALL: [TargetStatus; 6] = [
+    pub const ALL: [TargetStatus; 7] = [
         TargetStatus::Pending,
         TargetStatus::Offered,
         TargetStatus::Downloaded,
+        TargetStatus::OnTrial,
         TargetStatus::Updated,
         TargetStatus::RolledBack,
         TargetStatus::TimedOut,
@@ -171,6 +177,7 @@ impl TargetStatus {
             TargetStatus::Pending => "pending",
             TargetStatus::Offered => "offered",
             TargetStatus::Downloaded => "downloaded",
+            TargetStatus::OnTrial => "on trial",
             TargetStatus::Updated => "updated",
             TargetStatus::RolledBack => "rolled back",
             TargetStatus::TimedOut => "timed out",
@@ -188,24 +195,31 @@ impl TargetStatus {
 }
 
 /// A target's status after it attested `attested` (a fingerprint): evidence only. The
-/// release's measurements make it updated whatever it said before; its old measurements
-/// after it downloaded the whole bundle make it rolled back; anything else leaves it.
+/// release's measurements after downloading the bundle put it on trial (the trial may still
+/// fail: only the device's signed word that the update confirmed itself, [`status_after_applied`],
+/// makes it updated); without a download from this deployment they make it updated (it
+/// runs the release already). Its old measurements after it downloaded the whole bundle, or
+/// while on trial, make it rolled back; anything else leaves it.
 pub fn status_after_attestation(
     status: TargetStatus,
     attested: &str,
     release: &str,
     before: &str,
 ) -> TargetStatus {
-    if status.is_final() {
-        return status;
+    use TargetStatus::*;
+    match status {
+        Updated | RolledBack | TimedOut => status,
+        Downloaded | OnTrial if attested == release => OnTrial,
+        Downloaded | OnTrial if attested == before => RolledBack,
+        _ if attested == release => Updated,
+        _ => status,
     }
-    if attested == release {
-        TargetStatus::Updated
-    } else if status == TargetStatus::Downloaded && attested == before {
-        TargetStatus::RolledBack
-    } else {
-        status
-    }
+}
+
+/// A target's status after the device reported, signed, that an update confirmed itself,
+/// when its latest attestation was `attested`: a target on trial of that release is updated.
+pub fn status_after_applied(status: TargetStatus, attested: &str, release: &str) -> TargetStatus {
+    if status == TargetStatus::OnTrial && attested == release { TargetStatus::Updated } else { status }
 }
 
 /// The rank of a device in a deployment's order: a hash of both ids, so each deployment
@@ -397,6 +411,15 @@ mod tests {
         use TargetStatus::*;
         assert_eq!(status_after_attestation(Offered, "new", "new", "old"), Updated);
         assert_eq!(status_after_attestation(Downloaded, "old", "new", "old"), RolledBack);
+        // Booting the release after downloading it is a trial, not yet an update: only the
+        // signed confirmation makes it one, and a trial can still roll back.
+        assert_eq!(status_after_attestation(Downloaded, "new", "new", "old"), OnTrial);
+        assert_eq!(status_after_attestation(OnTrial, "new", "new", "old"), OnTrial);
+        assert_eq!(status_after_attestation(OnTrial, "old", "new", "old"), RolledBack);
+        assert_eq!(status_after_applied(OnTrial, "new", "new"), Updated);
+        assert_eq!(status_after_applied(OnTrial, "old", "new"), OnTrial);
+        assert_eq!(status_after_applied(Downloaded, "new", "new"), Downloaded);
+        assert_eq!(status_after_applied(RolledBack, "new", "new"), RolledBack);
         // Attesting the old software before downloading is no roll-back.
         assert_eq!(status_after_attestation(Offered, "old", "new", "old"), Offered);
         assert_eq!(status_after_attestation(Downloaded, "other", "new", "old"), Downloaded);

@@ -13,6 +13,8 @@ use septa_abi::service::{
     AttestRequest, AttestResponse, DeviceId, NonceRequest, NonceResponse, ReportResponse, ReportUpload,
 };
 use septa_abi::slot::Slot;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 /// The loader's measurement, the same on every simulated device.
 const LOADER: Measurement =
@@ -130,50 +132,87 @@ impl Reply {
     }
 }
 
-/// A device-protocol client for one service address.
+/// A device-protocol client for one service's mutual-TLS device port. Each simulated
+/// device connects with a client certificate of its own: one the factory CA issues for its
+/// key (as a real device leaves the factory with one), or one given with
+/// [`Client::with_certificate`].
 #[derive(Clone)]
 pub struct Client {
-    http: reqwest::Client,
     base: String,
+    /// The service CA (PEM), the only anchor for the service's certificate.
+    ca_pem: String,
+    /// Issues each device's first client certificate.
+    factory: Option<Arc<crate::ca::Ca>>,
+    /// One HTTP client (and so one TLS identity) per device.
+    devices: Arc<Mutex<HashMap<DeviceId, reqwest::Client>>>,
 }
 
 impl Client {
-    /// Plain HTTP to `base` (e.g. `http://127.0.0.1:PORT`).
-    pub fn new(base: &str) -> Client {
-        Client { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_string() }
+    /// Mutual TLS to `base` (`https://...`), trusting only the service CA `ca_pem`; each
+    /// device presents a certificate from `factory`.
+    pub fn new(base: &str, ca_pem: &str, factory: Arc<crate::ca::Ca>) -> Client {
+        Client {
+            base: base.trim_end_matches('/').to_string(),
+            ca_pem: ca_pem.to_string(),
+            factory: Some(factory),
+            devices: Default::default(),
+        }
     }
 
-    /// TLS to `base` (`https://...`), trusting only the service CA `ca_pem`.
-    pub fn with_tls(base: &str, ca_pem: &str) -> Result<Client> {
+    /// Mutual TLS as above for `device` alone, presenting `certificate` (DER) for its
+    /// identity key. (A real device's key never leaves its monitor; the simulator holds it.)
+    pub fn with_certificate(base: &str, ca_pem: &str, device: &Device, certificate: &[u8]) -> Result<Client> {
+        let client = Client {
+            base: base.trim_end_matches('/').to_string(),
+            ca_pem: ca_pem.to_string(),
+            factory: None,
+            devices: Default::default(),
+        };
+        let http = client.http_client(device, Some(certificate))?;
+        client.devices.lock().expect("not poisoned").insert(device.id(), http);
+        Ok(client)
+    }
+
+    /// TLS to `base` without any client certificate (which the device port refuses).
+    pub fn anonymous(base: &str, ca_pem: &str) -> Result<(reqwest::Client, String)> {
         let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())?;
         let http = reqwest::Client::builder().use_rustls_tls().add_root_certificate(ca).build()?;
-        Ok(Client { http, base: base.trim_end_matches('/').to_string() })
+        Ok((http, base.trim_end_matches('/').to_string()))
     }
 
-    /// TLS as above, presenting `certificate` (DER) for `device`'s identity key: mutual
-    /// authentication. (A real device's key never leaves its monitor; the simulator holds it.)
-    pub fn with_client_certificate(
-        base: &str,
-        ca_pem: &str,
-        device: &Device,
-        certificate: &[u8],
-    ) -> Result<Client> {
+    fn http_client(&self, device: &Device, certificate: Option<&[u8]>) -> Result<reqwest::Client> {
         use p256::pkcs8::{EncodePrivateKey, LineEnding};
-        let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes())?;
+        let issued;
+        let certificate = match (certificate, &self.factory) {
+            (Some(c), _) => c,
+            (None, Some(factory)) => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs();
+                issued = factory.issue_device(&device.id_hex(), &device.public_key(), now as i64)?.0;
+                &issued
+            }
+            (None, None) => bail!("this client has no certificate for device {}", device.id_hex()),
+        };
+        let ca = reqwest::Certificate::from_pem(self.ca_pem.as_bytes())?;
         let key = device.identity.to_pkcs8_pem(LineEnding::LF)?;
         let cert = pem::encode(&pem::Pem::new("CERTIFICATE", certificate.to_vec()));
         let identity = reqwest::Identity::from_pem(format!("{cert}{}", key.as_str()).as_bytes())?;
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .add_root_certificate(ca)
-            .identity(identity)
-            .build()?;
-        Ok(Client { http, base: base.trim_end_matches('/').to_string() })
+        Ok(reqwest::Client::builder().use_rustls_tls().add_root_certificate(ca).identity(identity).build()?)
     }
 
-    pub async fn post(&self, path: &str, body: Vec<u8>) -> Result<Reply> {
+    /// The HTTP client that speaks for `device`.
+    fn http(&self, device: &Device) -> Result<reqwest::Client> {
+        if let Some(http) = self.devices.lock().expect("not poisoned").get(&device.id()) {
+            return Ok(http.clone());
+        }
+        let http = self.http_client(device, None)?;
+        self.devices.lock().expect("not poisoned").insert(device.id(), http.clone());
+        Ok(http)
+    }
+
+    /// `POST path` with `body`, as `device`.
+    pub async fn post(&self, device: &Device, path: &str, body: Vec<u8>) -> Result<Reply> {
         let response = self
-            .http
+            .http(device)?
             .post(format!("{}{path}", self.base))
             .header("content-type", "application/octet-stream")
             .body(body)
@@ -184,8 +223,9 @@ impl Client {
         Ok(Reply { status, body: response.bytes().await?.to_vec() })
     }
 
-    pub async fn get(&self, path: &str, range: Option<&str>) -> Result<Reply> {
-        let mut request = self.http.get(format!("{}{path}", self.base));
+    /// `GET path`, as `device`.
+    pub async fn get(&self, device: &Device, path: &str, range: Option<&str>) -> Result<Reply> {
+        let mut request = self.http(device)?.get(format!("{}{path}", self.base));
         if let Some(range) = range {
             request = request.header("range", range);
         }
@@ -196,7 +236,11 @@ impl Client {
 
     pub async fn nonce(&self, device: &Device) -> Result<[u8; 32]> {
         let reply = self
-            .post("/device/v1/nonce", postcard::to_allocvec(&NonceRequest { device_id: device.id() })?)
+            .post(
+                device,
+                "/device/v1/nonce",
+                postcard::to_allocvec(&NonceRequest { device_id: device.id() })?,
+            )
             .await?;
         if reply.status != 200 {
             bail!("nonce: {} {}", reply.status, reply.text());
@@ -210,7 +254,7 @@ impl Client {
             device_id: device.id(),
             token: heapless::Vec::from_slice(&token).map_err(|_| anyhow::anyhow!("token too long"))?,
         };
-        self.post("/device/v1/attest", postcard::to_allocvec(&request)?).await
+        self.post(device, "/device/v1/attest", postcard::to_allocvec(&request)?).await
     }
 
     /// One check-in: nonce, token, verdict (and certificate and offer).
@@ -224,12 +268,12 @@ impl Client {
     }
 
     /// Downloads an offered bundle in pieces of `chunk` bytes, resuming with ranges.
-    pub async fn download(&self, ticket: &[u8], chunk: usize) -> Result<Vec<u8>> {
+    pub async fn download(&self, device: &Device, ticket: &[u8], chunk: usize) -> Result<Vec<u8>> {
         let path = format!("/device/v1/bundle/{}", hex::encode(ticket));
         let mut out = Vec::new();
         loop {
             let range = format!("bytes={}-{}", out.len(), out.len() + chunk - 1);
-            let reply = self.get(&path, Some(&range)).await?;
+            let reply = self.get(device, &path, Some(&range)).await?;
             match reply.status {
                 206 => out.extend_from_slice(&reply.body),
                 416 if !out.is_empty() => return Ok(out),
@@ -248,10 +292,20 @@ impl Client {
                 .map_err(|_| anyhow::anyhow!("too many reports"))?;
         }
         self.post(
+            device,
             "/device/v1/reports",
             postcard::to_allocvec(&ReportUpload { device_id: device.id(), reports: list })?,
         )
         .await
+    }
+
+    /// Uploads what the monitor signs when an update confirms itself on trial (the
+    /// `Applied` event), as the device's agent does after its check-in.
+    pub async fn confirm_update(&self, device: &Device) -> Result<()> {
+        let applied =
+            Event::Update { event: septa_abi::report::UpdateEvent::Applied { slot: 1 }, time_ms: 2000 };
+        // The supervisor's record of this boot: sequence numbers far from the tests' own.
+        self.report_counts(device, &[device.report(1 << 20, &[applied])]).await.map(|_| ())
     }
 
     pub async fn report_counts(&self, device: &Device, reports: &[Vec<u8>]) -> Result<ReportResponse> {

@@ -926,7 +926,7 @@ impl Storage {
             let mut tx = self.pool.begin().await?;
             sqlx::query(
                 "UPDATE deployment_targets SET status = $1, decided_at = $2 WHERE deployment_id = $3 \
-                 AND opened_at IS NOT NULL AND status IN ('pending', 'offered', 'downloaded') \
+                 AND opened_at IS NOT NULL AND status IN ('pending', 'offered', 'downloaded', 'on trial') \
                  AND opened_at + (SELECT deadline_s FROM deployments WHERE id = $4) < $5",
             )
             .bind(TargetStatus::TimedOut.name())
@@ -1041,15 +1041,12 @@ impl Storage {
         }
         let day = now.div_euclid(86_400);
         for event in events {
-            if let septa_abi::report::Event::Update {
-                event: septa_abi::report::UpdateEvent::RolledBack { .. },
-                ..
-            } = event
-            {
+            use septa_abi::report::{Event, UpdateEvent};
+            if let Event::Update { event: UpdateEvent::RolledBack { .. }, .. } = event {
                 // Signed by the device: its open targets rolled back.
                 let open = sqlx::query(
                     "SELECT t.deployment_id FROM deployment_targets t JOIN deployments d ON d.id = t.deployment_id \
-                     WHERE t.device_id = $1 AND d.state = 'active' AND t.status IN ('offered', 'downloaded')",
+                     WHERE t.device_id = $1 AND d.state = 'active' AND t.status IN ('offered', 'downloaded', 'on trial')",
                 )
                 .bind(device_id)
                 .fetch_all(&mut *tx)
@@ -1058,6 +1055,34 @@ impl Storage {
                     let deployment: String = row.try_get(0)?;
                     set_status(&mut tx, &deployment, device_id, TargetStatus::RolledBack, now).await?;
                     evaluate(&mut tx, &deployment, now).await?;
+                }
+            }
+            if let Event::Update { event: UpdateEvent::Applied { .. }, .. } = event {
+                // Signed by the device: the update it runs on trial confirmed itself. The
+                // agent attests before it uploads, so the device's latest fingerprint is
+                // what this boot runs.
+                let trials = sqlx::query(
+                    "SELECT t.deployment_id, r.fingerprint, v.fingerprint FROM deployment_targets t \
+                     JOIN deployments d ON d.id = t.deployment_id JOIN releases r ON r.id = d.release_id \
+                     JOIN devices v ON v.id = t.device_id \
+                     WHERE t.device_id = $1 AND d.state = 'active' AND t.status = 'on trial'",
+                )
+                .bind(device_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in trials {
+                    let deployment: String = row.try_get(0)?;
+                    let release: String = row.try_get(1)?;
+                    let attested: Option<String> = row.try_get(2)?;
+                    let next = policy::status_after_applied(
+                        TargetStatus::OnTrial,
+                        attested.as_deref().unwrap_or_default(),
+                        &release,
+                    );
+                    if next != TargetStatus::OnTrial {
+                        set_status(&mut tx, &deployment, device_id, next, now).await?;
+                        evaluate(&mut tx, &deployment, now).await?;
+                    }
                 }
             }
             let Some(issue) = policy::issue_key(event) else { continue };

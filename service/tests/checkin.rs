@@ -1,5 +1,5 @@
-//! End to end: claim, check-in with attestation and certificate (plain HTTP and TLS with a
-//! device certificate), replays and forgeries refused, untrusted measurements, on the real
+//! End to end: claim, check-in over mutual TLS with attestation and certificate, clients
+//! without a valid certificate or with another device's refused, replays and forgeries refused, untrusted measurements, on the real
 //! service binary with simulated devices.
 
 mod common;
@@ -82,30 +82,64 @@ async fn claimed_device_checks_in_and_gets_a_certificate(db: Db) {
     let service = Service::start(db).await;
     service.setup_product(&fixture).await;
     let device = service.claimed_device(&fixture.v1).await;
+    // Over the mutual-TLS device port, trusting only the service CA, with the factory
+    // certificate.
     let client = service.device_client();
     let response = client.checkin(&device).await.unwrap();
     assert_eq!(response.verdict, Verdict::Trusted);
     assert!(response.offer.is_none());
     let ca = reqwest::get(format!("{}/api/v1/ca", service.base)).await.unwrap().text().await.unwrap();
+    assert_eq!(ca, service.ca_pem);
     verify_device_certificate(&response.certificate, &ca, &device);
     let info = service.ok("GET", &format!("/api/v1/devices/{}", device.id_hex()), None).await;
     assert_eq!(info["device"]["trusted"], true);
     assert_eq!(info["device"]["release"], "v1");
     assert_eq!(info["attestations"].as_array().unwrap().len(), 1);
 
-    // Over the TLS device port, trusting only the service CA.
-    let tls = Client::with_tls(&service.tls, &ca).unwrap();
-    let response = tls.checkin(&device).await.unwrap();
+    // The certificate the service issued is good for the next check-in.
+    let renewed = Client::with_certificate(&service.tls, &ca, &device, &response.certificate).unwrap();
+    assert_eq!(renewed.checkin(&device).await.unwrap().verdict, Verdict::Trusted);
+    // A certificate that expired while the device was offline still lets it check in (the
+    // check-in proves it afresh), and it gets a new one.
+    let now = septa_service::web::now();
+    let (expired, _) =
+        service.factory.issue_device(&device.id_hex(), &device.public_key(), now - 3 * 86_400).unwrap();
+    let late = Client::with_certificate(&service.tls, &ca, &device, &expired).unwrap();
+    let response = late.checkin(&device).await.unwrap();
     assert_eq!(response.verdict, Verdict::Trusted);
-    // Mutual TLS: the device presents its certificate; one the CA did not issue is refused
-    // in the handshake.
-    let mutual = Client::with_client_certificate(&service.tls, &ca, &device, &response.certificate).unwrap();
-    assert_eq!(mutual.checkin(&device).await.unwrap().verdict, Verdict::Trusted);
+    verify_device_certificate(&response.certificate, &ca, &device);
+    // A client without a certificate, or with one from a CA the service does not know, is
+    // refused in the handshake, expired or not.
+    let (anonymous, base) = Client::anonymous(&service.tls, &ca).unwrap();
+    assert!(anonymous.post(format!("{base}/device/v1/nonce")).send().await.is_err(), "no certificate");
     let other_ca = septa_service::ca::Ca::from_stored(&septa_service::ca::Ca::new_stored()).unwrap();
     let (forged, _) =
         other_ca.issue_device(&device.id_hex(), &device.public_key(), septa_service::web::now()).unwrap();
-    let impostor = Client::with_client_certificate(&service.tls, &ca, &device, &forged).unwrap();
+    let impostor = Client::with_certificate(&service.tls, &ca, &device, &forged).unwrap();
     assert!(impostor.checkin(&device).await.is_err(), "a certificate from another CA is refused");
+    let (forged, _) =
+        other_ca.issue_device(&device.id_hex(), &device.public_key(), now - 3 * 86_400).unwrap();
+    let impostor = Client::with_certificate(&service.tls, &ca, &device, &forged).unwrap();
+    assert!(impostor.checkin(&device).await.is_err(), "an expired one from another CA too");
+    // A valid certificate speaks only for its own device: another device's check-in,
+    // nonce or reports over it are refused.
+    let other = service.claimed_device(&fixture.v1).await;
+    let nonce = septa_abi::service::NonceRequest { device_id: other.id() };
+    let reply =
+        renewed.post(&device, "/device/v1/nonce", postcard::to_allocvec(&nonce).unwrap()).await.unwrap();
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    let upload = septa_abi::service::ReportUpload {
+        device_id: other.id(),
+        reports: heapless::Vec::from_slice(&[heapless::Vec::from_slice(&other.report(0, &[])).unwrap()])
+            .unwrap(),
+    };
+    let reply =
+        renewed.post(&device, "/device/v1/reports", postcard::to_allocvec(&upload).unwrap()).await.unwrap();
+    assert_eq!(reply.status, 403, "{}", reply.text());
+    // The plain HTTP listener serves no device protocol.
+    let plain =
+        reqwest::Client::new().post(format!("{}/device/v1/nonce", service.base)).send().await.unwrap();
+    assert_eq!(plain.status(), 404);
     // A second claim of the same device, by anyone, is refused.
     let body = json!({ "product": "sensor", "public_key": device.public_key_hex() });
     let (status, _) = service.call("POST", "/api/v1/devices", Some(body)).await;
@@ -151,6 +185,7 @@ async fn replayed_and_forged_tokens_are_refused(db: Db) {
     let stranger = new_device(&fixture.v1);
     let reply = client
         .post(
+            &stranger,
             "/device/v1/nonce",
             postcard::to_allocvec(&septa_abi::service::NonceRequest { device_id: stranger.id() }).unwrap(),
         )
@@ -191,7 +226,7 @@ async fn untrusted_device_gets_no_certificate_and_only_recovery(db: Db) {
     let response = client.checkin(&device).await.unwrap();
     assert_eq!(response.verdict, Verdict::Untrusted);
     let offer = response.offer.expect("the recovery release is offered");
-    let bytes = client.download(&offer.ticket, 4096).await.unwrap();
+    let bytes = client.download(&device, &offer.ticket, 4096).await.unwrap();
     assert_eq!(bytes, fixture.recovery);
     use sha2::Digest;
     assert_eq!(sha2::Sha256::digest(&bytes).as_slice(), offer.bundle_sha256);
@@ -215,8 +250,8 @@ async fn replicas_on_one_postgres_share_nonces_and_the_ca() {
     let service = Service::start(db).await;
     service.setup_product(&fixture).await;
     let device = service.claimed_device(&fixture.v1).await;
-    let (mut replica, base) = service.replica();
-    let (a, b) = (service.device_client(), Client::new(&base));
+    let (mut replica, base, tls) = service.replica();
+    let (a, b) = (service.device_client(), Client::new(&tls, &service.ca_pem, service.factory.clone()));
     let nonce = a.nonce(&device).await.unwrap();
     let token = device.token(&nonce);
     let reply = b.attest_raw(&device, token.clone()).await.unwrap();

@@ -75,12 +75,16 @@ async fn fleet(service: &Service, fixture: &Fixture) -> (String, String) {
     let mut updated = false;
     for d in devices.iter_mut() {
         if let Some(offer) = client.checkin(d).await.unwrap().offer {
-            client.download(&offer.ticket, 1 << 20).await.unwrap();
-            if !updated {
+            client.download(d, &offer.ticket, 1 << 20).await.unwrap();
+            let booted = !updated;
+            if booted {
                 d.boot(measurements_of(&fixture.v2).unwrap());
                 updated = true;
             }
             client.checkin(d).await.unwrap();
+            if booted {
+                client.confirm_update(d).await.unwrap();
+            }
         }
     }
     let record = |pc| {

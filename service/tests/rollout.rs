@@ -45,11 +45,18 @@ async fn phased_rollout_updates_then_halts_on_roll_backs(db: Db) {
     for &i in &first {
         let offer = client.checkin(&devices[i]).await.unwrap().offer.unwrap();
         // A download cut short resumes where it stopped.
-        let bytes = client.download(&offer.ticket, 5000).await.unwrap();
+        let bytes = client.download(&devices[i], &offer.ticket, 5000).await.unwrap();
         assert_eq!(bytes, fixture.v2);
         devices[i].boot(v2.clone());
         let after = client.checkin(&devices[i]).await.unwrap();
-        assert!(after.offer.is_none(), "an updated device is not offered the release again");
+        assert!(after.offer.is_none(), "a device on trial is not offered the release again");
+        // On trial until the device says, signed, that the update confirmed itself.
+        let targets = service.ok("GET", &format!("/api/v1/deployments/{id}/targets"), None).await;
+        let status = targets.as_array().unwrap().iter().find(|t| t["device"] == devices[i].id_hex()).unwrap()
+            ["status"]
+            .clone();
+        assert_eq!(status, "on trial");
+        client.confirm_update(&devices[i]).await.unwrap();
     }
     let deployment = service.deployment(&id).await;
     assert_eq!(deployment["counts"]["updated"], 2, "{deployment}");
@@ -62,7 +69,7 @@ async fn phased_rollout_updates_then_halts_on_roll_backs(db: Db) {
     // (33 %, under 40 %), then 2 of 4 (50 %): halted mid-phase.
     for (n, &i) in second[..2].iter().enumerate() {
         let offer = client.checkin(&devices[i]).await.unwrap().offer.unwrap();
-        client.download(&offer.ticket, 1 << 20).await.unwrap();
+        client.download(&devices[i], &offer.ticket, 1 << 20).await.unwrap();
         client.checkin(&devices[i]).await.unwrap();
         let state = service.deployment(&id).await["state"].clone();
         assert_eq!(state, if n == 0 { "active" } else { "halted" });
@@ -93,7 +100,7 @@ async fn silent_devices_time_out_and_signed_roll_backs_count(db: Db) {
     let id = service.ok("POST", "/api/v1/deployments", Some(body)).await["id"].as_str().unwrap().to_string();
     // Device 0 says, in a report signed by its own key, that the update rolled back.
     let offer = client.checkin(&devices[0]).await.unwrap().offer.unwrap();
-    client.download(&offer.ticket, 1 << 20).await.unwrap();
+    client.download(&devices[0], &offer.ticket, 1 << 20).await.unwrap();
     let rolled_back = Event::Update {
         event: UpdateEvent::RolledBack { slot: 1, reason: RollbackReason::Watchdog },
         time_ms: 900,

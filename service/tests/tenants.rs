@@ -104,17 +104,20 @@ async fn bad_input_is_refused_and_changes_nothing(db: Db) {
     let before = snapshot(&service).await;
 
     // Device protocol: oversized, malformed, trailing bytes, bad tickets and ranges.
-    assert_eq!(client.post("/device/v1/attest", vec![0; 9000]).await.unwrap().status, 413);
-    assert_eq!(client.post("/device/v1/reports", vec![0; 20000]).await.unwrap().status, 413);
-    assert_eq!(client.post("/device/v1/attest", vec![0xff; 100]).await.unwrap().status, 400);
-    assert_eq!(client.post("/device/v1/nonce", vec![]).await.unwrap().status, 400);
+    assert_eq!(client.post(&device, "/device/v1/attest", vec![0; 9000]).await.unwrap().status, 413);
+    assert_eq!(client.post(&device, "/device/v1/reports", vec![0; 20000]).await.unwrap().status, 413);
+    assert_eq!(client.post(&device, "/device/v1/attest", vec![0xff; 100]).await.unwrap().status, 400);
+    assert_eq!(client.post(&device, "/device/v1/nonce", vec![]).await.unwrap().status, 400);
     let mut nonce_request =
         postcard::to_allocvec(&septa_abi::service::NonceRequest { device_id: device.id() }).unwrap();
     nonce_request.push(0);
-    assert_eq!(client.post("/device/v1/nonce", nonce_request).await.unwrap().status, 400);
+    assert_eq!(client.post(&device, "/device/v1/nonce", nonce_request).await.unwrap().status, 400);
     assert_eq!(client.attest_raw(&device, vec![1, 2, 3]).await.unwrap().status, 400);
-    assert_eq!(client.get("/device/v1/bundle/zz", None).await.unwrap().status, 400);
-    assert_eq!(client.get(&format!("/device/v1/bundle/{}", "0".repeat(32)), None).await.unwrap().status, 404);
+    assert_eq!(client.get(&device, "/device/v1/bundle/zz", None).await.unwrap().status, 400);
+    assert_eq!(
+        client.get(&device, &format!("/device/v1/bundle/{}", "0".repeat(32)), None).await.unwrap().status,
+        404
+    );
     let garbage_report = client.upload_reports(&device, &[vec![9; 50]]).await.unwrap();
     assert_eq!(garbage_report.status, 401, "{}", garbage_report.text());
 

@@ -1,6 +1,6 @@
 //! End to end: the device's `agent` app and the real `septa-service` (SQLite under a
-//! temporary directory, on a loopback port). QEMU's user network forwards `devhost:80` to
-//! the service through `septa relay`; the service is set up as `cargo xtask run` does it
+//! temporary directory, on loopback ports). QEMU's user network forwards `devhost:443` to
+//! the service's mutual-TLS device port through `septa relay`; the service is set up as `cargo xtask run` does it
 //! (`septa_tool::devfleet`): development OEM key, product, group, the claim of the
 //! development device and its factory release (the `agent/` image's `v1.bundle`).
 
@@ -27,23 +27,74 @@ fn keys_dir() -> PathBuf {
     image_dir().parent().unwrap().join("keys")
 }
 
+/// The PostgreSQL server the PostgreSQL variants use (`.ci/run` sets it).
+const POSTGRES_ENV: &str = "SEPTA_TEST_POSTGRES_URL";
+
+/// Where a fleet's service keeps its data: SQLite in the fleet's folder, or a fresh
+/// database on the test PostgreSQL (dropped with the fleet).
+enum Db {
+    Sqlite,
+    Postgres { admin_url: String, name: String },
+}
+
+impl Db {
+    /// A new database on the test PostgreSQL; `None`, and a line saying so, without one.
+    fn postgres(test: &str) -> Option<Db> {
+        let Ok(admin_url) = std::env::var(POSTGRES_ENV) else {
+            println!("SKIPPED {test} on PostgreSQL: {POSTGRES_ENV} is not set (.ci/run sets it)");
+            return None;
+        };
+        let name = format!("septa_agent_{test}_{}", std::process::id());
+        psql(&admin_url, &format!("CREATE DATABASE {name}"));
+        Some(Db::Postgres { admin_url, name })
+    }
+
+    fn url(&self) -> Option<String> {
+        match self {
+            Db::Sqlite => None,
+            Db::Postgres { admin_url, name } => {
+                let (base, _) = admin_url.rsplit_once('/').expect("the URL ends in /database");
+                Some(format!("{base}/{name}"))
+            }
+        }
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        if let Db::Postgres { admin_url, name } = self {
+            psql(admin_url, &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// Runs one SQL statement with `psql` (PostgreSQL's own client, installed with the server).
+fn psql(url: &str, statement: &str) {
+    let output = Command::new("psql").args([url, "-q", "-c", statement]).output().expect("running psql");
+    assert!(output.status.success(), "psql {statement}: {}", String::from_utf8_lossy(&output.stderr));
+}
+
 struct Fleet {
     service: DevService,
     data: PathBuf,
     images: Images,
+    db: Db,
 }
 
 impl Fleet {
-    /// A fresh service with the development device enrolled, and a private copy of the images.
+    /// A fresh service (SQLite) with the development device enrolled, and a private copy of
+    /// the images.
     fn new(test: &str) -> Fleet {
-        Fleet::with_factory(test, "v1.bundle")
+        Fleet::with_factory(test, "v1.bundle", Db::Sqlite)
     }
 
-    /// The same with `factory` (a bundle of the `agent/` image set) as the only release.
-    fn with_factory(test: &str, factory: &str) -> Fleet {
+    /// The same with `factory` (a bundle of the `agent/` image set) as the only release, on
+    /// `db`.
+    fn with_factory(test: &str, factory: &str, db: Db) -> Fleet {
         let data = std::env::temp_dir().join(format!("septa-agent-{test}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&data);
-        let service = start(&data, "127.0.0.1:0".parse().unwrap());
+        let any = "127.0.0.1:0".parse().unwrap();
+        let service = start(&data, &db, any, any);
         let keys = keys_dir();
         service
             .enroll(&keys.join("oem-dev.pub.pem"), &keys.join("device.pub.pem"), &image_dir().join(factory))
@@ -53,11 +104,11 @@ impl Fleet {
             .enroll(&keys.join("oem-dev.pub.pem"), &keys.join("device.pub.pem"), &image_dir().join(factory))
             .expect("enrolling again");
         let images = scratch_copy(&variant_images("agent"), &format!("agent-{test}"));
-        Fleet { service, data, images }
+        Fleet { service, data, images, db }
     }
 
     fn boot(&self) -> Running {
-        let network = Network::default().relay(80, &septa_path(), self.service.address);
+        let network = Network::default().relay(443, &septa_path(), self.service.device_address);
         Boot::new(self.images.clone()).persistent().network(network).spawn()
     }
 
@@ -80,6 +131,16 @@ impl Fleet {
     }
 }
 
+impl Fleet {
+    /// Deploys `release` to the development group in one phase; the deployment's id.
+    fn deploy(&self, release: &str) -> String {
+        let deployed =
+            self.cli(&["deploy", "--release", release, "--group", devfleet::GROUP, "--phases", "100"]);
+        // "deployment <id> of <release> to dev started"
+        deployed.as_str().and_then(|t| t.split_whitespace().nth(1)).unwrap().to_string()
+    }
+}
+
 impl Drop for Fleet {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.data);
@@ -87,15 +148,18 @@ impl Drop for Fleet {
     }
 }
 
-fn start(data: &std::path::Path, listen: SocketAddr) -> DevService {
-    DevService::start(&service_binary(), data, listen)
+fn start(data: &std::path::Path, db: &Db, listen: SocketAddr, device_listen: SocketAddr) -> DevService {
+    DevService::start(&service_binary(), data, db.url().as_deref(), listen, device_listen, &keys_dir())
         .expect("starting septa-service (cargo xtask test builds it)")
 }
 
 /// The device id the agent prints at start.
 fn device_id(device: &mut Running) -> String {
     device.wait_for("agent: device ");
-    let console = device.console();
+    device_id_of(&device.console())
+}
+
+fn device_id_of(console: &str) -> String {
     let line = console.lines().find(|l| l.contains("agent: device ")).unwrap();
     line.split("agent: device ").nth(1).unwrap().split(';').next().unwrap().trim().to_string()
 }
@@ -114,7 +178,16 @@ fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 
 #[test]
 fn the_device_checks_in_attests_and_is_listed_trusted_with_a_certificate() {
-    let fleet = Fleet::new("checkin");
+    checks_in_and_is_trusted(Fleet::new("checkin"));
+}
+
+#[test]
+fn on_postgres_the_device_checks_in_attests_and_is_listed_trusted_with_a_certificate() {
+    let Some(db) = Db::postgres("checkin") else { return };
+    checks_in_and_is_trusted(Fleet::with_factory("checkin-pg", "v1.bundle", db));
+}
+
+fn checks_in_and_is_trusted(fleet: Fleet) {
     let mut device = fleet.boot();
     let id = device_id(&mut device);
     device.wait_for("agent: checked in: trusted; certificate valid until");
@@ -132,26 +205,41 @@ fn the_device_checks_in_attests_and_is_listed_trusted_with_a_certificate() {
     let attestation = &shown["attestations"][0];
     assert_eq!(attestation["trusted"], Value::Bool(true), "{shown:#}");
     assert_eq!(attestation["fingerprint"].as_str().map(str::len), Some(64), "{shown:#}");
+    // The service sets the interval (the development service: every 5 s), and the agent
+    // keeps to it.
+    assert!(
+        device.console().contains(&format!("next check-in in {} s", devfleet::CHECK_IN_INTERVAL_S)),
+        "{}",
+        device.console()
+    );
     // The certificate is for the device's own key: the monitor refuses one for any other.
-    // Each check-in renews it.
+    // Each check-in renews it, over a session authenticated with the previous one.
     device.wait_for_nth("agent: checked in: trusted", 2);
     device.wait_for_nth("septa: monitor: installed a new device certificate", 2);
     assert!(!device.console().contains("refused a device certificate"));
 }
 
 #[test]
-fn a_deployed_v2_is_downloaded_installed_confirmed_and_updated_only_after_attesting() {
-    let fleet = Fleet::new("update");
+fn a_v2_is_installed_and_updated_only_after_attesting_then_a_crashing_v3_rolls_back() {
+    updates_then_rolls_back(Fleet::new("update"));
+}
+
+#[test]
+fn on_postgres_a_v2_is_installed_and_updated_only_after_attesting_then_a_crashing_v3_rolls_back() {
+    let Some(db) = Db::postgres("update") else { return };
+    updates_then_rolls_back(Fleet::with_factory("update-pg", "v1.bundle", db));
+}
+
+fn updates_then_rolls_back(fleet: Fleet) {
     let mut device = fleet.boot();
     device.wait_for("agent: checked in: trusted");
     let v2 = image_dir().join("v2.bundle");
     fleet.cli(&["release", "--product", devfleet::PRODUCT, "--name", "v2", v2.to_str().unwrap()]);
-    let deployed = fleet.cli(&["deploy", "--release", "v2", "--group", devfleet::GROUP, "--phases", "100"]);
-    // "deployment <id> of v2 to dev started"
-    let deployment = deployed.as_str().and_then(|t| t.split_whitespace().nth(1)).unwrap().to_string();
+    let deployment = fleet.deploy("v2");
     device.wait_for("agent: offered a");
     device.wait_for("agent: downloaded");
-    let status = |fleet: &Fleet| fleet.cli(&["targets", &deployment]).to_string();
+    let targets = |fleet: &Fleet, deployment: &str| fleet.cli(&["targets", deployment]).to_string();
+    let status = |fleet: &Fleet| targets(fleet, &deployment);
     let after_download = status(&fleet);
     assert!(!after_download.contains("updated"), "updated before any new attestation: {after_download}");
     device.wait_for("confirming the update");
@@ -170,6 +258,33 @@ fn a_deployed_v2_is_downloaded_installed_confirmed_and_updated_only_after_attest
         device.console().matches("agent: checked in: trusted").count() + 1,
     );
     assert_eq!(device.console().matches("agent: offered a").count(), offers);
+
+    // v3 (on the same device, now running v2): its crasher must keep running but faults at
+    // start, so the trial fails and the device rolls back to v2 by itself; the service sees
+    // v2's measurements in the next attestation and marks the device rolled back.
+    let v3 = image_dir().join("v3-crash.bundle");
+    fleet.cli(&["release", "--product", devfleet::PRODUCT, "--name", "v3", v3.to_str().unwrap()]);
+    let deployment = fleet.deploy("v3");
+    device.wait_for_nth("agent: offered a", offers + 1);
+    device.wait_for("rolled back: app crasher failed during the trial");
+    let console = device.console();
+    let rolled_at = console.find("rolled back: app crasher failed during the trial").unwrap();
+    device.wait_for_nth(
+        "agent: checked in: trusted",
+        console[..rolled_at].matches("agent: checked in: trusted").count() + 1,
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || targets(&fleet, &deployment).contains("rolled back")),
+        "{}\n{}",
+        targets(&fleet, &deployment),
+        device.console()
+    );
+    let id = device_id_of(&device.console());
+    let shown = fleet.cli(&["device", &id]);
+    assert_eq!(shown["device"]["release"], "v2", "still v2 after the roll-back: {shown:#}");
+    // Handshakes and two downloads fit the agent's CPU budget.
+    assert!(!device.console().contains("app agent overran"), "{}", device.console());
+    assert_eq!(shown["device"]["trusted"], Value::Bool(true), "{shown:#}");
 }
 
 #[test]
@@ -179,14 +294,15 @@ fn the_service_restarts_while_the_device_runs_and_reports_arrive_once_grouped_in
     let id = device_id(&mut device);
     device.wait_for("agent: checked in: trusted");
     device.wait_for("agent: uploaded");
-    let address = fleet.service.address;
+    let (address, device_address) = (fleet.service.address, fleet.service.device_address);
     let token = fleet.service.token.clone();
     // Stop the service; the device keeps running and retries.
-    let placeholder = start(&fleet.data.join("other"), "127.0.0.1:0".parse().unwrap());
+    let any = "127.0.0.1:0".parse().unwrap();
+    let placeholder = start(&fleet.data.join("other"), &Db::Sqlite, any, any);
     std::mem::replace(&mut fleet.service, placeholder).stop();
     let failures = device.console().matches("agent: check-in failed").count();
     device.wait_for_nth("agent: check-in failed", failures + 2);
-    fleet.service = start(&fleet.data, address);
+    fleet.service = start(&fleet.data, &fleet.db, address, device_address);
     assert_eq!(fleet.service.token, token);
     let checked = device.console().matches("agent: checked in: trusted").count();
     device.wait_for_nth("agent: checked in: trusted", checked + 1);
@@ -244,7 +360,7 @@ fn the_service_restarts_while_the_device_runs_and_reports_arrive_once_grouped_in
 #[test]
 fn a_device_whose_measurements_the_service_does_not_know_gets_no_certificate_and_is_untrusted() {
     // The service knows only v2: the device booting v1 matches no release.
-    let fleet = Fleet::with_factory("untrusted", "v2.bundle");
+    let fleet = Fleet::with_factory("untrusted", "v2.bundle", Db::Sqlite);
     let mut device = fleet.boot();
     let id = device_id(&mut device);
     device.wait_for_nth("agent: checked in: untrusted (no certificate)", 2);
@@ -254,4 +370,40 @@ fn a_device_whose_measurements_the_service_does_not_know_gets_no_certificate_and
     let shown = fleet.cli(&["device", &id]);
     assert_eq!(shown["device"]["trusted"], Value::Bool(false), "{shown:#}");
     assert_eq!(shown["attestations"][0]["trusted"], Value::Bool(false), "{shown:#}");
+}
+
+#[test]
+fn a_device_whose_agent_was_tampered_with_never_runs_it_and_never_reaches_the_service() {
+    use septa_abi::package::{Kind, Package};
+    use septa_tests::tamper::{edit_in_place, packages};
+    let fleet = Fleet::new("tampered");
+    // One flipped byte in the agent's code, the signed slot manifest left as it was (what an
+    // attacker without the OEM key can do).
+    let agent_id =
+        [0x9a, 0x61, 0xc0, 0xd2, 0x54, 0xb7, 0x4e, 0x0a, 0x8f, 0x3c, 0x2d, 0x7e, 0x5b, 0x18, 0xa6, 0xc4];
+    let all = packages(&fleet.images);
+    let index = all
+        .iter()
+        .position(|p| {
+            let header = Package::parse(p).unwrap().header;
+            header.kind == Kind::App && header.component_id == agent_id
+        })
+        .expect("the agent is in the image");
+    edit_in_place(&fleet.images, index, |p| *p.last_mut().unwrap() ^= 1);
+    let mut device = fleet.boot();
+    device.wait_for(&format!("septa: kernel: {} apps started", all.len() - 3));
+    device.kill();
+    let console = device.console();
+    let refusal = format!(
+        "septa: kernel: app package {index} refused: package: payload SHA-256 does not match the header"
+    );
+    assert!(console.contains(&refusal), "{console}");
+    assert!(!console.contains("[agent]"), "the altered agent ran:\n{console}");
+    // The service never heard from the device.
+    let key = septa_tool::keys::load_verifying_key(&keys_dir().join("device.pub.pem")).unwrap();
+    let id = hex::encode(septa_abi::keys::key_id(&key));
+    let shown = fleet.cli(&["device", &id]);
+    assert_eq!(shown["attestations"].as_array().map(Vec::len), Some(0), "{shown:#}");
+    assert_eq!(shown["device"]["last_seen"], Value::Null, "never checked in: {shown:#}");
+    assert_eq!(shown["device"]["trusted"], Value::Null, "never judged: {shown:#}");
 }

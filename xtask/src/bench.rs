@@ -225,7 +225,7 @@ fn grouped(value: u64) -> String {
 fn network(root: &Path) -> Result<Results> {
     let spec = variants::net_bench_image(root)?;
     images::build(root, std::slice::from_ref(&spec))?;
-    let tls = crate::tls_demo::start(&images::keys_dir(&images::image_dir(root)))?;
+    let tls = crate::tls_demo::start(&images::keys_dir(&images::image_dir(root)), &[])?;
     let network = servers(&crate::build_septa_tool(root)?)?.relay(8443, &crate::build_septa_tool(root)?, tls);
     let images = Images::in_dir(&images::image_dir(root).join(&spec.dir));
     let config = Config {
@@ -454,6 +454,12 @@ pub fn service(root: &Path, devices: usize) -> Result<()> {
         Ok(url) => databases.push(("postgres", vec!["--database".to_string(), url])),
         Err(_) => println!("xtask: SEPTA_TEST_POSTGRES_URL is not set: the PostgreSQL run is skipped"),
     }
+    // The factory CA the simulated devices' first client certificates come from.
+    let factory = std::env::temp_dir().join(format!("septa-bench-factory-{}", std::process::id()));
+    let status = Command::new(bin.join("septa-load")).arg("--write-factory-ca").arg(&factory).status()?;
+    if !status.success() {
+        bail!("septa-load could not write a factory CA");
+    }
     for (name, db) in databases {
         println!("xtask: {devices} simulated devices against septa-service on {name}");
         let tenant = format!("bench-{}-{}", std::process::id(), name);
@@ -465,7 +471,8 @@ pub fn service(root: &Path, devices: usize) -> Result<()> {
         let token = String::from_utf8_lossy(&output.stdout).trim().to_string();
         let mut service = Command::new(bin.join("septa-service"))
             .args(&db)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--device-listen", "127.0.0.1:0", "--device-ca"])
+            .arg(factory.with_extension("der"))
             .stdout(Stdio::piped())
             .spawn()
             .context("starting septa-service")?;
@@ -473,8 +480,18 @@ pub fn service(root: &Path, devices: usize) -> Result<()> {
         let first = lines.next().context("septa-service printed nothing")??;
         let url =
             first.split("on ").nth(1).and_then(|r| r.split(' ').next()).context("no address")?.to_string();
+        let second = lines.next().context("septa-service printed no device port")??;
+        let device_url = second
+            .strip_prefix("septa-service: device protocol over TLS on ")
+            .context("no device port")?
+            .trim()
+            .replace("127.0.0.1", "https://localhost");
         let load = Command::new(bin.join("septa-load"))
+            .arg("--factory-ca")
+            .arg(factory.with_extension("json"))
             .args([
+                "--device-url",
+                &device_url,
                 "--url",
                 &url,
                 "--token",
@@ -501,6 +518,8 @@ pub fn service(root: &Path, devices: usize) -> Result<()> {
         }
     }
     let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_file(factory.with_extension("json"));
+    let _ = std::fs::remove_file(factory.with_extension("der"));
     println!();
     for (name, (value, unit)) in &results {
         println!("{name:<32} {value:>10} {unit}");

@@ -452,7 +452,8 @@ pub const TRUST_DIR_VARIABLE: &str = "SEPTA_TRUST_DIR";
 /// The folder of trust anchors apps may name in `[tls] trust-anchors` (DER files the apps'
 /// build embeds, so they are part of the signed, measured image): `dev-device-ca`, the
 /// development device CA, and `dev-service`, the development service CA (created on first
-/// use under `keys/device-ca/` and `keys/service-ca/`). Files are written once, so the apps
+/// use under `keys/device-ca/` and `keys/service-ca/`, the latter with the development
+/// service's certificate for `devhost`). Files are written once, so the apps
 /// and images stay the same from build to build.
 pub fn trust_dir(board_name: &str) -> Result<PathBuf> {
     let keys = std::env::current_dir()?.join("target/septa").join(board_name).join("keys");
@@ -468,6 +469,8 @@ pub fn trust_dir(board_name: &str) -> Result<PathBuf> {
         println!("xtask: creating a development service CA in {}", service_dir.display());
         septa_tool::device_cert::ServiceCa::load_or_create(&service_dir)?;
     }
+    // The development septa-service presents a certificate from this CA (`cargo xtask run`).
+    septa_tool::device_cert::development_server_identity(&service_dir)?;
     for (name, der) in [
         ("dev-device-ca", ca_dir.join(septa_tool::device_cert::CA_CERT_DER_FILE)),
         ("dev-service", service_dir.join(septa_tool::device_cert::SERVICE_CA_DER_FILE)),

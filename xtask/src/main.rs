@@ -259,15 +259,26 @@ fn run(
     let septa = build_septa_tool(root)?;
     let service = demo_service()?;
     println!("xtask: a demo service listens on {service}; the device reaches it as devhost:7 (nethello)");
-    let tls_service = tls_demo::start(&images::keys_dir(&dir))?;
+    let agent_service = if with_service { Some(start_service(root, &dir)?) } else { None };
+    // tlshello presents whatever device certificate the monitor holds: after the agent's
+    // first check-in, one from septa-service's CA.
+    let client_cas = match &agent_service {
+        Some(service) => vec![service.ca_certificate_der()?],
+        None => Vec::new(),
+    };
+    let tls_service = tls_demo::start(&images::keys_dir(&dir), &client_cas)?;
     println!(
         "xtask: a mutual-TLS demo service listens on {tls_service}; the device reaches it as devhost:8443 (tlshello)"
     );
     let mut network = Network::default().relay(7, &septa, service).relay(8443, &septa, tls_service);
-    let service = if with_service { Some(start_service(root, &dir)?) } else { None };
+    let service = agent_service;
     if let Some(service) = &service {
-        network = network.relay(AGENT_PORT, &septa, service.address);
-        println!("xtask: septa-service for the device (devhost:{AGENT_PORT}) on {}", service.url());
+        network = network.relay(AGENT_PORT, &septa, service.device_address);
+        println!(
+            "xtask: septa-service on {}; its mutual-TLS device port {} is the device's devhost:{AGENT_PORT}",
+            service.url(),
+            service.device_address
+        );
         println!("xtask: dashboard: {}/login?token={}", service.url(), service.token);
         println!(
             "xtask: admin CLI: export SEPTA_SERVICE_URL={} SEPTA_SERVICE_TOKEN={}",
@@ -286,18 +297,21 @@ fn run(
 
 /// The file the factory release of the image being run is written to.
 const FACTORY_BUNDLE: &str = "factory.bundle";
-/// The port the `agent` app reaches the service on (its manifest's destination).
-const AGENT_PORT: u16 = 80;
+/// The port the `agent` app reaches the service's device port on (its manifest's destination).
+const AGENT_PORT: u16 = 443;
 
 /// Starts septa-service beside the device, its SQLite database under target/septa/service,
 /// and enrolls the development device (idempotent: a second run keeps its history).
 fn start_service(root: &Path, image_dir: &Path) -> Result<septa_tool::devfleet::DevService> {
     let binary = build_service(root)?;
     let data = root.join("target/septa/service");
-    // The usual port when it is free, else any.
-    let service = septa_tool::devfleet::DevService::start(&binary, &data, "127.0.0.1:8080".parse()?)
-        .or_else(|_| septa_tool::devfleet::DevService::start(&binary, &data, "127.0.0.1:0".parse()?))?;
     let keys = images::keys_dir(image_dir);
+    let start = |listen: &str| -> Result<septa_tool::devfleet::DevService> {
+        let any = "127.0.0.1:0".parse()?;
+        septa_tool::devfleet::DevService::start(&binary, &data, None, listen.parse()?, any, &keys)
+    };
+    // The usual dashboard port when it is free, else any.
+    let service = start("127.0.0.1:8080").or_else(|_| start("127.0.0.1:0"))?;
     service
         .enroll(&keys.join("oem-dev.pub.pem"), &keys.join("device.pub.pem"), &image_dir.join(FACTORY_BUNDLE))
         .context("enrolling the development device")?;

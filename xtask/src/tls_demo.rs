@@ -1,6 +1,8 @@
 //! The mutual-TLS demo service `cargo xtask run` starts on the host's loopback: a rustls
 //! TLS 1.3 server with a certificate for `devhost` from the development service CA, which
-//! accepts only clients with a certificate from the development device CA. It answers each
+//! accepts only clients with a certificate from the development device CA (or from the CAs
+//! it is given: `cargo xtask run` adds septa-service's, whose certificates the agent
+//! installs). It answers each
 //! client's first line, naming the device whose certificate it verified.
 
 use anyhow::{Context, Result};
@@ -11,8 +13,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Starts the service for the keys in `keys` (the board's `keys/` folder).
-pub fn start(keys: &Path) -> Result<SocketAddr> {
+/// Starts the service for the keys in `keys` (the board's `keys/` folder), trusting
+/// `client_cas` (DER) for clients besides the development device CA.
+pub fn start(keys: &Path, client_cas: &[Vec<u8>]) -> Result<SocketAddr> {
     let service_ca = ServiceCa::load_or_create(&keys.join("service-ca"))?;
     let now = time::OffsetDateTime::now_utc();
     let (certificate, key) = service_ca.issue_server(
@@ -26,6 +29,9 @@ pub fn start(keys: &Path) -> Result<SocketAddr> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(device_ca)).context("the device CA certificate")?;
+    for ca in client_cas {
+        roots.add(CertificateDer::from(ca.clone())).context("a client CA certificate")?;
+    }
     let verifier =
         rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
             .build()

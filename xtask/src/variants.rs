@@ -26,7 +26,8 @@
 //!   `survivor` client and `counter` (an app without network, which must not notice);
 //! - `agent/`: the network apps, `agent` and `crasher` (which faults now and then), with
 //!   `v1.bundle` (the same software: the factory release the service must know) and
-//!   `v2.bundle` (security version 2 everywhere) for `tests/tests/agent.rs`;
+//!   `v2.bundle` (security version 2 everywhere) and `v3-crash.bundle` (version 3 with a
+//!   `crasher` that must keep running, so its trial fails) for `tests/tests/agent.rs`;
 //! - `tls/`: `tlshello` against loopback TLS services, and `tls-noauth` without `device-auth`;
 //! - `bench/`: the benchmark apps (also what `cargo xtask bench` runs);
 //! - `net-bench/`: `netbench` with the network apps (`cargo xtask bench` only).
@@ -165,26 +166,32 @@ fn net_image(root: &Path, dir: &str, crash: bool) -> Result<ImageSpec> {
     Ok(ImageSpec { dir: dir.into(), kernel_features: Vec::new(), apps, bundles: Vec::new() })
 }
 
-/// The agent's image and its releases.
+/// The agent's image and its releases: `v2` (security version 2 everywhere) and
+/// `v3-crash` (version 3, with a `crasher` that must keep running: it fails its trial).
 fn agent_image(root: &Path) -> Result<ImageSpec> {
     let apps = ["netdev", "netsvc", "agent", "crasher"]
         .iter()
         .map(|n| AppSpec::from_crate(root, n))
         .collect::<Result<Vec<_>>>()?;
-    let v2 = apps
-        .iter()
-        .map(|app| {
-            let mut manifest = app.manifest.clone();
-            manifest.version = 2;
-            AppSpec { binary: app.binary.clone(), manifest }
-        })
-        .collect();
+    let version = |security_version: u32| -> Vec<AppSpec> {
+        apps.iter()
+            .map(|app| {
+                let mut manifest = app.manifest.clone();
+                manifest.version = security_version;
+                if security_version == 3 && manifest.name == "crasher" {
+                    manifest.restart = Restart::Always;
+                }
+                AppSpec { binary: app.binary.clone(), manifest }
+            })
+            .collect()
+    };
     Ok(ImageSpec {
         dir: "agent".into(),
         kernel_features: Vec::new(),
         bundles: vec![
             BundleSpec { file: "v1.bundle".into(), security_version: 1, apps: apps.clone() },
-            BundleSpec { file: "v2.bundle".into(), security_version: 2, apps: v2 },
+            BundleSpec { file: "v2.bundle".into(), security_version: 2, apps: version(2) },
+            BundleSpec { file: "v3-crash.bundle".into(), security_version: 3, apps: version(3) },
         ],
         apps,
     })

@@ -2,7 +2,10 @@
 //! `cargo xtask bench --service`. It registers an OEM key, a product and a release, claims
 //! N devices, then has every device check in once (nonce + attestation + certificate) with
 //! C in flight, and prints `BENCH` lines: check-ins per second, p50/p99 latency, and the cost
-//! of the ECDSA P-256 operations a check-in needs on this CPU.
+//! of the ECDSA P-256 operations a check-in needs on this CPU. Devices check in over the
+//! service's mutual-TLS device port, each with a client certificate from a factory CA the
+//! service was started with (`septa-load --write-factory-ca FILE` makes one: `FILE.json`
+//! for this tool, `FILE.der` for the service's `--device-ca`).
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -15,12 +18,21 @@ use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 struct Args {
-    /// The service's base URL.
-    #[arg(long)]
-    url: String,
+    /// Only write a new factory CA to FILE.json and FILE.der, and exit.
+    #[arg(long, value_name = "FILE")]
+    write_factory_ca: Option<std::path::PathBuf>,
+    /// The service's management URL.
+    #[arg(long, required_unless_present = "write_factory_ca")]
+    url: Option<String>,
+    /// The service's device port (https://localhost:PORT).
+    #[arg(long, required_unless_present = "write_factory_ca")]
+    device_url: Option<String>,
+    /// The factory CA (FILE.json from --write-factory-ca) the service accepts devices of.
+    #[arg(long, required_unless_present = "write_factory_ca")]
+    factory_ca: Option<std::path::PathBuf>,
     /// An admin token of a tenant made for this run.
-    #[arg(long)]
-    token: String,
+    #[arg(long, required_unless_present = "write_factory_ca")]
+    token: Option<String>,
     #[arg(long, default_value_t = 10_000)]
     devices: usize,
     /// Check-ins in flight at once.
@@ -34,11 +46,23 @@ struct Args {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(file) = &args.write_factory_ca {
+        let stored = septa_service::ca::Ca::new_stored();
+        let ca = septa_service::ca::Ca::from_stored(&stored)?;
+        std::fs::write(file.with_extension("json"), &stored)?;
+        std::fs::write(file.with_extension("der"), ca.certificate_der())?;
+        return Ok(());
+    }
+    let (Some(url), Some(device_url), Some(factory), Some(token)) =
+        (&args.url, &args.device_url, &args.factory_ca, &args.token)
+    else {
+        bail!("give --url, --device-url, --factory-ca and --token");
+    };
+    let factory = Arc::new(septa_service::ca::Ca::from_stored(&std::fs::read_to_string(factory)?)?);
     crypto_costs();
     let http = reqwest::Client::new();
-    let api = |method: reqwest::Method, path: &str| {
-        http.request(method, format!("{}{path}", args.url)).bearer_auth(&args.token)
-    };
+    let api =
+        |method: reqwest::Method, path: &str| http.request(method, format!("{url}{path}")).bearer_auth(token);
     let oem = SigningKey::random(&mut rand_core::OsRng);
     let bundle = sim::bundle(&oem, 1, 1);
     let key = hex::encode(oem.verifying_key().to_encoded_point(false).as_bytes());
@@ -87,7 +111,8 @@ async fn main() -> Result<()> {
     .await?;
     eprintln!("septa-load: claimed in {:.1} s; checking in", started.elapsed().as_secs_f64());
 
-    let client = Client::new(&args.url);
+    let ca = http.get(format!("{url}/api/v1/ca")).send().await?.text().await?;
+    let client = Client::new(device_url, &ca, factory);
     let started = Instant::now();
     let mut latencies = run_all(&devices, args.concurrency, |device| {
         let client = client.clone();

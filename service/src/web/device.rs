@@ -1,15 +1,17 @@
 //! The device protocol, version 1 (docs/protocol.md): nonce, attest, bundle download with
 //! ranges, report upload. Bodies are postcard; each is size-checked before it is decoded.
-//! A device proves its identity key by the token's certificate chain and a fresh nonce,
+//! Every request comes over the mutual-TLS device port and is held to the device whose key
+//! the client certificate carries ([`Peer`]): a device cannot ask for another's nonce,
+//! ticket or reports. A device proves its identity key by the token's certificate chain and a fresh nonce,
 //! consumed only after the signature checks out (so a forged token cannot burn nonces,
 //! and a replayed one finds its nonce gone).
 
-use super::{AppState, Error, Result, now};
+use super::{AppState, Error, Peer, Result, now};
 use crate::policy;
 use crate::storage::{Checkin, DeviceKey};
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -54,11 +56,19 @@ fn encode(value: &impl serde::Serialize) -> Response {
     }
 }
 
-async fn claimed(state: &AppState, id: &[u8; 8]) -> Result<Arc<DeviceKey>> {
-    state
+/// The claimed device `id`, if the client's certificate is for its key.
+async fn claimed(state: &AppState, peer: &Peer, id: &[u8; 8]) -> Result<Arc<DeviceKey>> {
+    let key = state
         .device_key(&hex::encode(id))
         .await?
-        .ok_or_else(|| Error::new(StatusCode::NOT_FOUND, "this device is not claimed"))
+        .ok_or_else(|| Error::new(StatusCode::NOT_FOUND, "this device is not claimed"))?;
+    if key.public_key != peer.public_key {
+        return Err(Error::new(
+            StatusCode::FORBIDDEN,
+            "the client certificate is not this device's: a device speaks only for itself",
+        ));
+    }
+    Ok(key)
 }
 
 fn verifying_key(key: &DeviceKey) -> Result<VerifyingKey> {
@@ -73,9 +83,13 @@ fn random<const N: usize>() -> [u8; N] {
     bytes
 }
 
-async fn nonce(State(state): State<AppState>, body: Bytes) -> Result<Response> {
+async fn nonce(
+    State(state): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Result<Response> {
     let request: NonceRequest = decode(&body, NONCE_REQUEST_MAX)?;
-    claimed(&state, &request.device_id).await?;
+    claimed(&state, &peer, &request.device_id).await?;
     let nonce: [u8; NONCE_LEN] =
         policy::make_nonce(&state.nonce_key, &request.device_id, random(), now() + state.nonce_ttl_s);
     Ok(encode(&NonceResponse { nonce, valid_for_s: state.nonce_ttl_s as u32 }))
@@ -85,10 +99,14 @@ pub fn ticket_hash(ticket: &[u8]) -> String {
     hex::encode(Sha256::new_with_prefix(b"septa ticket").chain_update(ticket).finalize())
 }
 
-async fn attest(State(state): State<AppState>, body: Bytes) -> Result<Response> {
+async fn attest(
+    State(state): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Result<Response> {
     let request: AttestRequest = decode(&body, ATTEST_REQUEST_MAX)?;
     let device_id = hex::encode(request.device_id);
-    let key = claimed(&state, &request.device_id).await?;
+    let key = claimed(&state, &peer, &request.device_id).await?;
     let claims = policy::verify_token(&request.token, &key.public_key).map_err(|e| match e {
         septa_abi::attest::Error::Undecodable => Error::bad_request("the attestation token does not decode"),
         e => Error::new(StatusCode::UNAUTHORIZED, format!("attestation refused: {e}")),
@@ -137,9 +155,16 @@ async fn attest(State(state): State<AppState>, body: Bytes) -> Result<Response> 
                 .map_err(|_| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "certificate too large"))?,
             not_after: not_after as u64,
             offer,
+            check_in_interval_s: state.check_in_interval_s,
         }
     } else {
-        AttestResponse { verdict: Verdict::Untrusted, certificate: heapless::Vec::new(), not_after: 0, offer }
+        AttestResponse {
+            verdict: Verdict::Untrusted,
+            certificate: heapless::Vec::new(),
+            not_after: 0,
+            offer,
+            check_in_interval_s: state.check_in_interval_s,
+        }
     };
     Ok(encode(&response))
 }
@@ -158,6 +183,7 @@ fn parse_range(value: &str, len: usize) -> Option<(usize, usize)> {
 
 async fn bundle(
     State(state): State<AppState>,
+    Extension(peer): Extension<Peer>,
     Path(ticket): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
@@ -169,6 +195,13 @@ async fn bundle(
         .ticket_bundle(&ticket_hash(&raw), now)
         .await?
         .ok_or_else(|| Error::new(StatusCode::NOT_FOUND, "unknown or expired ticket"))?;
+    let mut device_id = [0u8; 8];
+    hex::decode_to_slice(&device, &mut device_id)
+        .map_err(|_| Error::new(StatusCode::INTERNAL_SERVER_ERROR, "stored device id is invalid"))?;
+    // Another device's ticket is as good as no ticket.
+    claimed(&state, &peer, &device_id)
+        .await
+        .map_err(|_| Error::new(StatusCode::NOT_FOUND, "unknown or expired ticket"))?;
     let (start, end, status) = match headers.get(header::RANGE) {
         Some(value) => {
             let value = value.to_str().unwrap_or_default();
@@ -202,10 +235,14 @@ async fn bundle(
     Ok(response)
 }
 
-async fn reports(State(state): State<AppState>, body: Bytes) -> Result<Response> {
+async fn reports(
+    State(state): State<AppState>,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Result<Response> {
     let upload: ReportUpload = decode(&body, REPORT_UPLOAD_MAX)?;
     let device_id = hex::encode(upload.device_id);
-    let key = claimed(&state, &upload.device_id).await?;
+    let key = claimed(&state, &peer, &upload.device_id).await?;
     let public = verifying_key(&key)?;
     // Every report must verify before any is stored.
     let mut batches = Vec::new();

@@ -27,9 +27,33 @@ pub struct AppState {
     pub nonce_ttl_s: i64,
     /// The key nonces are MACed with (shared by replicas through the database).
     pub nonce_key: [u8; 32],
+    /// Seconds between a device's check-ins, told to it in every check-in.
+    pub check_in_interval_s: u32,
     /// Claimed devices' keys, by device id. A claim never changes or ends, so a cached key
     /// is never stale, on any replica; this saves a query per request.
     pub device_keys: Arc<std::sync::Mutex<std::collections::HashMap<String, Arc<crate::storage::DeviceKey>>>>,
+}
+
+/// A day less four hours (as Azure Sphere's ~20 h): production devices check in about daily.
+pub const DEFAULT_CHECK_IN_INTERVAL_S: u32 = 20 * 3600;
+
+/// The client on a device-port connection: the public key (SEC1 uncompressed) of the
+/// certificate it authenticated with in the TLS handshake.
+#[derive(Clone, Debug)]
+pub struct Peer {
+    pub public_key: Vec<u8>,
+}
+
+impl Peer {
+    /// The peer of a client certificate the TLS verifier accepted; `None` when its key is
+    /// not a P-256 key (no device has another).
+    pub fn of(certificate: &rustls::pki_types::CertificateDer<'_>) -> Option<Peer> {
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        use p256::pkcs8::DecodePublicKey;
+        let cert = webpki::EndEntityCert::try_from(certificate).ok()?;
+        let key = p256::PublicKey::from_public_key_der(&cert.subject_public_key_info()).ok()?;
+        Some(Peer { public_key: key.to_encoded_point(false).as_bytes().to_vec() })
+    }
 }
 
 /// Cached device keys at most (then the cache starts over).
@@ -37,7 +61,14 @@ const DEVICE_KEY_CACHE: usize = 200_000;
 
 impl AppState {
     pub fn new(storage: Storage, ca: Ca, nonce_key: [u8; 32], nonce_ttl_s: i64) -> AppState {
-        AppState { storage, ca: Arc::new(ca), nonce_ttl_s, nonce_key, device_keys: Default::default() }
+        AppState {
+            storage,
+            ca: Arc::new(ca),
+            nonce_ttl_s,
+            nonce_key,
+            check_in_interval_s: DEFAULT_CHECK_IN_INTERVAL_S,
+            device_keys: Default::default(),
+        }
     }
 
     /// The key of a claimed device, or `None` if it is not claimed.
@@ -152,12 +183,12 @@ where
     }
 }
 
-/// The whole service: device protocol, management API and dashboard.
+/// The management API and the dashboard (plain HTTP, for the operator).
 pub fn router(state: AppState) -> Router {
-    Router::new().merge(device::routes()).merge(api::routes()).merge(pages::routes()).with_state(state)
+    Router::new().merge(api::routes()).merge(pages::routes()).with_state(state)
 }
 
-/// Only the device protocol (the TLS device port).
+/// The device protocol (the mutual-TLS device port; each connection carries its [`Peer`]).
 pub fn device_router(state: AppState) -> Router {
     device::routes().with_state(state)
 }

@@ -256,7 +256,7 @@ async fn rollouts(
         let count = |s: &str| d.counts.get(s).copied().unwrap_or(0);
         let updated = count("updated");
         let failed = count("rolled back") + count("timed out");
-        let open = count("offered") + count("downloaded");
+        let open = count("offered") + count("downloaded") + count("on trial");
         let pct = |n: i64| if d.total == 0 { 0.0 } else { n as f64 * 100.0 / d.total as f64 };
         let phases: Vec<&str> = d.phases.split(',').collect();
         let _ = write!(

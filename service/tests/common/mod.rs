@@ -91,7 +91,13 @@ impl Drop for Db {
 pub struct Service {
     child: Child,
     pub base: String,
+    /// The mutual-TLS device port (`https://localhost:PORT`).
     pub tls: String,
+    /// The service CA (PEM), the devices' anchor for the device port.
+    pub ca_pem: String,
+    /// The factory CA whose device certificates the device port accepts (`--device-ca`).
+    pub factory: std::sync::Arc<septa_service::ca::Ca>,
+    factory_dir: PathBuf,
     pub token: String,
     pub db: Db,
     http: reqwest::Client,
@@ -129,9 +135,18 @@ impl Service {
             .expect("running septa-service create-tenant");
         assert!(output.status.success(), "create-tenant: {}", String::from_utf8_lossy(&output.stderr));
         let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
+        let output =
+            Command::new(binary()).args(db.args()).arg("ca-cert").output().expect("septa-service ca-cert");
+        let ca_pem = String::from_utf8(output.stdout).unwrap();
+        let factory_dir = temp_dir("factory");
+        let stored = septa_service::ca::Ca::new_stored();
+        let factory = septa_service::ca::Ca::from_stored(&stored).unwrap();
+        std::fs::write(factory_dir.join("factory-ca.der"), factory.certificate_der()).unwrap();
         let mut child = Command::new(binary())
             .args(db.args())
             .args(["--listen", "127.0.0.1:0", "--device-listen", "127.0.0.1:0", "--sweep-ms", "100"])
+            .arg("--device-ca")
+            .arg(factory_dir.join("factory-ca.der"))
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -150,23 +165,37 @@ impl Service {
             }
         }
         std::thread::spawn(move || for _ in lines {});
-        Service { child, base: base.unwrap(), tls: tls.unwrap(), token, db, http: reqwest::Client::new() }
+        Service {
+            child,
+            base: base.unwrap(),
+            tls: tls.unwrap(),
+            ca_pem,
+            factory: std::sync::Arc::new(factory),
+            factory_dir,
+            token,
+            db,
+            http: reqwest::Client::new(),
+        }
     }
 
-    /// A second service process on the same database: (process, base URL). Dropping the
-    /// child handle does not stop it; the caller kills it.
-    pub fn replica(&self) -> (Child, String) {
+    /// A second service process on the same database: (process, base URL, device port URL).
+    /// Dropping the child handle does not stop it; the caller kills it.
+    pub fn replica(&self) -> (Child, String, String) {
         let mut child = Command::new(binary())
             .args(self.db.args())
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--device-listen", "127.0.0.1:0", "--device-ca"])
+            .arg(self.factory_dir.join("factory-ca.der"))
             .stdout(Stdio::piped())
             .spawn()
             .expect("starting a replica");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let line = lines.next().expect("the replica printed its address").unwrap();
         let base = format!("http://{}", line.split("on http://").nth(1).unwrap().split(' ').next().unwrap());
+        let line = lines.next().expect("the replica printed its device port").unwrap();
+        let tls = line.strip_prefix("septa-service: device protocol over TLS on ").unwrap().trim();
+        let tls = format!("https://{}", tls.replace("127.0.0.1", "localhost"));
         std::thread::spawn(move || for _ in lines {});
-        (child, base)
+        (child, base, tls)
     }
 
     /// Another tenant in the same database; its first admin token.
@@ -188,8 +217,10 @@ impl Service {
             .expect("running septa")
     }
 
+    /// A device-protocol client on the device port; each device presents a certificate
+    /// from the factory CA.
     pub fn device_client(&self) -> Client {
-        Client::new(&self.base)
+        Client::new(&self.tls, &self.ca_pem, self.factory.clone())
     }
 
     /// A management call with `token`: (status, JSON or text).
@@ -273,6 +304,7 @@ impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.factory_dir);
     }
 }
 

@@ -1,6 +1,10 @@
 //! A development `septa-service` beside a QEMU device: what `cargo xtask run` and the
-//! end-to-end tests start. It runs the real service binary on `127.0.0.1` (a port the system
-//! picks) with its SQLite database in a directory of the caller's, and enrolls the
+//! end-to-end tests start. It runs the real service binary on `127.0.0.1` (ports the system
+//! picks) with its SQLite database in a directory of the caller's: the management API and
+//! dashboard on plain HTTP, and the mutual-TLS device port with the development server
+//! certificate for `devhost` — from the development service CA the images embed as their
+//! trust anchor — accepting the development device CA's factory certificates besides the
+//! service's own. Development devices check in every [`CHECK_IN_INTERVAL_S`]. It enrolls the
 //! development device — the development OEM key, a product and group, the claim of the
 //! device key, the factory release — each step idempotent, so the next start keeps the
 //! device's history.
@@ -22,30 +26,56 @@ pub const GROUP: &str = "dev";
 const TOKEN_FILE: &str = "admin.token";
 /// The service's console output, in the data directory.
 pub const LOG_FILE: &str = "service.log";
+/// Seconds between a development device's check-ins (a product's would be about a day).
+pub const CHECK_IN_INTERVAL_S: u32 = 5;
 
 /// A running service; dropping it stops the process.
 pub struct DevService {
     child: Child,
+    /// The management API and dashboard (plain HTTP).
     pub address: SocketAddr,
+    /// The device port (mutual TLS), which QEMU forwards `devhost:443` to.
+    pub device_address: SocketAddr,
     pub token: String,
     pub data: PathBuf,
 }
 
 impl DevService {
-    /// Starts `binary` with its database in `data` (the tenant is created on first use) and
-    /// waits until it listens. `listen` is the address to bind (`127.0.0.1:0`: any port).
-    pub fn start(binary: &Path, data: &Path, listen: SocketAddr) -> Result<DevService> {
-        if !listen.ip().is_loopback() {
-            bail!("the development service listens on loopback only, not {listen}");
+    /// Starts `binary` with its SQLite database in `data`, or on the PostgreSQL database
+    /// `postgres` names (the tenant is created on first use; its token, the service's log
+    /// are in `data` either way) and waits until it listens. `listen` and `device_listen` are
+    /// the addresses to bind (`127.0.0.1:0`: any port); `keys` is the board's development key
+    /// folder (`keys/`, with `service-ca/` and `device-ca/`).
+    pub fn start(
+        binary: &Path,
+        data: &Path,
+        postgres: Option<&str>,
+        listen: SocketAddr,
+        device_listen: SocketAddr,
+        keys: &Path,
+    ) -> Result<DevService> {
+        for address in [listen, device_listen] {
+            if !address.ip().is_loopback() {
+                bail!("the development service listens on loopback only, not {address}");
+            }
+        }
+        let (server_cert, server_key) =
+            crate::device_cert::development_server_identity(&keys.join("service-ca"))?;
+        let device_ca = keys.join("device-ca").join(crate::device_cert::CA_CERT_DER_FILE);
+        if !device_ca.exists() {
+            bail!("{} is missing: build the images first (cargo xtask build)", device_ca.display());
         }
         std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+        let database: Vec<std::ffi::OsString> = match postgres {
+            Some(url) => vec!["--database".into(), url.into()],
+            None => vec!["--data".into(), data.into()],
+        };
         let token_file = data.join(TOKEN_FILE);
         let token = if token_file.exists() {
             std::fs::read_to_string(&token_file)?.trim().to_string()
         } else {
             let output = Command::new(binary)
-                .arg("--data")
-                .arg(data)
+                .args(&database)
                 .args(["create-tenant", TENANT])
                 .output()
                 .with_context(|| format!("running {}", binary.display()))?;
@@ -59,37 +89,64 @@ impl DevService {
         let log_path = data.join(LOG_FILE);
         let mut log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path)?;
         let mut child = Command::new(binary)
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", &listen.to_string(), "--sweep-ms", "200"])
+            .args(&database)
+            .args(["--listen", &listen.to_string(), "--device-listen", &device_listen.to_string()])
+            .arg("--tls-cert")
+            .arg(&server_cert)
+            .arg("--tls-key")
+            .arg(&server_key)
+            .arg("--device-ca")
+            .arg(&device_ca)
+            .args(["--check-in-interval", &CHECK_IN_INTERVAL_S.to_string(), "--sweep-ms", "200"])
             .stdout(Stdio::piped())
             .stderr(log.try_clone()?)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         let mut lines = BufReader::new(child.stdout.take().expect("piped"));
-        let mut first = String::new();
-        lines.read_line(&mut first)?;
-        let _ = log.write_all(first.as_bytes());
-        // "septa-service: management API, dashboard and device protocol on http://ADDR (SQLite)"
-        let address = first
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|a| a.parse::<SocketAddr>().ok());
-        let Some(address) = address else {
+        // "septa-service: management API and dashboard on http://ADDR (SQLite)", then
+        // "septa-service: device protocol over TLS on ADDR".
+        let mut address = None;
+        let mut device_address = None;
+        let mut last = String::new();
+        while address.is_none() || device_address.is_none() {
+            last.clear();
+            if lines.read_line(&mut last)? == 0 {
+                break;
+            }
+            let _ = log.write_all(last.as_bytes());
+            if let Some(rest) = last.split("http://").nth(1) {
+                address = rest.split_whitespace().next().and_then(|a| a.parse::<SocketAddr>().ok());
+            }
+            if let Some(rest) = last.trim().strip_prefix("septa-service: device protocol over TLS on ") {
+                device_address = rest.parse::<SocketAddr>().ok();
+            }
+        }
+        let (Some(address), Some(device_address)) = (address, device_address) else {
             let _ = child.kill();
-            bail!("septa-service did not start (see {}): {}", log_path.display(), first.trim());
+            let _ = child.wait();
+            bail!("septa-service did not start (see {}): {}", log_path.display(), last.trim());
         };
         std::thread::spawn(move || {
             for line in lines.lines().map_while(Result::ok) {
                 let _ = writeln!(log, "{line}");
             }
         });
-        Ok(DevService { child, address, token, data: data.to_path_buf() })
+        Ok(DevService { child, address, device_address, token, data: data.to_path_buf() })
     }
 
     pub fn url(&self) -> String {
         format!("http://{}", self.address)
+    }
+
+    /// The service CA's certificate (DER): the issuer of the device certificates the service
+    /// hands out, which the device then authenticates with to any server.
+    pub fn ca_certificate_der(&self) -> Result<Vec<u8>> {
+        let url = format!("{}/api/v1/ca", self.url());
+        let text = reqwest::blocking::get(&url)
+            .and_then(|r| r.error_for_status())
+            .and_then(|r| r.text())
+            .with_context(|| format!("GET {url}"))?;
+        Ok(pem::parse(text).context("the service CA is not PEM")?.into_contents())
     }
 
     pub fn api(&self) -> Api {

@@ -176,6 +176,37 @@ impl ServiceCa {
     }
 }
 
+/// The development service's TLS identity, in the service CA's folder: a certificate for
+/// `devhost` (the name devices reach the development service by) with the CA after it, and
+/// its key (PKCS#8 PEM).
+pub const SERVER_CERT_FILE: &str = "devhost.pem";
+pub const SERVER_KEY_FILE: &str = "devhost.key.pem";
+
+/// The development service's certificate chain and key files in `dir` (the service CA's
+/// folder), issued on first use — as the CA itself is — so the images, which embed the CA
+/// as their trust anchor, and the service, which presents the chain, stay in step from run
+/// to run.
+pub fn development_server_identity(dir: &Path) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let (cert_path, key_path) = (dir.join(SERVER_CERT_FILE), dir.join(SERVER_KEY_FILE));
+    if cert_path.exists() && key_path.exists() {
+        return Ok((cert_path, key_path));
+    }
+    let ca = ServiceCa::load_or_create(dir)?;
+    let now = OffsetDateTime::now_utc();
+    let (certificate, key) =
+        ca.issue_server(&["devhost"], now - Duration::days(1), now + Duration::days(10 * 365))?;
+    let ca_der = std::fs::read(dir.join(SERVICE_CA_DER_FILE))
+        .with_context(|| format!("reading {}", dir.join(SERVICE_CA_DER_FILE).display()))?;
+    let chain = format!(
+        "{}{}",
+        pem::encode(&pem::Pem::new("CERTIFICATE", certificate)),
+        pem::encode(&pem::Pem::new("CERTIFICATE", ca_der))
+    );
+    crate::image::write_atomically(&key_path, pem::encode(&pem::Pem::new("PRIVATE KEY", key)).as_bytes())?;
+    crate::image::write_atomically(&cert_path, chain.as_bytes())?;
+    Ok((cert_path, key_path))
+}
+
 /// A device's public key as rcgen takes it: the SEC1 point, no private half.
 struct DevicePublicKey(Vec<u8>);
 
@@ -245,6 +276,27 @@ mod tests {
         assert_eq!(stored(&image), None);
         store(&mut image, &der).unwrap();
         assert_eq!(stored(&image), Some(der));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_development_server_identity_is_made_once_and_chains_to_the_service_ca() {
+        let dir = std::env::temp_dir().join(format!("septa-service-ca-{}", std::process::id()));
+        let (cert, key) = development_server_identity(&dir).unwrap();
+        let (chain, private) = (std::fs::read(&cert).unwrap(), std::fs::read(&key).unwrap());
+        // Made once: a second call keeps the files (and the CA) as they are.
+        let ca = std::fs::read(dir.join(SERVICE_CA_DER_FILE)).unwrap();
+        development_server_identity(&dir).unwrap();
+        assert_eq!(std::fs::read(&cert).unwrap(), chain);
+        assert_eq!(std::fs::read(&key).unwrap(), private);
+        assert_eq!(std::fs::read(dir.join(SERVICE_CA_DER_FILE)).unwrap(), ca);
+        // The chain is the server certificate, then the CA itself.
+        let blocks = pem::parse_many(&chain).unwrap();
+        assert_eq!(blocks.len(), 2);
+        assert_eq!(blocks[1].contents(), &ca[..]);
+        assert_eq!(pem::parse(&private).unwrap().tag(), "PRIVATE KEY");
+        // It is for devhost, the name the agent checks.
+        assert!(blocks[0].contents().windows(7).any(|w| w == b"devhost"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

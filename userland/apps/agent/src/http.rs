@@ -1,6 +1,12 @@
-//! A minimal HTTP/1.1 client over the socket API: one request per connection
-//! (`Connection: close`), bodies sized by `Content-Length`, which is all the device
-//! protocol uses (docs/protocol.md).
+//! A minimal HTTP/1.1 client over a mutually authenticated TLS 1.3 session with the
+//! service's device port: requests one after another on the session (keep-alive), bodies
+//! sized by `Content-Length`, which is all the device protocol uses (docs/protocol.md).
+//!
+//! [`connect`] opens the session: the service's certificate must chain to the `dev-service`
+//! CA the image embeds (`[tls] trust-anchors` in the manifest) and carry the name
+//! [`HOST`], valid at the monitor's wall-clock time; the agent authenticates with the
+//! device certificate the monitor holds, and the monitor signs the handshake with the device
+//! key (`device-auth`). No session, no request: there is no plain-text path.
 //!
 //! Everything in an answer is untrusted: the head must fit [`HEAD_MAX`] bytes, the status
 //! line must be `HTTP/1.x NNN`, and a body is read only up to its declared length and only
@@ -8,20 +14,54 @@
 
 use crate::Failure;
 use core::fmt::Write;
+use septa_abi::device_auth::CERTIFICATE_MAX;
+use septa_syscalls::monitor;
 use septa_syscalls::net::TcpStream;
+use septa_tls::{Buffers, CertificateDer, ClientIdentity, ServerCheck, TrustAnchors};
+use septa_tls_device::{DeviceKey, Rng, Socket};
 
-/// The service, as the agent's manifest names it.
+/// The service, as the agent's manifest names it, and the name its certificate carries.
 pub const HOST: &str = "devhost";
-pub const PORT: u16 = 80;
+pub const PORT: u16 = 443;
+
+/// The CAs the service's certificate may chain to (from the signed image).
+static ANCHORS: &[CertificateDer<'static>] = &septa_tls::trust_anchors!();
+/// The device certificate, read from the monitor for each session (kept off the stack).
+static CERTIFICATE: spin::Mutex<[u8; CERTIFICATE_MAX]> = spin::Mutex::new([0; CERTIFICATE_MAX]);
+
+/// A session with the service.
+pub type Session<'b> = septa_tls::Session<'b, Socket>;
+
+/// Connects the socket (in a frame of its own: the handshake that follows needs the stack).
+#[inline(never)]
+fn open_socket() -> Result<TcpStream, Failure> {
+    TcpStream::connect(HOST, PORT).map_err(Failure::Network)
+}
+
+/// Opens a mutually authenticated session with the service.
+#[inline(never)]
+pub fn connect(buffers: &mut Buffers) -> Result<Session<'_>, Failure> {
+    let now_unix = monitor::wall_clock().map_err(|e| Failure::Monitor("clock", e))?;
+    let mut certificate = CERTIFICATE.lock();
+    let len = monitor::device_certificate(&mut certificate[..])
+        .map_err(|e| Failure::Monitor("device certificate", e))?;
+    let stream = open_socket()?;
+    let anchors = TrustAnchors::new(ANCHORS).map_err(Failure::Tls)?;
+    let server = ServerCheck { anchors: &anchors, name: HOST, now_unix };
+    let mut identity = ClientIdentity { certificate: &certificate[..len], signer: DeviceKey };
+    let mut rng = Rng::from_monitor().map_err(|e| Failure::Monitor("random", e))?;
+    septa_tls::connect(Socket(stream), buffers, &server, &mut identity, &mut rng).map_err(Failure::Tls)
+}
 /// The longest response head the agent accepts.
 const HEAD_MAX: usize = 1024;
 
 /// The head buffer (one request at a time; kept off the 16 KiB stack).
 static HEAD: spin::Mutex<[u8; HEAD_MAX]> = spin::Mutex::new([0; HEAD_MAX]);
 
-/// An answer whose head has been read; its body follows on the connection.
-pub struct Response {
-    stream: TcpStream,
+/// An answer whose head has been read; its body follows on the session, and must be read
+/// to its end before the next request.
+pub struct Response<'s, 'b> {
+    session: &'s mut Session<'b>,
     pub status: u16,
     /// `Content-Length`, which every answer of the protocol has.
     pub length: usize,
@@ -33,18 +73,18 @@ pub struct Response {
     taken: usize,
 }
 
-/// Sends one request and reads the answer's head.
-// Its own frame: inlined, the large locals of every step would share the 16 KiB stack at once.
+/// Sends one request on `session` and reads the answer's head.
+// Its own frame: inlined, the large locals of every step would share the stack at once.
 #[inline(never)]
-pub fn request(
+pub fn request<'s, 'b>(
+    session: &'s mut Session<'b>,
     method: &str,
     path: &str,
     range_from: Option<usize>,
     body: &[u8],
-) -> Result<Response, Failure> {
-    let mut stream = TcpStream::connect(HOST, PORT).map_err(Failure::Network)?;
+) -> Result<Response<'s, 'b>, Failure> {
     let mut head = heapless::String::<256>::new();
-    let _ = write!(head, "{method} {path} HTTP/1.1\r\nHost: {HOST}\r\nConnection: close\r\n");
+    let _ = write!(head, "{method} {path} HTTP/1.1\r\nHost: {HOST}\r\n");
     if let Some(from) = range_from {
         let _ = write!(head, "Range: bytes={from}-\r\n");
     }
@@ -54,11 +94,13 @@ pub fn request(
     if head.push_str("\r\n").is_err() {
         return Err(Failure::Protocol("request head too long"));
     }
-    stream.write_all(head.as_bytes()).map_err(Failure::Network)?;
-    stream.write_all(body).map_err(Failure::Network)?;
+    session.write_all(head.as_bytes()).map_err(Failure::Tls)?;
+    if !body.is_empty() {
+        session.write_all(body).map_err(Failure::Tls)?;
+    }
 
     let mut response = Response {
-        stream,
+        session,
         status: 0,
         length: 0,
         early: HEAD.try_lock().ok_or(Failure::Protocol("two requests at once"))?,
@@ -74,7 +116,7 @@ pub fn request(
         if filled == HEAD_MAX {
             return Err(Failure::Protocol("response head too long"));
         }
-        match response.stream.read(&mut response.early[filled..]).map_err(Failure::Network)? {
+        match response.session.read(&mut response.early[filled..]).map_err(Failure::Tls)? {
             0 => return Err(Failure::Protocol("connection closed before the response head")),
             n => filled += n,
         }
@@ -109,7 +151,7 @@ fn parse_head(head: &[u8]) -> Result<(u16, usize), Failure> {
     Ok((status, length.ok_or(Failure::Protocol("response without Content-Length"))?))
 }
 
-impl Response {
+impl Response<'_, '_> {
     /// Reads the next body bytes into `out`; 0 at the end of the body.
     pub fn read(&mut self, out: &mut [u8]) -> Result<usize, Failure> {
         let left = self.length - self.taken;
@@ -123,7 +165,7 @@ impl Response {
             self.early_at += n;
             n
         } else {
-            match self.stream.read(&mut out[..want]).map_err(Failure::Network)? {
+            match self.session.read(&mut out[..want]).map_err(Failure::Tls)? {
                 0 => return Err(Failure::Protocol("connection closed inside the body")),
                 n => n,
             }

@@ -11,7 +11,7 @@ use septa_abi::service::{
 };
 use septa_syscalls::{self as sys, Error, monitor};
 
-/// The upload and its encoding live in statics, not on the app's 16 KiB stack.
+/// The upload and its encoding live in statics, not on the app's stack.
 static UPLOAD: spin::Mutex<ReportUpload> =
     spin::Mutex::new(ReportUpload { device_id: [0; 8], reports: heapless::Vec::new() });
 static BODY: spin::Mutex<[u8; REPORT_UPLOAD_MAX]> = spin::Mutex::new([0; REPORT_UPLOAD_MAX]);
@@ -41,9 +41,9 @@ fn save_cursor(at: (u32, u64)) -> Result<(), Failure> {
 }
 
 /// Uploads every report after the cursor.
-// Its own frame: inlined, the large locals of every step would share the 16 KiB stack at once.
+// Its own frame: inlined, the large locals of every step would share the stack at once.
 #[inline(never)]
-pub fn upload(device_id: &DeviceId) -> Result<(), Failure> {
+pub fn upload(session: &mut http::Session<'_>, device_id: &DeviceId) -> Result<(), Failure> {
     let mut after = cursor()?;
     let (mut upload, mut body, mut record) = (UPLOAD.lock(), BODY.lock(), RECORD.lock());
     upload.device_id = *device_id;
@@ -69,7 +69,7 @@ pub fn upload(device_id: &DeviceId) -> Result<(), Failure> {
         let encoded =
             postcard::to_slice(&*upload, &mut body[..]).map_err(|_| Failure::Protocol("encoding"))?;
         let answer: ReportResponse =
-            http::request("POST", "/device/v1/reports", None, encoded)?.message(&mut [0u8; 64])?;
+            http::request(session, "POST", "/device/v1/reports", None, encoded)?.message(&mut [0u8; 64])?;
         let sent = upload.reports.len();
         if answer.stored as usize + answer.duplicates as usize != sent {
             return Err(Failure::Protocol("the service did not answer for every report"));

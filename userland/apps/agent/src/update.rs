@@ -1,7 +1,8 @@
 //! Installing an offered release: the bundle streams from the service straight into the
 //! monitor (`update_begin` with its header, `update_write` with the slot image in order,
 //! `update_commit`), and its SHA-256 is checked against the offer before the commit. A
-//! download cut off resumes with a `Range` request at the byte it reached; the monitor's
+//! download cut off resumes, in a new TLS session, with a `Range` request at the byte it
+//! reached; the monitor's
 //! staging is not committed until every byte is there and matches — and the monitor checks
 //! the bundle's signatures and anti-rollback counters itself, whatever the agent says.
 
@@ -10,6 +11,7 @@ use septa_abi::bundle::{HEADER_MAX, Header};
 use septa_abi::monitor::UPDATE_CHUNK_MAX;
 use septa_abi::service::Offer;
 use septa_syscalls::{self as sys, Error, Hex, monitor};
+use septa_tls::Buffers;
 use sha2::{Digest, Sha256};
 
 /// Attempts of one download (each resuming where the last stopped) before the check-in fails.
@@ -85,9 +87,9 @@ impl Stream {
 
 /// Downloads and installs `offer`. On success the device resets into the update and this
 /// does not return.
-// Its own frame: inlined, the large locals of every step would share the 16 KiB stack at once.
+// Its own frame: inlined, the large locals of every step would share the stack at once.
 #[inline(never)]
-pub fn install(offer: &Offer) -> Result<(), Failure> {
+pub fn install(buffers: &mut Buffers, offer: &Offer) -> Result<(), Failure> {
     let total = offer.bundle_len as usize;
     sys::log!("agent: offered a {total}-byte bundle, sha256 {}", Hex(&offer.bundle_sha256));
     let mut path = heapless::String::<64>::new();
@@ -108,7 +110,8 @@ pub fn install(offer: &Offer) -> Result<(), Failure> {
     while stream.received < total {
         attempt += 1;
         let result = (|| -> Result<Option<Declined>, Failure> {
-            let mut response = http::request("GET", &path, Some(stream.received), &[])?;
+            let mut session = http::connect(buffers)?;
+            let mut response = http::request(&mut session, "GET", &path, Some(stream.received), &[])?;
             let expected = if stream.received == 0 { [200, 206] } else { [206, 206] };
             if !expected.contains(&response.status) {
                 let body = response.body(&mut buffer).unwrap_or_default();
@@ -137,7 +140,9 @@ pub fn install(offer: &Offer) -> Result<(), Failure> {
                 return Ok(());
             }
             Ok(None) => {}
-            Err(failure @ (Failure::Network(_) | Failure::Protocol(_))) if attempt < ATTEMPTS => {
+            Err(failure @ (Failure::Network(_) | Failure::Tls(_) | Failure::Protocol(_)))
+                if attempt < ATTEMPTS =>
+            {
                 sys::log!(
                     "agent: download stopped at {} of {total} bytes ({failure}); resuming",
                     stream.received
