@@ -229,27 +229,10 @@ mod tests {
     use super::*;
     use crate::package::{Header as PackageHeader, Kind};
     use crate::slot;
+    use crate::verify::tests::{fuses, key};
     use alloc::vec::Vec;
     use p256::ecdsa::SigningKey;
     use p256::ecdsa::signature::Signer;
-
-    fn key(seed: u8) -> SigningKey {
-        SigningKey::from_slice(&[seed; 32]).unwrap()
-    }
-
-    fn fuses(keys: &[&SigningKey]) -> Fuses {
-        let mut oem_keys = heapless::Vec::new();
-        for key in keys {
-            let point = key.verifying_key().to_encoded_point(false);
-            oem_keys.push(heapless::Vec::from_slice(point.as_bytes()).unwrap()).unwrap();
-        }
-        Fuses {
-            device_secret: [0; 32],
-            oem_keys,
-            revoked: heapless::Vec::new(),
-            minimum_versions: heapless::Vec::new(),
-        }
-    }
 
     fn package(kind: Kind, id: u8, version: u32, key: &SigningKey) -> Vec<u8> {
         let payload = [id; 100];

@@ -243,18 +243,19 @@ pub fn verify<'a>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::package::{HEADER_LEN, Header};
     use alloc::vec::Vec;
     use p256::ecdsa::SigningKey;
     use p256::ecdsa::signature::Signer;
 
-    fn key(seed: u8) -> SigningKey {
+    pub(crate) fn key(seed: u8) -> SigningKey {
         SigningKey::from_slice(&[seed; 32]).unwrap()
     }
 
-    fn fuses(keys: &[&SigningKey]) -> Fuses {
+    /// Fuses that provision `keys` and nothing else.
+    pub(crate) fn fuses(keys: &[&SigningKey]) -> Fuses {
         let mut oem_keys = heapless::Vec::new();
         for key in keys {
             let point = key.verifying_key().to_encoded_point(false);
