@@ -133,13 +133,7 @@ fn packages_and_slots_never_panic_and_changed_bytes_never_verify() {
             );
         }
     }
-    let point = key.verifying_key().to_encoded_point(false);
-    let fuses = crate::fuses::Fuses {
-        device_secret: [0; 32],
-        oem_keys: heapless::Vec::from_slice(&[heapless::Vec::from_slice(point.as_bytes()).unwrap()]).unwrap(),
-        revoked: heapless::Vec::new(),
-        minimum_versions: heapless::Vec::new(),
-    };
+    let fuses = crate::verify::tests::fuses(&[&key]);
     for round in 0..rounds(5_000) {
         // Change bytes of the slot header and manifest or of one package's header.
         let mut bytes = valid_slot.clone();
@@ -175,13 +169,7 @@ fn bundle_headers_and_images_never_panic() {
     let mut valid = bundle::encode_signed_part(&image, key_id, &[([1; 16], 1), ([2; 16], 1)]);
     let signature: Signature = key.sign(&valid);
     valid.extend_from_slice(&signature.to_bytes());
-    let point = key.verifying_key().to_encoded_point(false);
-    let fuses = crate::fuses::Fuses {
-        device_secret: [0; 32],
-        oem_keys: heapless::Vec::from_slice(&[heapless::Vec::from_slice(point.as_bytes()).unwrap()]).unwrap(),
-        revoked: heapless::Vec::new(),
-        minimum_versions: heapless::Vec::new(),
-    };
+    let fuses = crate::verify::tests::fuses(&[&key]);
     let mut rng = Rng(3);
     for round in 0..rounds(3_000) {
         let bytes = rng.mutate(&valid);
