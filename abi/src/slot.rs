@@ -159,6 +159,13 @@ impl<'a> Slot<'a> {
         &self.bytes[at..at + SIGNATURE_LEN]
     }
 
+    /// Whether `key` (the key [`Slot::manifest_key_id`] names) made the manifest's signature.
+    pub fn manifest_signed_by(&self, key: &p256::ecdsa::VerifyingKey) -> bool {
+        use p256::ecdsa::signature::Verifier;
+        p256::ecdsa::Signature::from_slice(self.manifest_signature())
+            .is_ok_and(|signature| key.verify(self.signed_part(), &signature).is_ok())
+    }
+
     /// The packages with their offsets from the slot start, in slot order. Stops after the
     /// first error.
     pub fn packages(&self) -> Packages<'a> {

@@ -26,8 +26,7 @@ use crate::keys;
 use crate::package::{Kind, Package};
 use crate::slot::{self, MAX_PACKAGES, Slot};
 use core::fmt;
-use p256::ecdsa::signature::Verifier;
-use p256::ecdsa::{Signature, VerifyingKey};
+use p256::ecdsa::VerifyingKey;
 
 /// Why a slot is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,8 +205,9 @@ pub fn verify<'a>(
     let manifest_key_id = slot.manifest_key_id();
     let key =
         keys.get(&manifest_key_id).map_err(|error| Error::ManifestKey { id: manifest_key_id, error })?;
-    let signature = Signature::from_slice(slot.manifest_signature()).map_err(|_| Error::ManifestSignature)?;
-    key.verify(slot.signed_part(), &signature).map_err(|_| Error::ManifestSignature)?;
+    if !slot.manifest_signed_by(key) {
+        return Err(Error::ManifestSignature);
+    }
 
     let mut packages = heapless::Vec::new();
     let (mut monitor, mut kernel) = (None, None);
@@ -247,8 +247,8 @@ pub(crate) mod tests {
     use super::*;
     use crate::package::{HEADER_LEN, Header};
     use alloc::vec::Vec;
-    use p256::ecdsa::SigningKey;
     use p256::ecdsa::signature::Signer;
+    use p256::ecdsa::{Signature, SigningKey};
 
     pub(crate) fn key(seed: u8) -> SigningKey {
         SigningKey::from_slice(&[seed; 32]).unwrap()
