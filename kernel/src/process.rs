@@ -103,9 +103,8 @@ pub struct Process {
     pub message: Claim,
     /// Where a caller wants its reply.
     pub reply_buffer: Claim,
-    /// Where a server in `recv` wants the next message and the caller's badge.
+    /// Where a server in `recv` wants the next message (the badge comes in registers).
     pub receive_buffer: Claim,
-    pub badge_buffer: u32,
     /// The DMA pool: physical address of its contiguous frames and their number.
     pub dma: Option<(u32, u32)>,
     /// Physical address of the process's `UserTables`.
@@ -137,7 +136,6 @@ impl Process {
         message: Claim { address: 0, len: 0 },
         reply_buffer: Claim { address: 0, len: 0 },
         receive_buffer: Claim { address: 0, len: 0 },
-        badge_buffer: 0,
         dma: None,
         tables: 0,
         mapped: Vec::new(),
@@ -266,6 +264,8 @@ impl Process {
         }
         self.tables = 0;
         self.pages_used = 0;
+        // Buffers checked against the freed mappings must be checked again.
+        (self.message, self.reply_buffer, self.receive_buffer) = Default::default();
         self.context = Context::default();
         self.priority = self.base_priority();
     }

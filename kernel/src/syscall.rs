@@ -15,7 +15,10 @@ use crate::mm::user::{self, Access, UserRange};
 use crate::process::{Claim, State};
 use crate::ratelimit;
 use crate::system::{Ending, Kernel};
-use septa_syscalls::{BADGE_LEN, Error, Info, LOG_MAX, MESSAGE_MAX, NAME_MAX, Syscall};
+use septa_syscalls::{
+    Error, Info, LOG_MAX, MESSAGE_MAX, NAME_MAX, REGISTER_MESSAGE, Syscall, keep_first, split_lengths,
+    words_of,
+};
 use septa_targets::board;
 
 /// What the trap code does after a syscall.
@@ -27,9 +30,13 @@ pub enum After {
 }
 
 impl<M: Machine> Kernel<M> {
-    /// Carries out syscall `number` for the current process `pid`.
-    pub fn syscall(&mut self, pid: usize, number: u32, args: [u32; 6]) -> After {
-        self.processes[pid].syscalls = self.processes[pid].syscalls.wrapping_add(1);
+    /// Carries out the syscall of the current process `pid`: its number and arguments are in
+    /// its saved registers (r7; r0–r5, and r8 for IPC).
+    pub fn syscall(&mut self, pid: usize) -> After {
+        let process = &mut self.processes[pid];
+        process.syscalls = process.syscalls.wrapping_add(1);
+        let r = &process.context.r;
+        let (number, args, buffer) = (r[7], [r[0], r[1], r[2], r[3], r[4], r[5]], r[8]);
         let result = match Syscall::from_u32(number) {
             Some(Syscall::Exit) => {
                 self.end(pid, Ending::Exit(args[0] as i32));
@@ -48,9 +55,9 @@ impl<M: Machine> Kernel<M> {
             Some(Syscall::Log) => self.log(pid, args[0], args[1]),
             Some(Syscall::Info) => self.info(pid, args[0]),
             Some(Syscall::Lookup) => self.lookup(pid, args[0], args[1], args[2]),
-            Some(Syscall::Call) => self.call(pid, args),
-            Some(Syscall::Recv) => self.recv(pid, args),
-            Some(Syscall::Reply) => self.reply(pid, args[0], args[1]),
+            Some(Syscall::Call) => self.call(pid, args, buffer),
+            Some(Syscall::Recv) => self.recv(pid, args, buffer),
+            Some(Syscall::Reply) => self.reply(pid, args),
             Some(Syscall::Notify) => self.notify(pid, args[0], args[1]),
             Some(Syscall::Wait) => self.wait(pid, args[0], args[1]),
             Some(Syscall::NotifyClient) => self.notify_client(pid, args[0], args[1], args[2]),
@@ -58,7 +65,7 @@ impl<M: Machine> Kernel<M> {
             Some(Syscall::IrqAck) => self.irq_ack(pid, args[0]),
             Some(Syscall::GpioSet) => self.gpio_set(pid, args[0], args[1], args[2]),
             Some(Syscall::MonitorCall) => self.monitor_service(pid, args),
-            Some(Syscall::ReplyRecv) => self.reply_recv(pid, args),
+            Some(Syscall::ReplyRecv) => self.reply_recv(pid, args, buffer),
             Some(Syscall::DmaPool) => self.dma_pool(pid, args[0]),
             None => Err(Error::NoSys),
         };
@@ -157,19 +164,19 @@ impl<M: Machine> Kernel<M> {
         done(handle.ok_or(Error::Access)?)
     }
 
-    fn call(&mut self, pid: usize, [handle, message, len, reply, reply_len, _]: [u32; 6]) -> Outcome {
+    /// `call`: r0 the handle, r1 the lengths, r2–r5 the message (or r2 its address), r8 the
+    /// reply buffer (used only for a reply of more than 16 bytes).
+    fn call(&mut self, pid: usize, [handle, lengths, address, ..]: [u32; 6], reply: u32) -> Outcome {
         let Cap::Call { endpoint } = self.processes[pid].caps.get(handle, Kind::Call)? else {
             return Err(Error::Access);
         };
-        if len as usize > MESSAGE_MAX {
-            return Err(Error::Invalid);
-        }
-        self.check_user(pid, message, len, Access::Read)?;
-        self.check_user(pid, reply, reply_len, Access::Write)?;
+        let (len, room) = split_lengths(lengths);
+        let message = self.check_message(pid, address, len)?;
+        let reply = self.check_buffer(pid, reply, room, self.processes[pid].reply_buffer)?;
         let outcome = self.ipc.call(pid as u8, endpoint)?;
         let caller = &mut self.processes[pid];
-        caller.message = Claim { address: message, len };
-        caller.reply_buffer = Claim { address: reply, len: reply_len };
+        caller.message = message;
+        caller.reply_buffer = reply;
         self.block(pid, State::Blocked);
         if let CallOutcome::Delivered { server } = outcome {
             let delivered = self.deliver(pid, server as usize);
@@ -178,28 +185,42 @@ impl<M: Machine> Kernel<M> {
         Ok(Blocked::Yes)
     }
 
-    fn recv(&mut self, pid: usize, [handle, buffer, len, badge, ..]: [u32; 6]) -> Outcome {
-        let endpoint = self.check_recv(pid, handle, buffer, len, badge)?;
+    /// A message to send: at most [`MESSAGE_MAX`] bytes, in the sender's r2–r5 when it fits,
+    /// else at `address` in its memory, readable.
+    fn check_message(&self, pid: usize, address: u32, len: u32) -> Result<Claim, Error> {
+        if len as usize > MESSAGE_MAX {
+            return Err(Error::Invalid);
+        }
+        if len as usize > REGISTER_MESSAGE {
+            self.check_user(pid, address, len, Access::Read)?;
+        }
+        Ok(Claim { address, len })
+    }
+
+    /// A buffer for more than 16 bytes to come back in, writable; a smaller room is never
+    /// touched (what fits comes in registers). The buffer named last (`last`, checked then)
+    /// needs no new check: a process's mappings only grow while it lives.
+    fn check_buffer(&self, pid: usize, address: u32, room: u32, last: Claim) -> Result<Claim, Error> {
+        let buffer = Claim { address, len: room };
+        if room as usize > REGISTER_MESSAGE && buffer != last {
+            self.check_user(pid, address, room, Access::Write)?;
+        }
+        Ok(buffer)
+    }
+
+    fn recv(&mut self, pid: usize, [handle, lengths, ..]: [u32; 6], buffer: u32) -> Outcome {
+        let endpoint = self.check_recv(pid, handle, lengths, buffer)?;
         self.receive(pid, endpoint)
     }
 
-    /// Checks `recv`'s arguments and records the server's buffers; returns the endpoint.
-    fn check_recv(
-        &mut self,
-        pid: usize,
-        handle: u32,
-        buffer: u32,
-        len: u32,
-        badge: u32,
-    ) -> Result<u8, Error> {
+    /// Checks `recv`'s arguments and records the server's buffer; returns the endpoint.
+    fn check_recv(&mut self, pid: usize, handle: u32, lengths: u32, buffer: u32) -> Result<u8, Error> {
         let Cap::Serve { endpoint } = self.processes[pid].caps.get(handle, Kind::Serve)? else {
             return Err(Error::Access);
         };
-        self.check_user(pid, buffer, len, Access::Write)?;
-        self.check_user(pid, badge, BADGE_LEN as u32, Access::Write)?;
-        let server = &mut self.processes[pid];
-        server.receive_buffer = Claim { address: buffer, len };
-        server.badge_buffer = badge;
+        let (_, room) = split_lengths(lengths);
+        let checked = self.check_buffer(pid, buffer, room, self.processes[pid].receive_buffer)?;
+        self.processes[pid].receive_buffer = checked;
         Ok(endpoint)
     }
 
@@ -215,16 +236,15 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// Copies `caller`'s message and badge into `server`'s receive buffers (both checked
-    /// when they were named) and lends the server the caller's priority if it is more
-    /// urgent. Returns the message length.
-    fn deliver(&mut self, caller: usize, server: usize) -> Result<u32, Error> {
+    /// Gives `server` the message and badge of `caller` (its buffers were checked when they
+    /// were named) and lends it the caller's priority if that is more urgent. Returns the
+    /// message length.
+    pub(crate) fn deliver(&mut self, caller: usize, server: usize) -> Result<u32, Error> {
         let message = self.processes[caller].message;
         let target = self.processes[server].receive_buffer;
-        let from = self.locate(caller, message.address, message.len, Access::Read)?;
-        self.copy_into(server, target.address, from, message.len.min(target.len))?;
-        let badge = self.processes[caller].component_id();
-        self.copy_to_user(server, self.processes[server].badge_buffer, &badge)?;
+        self.transfer(caller, message, server, target)?;
+        let badge = words_of(self.processes[caller].component_id());
+        self.processes[server].context.r[7..11].copy_from_slice(&badge);
         let urgency = self.processes[caller].priority;
         if urgency < self.processes[server].priority {
             self.set_priority(server, urgency);
@@ -232,36 +252,60 @@ impl<M: Machine> Kernel<M> {
         Ok(message.len)
     }
 
-    fn reply(&mut self, pid: usize, message: u32, len: u32) -> Outcome {
-        self.send_reply(pid, message, len)?;
+    /// Moves `message` of `sender` to `receiver`, which has room for `target.len` bytes: at
+    /// most 16 bytes go from the sender's r2–r5 (or its memory) to the receiver's r2–r5, the
+    /// bytes past the message cleared; more go from memory to memory at `target.address`.
+    pub(crate) fn transfer(
+        &mut self,
+        sender: usize,
+        message: Claim,
+        receiver: usize,
+        target: Claim,
+    ) -> Result<(), Error> {
+        let len = message.len.min(target.len);
+        if len as usize <= REGISTER_MESSAGE {
+            let words = if message.len as usize <= REGISTER_MESSAGE {
+                let r = &self.processes[sender].context.r;
+                [r[2], r[3], r[4], r[5]]
+            } else {
+                let mut bytes = [0u8; REGISTER_MESSAGE];
+                self.copy_from_user(sender, message.address, &mut bytes[..len as usize])?;
+                words_of(bytes)
+            };
+            self.processes[receiver].context.r[2..6].copy_from_slice(&keep_first(words, len as usize));
+            return Ok(());
+        }
+        let from = self.locate(sender, message.address, len, Access::Read)?;
+        self.copy_into(receiver, target.address, from, len)
+    }
+
+    fn reply(&mut self, pid: usize, [_, lengths, address, ..]: [u32; 6]) -> Outcome {
+        self.send_reply(pid, lengths, address)?;
         done(0)
     }
 
-    /// Copies the reply into the waiting caller's reply buffer and wakes it; the server
-    /// drops back to its own priority.
-    fn send_reply(&mut self, pid: usize, message: u32, len: u32) -> Result<(), Error> {
-        if len as usize > MESSAGE_MAX {
-            return Err(Error::Invalid);
+    /// Gives the reply to the waiting caller and wakes it; the server drops back to its own
+    /// priority. A bad reply changes nothing; with no call to answer it is `EINVAL`.
+    fn send_reply(&mut self, pid: usize, lengths: u32, address: u32) -> Result<(), Error> {
+        let (len, _) = split_lengths(lengths);
+        let message = self.check_message(pid, address, len)?;
+        let answered = self.ipc.reply(pid as u8);
+        if answered != Err(Error::Invalid) {
+            let base = self.processes[pid].base_priority();
+            self.set_priority(pid, base);
         }
-        let from = self.locate(pid, message, len, Access::Read)?;
-        let base = self.processes[pid].base_priority();
-        self.set_priority(pid, base);
-        let caller = self.ipc.reply(pid as u8)? as usize;
+        let caller = answered? as usize;
         let target = self.processes[caller].reply_buffer;
-        let result = self.copy_into(caller, target.address, from, len.min(target.len)).map(|()| len);
+        let result = self.transfer(pid, message, caller, target).map(|()| len);
         self.wake(caller, result);
         Ok(())
     }
 
     /// `reply` then `recv`, checked together first: bad receive arguments change nothing.
     /// A reply whose caller died meanwhile (`EPIPE`) is dropped and the receive goes on.
-    fn reply_recv(
-        &mut self,
-        pid: usize,
-        [handle, message, len, buffer, buffer_len, badge]: [u32; 6],
-    ) -> Outcome {
-        let endpoint = self.check_recv(pid, handle, buffer, buffer_len, badge)?;
-        match self.send_reply(pid, message, len) {
+    fn reply_recv(&mut self, pid: usize, [handle, lengths, address, ..]: [u32; 6], buffer: u32) -> Outcome {
+        let endpoint = self.check_recv(pid, handle, lengths, buffer)?;
+        match self.send_reply(pid, lengths, address) {
             Ok(()) | Err(Error::Pipe) => self.receive(pid, endpoint),
             Err(error) => Err(error),
         }

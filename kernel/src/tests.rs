@@ -15,7 +15,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use septa_abi::app::Manifest;
-use septa_syscalls::{Error, Syscall};
+use septa_syscalls::{Error, Syscall, lengths};
 
 fn serving(name: &'static str, endpoint: &'static str) -> Manifest<'static> {
     Manifest { serve: Some(endpoint), ..manifest(name) }
@@ -37,10 +37,33 @@ fn result(kernel: &Kernel<SimMachine>, pid: usize) -> (u32, u32) {
     (r[0], r[1])
 }
 
-fn syscall(kernel: &mut Kernel<SimMachine>, pid: usize, call: Syscall, args: [u32; 6]) -> (u32, u32) {
+/// Puts syscall `number` in `pid`'s registers: r0–r5 and r8 from `args`, r7 the number.
+fn load(kernel: &mut Kernel<SimMachine>, pid: usize, number: u32, args: [u32; 7]) {
+    let r = &mut kernel.processes[pid].context.r;
+    r[..6].copy_from_slice(&args[..6]);
+    (r[7], r[8]) = (number, args[6]);
+}
+
+/// Makes the syscall loaded in `pid`'s registers; returns its status and value.
+fn run(kernel: &mut Kernel<SimMachine>, pid: usize) -> (u32, u32) {
     kernel.current = Some(pid);
-    kernel.syscall(pid, call as u32, args);
+    kernel.syscall(pid);
     result(kernel, pid)
+}
+
+/// A syscall with arguments r0–r5 (r8 left as it is).
+fn syscall(kernel: &mut Kernel<SimMachine>, pid: usize, call: Syscall, args: [u32; 6]) -> (u32, u32) {
+    let r8 = kernel.processes[pid].context.r[8];
+    let [a, b, c, d, e, f] = args;
+    load(kernel, pid, call as u32, [a, b, c, d, e, f, r8]);
+    run(kernel, pid)
+}
+
+/// An IPC syscall: r0 the handle, r1 the lengths, r2–r5 the message (words or an address),
+/// r8 the buffer.
+fn ipc(kernel: &mut Kernel<SimMachine>, pid: usize, call: Syscall, args: [u32; 7]) -> (u32, u32) {
+    load(kernel, pid, call as u32, args);
+    run(kernel, pid)
 }
 
 fn status(error: Error) -> u32 {
@@ -116,7 +139,7 @@ fn snapshot(kernel: &Kernel<SimMachine>, caller: usize) -> String {
             (context.r[0], context.r[1]) = (0, 0);
         }
         out += &format!(
-            "{pid}: {:?} {:?} {:?} {} {:?} {:?} {:?} {} {}\n",
+            "{pid}: {:?} {:?} {:?} {} {:?} {:?} {:?} {}\n",
             p.state,
             context,
             p.caps,
@@ -124,7 +147,6 @@ fn snapshot(kernel: &Kernel<SimMachine>, caller: usize) -> String {
             p.message,
             p.reply_buffer,
             p.receive_buffer,
-            p.badge_buffer,
             p.pages_used()
         );
     }
@@ -156,48 +178,49 @@ fn every_syscall_refuses_bad_handles_pointers_kinds_and_lengths_and_changes_noth
     let straddles = STACK - 8; // the guard page below the stack is unmapped
     use Error::*;
     use Syscall::*;
-    let cases: Vec<(Syscall, [u32; 6], Error)> = std::vec![
-        (Log, [UNMAPPED, 16, 0, 0, 0, 0], Fault),
-        (Log, [KERNEL_ADDRESS, 16, 0, 0, 0, 0], Fault),
-        (Log, [WRAPS, 0x20, 0, 0, 0, 0], Fault),
-        (Log, [straddles, 16, 0, 0, 0, 0], Fault),
-        (Log, [DATA, 100_000, 0, 0, 0, 0], Invalid),
-        (Info, [TEXT, 0, 0, 0, 0, 0], Fault),
-        (Info, [UNMAPPED, 0, 0, 0, 0, 0], Fault),
-        (Lookup, [9, DATA, 3, 0, 0, 0], Invalid),
-        (Lookup, [0, UNMAPPED, 3, 0, 0, 0], Fault),
-        (Lookup, [0, DATA, 17, 0, 0, 0], Invalid),
-        (Lookup, [0, DATA, 3, 0, 0, 0], Access), // zeroed data: "\0\0\0" names nothing
-        (Call, [16, DATA, 4, DATA, 4, 0], Access),
-        (Call, [0xffff_ffff, DATA, 4, DATA, 4, 0], Access),
-        (Call, [1, DATA, 4, DATA, 4, 0], Access), // a device handle is the wrong kind
-        (Call, [0, DATA, 4096, DATA, 4, 0], Invalid),
-        (Call, [0, UNMAPPED, 4, DATA, 4, 0], Fault),
-        (Call, [0, DATA, 4, TEXT, 4, 0], Fault), // the reply buffer is read-only
-        (Call, [0, WRAPS, 0x20, DATA, 4, 0], Fault),
-        (Recv, [0, DATA, 4, DATA, 0, 0], Access), // a call handle cannot receive
-        (Reply, [DATA, 4, 0, 0, 0, 0], Pipe),     // no call to answer... checked below
-        (ReplyRecv, [0, DATA, 4, DATA, 4, DATA], Access),
-        (Notify, [1, 1, 0, 0, 0, 0], Access),
-        (Notify, [99, 1, 0, 0, 0, 0], Access),
-        (Wait, [0, 0, 0, 0, 0, 0], Invalid),
-        (NotifyClient, [0, DATA, 1, 0, 0, 0], Access),
-        (MapDevice, [0, 0, 0, 0, 0, 0], Access),
-        (MapDevice, [2, 0, 0, 0, 0, 0], Access),
-        (IrqAck, [3, 0, 0, 0, 0, 0], Access),
-        (GpioSet, [2, 0, 0, 0, 0, 0], Invalid),
-        (GpioSet, [2, 1 << 3, 0, 0, 0, 0], Access),
-        (GpioSet, [1, 1 << 2, 0, 0, 0, 0], Access),
-        (MonitorCall, [0, 0, DATA, 4, DATA, 4], Access),
-        (MonitorCall, [3, 999, DATA, 4, DATA, 4], Invalid),
-        (MonitorCall, [3, 0, DATA, 4096, DATA, 4], Invalid),
-        (MonitorCall, [3, 0, UNMAPPED, 4, DATA, 4], Fault),
-        (MonitorCall, [3, 0, DATA, 4, TEXT, 4], Fault),
-        (DmaPool, [DATA, 0, 0, 0, 0, 0], Access),
+    let cases: Vec<(Syscall, [u32; 7], Error)> = std::vec![
+        (Log, [UNMAPPED, 16, 0, 0, 0, 0, 0], Fault),
+        (Log, [KERNEL_ADDRESS, 16, 0, 0, 0, 0, 0], Fault),
+        (Log, [WRAPS, 0x20, 0, 0, 0, 0, 0], Fault),
+        (Log, [straddles, 16, 0, 0, 0, 0, 0], Fault),
+        (Log, [DATA, 100_000, 0, 0, 0, 0, 0], Invalid),
+        (Info, [TEXT, 0, 0, 0, 0, 0, 0], Fault),
+        (Info, [UNMAPPED, 0, 0, 0, 0, 0, 0], Fault),
+        (Lookup, [9, DATA, 3, 0, 0, 0, 0], Invalid),
+        (Lookup, [0, UNMAPPED, 3, 0, 0, 0, 0], Fault),
+        (Lookup, [0, DATA, 17, 0, 0, 0, 0], Invalid),
+        (Lookup, [0, DATA, 3, 0, 0, 0, 0], Access), // zeroed data: "\0\0\0" names nothing
+        (Call, [16, lengths(4, 4), 0, 0, 0, 0, DATA], Access),
+        (Call, [0xffff_ffff, lengths(4, 4), 0, 0, 0, 0, DATA], Access),
+        (Call, [1, lengths(4, 4), 0, 0, 0, 0, DATA], Access), // a device handle is the wrong kind
+        (Call, [0, lengths(4096, 4), DATA, 0, 0, 0, DATA], Invalid),
+        (Call, [0, lengths(17, 4), UNMAPPED, 0, 0, 0, DATA], Fault),
+        (Call, [0, lengths(4, 17), 0, 0, 0, 0, TEXT], Fault), // the reply buffer is read-only
+        (Call, [0, lengths(0x20, 4), WRAPS, 0, 0, 0, DATA], Fault),
+        (Recv, [0, lengths(0, 4), 0, 0, 0, 0, DATA], Access), // a call handle cannot receive
+        (Reply, [0, lengths(4, 0), 0, 0, 0, 0, 0], Pipe),     // no call to answer... checked below
+        (ReplyRecv, [0, lengths(4, 4), 0, 0, 0, 0, DATA], Access),
+        (Notify, [1, 1, 0, 0, 0, 0, 0], Access),
+        (Notify, [99, 1, 0, 0, 0, 0, 0], Access),
+        (Wait, [0, 0, 0, 0, 0, 0, 0], Invalid),
+        (NotifyClient, [0, DATA, 1, 0, 0, 0, 0], Access),
+        (MapDevice, [0, 0, 0, 0, 0, 0, 0], Access),
+        (MapDevice, [2, 0, 0, 0, 0, 0, 0], Access),
+        (IrqAck, [3, 0, 0, 0, 0, 0, 0], Access),
+        (GpioSet, [2, 0, 0, 0, 0, 0, 0], Invalid),
+        (GpioSet, [2, 1 << 3, 0, 0, 0, 0, 0], Access),
+        (GpioSet, [1, 1 << 2, 0, 0, 0, 0, 0], Access),
+        (MonitorCall, [0, 0, DATA, 4, DATA, 4, 0], Access),
+        (MonitorCall, [3, 999, DATA, 4, DATA, 4, 0], Invalid),
+        (MonitorCall, [3, 0, DATA, 4096, DATA, 4, 0], Invalid),
+        (MonitorCall, [3, 0, UNMAPPED, 4, DATA, 4, 0], Fault),
+        (MonitorCall, [3, 0, DATA, 4, TEXT, 4, 0], Fault),
+        (DmaPool, [DATA, 0, 0, 0, 0, 0, 0], Access),
     ];
     for (call, args, expected) in cases {
+        load(&mut kernel, pid, call as u32, args);
         let before = snapshot(&kernel, pid);
-        let got = syscall(&mut kernel, pid, call, args);
+        let got = run(&mut kernel, pid);
         let expected = match (call, expected) {
             // `reply` without a received call: the IPC state machine says so.
             (Reply, _) => got,
@@ -207,33 +230,62 @@ fn every_syscall_refuses_bad_handles_pointers_kinds_and_lengths_and_changes_noth
         assert_ne!(got.0, 0, "{call:?} {args:x?} must fail");
         assert_eq!(snapshot(&kernel, pid), before, "{call:?} {args:x?} changed the kernel's state");
     }
+    load(&mut kernel, pid, 999, [0; 7]);
     let before = snapshot(&kernel, pid);
-    assert!(matches!(kernel.syscall(pid, 999, [0; 6]), crate::syscall::After::Continue));
-    assert_eq!(result(&kernel, pid), (status(NoSys), 0));
+    assert_eq!(run(&mut kernel, pid), (status(NoSys), 0));
     assert_eq!(snapshot(&kernel, pid), before);
 }
 
 #[test]
-fn a_message_goes_from_caller_to_waiting_server_and_the_reply_back() {
+fn messages_go_from_caller_to_waiting_server_and_the_reply_back() {
+    use septa_syscalls::{bytes_of, message_words};
     let mut kernel = sim::booted(&[serving("srv", "svc"), calling("cli", "svc")]);
     let (server, client) = (pid_of(&kernel, "srv"), pid_of(&kernel, "cli"));
-    // The server waits in recv with its buffer and badge buffer in its data.
-    syscall(&mut kernel, server, Syscall::Recv, [0, DATA, 64, DATA + 64, 0, 0]);
+    let regs = |kernel: &Kernel<SimMachine>, pid: usize| {
+        let r = &kernel.processes[pid].context.r;
+        ([r[2], r[3], r[4], r[5]], [r[7], r[8], r[9], r[10]])
+    };
+    let server_buffer = kernel.processes[server].lookup(&kernel.machine, DATA).unwrap().phys;
+    let client_stack = kernel.processes[client].lookup(&kernel.machine, STACK).unwrap().phys;
+
+    // At most 16 bytes travel in registers: the server's buffer stays untouched.
+    ipc(&mut kernel, server, Syscall::Recv, [0, lengths(0, 64), 0, 0, 0, 0, DATA]);
     assert_eq!(kernel.processes[server].state, State::Blocked);
-    let message = *b"ping";
-    let at = kernel.processes[client].lookup(&kernel.machine, STACK).unwrap().phys;
-    kernel.machine.write_phys(at, &message);
-    syscall(&mut kernel, client, Syscall::Call, [0, STACK, 4, STACK + 16, 8, 0]);
+    let [a, b, c, d] = message_words(b"ping");
+    ipc(&mut kernel, client, Syscall::Call, [0, lengths(4, 8), a, b, c, d, STACK + 16]);
     assert_eq!(kernel.processes[client].state, State::Blocked);
     assert_eq!(result(&kernel, server), (0, 4));
-    let buffer = kernel.processes[server].lookup(&kernel.machine, DATA).unwrap().phys;
-    assert_eq!(kernel.machine.ram(buffer, 4), b"ping");
-    assert_eq!(&kernel.machine.ram(buffer + 64, 3)[..3], b"cli", "the badge is the caller's component id");
-    kernel.machine.write_phys(buffer + 128, b"pong!");
-    assert_eq!(syscall(&mut kernel, server, Syscall::Reply, [DATA + 128, 5, 0, 0, 0, 0]), (0, 0));
+    let (words, badge) = regs(&kernel, server);
+    assert_eq!(words, message_words(b"ping"));
+    assert_eq!(&bytes_of(badge)[..3], b"cli", "the badge is the caller's component id");
+    assert_eq!(kernel.machine.ram(server_buffer, 64), [0; 64]);
+    let [a, b, c, d] = message_words(b"pong!");
+    assert_eq!(ipc(&mut kernel, server, Syscall::Reply, [0, lengths(5, 0), a, b, c, d, 0]), (0, 0));
     assert_eq!(result(&kernel, client), (0, 5));
-    assert_eq!(kernel.machine.ram(at + 16, 5), b"pong!");
+    assert_eq!(regs(&kernel, client).0, message_words(b"pong!"));
     assert_eq!(kernel.processes[client].state, State::Ready);
+
+    // Longer messages go memory to memory, once; a reply longer than the room is cut.
+    let long: Vec<u8> = (0..40).collect();
+    kernel.machine.write_phys(client_stack, &long);
+    ipc(&mut kernel, server, Syscall::Recv, [0, lengths(0, 64), 0, 0, 0, 0, DATA]);
+    ipc(&mut kernel, client, Syscall::Call, [0, lengths(40, 24), STACK, 0, 0, 0, STACK + 64]);
+    assert_eq!(result(&kernel, server), (0, 40));
+    assert_eq!(kernel.machine.ram(server_buffer, 40), &long[..]);
+    kernel.machine.write_phys(server_buffer + 100, &[9; 30]);
+    assert_eq!(ipc(&mut kernel, server, Syscall::Reply, [0, lengths(30, 0), DATA + 100, 0, 0, 0, 0]), (0, 0));
+    assert_eq!(result(&kernel, client), (0, 30), "the whole length, though 24 fit");
+    assert_eq!(kernel.machine.ram(client_stack + 64, 25), [[9; 24].as_slice(), &[0]].concat());
+
+    // A message cut to a room of at most 16 bytes comes in registers, nothing past the room.
+    ipc(&mut kernel, server, Syscall::Recv, [0, lengths(0, 5), 0, 0, 0, 0, DATA]);
+    ipc(&mut kernel, client, Syscall::Call, [0, lengths(40, 0), STACK, 0, 0, 0, 0]);
+    assert_eq!(result(&kernel, server), (0, 40));
+    assert_eq!(regs(&kernel, server).0, message_words(&long[..5]));
+    let [a, b, c, d] = message_words(b"0123456789abcdef");
+    ipc(&mut kernel, server, Syscall::Reply, [0, lengths(12, 0), a, b, c, d, 0]);
+    assert_eq!(result(&kernel, client), (0, 12));
+    assert_eq!(regs(&kernel, client).0, [0; 4], "a room of 0 takes no byte");
 }
 
 /// A small deterministic random source for the model test.
@@ -302,27 +354,28 @@ fn random_ipc_exit_and_fault_sequences_keep_the_kernels_promises() {
                 continue;
             }
             let op = rng.below(9);
-            let len = rng.below(24);
+            let len = rng.below(24) as usize;
             let what = format!("seed {seed} step {step}: pid {pid} op {op}");
             let server = p.caps.find(|c| matches!(c, Cap::Serve { .. })).is_some();
             match op {
                 0 | 1 if !server => {
                     let handle = rng.below(2);
-                    syscall(&mut kernel, pid, Syscall::Call, [handle, STACK, len, STACK + 64, 32, 0]);
-                }
-                0..=2 if server => {
-                    syscall(&mut kernel, pid, Syscall::Recv, [0, STACK, 32, STACK + 64, 0, 0]);
-                }
-                3 if server => {
-                    syscall(&mut kernel, pid, Syscall::Reply, [STACK, len, 0, 0, 0, 0]);
-                }
-                4 if server => {
-                    syscall(
+                    ipc(
                         &mut kernel,
                         pid,
-                        Syscall::ReplyRecv,
-                        [0, STACK, len, STACK + 128, 32, STACK + 64],
+                        Syscall::Call,
+                        [handle, lengths(len, 32), STACK, 0, 0, 0, STACK + 64],
                     );
+                }
+                0..=2 if server => {
+                    ipc(&mut kernel, pid, Syscall::Recv, [0, lengths(0, 32), 0, 0, 0, 0, STACK]);
+                }
+                3 if server => {
+                    ipc(&mut kernel, pid, Syscall::Reply, [0, lengths(len, 0), STACK, 0, 0, 0, 0]);
+                }
+                4 if server => {
+                    let lengths = lengths(len, 32);
+                    ipc(&mut kernel, pid, Syscall::ReplyRecv, [0, lengths, STACK, 0, 0, 0, STACK + 128]);
                 }
                 5 => {
                     syscall(&mut kernel, pid, Syscall::Notify, [rng.below(3), 1 << rng.below(4), 0, 0, 0, 0]);

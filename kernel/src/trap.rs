@@ -17,9 +17,7 @@ use septa_kernel::system::{Ending, UserFault};
 extern "C" fn kernel_syscall() -> ! {
     let mut kernel = KERNEL.lock();
     let pid = kernel.current.expect("a syscall comes from the current process");
-    let saved = &kernel.processes[pid].context.r;
-    let (number, args) = (saved[7], [saved[0], saved[1], saved[2], saved[3], saved[4], saved[5]]);
-    let keep = matches!(kernel.syscall(pid, number, args), After::Continue);
+    let keep = matches!(kernel.syscall(pid), After::Continue);
     let next = kernel.schedule(keep);
     drop(kernel);
     run(next)

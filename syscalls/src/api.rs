@@ -1,6 +1,6 @@
 //! The raw `svc` calls and the safe wrappers over them.
 
-use crate::{BADGE_LEN, DmaPool, Error, HandleKind, Info, LOG_MAX, Syscall};
+use crate::{BADGE_LEN, DmaPool, Error, HandleKind, Info, LOG_MAX, REGISTER_MESSAGE, Syscall};
 use core::arch::asm;
 
 /// Issues syscall `number` with three arguments; returns its value or error.
@@ -40,17 +40,70 @@ pub fn lookup(kind: HandleKind, name: &str) -> Result<Handle, Error> {
     raw_syscall(Syscall::Lookup as u32, kind as u32, name.as_ptr() as u32, name.len() as u32).map(Handle)
 }
 
+/// What an IPC syscall left in the registers: status, value (a length), r2–r5 (a message of
+/// at most 16 bytes) and r7–r10 (the badge of a received call).
+pub struct IpcRegisters {
+    pub status: u32,
+    pub value: u32,
+    pub words: [u32; 4],
+    pub badge: [u32; 4],
+}
+
+/// Issues IPC syscall `number` with the handle (r0), lengths word (r1), message registers
+/// (r2–r5) and buffer address (r8) of the ABI ([`crate::lengths`]).
+#[inline(always)]
+pub fn raw_ipc(number: u32, handle: u32, lengths: u32, words: [u32; 4], buffer: u32) -> IpcRegisters {
+    let (status, value): (u32, u32);
+    let (mut out, mut badge) = ([0u32; 4], [0u32; 4]);
+    // SAFETY: `svc #0` enters the kernel, which validates every argument against this
+    // app's own mappings before using it and changes no app register but r0–r5 and r7–r10.
+    unsafe {
+        asm!("svc #0",
+            inlateout("r0") handle => status, inlateout("r1") lengths => value,
+            inlateout("r2") words[0] => out[0], inlateout("r3") words[1] => out[1],
+            inlateout("r4") words[2] => out[2], inlateout("r5") words[3] => out[3],
+            inlateout("r7") number => badge[0], inlateout("r8") buffer => badge[1],
+            lateout("r9") badge[2], lateout("r10") badge[3],
+            options(nostack));
+    }
+    IpcRegisters { status, value, words: out, badge }
+}
+
+/// The registers that carry `message`: its bytes when it fits, else its address.
+#[inline(always)]
+fn message_registers(message: &[u8]) -> [u32; 4] {
+    if message.len() <= REGISTER_MESSAGE {
+        crate::message_words(message)
+    } else {
+        [message.as_ptr() as u32, 0, 0, 0]
+    }
+}
+
+/// The length a call or receive returned; what fits in registers is stored into `buffer`
+/// here (the kernel wrote a longer one into `buffer` itself).
+#[inline(always)]
+fn take_message(out: &IpcRegisters, buffer: &mut [u8]) -> Result<usize, Error> {
+    let len = Error::result(out.status, out.value)? as usize;
+    let got = len.min(buffer.len());
+    if got <= REGISTER_MESSAGE {
+        buffer[..got].copy_from_slice(&crate::bytes_of(out.words)[..got]);
+    }
+    Ok(len)
+}
+
 /// Sends `message` to the server of `endpoint` and waits for its reply, written into
 /// `reply`; returns the reply's length.
+#[inline]
 pub fn call(endpoint: Handle, message: &[u8], reply: &mut [u8]) -> Result<usize, Error> {
-    let args = [
+    let lengths = crate::lengths(message.len(), reply.len());
+    let out = raw_ipc(
+        Syscall::Call as u32,
         endpoint.0,
-        message.as_ptr() as u32,
-        message.len() as u32,
+        lengths,
+        message_registers(message),
         reply.as_mut_ptr() as u32,
-        reply.len() as u32,
-    ];
-    raw_syscall5(Syscall::Call as u32, args).map(|n| n as usize)
+    );
+    take_message(&out, reply)
 }
 
 /// A received call: its length and the caller's badge (component id).
@@ -60,33 +113,38 @@ pub struct Received {
     pub badge: [u8; BADGE_LEN],
 }
 
+#[inline(always)]
+fn received(out: IpcRegisters, buffer: &mut [u8]) -> Result<Received, Error> {
+    let len = take_message(&out, buffer)?;
+    Ok(Received { len, badge: crate::bytes_of(out.badge) })
+}
+
 /// Waits for a call on `endpoint` (served by the caller); the message goes into `buffer`.
 pub fn recv(endpoint: Handle, buffer: &mut [u8]) -> Result<Received, Error> {
-    let mut badge = [0u8; BADGE_LEN];
-    let args = [endpoint.0, buffer.as_mut_ptr() as u32, buffer.len() as u32, badge.as_mut_ptr() as u32, 0];
-    let len = raw_syscall5(Syscall::Recv as u32, args)?;
-    Ok(Received { len: len as usize, badge })
+    let lengths = crate::lengths(0, buffer.len());
+    received(raw_ipc(Syscall::Recv as u32, endpoint.0, lengths, [0; 4], buffer.as_mut_ptr() as u32), buffer)
 }
 
 /// Answers the call received last.
 pub fn reply(message: &[u8]) -> Result<(), Error> {
-    raw_syscall(Syscall::Reply as u32, message.as_ptr() as u32, message.len() as u32, 0).map(drop)
+    let lengths = crate::lengths(message.len(), 0);
+    let out = raw_ipc(Syscall::Reply as u32, 0, lengths, message_registers(message), 0);
+    Error::result(out.status, out.value).map(drop)
 }
 
 /// Answers the call received last with `message`, then waits for the next call like
 /// [`recv`] — one syscall instead of two, the fast path of a server loop.
+#[inline]
 pub fn reply_recv(endpoint: Handle, message: &[u8], buffer: &mut [u8]) -> Result<Received, Error> {
-    let mut badge = [0u8; BADGE_LEN];
-    let args = [
+    let lengths = crate::lengths(message.len(), buffer.len());
+    let out = raw_ipc(
+        Syscall::ReplyRecv as u32,
         endpoint.0,
-        message.as_ptr() as u32,
-        message.len() as u32,
+        lengths,
+        message_registers(message),
         buffer.as_mut_ptr() as u32,
-        buffer.len() as u32,
-        badge.as_mut_ptr() as u32,
-    ];
-    let len = raw_syscall6(Syscall::ReplyRecv as u32, args)?;
-    Ok(Received { len: len as usize, badge })
+    );
+    received(out, buffer)
 }
 
 /// Sets `bits` in the notifications of `endpoint`'s server.

@@ -5,6 +5,13 @@
 //! error), so no value can be mistaken for an error ([`Error::result`]). The table of numbers in
 //! [`Syscall`] is the only one: the kernel dispatches on it and this crate calls through it.
 //!
+//! IPC (`call`, `recv`, `reply`, `reply_recv`) carries small messages in registers: r1 holds
+//! the two lengths ([`lengths`]: what is sent, and how much the caller can take back), a
+//! message of at most [`REGISTER_MESSAGE`] bytes travels in r2–r5 (a longer one is in memory,
+//! its address in r2), r8 is the buffer for what comes back when that is longer, and a
+//! received message of at most 16 bytes comes back in r2–r5, with the caller's badge in
+//! r7–r10. So the common small call touches no memory in the kernel at all.
+//!
 //! App authors use the safe wrappers: [`log!`], [`sleep`], [`yield_now`], [`exit`] and
 //! [`info`]. Every pointer an app passes is checked by the kernel against the app's own
 //! mappings; a bad one is refused with [`Error::Fault`] and changes nothing.
@@ -37,15 +44,16 @@ pub enum Syscall {
     /// `lookup(kind, name_ptr, name_len) -> handle`: finds one of the caller's own
     /// capabilities by the name its manifest uses ([`HandleKind`]).
     Lookup = 5,
-    /// `call(handle, msg_ptr, msg_len, reply_ptr, reply_len) -> reply length`: sends a
-    /// message of at most [`MESSAGE_MAX`] bytes to the endpoint's server and waits for the
-    /// reply.
+    /// `call(handle, lengths(msg_len, reply_len), message, .. r8 = reply_ptr) -> reply
+    /// length`: sends a message of at most [`MESSAGE_MAX`] bytes (in r2–r5, or at the address
+    /// in r2 when longer than [`REGISTER_MESSAGE`]) to the endpoint's server and waits for
+    /// the reply (in r2–r5, or written at `reply_ptr` when more than 16 bytes of it fit).
     Call = 6,
-    /// `recv(handle, buf_ptr, buf_len, badge_ptr) -> message length`: waits for a call on
-    /// an endpoint the caller serves; writes the caller's 16-byte component id at
-    /// `badge_ptr`.
+    /// `recv(handle, lengths(0, buf_len), .. r8 = buf_ptr) -> message length`: waits for a
+    /// call on an endpoint the caller serves; the message comes like a reply to `call`, the
+    /// caller's 16-byte component id (its badge) in r7–r10.
     Recv = 7,
-    /// `reply(msg_ptr, msg_len)`: answers the call received last.
+    /// `reply(_, lengths(msg_len, 0), message)`: answers the call received last.
     Reply = 8,
     /// `notify(handle, bits)`: sets notification bits of the server of a callable endpoint.
     Notify = 9,
@@ -63,7 +71,7 @@ pub enum Syscall {
     /// -> response length`: a security-monitor service the manifest grants
     /// (`septa_abi::monitor`).
     MonitorCall = 14,
-    /// `reply_recv(handle, msg_ptr, msg_len, buf_ptr, buf_len, badge_ptr) -> message
+    /// `reply_recv(handle, lengths(msg_len, buf_len), message, .. r8 = buf_ptr) -> message
     /// length`: a server's loop in one syscall — `reply(msg)`, then `recv` on `handle`. A
     /// reply whose caller died meanwhile is dropped; the receive still happens.
     ReplyRecv = 15,
@@ -235,6 +243,56 @@ impl core::fmt::Display for Hex<'_> {
 pub const MESSAGE_MAX: usize = 2048;
 /// The length of a badge: the caller's component id.
 pub const BADGE_LEN: usize = 16;
+/// IPC messages up to this long travel in registers r2–r5, never through memory.
+pub const REGISTER_MESSAGE: usize = 16;
+
+/// The lengths word (r1) of an IPC syscall: the bytes sent (low half) and the room for what
+/// comes back (high half), each capped at what 16 bits hold (the kernel refuses a message
+/// longer than [`MESSAGE_MAX`] and never uses more room than that).
+pub fn lengths(send: usize, room: usize) -> u32 {
+    (send.min(0xffff) as u32) | (room.min(0xffff) as u32) << 16
+}
+
+/// The two halves of a lengths word; the room capped at [`MESSAGE_MAX`].
+pub fn split_lengths(lengths: u32) -> (u32, u32) {
+    (lengths & 0xffff, (lengths >> 16).min(MESSAGE_MAX as u32))
+}
+
+/// The first `len` bytes (at most 16) of a message as the four words of r2–r5, the rest zero.
+pub fn message_words(message: &[u8]) -> [u32; 4] {
+    let mut bytes = [0u8; REGISTER_MESSAGE];
+    let len = message.len().min(REGISTER_MESSAGE);
+    bytes[..len].copy_from_slice(&message[..len]);
+    words_of(bytes)
+}
+
+/// The 16 bytes of four registers, in memory order.
+pub fn bytes_of(words: [u32; 4]) -> [u8; 16] {
+    let mut bytes = [0u8; 16];
+    for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
+        chunk.copy_from_slice(&word.to_ne_bytes());
+    }
+    bytes
+}
+
+/// Four registers holding 16 bytes, in memory order.
+pub fn words_of(bytes: [u8; 16]) -> [u32; 4] {
+    core::array::from_fn(|i| {
+        u32::from_ne_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]])
+    })
+}
+
+/// `words` with every byte from `len` on cleared: a receiver sees exactly the bytes sent.
+pub fn keep_first(words: [u32; 4], len: usize) -> [u32; 4] {
+    if len >= REGISTER_MESSAGE {
+        return words;
+    }
+    core::array::from_fn(|i| {
+        let keep = len.saturating_sub(4 * i).min(4);
+        let mask: [u8; 4] = core::array::from_fn(|j| if j < keep { 0xff } else { 0 });
+        words[i] & u32::from_ne_bytes(mask)
+    })
+}
 /// A device's interrupt arrives as notification bit `1 << handle`.
 pub fn irq_bit(device_handle: u32) -> u32 {
     1 << device_handle

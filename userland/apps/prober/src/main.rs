@@ -59,8 +59,15 @@ fn main() {
     let oversized = [0u8; sys::MESSAGE_MAX + 1];
     refused +=
         expect("call with an oversized message", sys::call(pong, &oversized, &mut reply), Error::Invalid);
-    let bad_reply_buffer =
-        sys::raw_syscall5(Syscall::Call as u32, [pong.0, reply.as_ptr() as u32, 4, 0x4010_0000, 16]);
+    // Room for more than 16 bytes back: the kernel checks the (kernel-owned) reply buffer.
+    let out = sys::raw_ipc(
+        Syscall::Call as u32,
+        pong.0,
+        sys::lengths(4, 64),
+        sys::message_words(b"abcd"),
+        0x4010_0000,
+    );
+    let bad_reply_buffer = Error::result(out.status, out.value);
     refused += expect("call with a kernel reply buffer", bad_reply_buffer, Error::Fault);
     // The calls above changed nothing: pong still answers.
     match sys::call(pong, b"abc", &mut reply) {
