@@ -113,7 +113,16 @@ impl Journal {
     fn valid(&self, flash: &impl Flash) -> heapless::Vec<(u32, usize), MAX_SECTORS> {
         let mut valid: heapless::Vec<(u32, usize), MAX_SECTORS> =
             (0..self.sectors).filter_map(|i| self.generation(flash, i).map(|g| (g, i))).collect();
-        valid.sort_unstable();
+        // An insertion sort: there are at most MAX_SECTORS entries, and `sort_unstable`
+        // would add about 9 KB of code to the loader and the monitor, which the loader
+        // copies and hashes at every boot.
+        for i in 1..valid.len() {
+            let mut j = i;
+            while j > 0 && valid[j - 1] > valid[j] {
+                valid.swap(j - 1, j);
+                j -= 1;
+            }
+        }
         valid
     }
 

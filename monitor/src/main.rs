@@ -182,11 +182,17 @@ extern "C" fn monitor_main() -> ! {
 /// page, and starts the entropy read for the DRBG.
 fn take_handoff(out: &mut Pl011) {
     // SAFETY: HANDOFF is the secure-RAM page the loader wrote a `Handoff` into just before
-    // entering the monitor; nothing else uses it.
+    // entering the monitor; nothing else uses it. The copy is a plain one (a volatile read
+    // of the whole block would become one load per byte, tens of KB of code the loader
+    // then copies and hashes at every boot); the wipe is word by word and volatile, so it
+    // cannot be optimized away.
     let handoff = unsafe {
         let page = board::HANDOFF.base as *mut Handoff;
-        let handoff = core::ptr::read_volatile(page);
-        core::ptr::write_volatile(page, Handoff::empty());
+        let handoff = core::ptr::read(page);
+        let words = page as *mut u32;
+        for at in 0..core::mem::size_of::<Handoff>() / 4 {
+            core::ptr::write_volatile(words.add(at), 0);
+        }
         handoff
     };
     if handoff.magic != septa_abi::handoff::MAGIC {
