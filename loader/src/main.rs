@@ -290,28 +290,26 @@ fn measure_loader() -> [u8; 32] {
     unsafe extern "C" {
         static __loader_end: u8;
     }
-    let end = (&raw const __loader_end) as usize;
-    let mut hasher = sha2::Sha256::new();
-    // The ROM starts at address 0, which Rust references and slices may not point at; the
-    // words are read with plain loads, a block at a time (one hasher update per block).
-    let mut block = [0u8; 256];
-    let mut address = board::LOADER_ROM.base;
-    while address < end {
-        let len = (end - address).min(block.len());
-        for (at, chunk) in block[..len].chunks_mut(4).enumerate() {
-            let word: u32;
-            // SAFETY: the word at `address + 4·at` (word aligned) starts inside the loader's own
-            // image in the boot ROM, which is mapped and never written; the last word may
-            // reach past the image's end, never past the ROM.
-            unsafe {
-                core::arch::asm!("ldr {}, [{}]", out(reg) word, in(reg) address + 4 * at, options(readonly, nostack))
-            };
-            chunk.copy_from_slice(&word.to_le_bytes()[..chunk.len()]);
-        }
-        hasher.update(&block[..len]);
-        address += len;
+    let start = board::LOADER_ROM.base;
+    let len = (&raw const __loader_end) as usize - start;
+    // The ROM starts at address 0, which Rust references and slices may not point at: its
+    // first block is read with plain word loads, the rest is hashed where it lies.
+    let mut first = [0u8; 64];
+    let head = len.min(first.len());
+    for (at, chunk) in first[..head].chunks_mut(4).enumerate() {
+        let word: u32;
+        // SAFETY: the word at `start + 4·at` (word aligned) is inside the loader's own image
+        // in the boot ROM, which is mapped and never written; the last word may reach past
+        // the image's end, never past the ROM.
+        unsafe {
+            core::arch::asm!("ldr {}, [{}]", out(reg) word, in(reg) start + 4 * at, options(readonly, nostack))
+        };
+        chunk.copy_from_slice(&word.to_le_bytes()[..chunk.len()]);
     }
-    hasher.finalize().into()
+    // SAFETY: `start + head .. start + len` is the rest of the loader's image in the boot
+    // ROM: mapped, never written, and (past the first block) not at address 0.
+    let rest = unsafe { core::slice::from_raw_parts((start + head) as *const u8, len - head) };
+    sha2::Sha256::new().chain_update(&first[..head]).chain_update(rest).finalize().into()
 }
 
 /// Copies a verified package's payload to the start of `destination` and checks the copy's

@@ -38,11 +38,16 @@ mod powercut;
 
 const STAGE: &str = "monitor";
 
-/// What the services need: set once at boot from the loader's handoff.
-static SERVICES: spin::Mutex<Option<State>> = spin::Mutex::new(None);
-/// The flashes and what is kept in them.
-static PERSISTENT: spin::Mutex<Persistent<platform::Flash>> =
-    spin::Mutex::new(Persistent::new(platform::flash0(), platform::flash1()));
+// The two statics below start out as all zeros, so they live in `.bss`, not in the image the
+// loader copies and hashes at every boot (as initialized data they were 8 KB of it: a
+// `Mutex<Option<State>>`'s `None` is one non-zero byte, and `Persistent::new` holds flash
+// addresses).
+/// What the services need: set once at boot from the loader's handoff. A `Vec` of at most
+/// one rather than an `Option`, because an empty one is all zeros (and checking it costs
+/// what checking an `Option` does, unlike a `Once`).
+static SERVICES: spin::Mutex<heapless::Vec<State, 1>> = spin::Mutex::new(heapless::Vec::new());
+/// The flashes and what is kept in them, built on first use ([`persistent`]).
+static PERSISTENT: spin::Once<spin::Mutex<Persistent<platform::Flash>>> = spin::Once::new();
 /// The index of app storage (large and zeroed: kept apart so it stays out of the image).
 static STORE: spin::Mutex<Store> = spin::Mutex::new(Store::new());
 /// The entropy read started at boot, until the first request for random bytes collects it.
@@ -164,11 +169,11 @@ extern "C" fn monitor_main() -> ! {
     powercut::arm(&mut out);
     take_handoff(&mut out);
     #[cfg(feature = "powercut")]
-    powercut::set_trial(PERSISTENT.lock().boot.trying.is_some());
+    powercut::set_trial(persistent().boot.trying.is_some());
     // SAFETY: NSACR only narrows what the normal world may do.
     unsafe { regs::write_nsacr(NSACR_NORMAL_WORLD) };
     platform::give_interrupts_to_normal_world();
-    if PERSISTENT.lock().boot.trying.is_some() {
+    if persistent().boot.trying.is_some() {
         arm_watchdog();
     }
     let entry = board::KERNEL_RAM.base;
@@ -207,7 +212,7 @@ fn take_handoff(out: &mut Pl011) {
     let mut state = State::new(&handoff);
     let versions =
         handoff.records().iter().filter(|r| r.kind != 0).map(|r| (r.component_id, r.security_version));
-    let mut persistent = PERSISTENT.lock();
+    let mut persistent = persistent();
     persistent.start(versions);
     persistent.report_update_event(&mut state, uptime_ms());
     let _ = writeln!(
@@ -218,7 +223,7 @@ fn take_handoff(out: &mut Pl011) {
         if persistent.boot.trying.is_some() { " on trial" } else { "" },
         persistent.boot.boot_count
     );
-    *SERVICES.lock() = Some(state);
+    let _ = SERVICES.lock().push(state); // the handoff is taken once: there is room
 }
 
 /// Starts the secure watchdog: the secure physical timer fires [`WATCHDOG_MS`] from now,
@@ -339,7 +344,7 @@ fn serve(
         let _ = copy.extend_from_slice(shared_request); // cannot fail: `len` ≤ REQUEST_MAX
         &copy
     };
-    let result = match SERVICES.lock().as_mut() {
+    let result = match SERVICES.lock().first_mut() {
         Some(state) => handle(state, &caller, u32::from_le(quota) as usize, request, response),
         None => Err(septa_abi::monitor::FAILED),
     };
@@ -349,10 +354,16 @@ fn serve(
     }
 }
 
+/// The flashes and what is kept in them, locked.
+fn persistent() -> spin::MutexGuard<'static, Persistent<platform::Flash>> {
+    PERSISTENT.call_once(|| spin::Mutex::new(Persistent::new(platform::flash0(), platform::flash1()))).lock()
+}
+
 /// Runs `f` on the monitor's state and flashes (which exist from boot on).
 fn with_state<T>(f: impl FnOnce(&mut State, &mut Persistent<platform::Flash>) -> T) -> Option<T> {
-    let (mut services, mut persistent) = (SERVICES.lock(), PERSISTENT.lock());
-    let result = f(services.as_mut()?, &mut persistent);
+    let mut services = SERVICES.lock();
+    let mut persistent = persistent();
+    let result = f(services.first_mut()?, &mut persistent);
     print_message(&mut persistent);
     Some(result)
 }
@@ -381,7 +392,7 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
                     // Keys, hashes, randomness: nothing in flash, no flash lock.
                     return state.handle(service, caller, request, out);
                 }
-                let mut persistent = PERSISTENT.lock();
+                let mut persistent = persistent();
                 let result = persistent.serve(state, &mut STORE.lock(), service, caller, quota, request, out);
                 print_message(&mut persistent);
                 reset_after = service == Service::UpdateCommit as u32 && result.is_ok();
@@ -396,7 +407,7 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
         Action::StoreReport { len } => {
             let result = serve(len, false, |state, _, _, batch, out| {
                 let batch = postcard::from_bytes(batch).map_err(|_| septa_abi::monitor::BAD_REQUEST)?;
-                PERSISTENT.lock().store_report(state, batch, out)
+                persistent().store_report(state, batch, out)
             });
             frame.r[..4].copy_from_slice(&result)
         }

@@ -66,8 +66,7 @@ fn message(args: core::fmt::Arguments<'_>) -> Option<Message> {
 }
 
 impl<F: Flash> Persistent<F> {
-    /// Takes the flashes. (A `const fn`, so the monitor's large state is built in place in
-    /// its static, never on its stack.)
+    /// Takes the flashes.
     pub const fn new(flash0: F, flash1: F) -> Self {
         const fn sectors(region: septa_targets::Region) -> usize {
             region.size / board::FLASH_SECTOR
