@@ -112,6 +112,23 @@ impl Ipc {
         e.server.filter(|_| e.open)
     }
 
+    /// The server of `endpoint` if it is waiting in `recv` on it.
+    pub fn receiving(&self, endpoint: u8) -> Option<u8> {
+        let server = self.server_of(endpoint)?;
+        (self.state[server as usize] == IpcState::Receiving { endpoint }).then_some(server)
+    }
+
+    /// The caller `server` owes a reply, if that caller is still waiting for it.
+    pub fn awaiting_reply_from(&self, server: u8) -> Option<u8> {
+        let caller = self.serving[server as usize]?;
+        (self.state[caller as usize] == IpcState::AwaitingReply { server }).then_some(caller)
+    }
+
+    /// Whether calls are queued on `endpoint`.
+    pub fn has_callers(&self, endpoint: u8) -> bool {
+        self.endpoints[endpoint as usize].queue != 0
+    }
+
     pub fn call(&mut self, caller: u8, endpoint: u8) -> Result<CallOutcome, Error> {
         let server = self.server_of(endpoint).ok_or(Error::Pipe)?;
         if server == caller {
