@@ -15,7 +15,6 @@
 //! [`RunQueue::pick`]: crate::sched::RunQueue::pick
 
 use crate::cap::{Cap, Kind};
-use crate::ipc::CallOutcome;
 use crate::machine::{Context, Machine};
 use crate::process::{Claim, State};
 use crate::system::Kernel;
@@ -55,8 +54,7 @@ impl<M: Machine> Kernel<M> {
         let (message, urgency) = (Claim { address: r[2], len }, caller.priority);
         let badge = words_of(caller.component_id());
 
-        let outcome = self.ipc.call(pid as u8, endpoint);
-        debug_assert_eq!(outcome, Ok(CallOutcome::Delivered { server: server as u8 }));
+        self.ipc.hand_over(pid as u8, server as u8);
         let caller = &mut self.processes[pid];
         caller.syscalls = caller.syscalls.wrapping_add(1);
         (caller.message, caller.reply_buffer) = (message, reply);
@@ -95,13 +93,11 @@ impl<M: Machine> Kernel<M> {
         let server = &mut self.processes[pid];
         server.syscalls = server.syscalls.wrapping_add(1);
         server.receive_buffer = buffer;
-        let answered = self.ipc.reply(pid as u8);
-        debug_assert_eq!(answered, Ok(caller as u8));
+        self.ipc.answered(caller as u8, pid as u8);
         self.set_priority(pid, base);
         self.processes[caller].context.r[2..6].copy_from_slice(&words);
         self.wake(caller, Ok(len));
-        let received = self.ipc.recv(pid as u8, endpoint, |_| 0);
-        debug_assert_eq!(received, Ok(crate::ipc::RecvOutcome::Blocked));
+        self.ipc.wait_for_call(pid as u8, endpoint);
         self.block(pid, State::Blocked);
         Some(caller)
     }

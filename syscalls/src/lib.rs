@@ -289,6 +289,7 @@ pub fn words_of(bytes: [u8; 16]) -> [u32; 4] {
 }
 
 /// `words` with every byte from `len` on cleared: a receiver sees exactly the bytes sent.
+#[inline(always)]
 pub fn keep_first(words: [u32; 4], len: usize) -> [u32; 4] {
     if len >= REGISTER_MESSAGE {
         return words;
