@@ -112,14 +112,30 @@ impl Ipc {
         e.server.filter(|_| e.open)
     }
 
+    /// The server of `endpoint` if it is waiting in `recv` on it.
+    pub fn receiving(&self, endpoint: u8) -> Option<u8> {
+        let server = self.server_of(endpoint)?;
+        (self.state[server as usize] == IpcState::Receiving { endpoint }).then_some(server)
+    }
+
+    /// The caller `server` owes a reply, if that caller is still waiting for it.
+    pub fn awaiting_reply_from(&self, server: u8) -> Option<u8> {
+        let caller = self.serving[server as usize]?;
+        (self.state[caller as usize] == IpcState::AwaitingReply { server }).then_some(caller)
+    }
+
+    /// Whether calls are queued on `endpoint`.
+    pub fn has_callers(&self, endpoint: u8) -> bool {
+        self.endpoints[endpoint as usize].queue != 0
+    }
+
     pub fn call(&mut self, caller: u8, endpoint: u8) -> Result<CallOutcome, Error> {
         let server = self.server_of(endpoint).ok_or(Error::Pipe)?;
         if server == caller {
             return Err(Error::Invalid);
         }
         if self.state[server as usize] == (IpcState::Receiving { endpoint }) {
-            self.state[server as usize] = IpcState::Idle;
-            self.pair(server, caller);
+            self.hand_over(caller, server);
             return Ok(CallOutcome::Delivered { server });
         }
         self.state[caller as usize] = IpcState::Calling { endpoint };
@@ -147,15 +163,27 @@ impl Ipc {
                 Ok(RecvOutcome::Received { caller })
             }
             None => {
-                self.state[server as usize] = IpcState::Receiving { endpoint };
+                self.wait_for_call(server, endpoint);
                 Ok(RecvOutcome::Blocked)
             }
         }
     }
 
+    /// A call meets its server waiting in `recv` ([`Ipc::receiving`]): the server has the
+    /// message, the caller waits for the reply.
+    pub fn hand_over(&mut self, caller: u8, server: u8) {
+        self.state[server as usize] = IpcState::Idle;
+        self.pair(server, caller);
+    }
+
     fn pair(&mut self, server: u8, caller: u8) {
         self.state[caller as usize] = IpcState::AwaitingReply { server };
         self.serving[server as usize] = Some(caller);
+    }
+
+    /// `server`, owing no reply, waits in `recv` on `endpoint`, where nobody is queued.
+    pub fn wait_for_call(&mut self, server: u8, endpoint: u8) {
+        self.state[server as usize] = IpcState::Receiving { endpoint };
     }
 
     /// The caller a reply from `server` goes to. `EINVAL` if the server owes no reply,
@@ -165,8 +193,14 @@ impl Ipc {
         if self.state[caller as usize] != (IpcState::AwaitingReply { server }) {
             return Err(Error::Pipe);
         }
-        self.state[caller as usize] = IpcState::Idle;
+        self.answered(caller, server);
         Ok(caller)
+    }
+
+    /// `server` answers `caller`, which waits for it ([`Ipc::awaiting_reply_from`]).
+    pub fn answered(&mut self, caller: u8, server: u8) {
+        self.serving[server as usize] = None;
+        self.state[caller as usize] = IpcState::Idle;
     }
 
     /// Adds `bits` to `target`'s notifications. If it was waiting for any of them, returns

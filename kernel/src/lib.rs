@@ -14,6 +14,7 @@ extern crate alloc;
 pub mod boot;
 pub mod cap;
 pub mod elf;
+pub mod fastpath;
 pub mod ipc;
 pub mod machine;
 pub mod mm;

@@ -14,6 +14,7 @@ extern crate alloc;
 
 mod arch;
 mod console;
+mod exclusive;
 mod frames;
 mod monitor;
 #[cfg(feature = "probe")]
@@ -34,7 +35,7 @@ use septa_targets::board;
 /// The kernel: its logic from the library over this board.
 pub type Kernel = septa_kernel::system::Kernel<Armv7>;
 
-pub static KERNEL: spin::Mutex<Kernel> = spin::Mutex::new(Kernel::new(Armv7));
+pub static KERNEL: exclusive::Exclusive<Kernel> = exclusive::Exclusive::new(Kernel::new(Armv7));
 
 const STAGE: &str = "kernel";
 

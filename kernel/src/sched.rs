@@ -66,6 +66,16 @@ impl RunQueue {
         Some(pid)
     }
 
+    /// [`RunQueue::pick`] when `pid` (ready at `priority`) alone is the most urgent — as
+    /// after an IPC hand-over — without a search; `false` (and nothing changed) otherwise.
+    pub fn pick_if_alone(&mut self, pid: usize, priority: u8) -> bool {
+        let alone = self.top_priority() == Some(priority) && self.ready[priority as usize] == 1 << pid;
+        if alone {
+            self.last[priority as usize] = pid as u8;
+        }
+        alone
+    }
+
     /// Whether `pid` (ready at `priority`) may keep the CPU: nothing more urgent is ready.
     pub fn may_continue(&self, priority: u8) -> bool {
         self.top_priority().is_none_or(|top| top >= priority)

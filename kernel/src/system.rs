@@ -23,7 +23,7 @@ pub struct Kernel<M: Machine> {
     /// The monitor's shared page, given once at boot ([`Kernel::give_shared_page`]).
     pub(crate) shared: Option<SharedPage>,
     pub processes: [Process; MAX_PROCESSES],
-    run_queue: RunQueue,
+    pub(crate) run_queue: RunQueue,
     pub ipc: Ipc,
     /// Endpoint names by endpoint number (from the servers' manifests).
     pub endpoints: [Option<&'static str>; ipc::MAX_ENDPOINTS],
@@ -418,12 +418,17 @@ impl<M: Machine> Kernel<M> {
             }
         }
         let next = self.run_queue.pick()?;
+        Some(self.install(next))
+    }
+
+    /// Makes `next` the current process, its tables installed; returns its context.
+    pub(crate) fn install(&mut self, next: usize) -> *const Context {
         if self.installed != Some(next) {
             self.machine.switch_address_space(Some(self.processes[next].tables_phys()), asid(next));
             self.installed = Some(next);
         }
         self.current = Some(next);
-        Some(&self.processes[next].context)
+        &self.processes[next].context
     }
 }
 

@@ -17,17 +17,17 @@ use alloc::vec::Vec;
 use septa_abi::app::Manifest;
 use septa_syscalls::{Error, Syscall, lengths};
 
-fn serving(name: &'static str, endpoint: &'static str) -> Manifest<'static> {
+pub(crate) fn serving(name: &'static str, endpoint: &'static str) -> Manifest<'static> {
     Manifest { serve: Some(endpoint), ..manifest(name) }
 }
 
-fn calling(name: &'static str, endpoint: &'static str) -> Manifest<'static> {
+pub(crate) fn calling(name: &'static str, endpoint: &'static str) -> Manifest<'static> {
     let mut m = manifest(name);
     m.call.push(endpoint).unwrap();
     m
 }
 
-fn pid_of(kernel: &Kernel<SimMachine>, name: &str) -> usize {
+pub(crate) fn pid_of(kernel: &Kernel<SimMachine>, name: &str) -> usize {
     kernel.processes.iter().position(|p| p.name() == name).expect("app loaded")
 }
 
@@ -38,7 +38,7 @@ fn result(kernel: &Kernel<SimMachine>, pid: usize) -> (u32, u32) {
 }
 
 /// Puts syscall `number` in `pid`'s registers: r0–r5 and r8 from `args`, r7 the number.
-fn load(kernel: &mut Kernel<SimMachine>, pid: usize, number: u32, args: [u32; 7]) {
+pub(crate) fn load(kernel: &mut Kernel<SimMachine>, pid: usize, number: u32, args: [u32; 7]) {
     let r = &mut kernel.processes[pid].context.r;
     r[..6].copy_from_slice(&args[..6]);
     (r[7], r[8]) = (number, args[6]);
@@ -66,7 +66,7 @@ fn ipc(kernel: &mut Kernel<SimMachine>, pid: usize, call: Syscall, args: [u32; 7
     run(kernel, pid)
 }
 
-fn status(error: Error) -> u32 {
+pub(crate) fn status(error: Error) -> u32 {
     error as i32 as u32
 }
 
@@ -132,6 +132,13 @@ fn wait_reports_its_error_apart_from_its_bits() {
 /// the result), capabilities, priority and buffers; IPC; the run queue; endpoints and owners;
 /// frames and their contents.
 fn snapshot(kernel: &Kernel<SimMachine>, caller: usize) -> String {
+    let ram = kernel.machine.ram(sim::FRAMES_BASE, sim::FRAME_COUNT * 4096);
+    let hash = ram.iter().fold(0u64, |h, &b| h.wrapping_mul(0x100_0000_01b3) ^ b as u64);
+    format!("{}{hash:x}", kernel_state(kernel, caller))
+}
+
+/// [`snapshot`] but the frames' contents.
+pub(crate) fn kernel_state(kernel: &Kernel<SimMachine>, caller: usize) -> String {
     let mut out = String::new();
     for (pid, p) in kernel.processes.iter().enumerate() {
         let mut context = p.context.clone();
@@ -158,8 +165,6 @@ fn snapshot(kernel: &Kernel<SimMachine>, caller: usize) -> String {
         kernel.device_owners
     );
     out += &format!("{:?} {} {:?}\n", kernel.pin_owners, kernel.machine.frames_in_use, kernel.machine.gpio);
-    let ram = kernel.machine.ram(sim::FRAMES_BASE, sim::FRAME_COUNT * 4096);
-    out += &format!("{:x}", ram.iter().fold(0u64, |h, &b| h.wrapping_mul(0x100_0000_01b3) ^ b as u64));
     out
 }
 
@@ -289,10 +294,10 @@ fn messages_go_from_caller_to_waiting_server_and_the_reply_back() {
 }
 
 /// A small deterministic random source for the model test.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn below(&mut self, n: u32) -> u32 {
+    pub(crate) fn below(&mut self, n: u32) -> u32 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

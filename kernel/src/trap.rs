@@ -17,8 +17,13 @@ use septa_kernel::system::{Ending, UserFault};
 extern "C" fn kernel_syscall() -> ! {
     let mut kernel = KERNEL.lock();
     let pid = kernel.current.expect("a syscall comes from the current process");
-    let keep = matches!(kernel.syscall(pid), After::Continue);
-    let next = kernel.schedule(keep);
+    let next = match kernel.fast_ipc(pid) {
+        Some(partner) => Some(partner),
+        None => {
+            let keep = matches!(kernel.syscall(pid), After::Continue);
+            kernel.schedule(keep)
+        }
+    };
     drop(kernel);
     run(next)
 }

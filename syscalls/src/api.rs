@@ -85,7 +85,9 @@ fn message_registers(message: &[u8]) -> [u32; 4] {
 fn take_message(out: &IpcRegisters, buffer: &mut [u8]) -> Result<usize, Error> {
     let len = Error::result(out.status, out.value)? as usize;
     let got = len.min(buffer.len());
-    if got <= REGISTER_MESSAGE {
+    if got == REGISTER_MESSAGE {
+        buffer[..REGISTER_MESSAGE].copy_from_slice(&crate::bytes_of(out.words)); // no variable-length copy
+    } else if got < REGISTER_MESSAGE {
         buffer[..got].copy_from_slice(&crate::bytes_of(out.words)[..got]);
     }
     Ok(len)

@@ -259,7 +259,11 @@ pub fn split_lengths(lengths: u32) -> (u32, u32) {
 }
 
 /// The first `len` bytes (at most 16) of a message as the four words of r2–r5, the rest zero.
+#[inline(always)]
 pub fn message_words(message: &[u8]) -> [u32; 4] {
+    if let Ok(full) = <[u8; REGISTER_MESSAGE]>::try_from(message) {
+        return words_of(full); // the common full-size case, without a variable-length copy
+    }
     let mut bytes = [0u8; REGISTER_MESSAGE];
     let len = message.len().min(REGISTER_MESSAGE);
     bytes[..len].copy_from_slice(&message[..len]);
@@ -267,6 +271,7 @@ pub fn message_words(message: &[u8]) -> [u32; 4] {
 }
 
 /// The 16 bytes of four registers, in memory order.
+#[inline(always)]
 pub fn bytes_of(words: [u32; 4]) -> [u8; 16] {
     let mut bytes = [0u8; 16];
     for (chunk, word) in bytes.chunks_exact_mut(4).zip(words) {
@@ -276,6 +281,7 @@ pub fn bytes_of(words: [u32; 4]) -> [u8; 16] {
 }
 
 /// Four registers holding 16 bytes, in memory order.
+#[inline(always)]
 pub fn words_of(bytes: [u8; 16]) -> [u32; 4] {
     core::array::from_fn(|i| {
         u32::from_ne_bytes([bytes[4 * i], bytes[4 * i + 1], bytes[4 * i + 2], bytes[4 * i + 3]])
@@ -283,6 +289,7 @@ pub fn words_of(bytes: [u8; 16]) -> [u32; 4] {
 }
 
 /// `words` with every byte from `len` on cleared: a receiver sees exactly the bytes sent.
+#[inline(always)]
 pub fn keep_first(words: [u32; 4], len: usize) -> [u32; 4] {
     if len >= REGISTER_MESSAGE {
         return words;

@@ -9,30 +9,35 @@ use septa_syscalls::{self as sys, HandleKind, MESSAGE_MAX};
 
 septa_runtime::entry!(main);
 
+/// A message buffer, word-aligned so that copies of it move words.
+#[repr(align(4))]
+struct Buffer([u8; MESSAGE_MAX]);
+
 fn main() {
     let endpoint = sys::lookup(HandleKind::Serve, "bench-peer").expect("the manifest serves bench-peer");
-    let mut buffer = [0u8; MESSAGE_MAX];
-    let mut reply = [0u8; MESSAGE_MAX];
-    let mut received = sys::recv(endpoint, &mut buffer);
+    let (mut buffer, mut reply) = (Buffer([0; MESSAGE_MAX]), Buffer([0; MESSAGE_MAX]));
+    let mut received = sys::recv(endpoint, &mut buffer.0);
     loop {
         let len = match received {
             Ok(call) => call.len.min(MESSAGE_MAX),
             Err(_) => {
-                received = sys::recv(endpoint, &mut buffer);
+                received = sys::recv(endpoint, &mut buffer.0);
                 continue;
             }
         };
-        let message = &buffer[..len];
+        let message = &buffer.0[..len];
         if message.first() == Some(&0xff) && message.len() >= 8 {
             let rounds = u32::from_le_bytes([message[4], message[5], message[6], message[7]]);
             let _ = sys::reply(&[]);
             for _ in 0..rounds {
                 sys::yield_now();
             }
-            received = sys::recv(endpoint, &mut buffer);
+            received = sys::recv(endpoint, &mut buffer.0);
         } else {
-            reply[..len].copy_from_slice(message);
-            received = sys::reply_recv(endpoint, &reply[..len], &mut buffer);
+            // The echo: a message that fits in registers in one fixed-size copy.
+            let copy = if len <= sys::REGISTER_MESSAGE { sys::REGISTER_MESSAGE } else { len };
+            reply.0[..copy].copy_from_slice(&buffer.0[..copy]);
+            received = sys::reply_recv(endpoint, &reply.0[..len], &mut buffer.0);
         }
     }
 }
