@@ -337,7 +337,7 @@ fn place(verified: &VerifiedPackage<'_>, destination: Region) -> Result<(), Refu
 /// the library's word-by-word `memcpy` for the monitor and kernel (300 KB and more at
 /// every boot); the tail, or a misaligned copy, by `copy_from_slice`.
 fn copy_image(ram: &mut [u8], source: &[u8]) {
-    let aligned = (ram.as_ptr() as usize | source.as_ptr() as usize) % 4 == 0;
+    let aligned = (ram.as_ptr() as usize | source.as_ptr() as usize).is_multiple_of(4);
     let bulk = if aligned && ram.len() == source.len() { source.len() & !15 } else { 0 };
     if bulk > 0 {
         // SAFETY: both slices are valid for `bulk` bytes (at most their common length),
