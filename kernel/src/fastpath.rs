@@ -109,6 +109,14 @@ impl<M: Machine> Kernel<M> {
         if self.run_queue.pick_if_alone(partner, priority) {
             return self.install(partner);
         }
+        self.reschedule()
+    }
+
+    /// The scheduler's choice after a hand-over the partner does not win alone (rare: kept
+    /// out of the fast path's code).
+    #[cold]
+    #[inline(never)]
+    fn reschedule(&mut self) -> *const Context {
         self.schedule(false).expect("the partner is ready")
     }
 }

@@ -107,24 +107,28 @@ impl Ipc {
     }
 
     /// The server of `endpoint`, if it is alive.
+    #[inline]
     pub fn server_of(&self, endpoint: u8) -> Option<u8> {
         let e = &self.endpoints[endpoint as usize];
         e.server.filter(|_| e.open)
     }
 
     /// The server of `endpoint` if it is waiting in `recv` on it.
+    #[inline]
     pub fn receiving(&self, endpoint: u8) -> Option<u8> {
         let server = self.server_of(endpoint)?;
         (self.state[server as usize] == IpcState::Receiving { endpoint }).then_some(server)
     }
 
     /// The caller `server` owes a reply, if that caller is still waiting for it.
+    #[inline]
     pub fn awaiting_reply_from(&self, server: u8) -> Option<u8> {
         let caller = self.serving[server as usize]?;
         (self.state[caller as usize] == IpcState::AwaitingReply { server }).then_some(caller)
     }
 
     /// Whether calls are queued on `endpoint`.
+    #[inline]
     pub fn has_callers(&self, endpoint: u8) -> bool {
         self.endpoints[endpoint as usize].queue != 0
     }
@@ -171,17 +175,20 @@ impl Ipc {
 
     /// A call meets its server waiting in `recv` ([`Ipc::receiving`]): the server has the
     /// message, the caller waits for the reply.
+    #[inline]
     pub fn hand_over(&mut self, caller: u8, server: u8) {
         self.state[server as usize] = IpcState::Idle;
         self.pair(server, caller);
     }
 
+    #[inline]
     fn pair(&mut self, server: u8, caller: u8) {
         self.state[caller as usize] = IpcState::AwaitingReply { server };
         self.serving[server as usize] = Some(caller);
     }
 
     /// `server`, owing no reply, waits in `recv` on `endpoint`, where nobody is queued.
+    #[inline]
     pub fn wait_for_call(&mut self, server: u8, endpoint: u8) {
         self.state[server as usize] = IpcState::Receiving { endpoint };
     }
@@ -198,6 +205,7 @@ impl Ipc {
     }
 
     /// `server` answers `caller`, which waits for it ([`Ipc::awaiting_reply_from`]).
+    #[inline]
     pub fn answered(&mut self, caller: u8, server: u8) {
         self.serving[server as usize] = None;
         self.state[caller as usize] = IpcState::Idle;

@@ -409,6 +409,7 @@ impl<M: Machine> Kernel<M> {
     /// With `keep_current`, the current process continues unless it blocked or something
     /// more urgent is ready; otherwise its turn is over and an equal-priority process gets
     /// the CPU.
+    #[inline(always)] // on every trap's way out: no call of its own
     pub fn schedule(&mut self, keep_current: bool) -> Option<*const Context> {
         if let (true, Some(pid)) = (keep_current, self.current) {
             // The common case after a syscall: the caller goes on, its tables installed.

@@ -1,10 +1,10 @@
 //! Where the exception entry code lands: syscalls, interrupts and faults, each ending in
 //! the scheduler and a return to user mode (or the idle loop).
 
-use crate::KERNEL;
 use crate::arch::{Context, entry};
 use crate::console::console;
 use crate::monitor;
+use crate::{KERNEL, Kernel};
 use septa_abi::exit;
 use septa_armv7::crash::{self, ExceptionKind, FaultRegisters, Interrupted};
 use septa_armv7::regs;
@@ -19,13 +19,18 @@ extern "C" fn kernel_syscall() -> ! {
     let pid = kernel.current.expect("a syscall comes from the current process");
     let next = match kernel.fast_ipc(pid) {
         Some(partner) => Some(partner),
-        None => {
-            let keep = matches!(kernel.syscall(pid), After::Continue);
-            kernel.schedule(keep)
-        }
+        None => general_syscall(&mut kernel, pid),
     };
     drop(kernel);
     run(next)
+}
+
+/// Every syscall the fast path does not take, then the scheduler. Out of line, so that the
+/// fast path does not pay for the general path's stack frame.
+#[inline(never)]
+fn general_syscall(kernel: &mut Kernel, pid: usize) -> Option<*const Context> {
+    let keep = matches!(kernel.syscall(pid), After::Continue);
+    kernel.schedule(keep)
 }
 
 /// An IRQ taken in user mode.

@@ -290,15 +290,16 @@ pub fn words_of(bytes: [u8; 16]) -> [u32; 4] {
 
 /// `words` with every byte from `len` on cleared: a receiver sees exactly the bytes sent.
 #[inline(always)]
-pub fn keep_first(words: [u32; 4], len: usize) -> [u32; 4] {
-    if len >= REGISTER_MESSAGE {
-        return words;
+pub fn keep_first(mut words: [u32; 4], len: usize) -> [u32; 4] {
+    for (i, word) in words.iter_mut().enumerate() {
+        let keep = len.saturating_sub(4 * i);
+        if keep < 4 {
+            // The first `keep` bytes of the word in memory order.
+            let bits = 8 * keep as u32;
+            *word &= if cfg!(target_endian = "little") { (1u32 << bits) - 1 } else { !(u32::MAX >> bits) };
+        }
     }
-    core::array::from_fn(|i| {
-        let keep = len.saturating_sub(4 * i).min(4);
-        let mask: [u8; 4] = core::array::from_fn(|j| if j < keep { 0xff } else { 0 });
-        words[i] & u32::from_ne_bytes(mask)
-    })
+    words
 }
 /// A device's interrupt arrives as notification bit `1 << handle`.
 pub fn irq_bit(device_handle: u32) -> u32 {
@@ -354,5 +355,25 @@ mod tests {
         assert_eq!(Error::result(0x1234, 0), Err(Error::Io));
         assert_eq!(Syscall::from_u32(4), Some(Syscall::Info));
         assert_eq!(Syscall::from_u32(999), None);
+    }
+
+    #[test]
+    fn lengths_split_back_with_the_room_capped() {
+        assert_eq!(split_lengths(lengths(16, 64)), (16, 64));
+        assert_eq!(split_lengths(lengths(3, 100_000)), (3, MESSAGE_MAX as u32));
+        assert_eq!(split_lengths(lengths(100_000, 0)), (0xffff, 0), "too long: the kernel refuses it");
+    }
+
+    #[test]
+    fn a_message_in_registers_keeps_exactly_its_bytes() {
+        let message: [u8; 16] = core::array::from_fn(|i| i as u8 + 1);
+        let words = message_words(&message);
+        assert_eq!(bytes_of(words), message);
+        for len in 0..=16 {
+            let kept = bytes_of(keep_first(words, len));
+            assert_eq!(&kept[..len], &message[..len]);
+            assert!(kept[len..].iter().all(|&b| b == 0), "len {len}: {kept:?}");
+            assert_eq!(bytes_of(message_words(&message[..len])), kept, "a short message is zero-padded");
+        }
     }
 }

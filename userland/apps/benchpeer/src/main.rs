@@ -35,8 +35,11 @@ fn main() {
             received = sys::recv(endpoint, &mut buffer.0);
         } else {
             // The echo: a message that fits in registers in one fixed-size copy.
-            let copy = if len <= sys::REGISTER_MESSAGE { sys::REGISTER_MESSAGE } else { len };
-            reply.0[..copy].copy_from_slice(&buffer.0[..copy]);
+            if len <= sys::REGISTER_MESSAGE {
+                reply.0[..sys::REGISTER_MESSAGE].copy_from_slice(&buffer.0[..sys::REGISTER_MESSAGE]);
+            } else {
+                reply.0[..len].copy_from_slice(&buffer.0[..len]);
+            }
             received = sys::reply_recv(endpoint, &reply.0[..len], &mut buffer.0);
         }
     }
