@@ -556,3 +556,26 @@ fn random_ipc_exit_and_fault_sequences_keep_the_kernels_promises() {
         assert!(n >= 10, "{what}: only {n} times ({seen:?})");
     }
 }
+
+#[test]
+fn a_monitor_call_puts_the_callers_id_and_quota_where_the_monitor_reads_them() {
+    use septa_abi::monitor::{CALLER_OFFSET, QUOTA_OFFSET, REQUEST_OFFSET, Service};
+    let mut app = manifest("vault");
+    app.monitor.push("random").unwrap();
+    app.monitor.push("storage").unwrap();
+    app.storage_kib = 7;
+    let mut kernel = sim::booted(&[app]);
+    let pid = pid_of(&kernel, "vault");
+    let data = kernel.processes[pid].lookup(&kernel.machine, DATA).unwrap().phys;
+    kernel.machine.write_phys(data, b"want");
+    let args = [0, Service::Random as u32, DATA, 4, DATA + 64, 16];
+    assert_eq!(syscall(&mut kernel, pid, Syscall::MonitorCall, args), (0, 0));
+    assert_eq!(kernel.machine.smcs.last(), Some(&(septa_abi::smc::SERVICE, [Service::Random as u32, 4, 0])));
+    // The monitor reads the page at these offsets from its start (issue 19: it once indexed
+    // the quota from the caller's offset, right only while that was 0).
+    let component_id = kernel.processes[pid].component_id();
+    let page = kernel.shared_page().unwrap();
+    assert_eq!(page[CALLER_OFFSET..CALLER_OFFSET + 16], component_id, "the caller's id");
+    assert_eq!(page[QUOTA_OFFSET..QUOTA_OFFSET + 4], (7u32 * 1024).to_le_bytes(), "the storage quota");
+    assert_eq!(&page[REQUEST_OFFSET..REQUEST_OFFSET + 4], b"want", "the request");
+}
