@@ -434,7 +434,9 @@ impl<M: Machine> Kernel<M> {
         if len as usize > m::REQUEST_MAX {
             return Err(Error::Invalid);
         }
-        self.check_user(pid, response, capacity, Access::Write)?;
+        // Where the response goes, located once: the monitor writes at most RESPONSE_MAX.
+        let room = capacity.min(m::RESPONSE_MAX as u32);
+        let to = self.locate(pid, response, room, Access::Write)?;
         let request = self.locate(pid, request, len, Access::Read)?;
         let process = &self.processes[pid];
         let quota = process.manifest.as_ref().map_or(0, |m| m.storage_kib) * 1024;
@@ -452,13 +454,15 @@ impl<M: Machine> Kernel<M> {
         bytes[m::QUOTA_OFFSET..m::QUOTA_OFFSET + 4].copy_from_slice(&quota.to_le_bytes());
         let [status, written, ..] = self.machine.smc(septa_abi::smc::SERVICE, [service as u32, len, 0], page);
         match status {
-            m::OK if written <= capacity && written as usize <= m::RESPONSE_MAX => {
-                let to = self.locate(pid, response, written, Access::Write)?;
+            m::OK if written <= room => {
                 let page = self.shared.as_mut().ok_or(Error::Io)?.bytes();
-                let mut at = m::RESPONSE_OFFSET;
-                for (phys, piece) in to.into_iter().filter(|&(_, len)| len > 0) {
-                    self.machine.write_phys(phys, &page[at..at + piece as usize]);
-                    at += piece as usize;
+                let (mut at, mut left) = (m::RESPONSE_OFFSET, written as usize);
+                for (phys, piece) in to {
+                    let n = (piece as usize).min(left);
+                    if n > 0 {
+                        self.machine.write_phys(phys, &page[at..at + n]);
+                    }
+                    (at, left) = (at + n, left - n);
                 }
                 done(written)
             }
