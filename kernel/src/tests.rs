@@ -384,17 +384,17 @@ fn queued_on(kernel: &Kernel<SimMachine>, endpoint: u8) -> Vec<usize> {
     (0..kernel.processes.len()).filter(calling).collect()
 }
 
-/// Lets `ms` pass and takes the timer tick: sleepers wake, due restarts happen. With
-/// `starved`, no frame is free during the tick, so every restart due then fails and the
-/// app is ended for good.
-fn tick(kernel: &mut Kernel<SimMachine>, ms: u64, starved: bool) {
+/// Lets `ms` pass and takes the timer tick, charged to `running`: sleepers wake, due
+/// restarts happen, a process over its CPU budget is throttled. With `starved`, no frame is
+/// free during the tick, so every restart due then fails and the app is ended for good.
+fn tick(kernel: &mut Kernel<SimMachine>, ms: u64, running: Option<usize>, starved: bool) {
     let mut taken = Vec::new();
     while starved && let Some(frame) = kernel.machine.alloc_frames(1) {
         taken.push(frame);
     }
     kernel.machine.now += ms * sim::FREQUENCY / 1000;
     kernel.machine.pending_irqs.push(septa_targets::board::TIMER_IRQ);
-    kernel.handle_interrupts(None);
+    kernel.handle_interrupts(running);
     for frame in taken {
         kernel.machine.free_frames(frame, 1);
     }
@@ -410,6 +410,7 @@ struct Seen {
     restart_failed: usize,
     ended_for_good: usize,
     refused_call: usize,
+    throttled: usize,
 }
 
 #[test]
@@ -429,6 +430,7 @@ fn random_ipc_exit_and_fault_sequences_keep_the_kernels_promises() {
             client.call.push(if i >= 2 { "s0" } else { "s1" }).unwrap();
             client.priority = [2, 3, 5, 2][i];
             client.restart = policies[i];
+            client.cpu_budget_ms = [100, 10, 100, 20][i];
         }
         let [c0, c1, c2, c3] = clients;
         let s0 = Manifest { restart: Restart::Always, ..serving("s0", "s0") };
@@ -443,11 +445,15 @@ fn random_ipc_exit_and_fault_sequences_keep_the_kernels_promises() {
             if rng.below(8) == 0 {
                 let states: Vec<State> = kernel.processes.iter().map(|p| p.state).collect();
                 let starved = rng.below(3) == 0;
-                tick(&mut kernel, rng.below(400) as u64, starved);
+                let running = rng.below(count as u32) as usize;
+                let running = (kernel.processes[running].state == State::Ready).then_some(running);
+                let ms = [5, 10, 20, 40, 150, 400][rng.below(6) as usize];
+                tick(&mut kernel, ms, running, starved);
                 for (before, p) in states.iter().zip(&kernel.processes) {
                     match (before, p.state) {
                         (State::Restarting { .. }, State::Ready) => seen.restarted += 1,
                         (State::Restarting { .. }, State::Ended) => seen.restart_failed += 1,
+                        (State::Ready, State::Throttled) => seen.throttled += 1,
                         _ => {}
                     }
                 }
@@ -545,7 +551,15 @@ fn random_ipc_exit_and_fault_sequences_keep_the_kernels_promises() {
         assert_eq!(kernel.machine.frames_in_use, 0, "seed {seed}: frames leaked");
         let _ = Machine::now(&kernel.machine);
     }
-    let Seen { lent, chosen_among_several, restarted, restart_failed, ended_for_good, refused_call } = seen;
+    let Seen {
+        lent,
+        chosen_among_several,
+        restarted,
+        restart_failed,
+        ended_for_good,
+        refused_call,
+        throttled,
+    } = seen;
     for (what, n) in [
         ("a server ran at a caller's lent priority", lent),
         ("a receive chose among several queued callers", chosen_among_several),
@@ -553,6 +567,7 @@ fn random_ipc_exit_and_fault_sequences_keep_the_kernels_promises() {
         ("a restart failed", restart_failed),
         ("an app ended for good", ended_for_good),
         ("a call to a dead server was refused", refused_call),
+        ("a process was throttled", throttled),
     ] {
         assert!(n >= 10, "{what}: only {n} times ({seen:?})");
     }
