@@ -419,8 +419,8 @@ fn random_ipc_exit_and_fault_sequences_keep_the_kernels_promises() {
     let mut seen = Seen::default();
     for seed in 1..50u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        // Two servers, four clients of both (two of the same priority), and an app refused
-        // at boot (it calls a missing endpoint). The restart policies differ, so apps end
+        // Two servers, four clients of both (two of the same priority, two with small CPU
+        // budgets), and an app refused at boot (it calls a missing endpoint). The restart policies differ, so apps end
         // for good (`never`, a clean exit under `on-failure`, or a restart that finds no
         // memory) while others run.
         let mut clients =
