@@ -5,7 +5,7 @@
 extern crate std;
 
 use crate::boot::{Board, Refusal, plan};
-use crate::cap::Cap;
+use crate::cap::{Cap, Kind};
 use crate::ipc::IpcState;
 use crate::machine::Machine;
 use crate::process::State;
@@ -125,7 +125,8 @@ fn wait_reports_its_error_apart_from_its_bits() {
     assert_eq!(syscall(&mut kernel, waiter, Syscall::Wait, [0; 6]), (status(Error::Invalid), 0));
     let (server, notifier) = (pid_of(&kernel, "srv"), pid_of(&kernel, "notifier"));
     assert_eq!(syscall(&mut kernel, notifier, Syscall::Notify, [0, 0xffff_ffff, 0, 0, 0, 0]), (0, 0));
-    assert_eq!(syscall(&mut kernel, server, Syscall::Wait, [0xffff_ffff, 0, 0, 0, 0, 0]), (0, 0xffff_ffff));
+    let woken = syscall(&mut kernel, server, Syscall::Wait, [0xffff_ffff, 0, 0, 0, 0, 0]);
+    assert_eq!(woken, (0, 0xffff_ffff), "status 0 in r0, every bit in r1");
 }
 
 /// What must not change when a syscall is refused: every process's state, registers (but
@@ -305,91 +306,213 @@ impl Rng {
     }
 }
 
+/// Whether `pid` is a live process (it may run, or is blocked or asleep).
+fn alive(kernel: &Kernel<SimMachine>, pid: u8) -> bool {
+    let state = kernel.processes[pid as usize].state;
+    matches!(state, State::Ready | State::Blocked | State::Sleeping { .. } | State::Throttled)
+}
+
 /// Checks the invariants the kernel promises at every step.
 fn check_invariants(kernel: &Kernel<SimMachine>, caps_at_boot: &[crate::cap::CapTable], step: &str) {
     for (pid, p) in kernel.processes.iter().enumerate() {
         let ready = kernel.run_queue().is_ready(pid, p.priority);
         assert_eq!(ready, p.state == State::Ready, "{step}: pid {pid} run queue vs state {:?}", p.state);
         assert_eq!(p.caps, caps_at_boot[pid], "{step}: pid {pid}'s capabilities changed");
-        let alive = |other: u8| {
-            matches!(
-                kernel.processes[other as usize].state,
-                State::Ready | State::Blocked | State::Sleeping { .. }
-            )
-        };
         match kernel.ipc.state(pid as u8) {
             IpcState::Calling { endpoint } => {
                 let server = kernel.ipc.server_of(endpoint);
-                assert!(server.is_some_and(alive), "{step}: pid {pid} queued on a dead endpoint");
+                assert!(
+                    server.is_some_and(|s| alive(kernel, s)),
+                    "{step}: pid {pid} queued on a dead endpoint"
+                );
                 assert_eq!(p.state, State::Blocked);
             }
             IpcState::AwaitingReply { server } => {
-                assert!(alive(server), "{step}: pid {pid} waits for the reply of a dead server");
+                assert!(alive(kernel, server), "{step}: pid {pid} waits for the reply of a dead server");
+                let owed = kernel.ipc.awaiting_reply_from(server);
+                assert_eq!(
+                    owed,
+                    Some(pid as u8),
+                    "{step}: pid {pid} waits for a reply server {server} does not owe"
+                );
                 assert_eq!(p.state, State::Blocked);
             }
-            _ => {}
+            IpcState::Receiving { .. } | IpcState::Waiting { .. } => {
+                assert!(matches!(p.state, State::Blocked | State::Sleeping { .. }), "{step}: pid {pid}");
+            }
+            IpcState::Idle => {
+                assert_ne!(p.state, State::Blocked, "{step}: pid {pid} blocked on nothing: blocked forever");
+            }
+        }
+        // Priority inheritance: a server owing a reply runs at least as urgently as its
+        // caller (exactly the more urgent of the two); owing none, at its manifest's.
+        if p.state != State::Free {
+            let base = p.base_priority();
+            match kernel.ipc.awaiting_reply_from(pid as u8) {
+                Some(caller) => {
+                    let lent = kernel.processes[caller as usize].priority;
+                    assert_eq!(
+                        p.priority,
+                        base.min(lent),
+                        "{step}: pid {pid} (base {base}) serves pid {caller} (priority {lent})"
+                    );
+                }
+                None => {
+                    assert_eq!(p.priority, base, "{step}: pid {pid} owes no reply but keeps a lent priority")
+                }
+            }
         }
         if matches!(p.state, State::Ended | State::Restarting { .. } | State::Free) {
             assert_eq!(p.pages_used(), 0, "{step}: an ended app holds frames");
+        }
+    }
+    for endpoint in 0..crate::ipc::MAX_ENDPOINTS as u8 {
+        if let Some(server) = kernel.ipc.server_of(endpoint) {
+            assert!(
+                alive(kernel, server),
+                "{step}: endpoint {endpoint} open with its server pid {server} gone"
+            );
         }
     }
     let held: usize = kernel.processes.iter().map(|p| p.pages_used() as usize).sum();
     assert_eq!(kernel.machine.frames_in_use, held, "{step}: frames not conserved");
 }
 
+/// The callers queued on `endpoint`.
+fn queued_on(kernel: &Kernel<SimMachine>, endpoint: u8) -> Vec<usize> {
+    let calling = |pid: &usize| kernel.ipc.state(*pid as u8) == IpcState::Calling { endpoint };
+    (0..kernel.processes.len()).filter(calling).collect()
+}
+
+/// Lets `ms` pass and takes the timer tick, charged to `running`: sleepers wake, due
+/// restarts happen, a process over its CPU budget is throttled. With `starved`, no frame is
+/// free during the tick, so every restart due then fails and the app is ended for good.
+fn tick(kernel: &mut Kernel<SimMachine>, ms: u64, running: Option<usize>, starved: bool) {
+    let mut taken = Vec::new();
+    while starved && let Some(frame) = kernel.machine.alloc_frames(1) {
+        taken.push(frame);
+    }
+    kernel.machine.now += ms * sim::FREQUENCY / 1000;
+    kernel.machine.pending_irqs.push(septa_targets::board::TIMER_IRQ);
+    kernel.handle_interrupts(running);
+    for frame in taken {
+        kernel.machine.free_frames(frame, 1);
+    }
+}
+
+/// What the model test saw happen, summed over its sequences: each must happen often for
+/// the test to mean anything.
+#[derive(Debug, Default)]
+struct Seen {
+    lent: usize,
+    chosen_among_several: usize,
+    restarted: usize,
+    restart_failed: usize,
+    ended_for_good: usize,
+    refused_call: usize,
+    throttled: usize,
+}
+
 #[test]
 fn random_ipc_exit_and_fault_sequences_keep_the_kernels_promises() {
-    for seed in 1..40u64 {
+    use septa_abi::app::Restart;
+    let mut seen = Seen::default();
+    for seed in 1..50u64 {
         let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-        // Two servers, three clients of both, and a refused app (it calls a missing endpoint).
-        let mut clients = [calling("c0", "s0"), calling("c1", "s0"), calling("c2", "s1")];
+        // Two servers, four clients of both (two of the same priority, two with small CPU
+        // budgets), and an app refused at boot (it calls a missing endpoint). The restart policies differ, so apps end
+        // for good (`never`, a clean exit under `on-failure`, or a restart that finds no
+        // memory) while others run.
+        let mut clients =
+            [calling("c0", "s0"), calling("c1", "s0"), calling("c2", "s1"), calling("c3", "s1")];
+        let policies = [Restart::Always, Restart::Never, Restart::OnFailure, Restart::Never];
         for (i, client) in clients.iter_mut().enumerate() {
-            client.call.push(if i == 2 { "s0" } else { "s1" }).unwrap();
-            client.priority = 2 + i as u8;
+            client.call.push(if i >= 2 { "s0" } else { "s1" }).unwrap();
+            client.priority = [2, 3, 5, 2][i];
+            client.restart = policies[i];
+            client.cpu_budget_ms = [100, 10, 100, 20][i];
         }
-        let [c0, c1, c2] = clients;
-        let apps = [serving("s0", "s0"), serving("s1", "s1"), c0, c1, c2, calling("lost", "nowhere")];
+        let [c0, c1, c2, c3] = clients;
+        let s0 = Manifest { restart: Restart::Always, ..serving("s0", "s0") };
+        let s1 = Manifest { priority: 3, restart: Restart::OnFailure, ..serving("s1", "s1") };
+        let apps = [s0, s1, c0, c1, c2, c3, calling("lost", "nowhere")];
+        let count = apps.len();
         let mut kernel = sim::booted(&apps);
         let caps: Vec<_> = kernel.processes.iter().map(|p| p.caps.clone()).collect();
         check_invariants(&kernel, &caps, "boot");
         for step in 0..300 {
-            let pid = rng.below(6) as usize;
+            let what = format!("seed {seed} step {step}");
+            if rng.below(8) == 0 {
+                let states: Vec<State> = kernel.processes.iter().map(|p| p.state).collect();
+                let starved = rng.below(3) == 0;
+                let running = rng.below(count as u32) as usize;
+                let running = (kernel.processes[running].state == State::Ready).then_some(running);
+                let ms = [5, 10, 20, 40, 150, 400][rng.below(6) as usize];
+                tick(&mut kernel, ms, running, starved);
+                for (before, p) in states.iter().zip(&kernel.processes) {
+                    match (before, p.state) {
+                        (State::Restarting { .. }, State::Ready) => seen.restarted += 1,
+                        (State::Restarting { .. }, State::Ended) => seen.restart_failed += 1,
+                        (State::Ready, State::Throttled) => seen.throttled += 1,
+                        _ => {}
+                    }
+                }
+                check_invariants(&kernel, &caps, &format!("{what}: tick (starved: {starved})"));
+                continue;
+            }
+            let pid = rng.below(count as u32) as usize;
             let p = &kernel.processes[pid];
             if p.state != State::Ready {
                 continue;
             }
-            let op = rng.below(9);
+            // Clients call on a third of the ops and servers take their time (ops 9–11 do
+            // nothing for a server), so callers queue up behind one another.
+            let op = rng.below(12);
             let len = rng.below(24) as usize;
-            let what = format!("seed {seed} step {step}: pid {pid} op {op}");
-            let server = p.caps.find(|c| matches!(c, Cap::Serve { .. })).is_some();
-            match op {
-                0 | 1 if !server => {
+            let what = format!("{what}: pid {pid} op {op}");
+            let serves = p.caps.find(|c| matches!(c, Cap::Serve { .. })).map(|h| p.caps.get(h, Kind::Serve));
+            let endpoint = match serves {
+                Some(Ok(Cap::Serve { endpoint })) => Some(endpoint),
+                _ => None,
+            };
+            let queued = endpoint.map(|e| queued_on(&kernel, e)).unwrap_or_default();
+            match (op, endpoint) {
+                (0..=3 | 9..=11, None) => {
                     let handle = rng.below(2);
+                    let Ok(Cap::Call { endpoint }) = p.caps.get(handle, Kind::Call) else { unreachable!() };
+                    let server = kernel.ipc.server_of(endpoint);
                     ipc(
                         &mut kernel,
                         pid,
                         Syscall::Call,
                         [handle, lengths(len, 32), STACK, 0, 0, 0, STACK + 64],
                     );
+                    if server.is_none() {
+                        // A dead or ended server: refused at once, nobody waits for it.
+                        assert_eq!(kernel.processes[pid].state, State::Ready, "{what}");
+                        assert_eq!(result(&kernel, pid), (status(Error::Pipe), 0), "{what}");
+                        seen.refused_call += 1;
+                    }
                 }
-                0..=2 if server => {
+                (0, Some(_)) => {
                     ipc(&mut kernel, pid, Syscall::Recv, [0, lengths(0, 32), 0, 0, 0, 0, STACK]);
                 }
-                3 if server => {
+                (1..=3, Some(_)) => {
                     ipc(&mut kernel, pid, Syscall::Reply, [0, lengths(len, 0), STACK, 0, 0, 0, 0]);
                 }
-                4 if server => {
+                (4, Some(_)) => {
                     let lengths = lengths(len, 32);
                     ipc(&mut kernel, pid, Syscall::ReplyRecv, [0, lengths, STACK, 0, 0, 0, STACK + 128]);
                 }
-                5 => {
+                (5, _) => {
                     syscall(&mut kernel, pid, Syscall::Notify, [rng.below(3), 1 << rng.below(4), 0, 0, 0, 0]);
                 }
-                6 => {
-                    syscall(&mut kernel, pid, Syscall::Wait, [rng.below(16), 0, 0, 0, 0, 0]);
+                (6, _) => {
+                    let timeout = [0, 0, 50, 300][rng.below(4) as usize];
+                    syscall(&mut kernel, pid, Syscall::Wait, [rng.below(16), timeout, 0, 0, 0, 0]);
                 }
-                7 => kernel.end(pid, Ending::Exit(rng.below(3) as i32)),
-                8 => {
+                (7, _) => kernel.end(pid, Ending::Exit(rng.below(3) as i32)),
+                (8, _) => {
                     let fault = crate::system::UserFault {
                         kind: septa_armv7::crash::ExceptionKind::DataAbort,
                         pc: TEXT,
@@ -399,11 +522,28 @@ fn random_ipc_exit_and_fault_sequences_keep_the_kernels_promises() {
                 }
                 _ => continue,
             }
+            if matches!(op, 7 | 8) && kernel.processes[pid].state == State::Ended {
+                seen.ended_for_good += 1;
+            }
+            // A receive that took a queued caller took the most urgent, ties by pid.
+            if let Some(caller) = kernel.ipc.awaiting_reply_from(pid as u8).map(usize::from)
+                && queued.contains(&caller)
+            {
+                let urgency = |c: usize| (kernel.processes[c].priority, c);
+                let first = queued.iter().copied().min_by_key(|&c| urgency(c));
+                assert_eq!(Some(caller), first, "{what}: received {caller} of {queued:?}");
+                seen.chosen_among_several += (queued.len() > 1) as usize;
+            }
+            if kernel.ipc.awaiting_reply_from(pid as u8).is_some()
+                && kernel.processes[pid].priority < kernel.processes[pid].base_priority()
+            {
+                seen.lent += 1;
+            }
             check_invariants(&kernel, &caps, &what);
         }
         // Every app ended: every frame is back.
-        for pid in 0..6 {
-            if !matches!(kernel.processes[pid].state, State::Ended | State::Free) {
+        for pid in 0..count {
+            if alive(&kernel, pid as u8) {
                 kernel.end(pid, Ending::Exit(0));
             }
         }
@@ -411,4 +551,47 @@ fn random_ipc_exit_and_fault_sequences_keep_the_kernels_promises() {
         assert_eq!(kernel.machine.frames_in_use, 0, "seed {seed}: frames leaked");
         let _ = Machine::now(&kernel.machine);
     }
+    let Seen {
+        lent,
+        chosen_among_several,
+        restarted,
+        restart_failed,
+        ended_for_good,
+        refused_call,
+        throttled,
+    } = seen;
+    for (what, n) in [
+        ("a server ran at a caller's lent priority", lent),
+        ("a receive chose among several queued callers", chosen_among_several),
+        ("an app was restarted", restarted),
+        ("a restart failed", restart_failed),
+        ("an app ended for good", ended_for_good),
+        ("a call to a dead server was refused", refused_call),
+        ("a process was throttled", throttled),
+    ] {
+        assert!(n >= 10, "{what}: only {n} times ({seen:?})");
+    }
+}
+
+#[test]
+fn a_monitor_call_puts_the_callers_id_and_quota_where_the_monitor_reads_them() {
+    use septa_abi::monitor::{CALLER_OFFSET, QUOTA_OFFSET, REQUEST_OFFSET, Service};
+    let mut app = manifest("vault");
+    app.monitor.push("random").unwrap();
+    app.monitor.push("storage").unwrap();
+    app.storage_kib = 7;
+    let mut kernel = sim::booted(&[app]);
+    let pid = pid_of(&kernel, "vault");
+    let data = kernel.processes[pid].lookup(&kernel.machine, DATA).unwrap().phys;
+    kernel.machine.write_phys(data, b"want");
+    let args = [0, Service::Random as u32, DATA, 4, DATA + 64, 16];
+    assert_eq!(syscall(&mut kernel, pid, Syscall::MonitorCall, args), (0, 0));
+    assert_eq!(kernel.machine.smcs.last(), Some(&(septa_abi::smc::SERVICE, [Service::Random as u32, 4, 0])));
+    // The monitor reads the page at these offsets from its start (issue 19: it once indexed
+    // the quota from the caller's offset, right only while that was 0).
+    let component_id = kernel.processes[pid].component_id();
+    let page = kernel.shared_page().unwrap();
+    assert_eq!(page[CALLER_OFFSET..CALLER_OFFSET + 16], component_id, "the caller's id");
+    assert_eq!(page[QUOTA_OFFSET..QUOTA_OFFSET + 4], (7u32 * 1024).to_le_bytes(), "the storage quota");
+    assert_eq!(&page[REQUEST_OFFSET..REQUEST_OFFSET + 4], b"want", "the request");
 }
