@@ -17,8 +17,9 @@
 use crate::cap::{Cap, Kind};
 use crate::machine::{Context, Machine};
 use crate::process::{Claim, State};
+use crate::syscall::needs_no_check;
 use crate::system::Kernel;
-use septa_syscalls::{REGISTER_MESSAGE, Syscall, keep_first, split_lengths, words_of};
+use septa_syscalls::{REGISTER_MESSAGE, Syscall, split_lengths};
 
 impl<M: Machine> Kernel<M> {
     /// Carries out the syscall in `pid`'s saved registers if it is a fast `call` or
@@ -42,29 +43,23 @@ impl<M: Machine> Kernel<M> {
         let r = &caller.context.r;
         let (len, room) = split_lengths(r[1]);
         let reply = Claim { address: r[8], len: room };
-        if len as usize > REGISTER_MESSAGE || !fits_or_known(reply, caller.reply_buffer) {
+        if len as usize > REGISTER_MESSAGE || !needs_no_check(reply, caller.reply_buffer) {
             return None;
         }
         let Ok(Cap::Call { endpoint }) = caller.caps.get(r[0], Kind::Call) else {
             return None;
         };
         let server = self.ipc.receiving(endpoint).filter(|&server| server as usize != pid)? as usize;
-        let room_there = self.processes[server].receive_buffer.len;
-        let words = keep_first([r[2], r[3], r[4], r[5]], len.min(room_there) as usize);
-        let (message, urgency) = (Claim { address: r[2], len }, caller.priority);
-        let badge = words_of(caller.component_id());
+        let (words, room_there) = ([r[2], r[3], r[4], r[5]], self.processes[server].receive_buffer.len);
+        let message = Claim { address: r[2], len };
 
         self.ipc.hand_over(pid as u8, server as u8);
         let caller = &mut self.processes[pid];
         caller.syscalls = caller.syscalls.wrapping_add(1);
         (caller.message, caller.reply_buffer) = (message, reply);
         self.block(pid, State::Blocked);
-        let registers = &mut self.processes[server].context.r;
-        registers[2..6].copy_from_slice(&words);
-        registers[7..11].copy_from_slice(&badge);
-        if urgency < self.processes[server].priority {
-            self.set_priority(server, urgency);
-        }
+        self.put_message(server, words, len.min(room_there));
+        self.badge_and_priority(pid, server);
         self.wake(server, Ok(len));
         Some(server)
     }
@@ -76,7 +71,7 @@ impl<M: Machine> Kernel<M> {
         let r = &server.context.r;
         let (len, room) = split_lengths(r[1]);
         let buffer = Claim { address: r[8], len: room };
-        if len as usize > REGISTER_MESSAGE || !fits_or_known(buffer, server.receive_buffer) {
+        if len as usize > REGISTER_MESSAGE || !needs_no_check(buffer, server.receive_buffer) {
             return None;
         }
         let Ok(Cap::Serve { endpoint }) = server.caps.get(r[0], Kind::Serve) else {
@@ -86,8 +81,7 @@ impl<M: Machine> Kernel<M> {
         if self.ipc.has_callers(endpoint) {
             return None;
         }
-        let room_there = self.processes[caller].reply_buffer.len;
-        let words = keep_first([r[2], r[3], r[4], r[5]], len.min(room_there) as usize);
+        let (words, room_there) = ([r[2], r[3], r[4], r[5]], self.processes[caller].reply_buffer.len);
         let base = server.base_priority();
 
         let server = &mut self.processes[pid];
@@ -95,7 +89,7 @@ impl<M: Machine> Kernel<M> {
         server.receive_buffer = buffer;
         self.ipc.answered(caller as u8, pid as u8);
         self.set_priority(pid, base);
-        self.processes[caller].context.r[2..6].copy_from_slice(&words);
+        self.put_message(caller, words, len.min(room_there));
         self.wake(caller, Ok(len));
         self.ipc.wait_for_call(pid as u8, endpoint);
         self.block(pid, State::Blocked);
@@ -119,12 +113,6 @@ impl<M: Machine> Kernel<M> {
     fn reschedule(&mut self) -> *const Context {
         self.schedule(false).expect("the partner is ready")
     }
-}
-
-/// Whether a buffer for what comes back needs no check: at most 16 bytes of room (it comes
-/// in registers), or the buffer the process named last (checked then; mappings only grow).
-fn fits_or_known(buffer: Claim, last: Claim) -> bool {
-    buffer.len as usize <= REGISTER_MESSAGE || buffer == last
 }
 
 #[cfg(test)]

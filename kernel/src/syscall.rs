@@ -202,7 +202,7 @@ impl<M: Machine> Kernel<M> {
     /// needs no new check: a process's mappings only grow while it lives.
     fn check_buffer(&self, pid: usize, address: u32, room: u32, last: Claim) -> Result<Claim, Error> {
         let buffer = Claim { address, len: room };
-        if room as usize > REGISTER_MESSAGE && buffer != last {
+        if !needs_no_check(buffer, last) {
             self.check_user(pid, address, room, Access::Write)?;
         }
         Ok(buffer)
@@ -239,23 +239,37 @@ impl<M: Machine> Kernel<M> {
     /// Gives `server` the message and badge of `caller` (its buffers were checked when they
     /// were named) and lends it the caller's priority if that is more urgent. Returns the
     /// message length.
-    pub(crate) fn deliver(&mut self, caller: usize, server: usize) -> Result<u32, Error> {
+    fn deliver(&mut self, caller: usize, server: usize) -> Result<u32, Error> {
         let message = self.processes[caller].message;
         let target = self.processes[server].receive_buffer;
         self.transfer(caller, message, server, target)?;
+        self.badge_and_priority(caller, server);
+        Ok(message.len)
+    }
+
+    /// `server`, given `caller`'s message, gets its badge in r7–r10 and runs at its priority
+    /// if that is more urgent.
+    #[inline(always)]
+    pub(crate) fn badge_and_priority(&mut self, caller: usize, server: usize) {
         let badge = words_of(self.processes[caller].component_id());
         self.processes[server].context.r[7..11].copy_from_slice(&badge);
         let urgency = self.processes[caller].priority;
         if urgency < self.processes[server].priority {
             self.set_priority(server, urgency);
         }
-        Ok(message.len)
+    }
+
+    /// The register half of `transfer`: the first `len` (at most 16) bytes of
+    /// `words` into `receiver`'s r2–r5, the bytes past them cleared.
+    #[inline(always)]
+    pub(crate) fn put_message(&mut self, receiver: usize, words: [u32; 4], len: u32) {
+        self.processes[receiver].context.r[2..6].copy_from_slice(&keep_first(words, len as usize));
     }
 
     /// Moves `message` of `sender` to `receiver`, which has room for `target.len` bytes: at
     /// most 16 bytes go from the sender's r2–r5 (or its memory) to the receiver's r2–r5, the
     /// bytes past the message cleared; more go from memory to memory at `target.address`.
-    pub(crate) fn transfer(
+    fn transfer(
         &mut self,
         sender: usize,
         message: Claim,
@@ -272,7 +286,7 @@ impl<M: Machine> Kernel<M> {
                 self.copy_from_user(sender, message.address, &mut bytes[..len as usize])?;
                 words_of(bytes)
             };
-            self.processes[receiver].context.r[2..6].copy_from_slice(&keep_first(words, len as usize));
+            self.put_message(receiver, words, len);
             return Ok(());
         }
         let from = self.locate(sender, message.address, len, Access::Read)?;
@@ -532,6 +546,13 @@ impl<M: Machine> Kernel<M> {
         let range = UserRange::new(address, len).map_err(|_| Error::Fault)?;
         user::locate(range, access, |va| process.lookup(&self.machine, va)).map_err(|_| Error::Fault)
     }
+}
+
+/// Whether a buffer for what comes back needs no check: at most 16 bytes of room (what fits
+/// comes in registers), or the buffer the process named last (checked then; a process's
+/// mappings only grow while it lives).
+pub(crate) fn needs_no_check(buffer: Claim, last: Claim) -> bool {
+    buffer.len as usize <= REGISTER_MESSAGE || buffer == last
 }
 
 /// Whether a syscall left its caller blocked, or its immediate result.
