@@ -234,10 +234,12 @@ impl Running {
         self.console.lock().unwrap().clone()
     }
 
-    /// Waits until the console contains `text`; panics with the console on a timeout or exit.
+    /// Waits until the console holds the whole line containing `text` (up to its newline, so a
+    /// test that reads the rest of that line sees all of it); panics with the console on a
+    /// timeout or exit.
     pub fn wait_for(&mut self, text: &str) {
         let deadline = Instant::now() + HANG_GUARD;
-        while !self.console().contains(text) {
+        while !holds_whole_line(&self.console(), text) {
             if let Ok(Some(status)) = self.child.try_wait() {
                 thread::sleep(Duration::from_millis(50));
                 let console = self.console();
@@ -291,6 +293,11 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Whether `console` contains `text` and the line it is on has ended.
+fn holds_whole_line(console: &str, text: &str) -> bool {
+    console.find(text).is_some_and(|at| text.ends_with('\n') || console[at + text.len()..].contains('\n'))
 }
 
 fn read_until_prompt(stream: &mut impl Read) -> String {
@@ -423,5 +430,18 @@ pub mod tamper {
         change(&mut fuses);
         image::provision(&mut rom, &fuses).unwrap();
         fs::write(&images.rom, rom).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds_whole_line;
+
+    #[test]
+    fn a_line_counts_only_once_it_has_ended() {
+        assert!(!holds_whole_line("[spinner] still spinning (round 3) at 12", "(round 3)"));
+        assert!(holds_whole_line("[spinner] still spinning (round 3) at 1200 ms\n", "(round 3)"));
+        assert!(holds_whole_line("ready\n", "ready\n"));
+        assert!(!holds_whole_line("other line\n", "ready"));
     }
 }
