@@ -17,10 +17,13 @@ use septa_kernel::system::{Ending, UserFault};
 extern "C" fn kernel_syscall() -> ! {
     let mut kernel = KERNEL.lock();
     let pid = kernel.current.expect("a syscall comes from the current process");
-    let next = match kernel.fast_ipc(pid) {
-        Some(partner) => Some(partner),
-        None => general_syscall(&mut kernel, pid),
-    };
+    if let Some(partner) = kernel.fast_ipc(pid) {
+        drop(kernel);
+        // SAFETY: `fast_ipc` returned the context of a live, ready process in the static
+        // process table and installed that process's address space.
+        unsafe { entry::resume(partner) }
+    }
+    let next = general_syscall(&mut kernel, pid);
     drop(kernel);
     run(next)
 }

@@ -291,6 +291,9 @@ pub fn words_of(bytes: [u8; 16]) -> [u32; 4] {
 /// `words` with every byte from `len` on cleared: a receiver sees exactly the bytes sent.
 #[inline(always)]
 pub fn keep_first(mut words: [u32; 4], len: usize) -> [u32; 4] {
+    if len >= REGISTER_MESSAGE {
+        return words; // the common full-size message: nothing to clear
+    }
     for (i, word) in words.iter_mut().enumerate() {
         let keep = len.saturating_sub(4 * i);
         if keep < 4 {

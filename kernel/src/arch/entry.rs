@@ -123,6 +123,7 @@ pub fn vectors() -> u32 {
 /// `context` must point to a `Context` that stays at that address while the process runs
 /// (the next exception stores into it), with a user-mode CPSR and the process's address
 /// space installed in TTBR0.
+#[inline(always)]
 pub unsafe fn resume(context: *const Context) -> ! {
     // SAFETY: delegated to the caller.
     unsafe { return_to_user(context) }

@@ -1,46 +1,42 @@
 //! `benchpeer` (benchmarks only): the other side of `bench`. It echoes every message on
-//! `bench-peer` with `reply_recv`, the way a server loop should; a message starting with
-//! 0xff asks it to yield back and forth with `bench` for the number of rounds in bytes 4..8.
+//! `bench-peer` with `reply_recv` at the level of the IPC registers, the way a server loop
+//! that answers in registers should (and as seL4's benchmark peer does): a message of at
+//! most 16 bytes goes back in the very registers it came in, a longer one from the buffer
+//! the kernel wrote it into. A message starting with 0xff asks it to yield back and forth
+//! with `bench` for the number of rounds in bytes 4..8.
 
 #![no_std]
 #![no_main]
 
-use septa_syscalls::{self as sys, HandleKind, MESSAGE_MAX};
+use septa_syscalls::{self as sys, HandleKind, MESSAGE_MAX, REGISTER_MESSAGE, Syscall, lengths};
 
 septa_runtime::entry!(main);
 
-/// A message buffer, word-aligned so that copies of it move words.
-#[repr(align(4))]
-struct Buffer([u8; MESSAGE_MAX]);
-
 fn main() {
     let endpoint = sys::lookup(HandleKind::Serve, "bench-peer").expect("the manifest serves bench-peer");
-    let (mut buffer, mut reply) = (Buffer([0; MESSAGE_MAX]), Buffer([0; MESSAGE_MAX]));
-    let mut received = sys::recv(endpoint, &mut buffer.0);
+    let mut buffer = [0u8; MESSAGE_MAX];
+    let at = buffer.as_mut_ptr() as u32;
+    let room = lengths(0, MESSAGE_MAX);
+    let mut received = sys::raw_ipc(Syscall::Recv as u32, endpoint.0, room, [0; 4], at);
     loop {
-        let len = match received {
-            Ok(call) => call.len.min(MESSAGE_MAX),
-            Err(_) => {
-                received = sys::recv(endpoint, &mut buffer.0);
-                continue;
-            }
-        };
-        let message = &buffer.0[..len];
-        if message.first() == Some(&0xff) && message.len() >= 8 {
-            let rounds = u32::from_le_bytes([message[4], message[5], message[6], message[7]]);
+        if received.status != 0 {
+            received = sys::raw_ipc(Syscall::Recv as u32, endpoint.0, room, [0; 4], at);
+            continue;
+        }
+        let len = (received.value as usize).min(MESSAGE_MAX);
+        let reply = lengths(len, MESSAGE_MAX);
+        received = if len > REGISTER_MESSAGE {
+            sys::raw_ipc(Syscall::ReplyRecv as u32, endpoint.0, reply, [at, 0, 0, 0], at)
+        } else if len >= 8 && sys::bytes_of(received.words)[0] == 0xff {
+            let bytes = sys::bytes_of(received.words);
+            let rounds = u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
             let _ = sys::reply(&[]);
             for _ in 0..rounds {
                 sys::yield_now();
             }
-            received = sys::recv(endpoint, &mut buffer.0);
+            sys::raw_ipc(Syscall::Recv as u32, endpoint.0, room, [0; 4], at)
         } else {
-            // The echo: a message that fits in registers in one fixed-size copy.
-            if len <= sys::REGISTER_MESSAGE {
-                reply.0[..sys::REGISTER_MESSAGE].copy_from_slice(&buffer.0[..sys::REGISTER_MESSAGE]);
-            } else {
-                reply.0[..len].copy_from_slice(&buffer.0[..len]);
-            }
-            received = sys::reply_recv(endpoint, &reply.0[..len], &mut buffer.0);
-        }
+            sys::raw_ipc(Syscall::ReplyRecv as u32, endpoint.0, reply, received.words, at)
+        };
     }
 }
