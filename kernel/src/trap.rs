@@ -25,7 +25,7 @@ extern "C" fn kernel_syscall() -> ! {
     }
     let next = general_syscall(&mut kernel, pid);
     drop(kernel);
-    run(next)
+    resume_or_idle(next)
 }
 
 /// Every syscall the fast path does not take, then the scheduler. Out of line, so that the
@@ -44,7 +44,7 @@ extern "C" fn kernel_irq() -> ! {
     let slice_over = kernel.handle_interrupts(running);
     let next = kernel.schedule(!slice_over);
     drop(kernel);
-    run(next)
+    resume_or_idle(next)
 }
 
 /// An undefined instruction or abort in user mode: the process's fault, not the kernel's.
@@ -57,7 +57,7 @@ extern "C" fn kernel_user_fault(kind: u32, context: &Context) -> ! {
     kernel.end(pid, Ending::Fault(fault));
     let next = kernel.schedule(false);
     drop(kernel);
-    run(next)
+    resume_or_idle(next)
 }
 
 /// An undefined instruction or abort in the kernel itself: a kernel bug.
@@ -67,6 +67,17 @@ extern "C" fn kernel_mode_fault(kind: u32, context: &Context) -> ! {
     let at = Interrupted { pc: context.pc, psr: context.cpsr, regs: &context.r };
     let _ = crash::write_exception_report(&mut console(), "kernel", kind, &at, &FaultRegisters::read());
     monitor::power_off(exit::CRASH)
+}
+
+/// Resumes `next` (the common case, without a call), or idles in [`run`].
+#[inline(always)]
+fn resume_or_idle(next: Option<*const Context>) -> ! {
+    if let Some(context) = next {
+        // SAFETY: `schedule` returned the context of a live, ready process in the static
+        // process table and installed that process's address space.
+        unsafe { entry::resume(context) }
+    }
+    run(None)
 }
 
 /// Resumes `next`, or idles until an interrupt makes a process ready.
