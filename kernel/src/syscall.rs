@@ -171,7 +171,7 @@ impl<M: Machine> Kernel<M> {
             return Err(Error::Access);
         };
         let (len, room) = split_lengths(lengths);
-        let message = self.check_message(pid, address, len)?;
+        let (message, pieces) = self.check_message(pid, address, len)?;
         let reply = self.check_buffer(pid, reply, room, self.processes[pid].reply_buffer)?;
         let outcome = self.ipc.call(pid as u8, endpoint)?;
         let caller = &mut self.processes[pid];
@@ -179,22 +179,26 @@ impl<M: Machine> Kernel<M> {
         caller.reply_buffer = reply;
         self.block(pid, State::Blocked);
         if let CallOutcome::Delivered { server } = outcome {
-            let delivered = self.deliver(pid, server as usize);
+            let delivered = self.deliver(pid, server as usize, Some(pieces));
             self.wake(server as usize, delivered);
         }
         Ok(Blocked::Yes)
     }
 
     /// A message to send: at most [`MESSAGE_MAX`] bytes, in the sender's r2–r5 when it fits,
-    /// else at `address` in its memory, readable.
-    fn check_message(&self, pid: usize, address: u32, len: u32) -> Result<Claim, Error> {
+    /// else at `address` in its memory, readable. Also returns where in physical memory a
+    /// message in memory is (empty pieces for one in registers), so that sending it at once
+    /// walks the page table only here.
+    fn check_message(&self, pid: usize, address: u32, len: u32) -> Result<(Claim, Pieces), Error> {
         if len as usize > MESSAGE_MAX {
             return Err(Error::Invalid);
         }
-        if len as usize > REGISTER_MESSAGE {
-            self.check_user(pid, address, len, Access::Read)?;
-        }
-        Ok(Claim { address, len })
+        let pieces = if len as usize > REGISTER_MESSAGE {
+            self.locate(pid, address, len, Access::Read)?
+        } else {
+            [(0, 0); 2]
+        };
+        Ok((Claim { address, len }, pieces))
     }
 
     /// A buffer for more than 16 bytes to come back in, writable; a smaller room is never
@@ -228,7 +232,7 @@ impl<M: Machine> Kernel<M> {
     fn receive(&mut self, pid: usize, endpoint: u8) -> Outcome {
         let processes = &self.processes;
         match self.ipc.recv(pid as u8, endpoint, |p| processes[p as usize].priority)? {
-            RecvOutcome::Received { caller } => done(self.deliver(caller as usize, pid)?),
+            RecvOutcome::Received { caller } => done(self.deliver(caller as usize, pid, None)?),
             RecvOutcome::Blocked => {
                 self.block(pid, State::Blocked);
                 Ok(Blocked::Yes)
@@ -237,12 +241,12 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// Gives `server` the message and badge of `caller` (its buffers were checked when they
-    /// were named) and lends it the caller's priority if that is more urgent. Returns the
-    /// message length.
-    fn deliver(&mut self, caller: usize, server: usize) -> Result<u32, Error> {
+    /// were named; `pieces`: where the message is, when the call just located it) and lends
+    /// it the caller's priority if that is more urgent. Returns the message length.
+    fn deliver(&mut self, caller: usize, server: usize, pieces: Option<Pieces>) -> Result<u32, Error> {
         let message = self.processes[caller].message;
         let target = self.processes[server].receive_buffer;
-        self.transfer(caller, message, server, target)?;
+        self.transfer(caller, message, pieces, server, target)?;
         self.badge_and_priority(caller, server);
         Ok(message.len)
     }
@@ -269,27 +273,32 @@ impl<M: Machine> Kernel<M> {
     /// Moves `message` of `sender` to `receiver`, which has room for `target.len` bytes: at
     /// most 16 bytes go from the sender's r2–r5 (or its memory) to the receiver's r2–r5, the
     /// bytes past the message cleared; more go from memory to memory at `target.address`.
+    /// `pieces`: where a message in memory is, if already located.
     fn transfer(
         &mut self,
         sender: usize,
         message: Claim,
+        pieces: Option<Pieces>,
         receiver: usize,
         target: Claim,
     ) -> Result<(), Error> {
         let len = message.len.min(target.len);
-        if len as usize <= REGISTER_MESSAGE {
-            let words = if message.len as usize <= REGISTER_MESSAGE {
-                let r = &self.processes[sender].context.r;
-                [r[2], r[3], r[4], r[5]]
-            } else {
-                let mut bytes = [0u8; REGISTER_MESSAGE];
-                self.copy_from_user(sender, message.address, &mut bytes[..len as usize])?;
-                words_of(bytes)
-            };
+        if message.len as usize <= REGISTER_MESSAGE {
+            let r = &self.processes[sender].context.r;
+            let words = [r[2], r[3], r[4], r[5]];
             self.put_message(receiver, words, len);
             return Ok(());
         }
-        let from = self.locate(sender, message.address, len, Access::Read)?;
+        let from = match pieces {
+            Some(pieces) => pieces,
+            None => self.locate(sender, message.address, message.len, Access::Read)?,
+        };
+        if len as usize <= REGISTER_MESSAGE {
+            let mut bytes = [0u8; REGISTER_MESSAGE];
+            self.read_pieces(from, &mut bytes[..len as usize]);
+            self.put_message(receiver, words_of(bytes), len);
+            return Ok(());
+        }
         self.copy_into(receiver, target.address, from, len)
     }
 
@@ -302,7 +311,7 @@ impl<M: Machine> Kernel<M> {
     /// priority. A bad reply changes nothing; with no call to answer it is `EINVAL`.
     fn send_reply(&mut self, pid: usize, lengths: u32, address: u32) -> Result<(), Error> {
         let (len, _) = split_lengths(lengths);
-        let message = self.check_message(pid, address, len)?;
+        let (message, pieces) = self.check_message(pid, address, len)?;
         let answered = self.ipc.reply(pid as u8);
         if answered != Err(Error::Invalid) {
             let base = self.processes[pid].base_priority();
@@ -310,7 +319,7 @@ impl<M: Machine> Kernel<M> {
         }
         let caller = answered? as usize;
         let target = self.processes[caller].reply_buffer;
-        let result = self.transfer(pid, message, caller, target).map(|()| len);
+        let result = self.transfer(pid, message, Some(pieces), caller, target).map(|()| len);
         self.wake(caller, result);
         Ok(())
     }
@@ -501,12 +510,21 @@ impl<M: Machine> Kernel<M> {
     /// Copies `out.len()` bytes (at most a page) from the process's memory at `address`.
     fn copy_from_user(&self, pid: usize, address: u32, out: &mut [u8]) -> Result<(), Error> {
         let pieces = self.locate(pid, address, out.len() as u32, Access::Read)?;
-        let mut done = 0;
-        for (phys, len) in pieces.into_iter().filter(|&(_, len)| len > 0) {
-            self.machine.read_phys(phys, &mut out[done..done + len as usize]);
-            done += len as usize;
-        }
+        self.read_pieces(pieces, out);
         Ok(())
+    }
+
+    /// Fills `out` from the start of the physical `pieces` (from `locate`, holding at least
+    /// `out.len()` bytes).
+    fn read_pieces(&self, pieces: Pieces, out: &mut [u8]) {
+        let mut done = 0;
+        for (phys, len) in pieces {
+            let n = (len as usize).min(out.len() - done);
+            if n > 0 {
+                self.machine.read_phys(phys, &mut out[done..done + n]);
+            }
+            done += n;
+        }
     }
 
     /// Copies `bytes` (at most a page) into the process's memory at `address`, which must
@@ -524,13 +542,7 @@ impl<M: Machine> Kernel<M> {
     /// Copies the first `len` bytes at the physical `pieces` (from `locate` on another
     /// process) into process `pid`'s memory at `address`: user to user, no bounce buffer.
     /// `len` longer than the pieces is `EFAULT` and copies nothing.
-    fn copy_into(
-        &mut self,
-        pid: usize,
-        address: u32,
-        pieces: [(u32, u32); 2],
-        len: u32,
-    ) -> Result<(), Error> {
+    fn copy_into(&mut self, pid: usize, address: u32, pieces: Pieces, len: u32) -> Result<(), Error> {
         let targets = self.locate(pid, address, len, Access::Write)?;
         for (from, to, n) in user::copy_plan(pieces, targets, len).ok_or(Error::Fault)? {
             self.machine.copy_phys(from, to, n);
@@ -541,7 +553,7 @@ impl<M: Machine> Kernel<M> {
     /// Where `[address, address + len)` of the process is in physical memory, if it may
     /// be accessed as `access`.
     #[inline(always)] // on every IPC path, several times: no call overhead
-    fn locate(&self, pid: usize, address: u32, len: u32, access: Access) -> Result<[(u32, u32); 2], Error> {
+    fn locate(&self, pid: usize, address: u32, len: u32, access: Access) -> Result<Pieces, Error> {
         let process = &self.processes[pid];
         let range = UserRange::new(address, len).map_err(|_| Error::Fault)?;
         user::locate(range, access, |va| process.lookup(&self.machine, va)).map_err(|_| Error::Fault)
@@ -554,6 +566,10 @@ impl<M: Machine> Kernel<M> {
 pub(crate) fn needs_no_check(buffer: Claim, last: Claim) -> bool {
     buffer.len as usize <= REGISTER_MESSAGE || buffer == last
 }
+
+/// Where a user range is in physical memory: `(address, length)` pieces from `locate`, the
+/// second empty unless the range crosses a page.
+type Pieces = [(u32, u32); 2];
 
 /// Whether a syscall left its caller blocked, or its immediate result.
 enum Blocked {
