@@ -42,8 +42,7 @@ impl<M: Machine> Kernel<M> {
         let caller = &self.processes[pid];
         let r = &caller.context.r;
         let (len, room) = split_lengths(r[1]);
-        let reply = Claim { address: r[8], len: room };
-        if len as usize > REGISTER_MESSAGE || !needs_no_check(reply, caller.reply_buffer) {
+        if len as usize > REGISTER_MESSAGE || !needs_no_check(r[8], room, caller.reply_buffer) {
             return None;
         }
         let Ok(Cap::Call { endpoint }) = caller.caps.get(r[0], Kind::Call) else {
@@ -51,12 +50,15 @@ impl<M: Machine> Kernel<M> {
         };
         let server = self.ipc.receiving(endpoint).filter(|&server| server as usize != pid)? as usize;
         let (words, room_there) = ([r[2], r[3], r[4], r[5]], self.processes[server].receive_buffer.len);
-        let message = Claim { address: r[2], len };
+        let (message, reply) = (Claim::unlocated(r[2], len), r[8]);
 
         self.ipc.hand_over(pid as u8, server as u8);
         let caller = &mut self.processes[pid];
         caller.syscalls = caller.syscalls.wrapping_add(1);
-        (caller.message, caller.reply_buffer) = (message, reply);
+        caller.message = message;
+        if room as usize <= REGISTER_MESSAGE {
+            caller.reply_buffer = Claim::unlocated(reply, room); // else the same buffer as last time
+        }
         self.block(pid, State::Blocked);
         self.put_message(server, words, len.min(room_there));
         self.badge_and_priority(pid, server);
@@ -70,8 +72,7 @@ impl<M: Machine> Kernel<M> {
         let server = &self.processes[pid];
         let r = &server.context.r;
         let (len, room) = split_lengths(r[1]);
-        let buffer = Claim { address: r[8], len: room };
-        if len as usize > REGISTER_MESSAGE || !needs_no_check(buffer, server.receive_buffer) {
+        if len as usize > REGISTER_MESSAGE || !needs_no_check(r[8], room, server.receive_buffer) {
             return None;
         }
         let Ok(Cap::Serve { endpoint }) = server.caps.get(r[0], Kind::Serve) else {
@@ -82,11 +83,13 @@ impl<M: Machine> Kernel<M> {
             return None;
         }
         let (words, room_there) = ([r[2], r[3], r[4], r[5]], self.processes[caller].reply_buffer.len);
-        let base = server.base_priority();
+        let (base, buffer) = (server.base_priority(), r[8]);
 
         let server = &mut self.processes[pid];
         server.syscalls = server.syscalls.wrapping_add(1);
-        server.receive_buffer = buffer;
+        if room as usize <= REGISTER_MESSAGE {
+            server.receive_buffer = Claim::unlocated(buffer, room); // else the same buffer as last time
+        }
         self.ipc.answered(caller as u8, pid as u8);
         self.set_priority(pid, base);
         self.put_message(caller, words, len.min(room_there));

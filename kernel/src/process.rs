@@ -68,12 +68,41 @@ pub enum State {
     Ended,
 }
 
-/// A user buffer a blocked process named. It is checked when named; a process's mappings
-/// only grow while it lives, so the check still holds when the kernel uses the buffer.
+/// A user buffer a process named: checked when named, and where its bytes lie in physical
+/// memory. A process's mappings only grow while it lives, so both still hold whenever the
+/// kernel uses the buffer, and naming it again needs neither a check nor a page-table walk;
+/// its claims are reset when it ends. A buffer of at most 16 bytes that the kernel never
+/// touches in memory (what fits travels in registers) is not located.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Claim {
     pub address: u32,
     pub len: u32,
+    /// The physical address of the first byte and, if the buffer crosses a page, of the
+    /// first byte on the next page (0: none).
+    phys: [u32; 2],
+}
+
+impl Claim {
+    /// A buffer the kernel does not touch in memory (at most 16 bytes: registers).
+    pub const fn unlocated(address: u32, len: u32) -> Claim {
+        Claim { address, len, phys: [0; 2] }
+    }
+
+    /// A buffer and its physical pieces, as `mm::user::locate` found them.
+    pub fn located(address: u32, len: u32, pieces: [(u32, u32); 2]) -> Claim {
+        Claim { address, len, phys: [pieces[0].0, pieces[1].0] }
+    }
+
+    /// Whether this is the claim for exactly `[address, address + len)`.
+    pub fn names(&self, address: u32, len: u32) -> bool {
+        (self.address, self.len) == (address, len)
+    }
+
+    /// The physical pieces `(address, length)` of a located buffer, as `locate` gave them.
+    pub fn pieces(&self) -> [(u32, u32); 2] {
+        let first = (PAGE - self.address % PAGE).min(self.len);
+        [(self.phys[0], first), (self.phys[1], self.len - first)]
+    }
 }
 
 /// User pages a process maps, for teardown.
@@ -105,6 +134,9 @@ pub struct Process {
     pub reply_buffer: Claim,
     /// Where a server in `recv` wants the next message (the badge comes in registers).
     pub receive_buffer: Claim,
+    /// The request and response buffers of the last `monitor_call`.
+    pub monitor_request: Claim,
+    pub monitor_response: Claim,
     /// The DMA pool: physical address of its contiguous frames and their number.
     pub dma: Option<(u32, u32)>,
     /// Physical address of the process's `UserTables`.
@@ -133,9 +165,11 @@ impl Process {
         name: [0; NAME_MAX],
         name_len: 0,
         priority: 0,
-        message: Claim { address: 0, len: 0 },
-        reply_buffer: Claim { address: 0, len: 0 },
-        receive_buffer: Claim { address: 0, len: 0 },
+        message: Claim::unlocated(0, 0),
+        reply_buffer: Claim::unlocated(0, 0),
+        receive_buffer: Claim::unlocated(0, 0),
+        monitor_request: Claim::unlocated(0, 0),
+        monitor_response: Claim::unlocated(0, 0),
         dma: None,
         tables: 0,
         mapped: Vec::new(),
@@ -264,8 +298,9 @@ impl Process {
         }
         self.tables = 0;
         self.pages_used = 0;
-        // Buffers checked against the freed mappings must be checked again.
+        // Buffers checked and located in the freed mappings must be checked again.
         (self.message, self.reply_buffer, self.receive_buffer) = Default::default();
+        (self.monitor_request, self.monitor_response) = Default::default();
         self.context = Context::default();
         self.priority = self.base_priority();
     }

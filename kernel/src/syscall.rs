@@ -171,7 +171,7 @@ impl<M: Machine> Kernel<M> {
             return Err(Error::Access);
         };
         let (len, room) = split_lengths(lengths);
-        let (message, pieces) = self.check_message(pid, address, len)?;
+        let message = self.check_message(pid, address, len)?;
         let reply = self.check_buffer(pid, reply, room, self.processes[pid].reply_buffer)?;
         let outcome = self.ipc.call(pid as u8, endpoint)?;
         let caller = &mut self.processes[pid];
@@ -179,37 +179,41 @@ impl<M: Machine> Kernel<M> {
         caller.reply_buffer = reply;
         self.block(pid, State::Blocked);
         if let CallOutcome::Delivered { server } = outcome {
-            let delivered = self.deliver(pid, server as usize, Some(pieces));
+            let delivered = self.deliver(pid, server as usize);
             self.wake(server as usize, delivered);
         }
         Ok(Blocked::Yes)
     }
 
     /// A message to send: at most [`MESSAGE_MAX`] bytes, in the sender's r2–r5 when it fits,
-    /// else at `address` in its memory, readable. Also returns where in physical memory a
-    /// message in memory is (empty pieces for one in registers), so that sending it at once
-    /// walks the page table only here.
-    fn check_message(&self, pid: usize, address: u32, len: u32) -> Result<(Claim, Pieces), Error> {
+    /// else at `address` in its memory, readable (and located: see [`Claim`]; the message
+    /// the process sent last, `message`, needs neither again).
+    fn check_message(&self, pid: usize, address: u32, len: u32) -> Result<Claim, Error> {
         if len as usize > MESSAGE_MAX {
             return Err(Error::Invalid);
         }
-        let pieces = if len as usize > REGISTER_MESSAGE {
-            self.locate(pid, address, len, Access::Read)?
-        } else {
-            [(0, 0); 2]
-        };
-        Ok((Claim { address, len }, pieces))
+        if len as usize <= REGISTER_MESSAGE {
+            return Ok(Claim::unlocated(address, len));
+        }
+        self.claim(pid, address, len, Access::Read, self.processes[pid].message)
     }
 
-    /// A buffer for more than 16 bytes to come back in, writable; a smaller room is never
-    /// touched (what fits comes in registers). The buffer named last (`last`, checked then)
-    /// needs no new check: a process's mappings only grow while it lives.
+    /// A buffer for more than 16 bytes to come back in, writable and located; a smaller room
+    /// is never touched (what fits comes in registers).
     fn check_buffer(&self, pid: usize, address: u32, room: u32, last: Claim) -> Result<Claim, Error> {
-        let buffer = Claim { address, len: room };
-        if !needs_no_check(buffer, last) {
-            self.check_user(pid, address, room, Access::Write)?;
+        if room as usize <= REGISTER_MESSAGE {
+            return Ok(Claim::unlocated(address, room));
         }
-        Ok(buffer)
+        self.claim(pid, address, room, Access::Write, last)
+    }
+
+    /// `[address, address + len)` of process `pid` checked for `access` and located; `last`
+    /// itself if it names that range (it was checked and located for `access` then).
+    fn claim(&self, pid: usize, address: u32, len: u32, access: Access, last: Claim) -> Result<Claim, Error> {
+        if last.names(address, len) {
+            return Ok(last);
+        }
+        Ok(Claim::located(address, len, self.locate(pid, address, len, access)?))
     }
 
     fn recv(&mut self, pid: usize, [handle, lengths, ..]: [u32; 6], buffer: u32) -> Outcome {
@@ -232,7 +236,7 @@ impl<M: Machine> Kernel<M> {
     fn receive(&mut self, pid: usize, endpoint: u8) -> Outcome {
         let processes = &self.processes;
         match self.ipc.recv(pid as u8, endpoint, |p| processes[p as usize].priority)? {
-            RecvOutcome::Received { caller } => done(self.deliver(caller as usize, pid, None)?),
+            RecvOutcome::Received { caller } => done(self.deliver(caller as usize, pid)?),
             RecvOutcome::Blocked => {
                 self.block(pid, State::Blocked);
                 Ok(Blocked::Yes)
@@ -240,13 +244,13 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
-    /// Gives `server` the message and badge of `caller` (its buffers were checked when they
-    /// were named; `pieces`: where the message is, when the call just located it) and lends
-    /// it the caller's priority if that is more urgent. Returns the message length.
-    fn deliver(&mut self, caller: usize, server: usize, pieces: Option<Pieces>) -> Result<u32, Error> {
+    /// Gives `server` the message and badge of `caller` (its buffers were checked and
+    /// located when they were named) and lends it the caller's priority if that is more
+    /// urgent. Returns the message length.
+    fn deliver(&mut self, caller: usize, server: usize) -> Result<u32, Error> {
         let message = self.processes[caller].message;
         let target = self.processes[server].receive_buffer;
-        self.transfer(caller, message, pieces, server, target)?;
+        self.transfer(caller, message, server, target)?;
         self.badge_and_priority(caller, server);
         Ok(message.len)
     }
@@ -272,13 +276,12 @@ impl<M: Machine> Kernel<M> {
 
     /// Moves `message` of `sender` to `receiver`, which has room for `target.len` bytes: at
     /// most 16 bytes go from the sender's r2–r5 (or its memory) to the receiver's r2–r5, the
-    /// bytes past the message cleared; more go from memory to memory at `target.address`.
-    /// `pieces`: where a message in memory is, if already located.
+    /// bytes past the message cleared; more go from memory to memory, between the physical
+    /// pieces the two claims located.
     fn transfer(
         &mut self,
         sender: usize,
         message: Claim,
-        pieces: Option<Pieces>,
         receiver: usize,
         target: Claim,
     ) -> Result<(), Error> {
@@ -289,17 +292,17 @@ impl<M: Machine> Kernel<M> {
             self.put_message(receiver, words, len);
             return Ok(());
         }
-        let from = match pieces {
-            Some(pieces) => pieces,
-            None => self.locate(sender, message.address, message.len, Access::Read)?,
-        };
         if len as usize <= REGISTER_MESSAGE {
             let mut bytes = [0u8; REGISTER_MESSAGE];
-            self.read_pieces(from, &mut bytes[..len as usize]);
+            self.read_pieces(message.pieces(), &mut bytes[..len as usize]);
             self.put_message(receiver, words_of(bytes), len);
             return Ok(());
         }
-        self.copy_into(receiver, target.address, from, len)
+        // User to user, no bounce buffer; a plan that does not fit is `EFAULT`, nothing copied.
+        for (from, to, n) in user::copy_plan(message.pieces(), target.pieces(), len).ok_or(Error::Fault)? {
+            self.machine.copy_phys(from, to, n);
+        }
+        Ok(())
     }
 
     fn reply(&mut self, pid: usize, [_, lengths, address, ..]: [u32; 6]) -> Outcome {
@@ -311,7 +314,7 @@ impl<M: Machine> Kernel<M> {
     /// priority. A bad reply changes nothing; with no call to answer it is `EINVAL`.
     fn send_reply(&mut self, pid: usize, lengths: u32, address: u32) -> Result<(), Error> {
         let (len, _) = split_lengths(lengths);
-        let (message, pieces) = self.check_message(pid, address, len)?;
+        let message = self.check_message(pid, address, len)?;
         let answered = self.ipc.reply(pid as u8);
         if answered != Err(Error::Invalid) {
             let base = self.processes[pid].base_priority();
@@ -319,7 +322,10 @@ impl<M: Machine> Kernel<M> {
         }
         let caller = answered? as usize;
         let target = self.processes[caller].reply_buffer;
-        let result = self.transfer(pid, message, Some(pieces), caller, target).map(|()| len);
+        if len as usize > REGISTER_MESSAGE {
+            self.processes[pid].message = message; // located: a reply from the same buffer needs no walk
+        }
+        let result = self.transfer(pid, message, caller, target).map(|()| len);
         self.wake(caller, result);
         Ok(())
     }
@@ -458,10 +464,12 @@ impl<M: Machine> Kernel<M> {
             return Err(Error::Invalid);
         }
         // Where the response goes, located once: the monitor writes at most RESPONSE_MAX.
+        // The buffers of the caller's last call need neither check nor walk again.
         let room = capacity.min(m::RESPONSE_MAX as u32);
-        let to = self.locate(pid, response, room, Access::Write)?;
-        let request = self.locate(pid, request, len, Access::Read)?;
-        let process = &self.processes[pid];
+        let to = self.claim(pid, response, room, Access::Write, self.processes[pid].monitor_response)?;
+        let from = self.claim(pid, request, len, Access::Read, self.processes[pid].monitor_request)?;
+        let process = &mut self.processes[pid];
+        (process.monitor_request, process.monitor_response) = (from, to);
         let quota = process.manifest.as_ref().map_or(0, |m| m.storage_kib) * 1024;
         let caller = process.component_id();
         // The request goes straight from the app into the shared page and the response
@@ -469,7 +477,7 @@ impl<M: Machine> Kernel<M> {
         let page = self.shared.as_mut().ok_or(Error::Io)?;
         let bytes = page.bytes();
         let mut at = m::REQUEST_OFFSET;
-        for (phys, piece) in request.into_iter().filter(|&(_, len)| len > 0) {
+        for (phys, piece) in from.pieces().into_iter().filter(|&(_, len)| len > 0) {
             self.machine.read_phys(phys, &mut bytes[at..at + piece as usize]);
             at += piece as usize;
         }
@@ -480,7 +488,7 @@ impl<M: Machine> Kernel<M> {
             m::OK if written <= room => {
                 let page = self.shared.as_mut().ok_or(Error::Io)?.bytes();
                 let (mut at, mut left) = (m::RESPONSE_OFFSET, written as usize);
-                for (phys, piece) in to {
+                for (phys, piece) in to.pieces() {
                     let n = (piece as usize).min(left);
                     if n > 0 {
                         self.machine.write_phys(phys, &page[at..at + n]);
@@ -498,13 +506,6 @@ impl<M: Machine> Kernel<M> {
             m::BUSY => Err(Error::Busy),
             _ => Err(Error::Io),
         }
-    }
-
-    /// Checks that the process may access `[address, address + len)` as `access`.
-    fn check_user(&self, pid: usize, address: u32, len: u32, access: Access) -> Result<(), Error> {
-        let process = &self.processes[pid];
-        let range = UserRange::new(address, len).map_err(|_| Error::Fault)?;
-        user::check(range, access, |va| process.lookup(&self.machine, va)).map_err(|_| Error::Fault)
     }
 
     /// Copies `out.len()` bytes (at most a page) from the process's memory at `address`.
@@ -539,17 +540,6 @@ impl<M: Machine> Kernel<M> {
         Ok(())
     }
 
-    /// Copies the first `len` bytes at the physical `pieces` (from `locate` on another
-    /// process) into process `pid`'s memory at `address`: user to user, no bounce buffer.
-    /// `len` longer than the pieces is `EFAULT` and copies nothing.
-    fn copy_into(&mut self, pid: usize, address: u32, pieces: Pieces, len: u32) -> Result<(), Error> {
-        let targets = self.locate(pid, address, len, Access::Write)?;
-        for (from, to, n) in user::copy_plan(pieces, targets, len).ok_or(Error::Fault)? {
-            self.machine.copy_phys(from, to, n);
-        }
-        Ok(())
-    }
-
     /// Where `[address, address + len)` of the process is in physical memory, if it may
     /// be accessed as `access`.
     #[inline(always)] // on every IPC path, several times: no call overhead
@@ -561,10 +551,10 @@ impl<M: Machine> Kernel<M> {
 }
 
 /// Whether a buffer for what comes back needs no check: at most 16 bytes of room (what fits
-/// comes in registers), or the buffer the process named last (checked then; a process's
-/// mappings only grow while it lives).
-pub(crate) fn needs_no_check(buffer: Claim, last: Claim) -> bool {
-    buffer.len as usize <= REGISTER_MESSAGE || buffer == last
+/// comes in registers; its claim is unlocated), or the buffer the process named last, `last`
+/// (checked and located then, see [`Claim`]; its claim stays).
+pub(crate) fn needs_no_check(address: u32, room: u32, last: Claim) -> bool {
+    room as usize <= REGISTER_MESSAGE || last.names(address, room)
 }
 
 /// Where a user range is in physical memory: `(address, length)` pieces from `locate`, the

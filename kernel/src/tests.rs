@@ -147,7 +147,7 @@ pub(crate) fn kernel_state(kernel: &Kernel<SimMachine>, caller: usize) -> String
             (context.r[0], context.r[1]) = (0, 0);
         }
         out += &format!(
-            "{pid}: {:?} {:?} {:?} {} {:?} {:?} {:?} {}\n",
+            "{pid}: {:?} {:?} {:?} {} {:?} {:?} {:?} {:?} {:?} {}\n",
             p.state,
             context,
             p.caps,
@@ -155,6 +155,8 @@ pub(crate) fn kernel_state(kernel: &Kernel<SimMachine>, caller: usize) -> String
             p.message,
             p.reply_buffer,
             p.receive_buffer,
+            p.monitor_request,
+            p.monitor_response,
             p.pages_used()
         );
     }
@@ -292,6 +294,45 @@ fn messages_go_from_caller_to_waiting_server_and_the_reply_back() {
     ipc(&mut kernel, server, Syscall::Reply, [0, lengths(12, 0), a, b, c, d, 0]);
     assert_eq!(result(&kernel, client), (0, 12));
     assert_eq!(regs(&kernel, client).0, [0; 4], "a room of 0 takes no byte");
+}
+
+#[test]
+fn a_restarted_app_has_its_buffers_located_in_its_new_frames() {
+    // A claim remembers where a buffer is in physical memory. An app that ends gives its
+    // frames back, so its claims must go with them: else a copy to a buffer its new run
+    // names again would land in a frame that now belongs to someone else.
+    let restarting = Manifest { restart: septa_abi::app::Restart::Always, ..serving("srv", "svc") };
+    let mut kernel = sim::booted(&[restarting, calling("cli", "svc")]);
+    let (server, client) = (pid_of(&kernel, "srv"), pid_of(&kernel, "cli"));
+    let client_stack = kernel.processes[client].lookup(&kernel.machine, STACK).unwrap().phys;
+    let call = |kernel: &mut Kernel<SimMachine>, bytes: &[u8]| {
+        kernel.machine.write_phys(client_stack, bytes);
+        ipc(kernel, server, Syscall::Recv, [0, lengths(0, 64), 0, 0, 0, 0, DATA]);
+        ipc(kernel, client, Syscall::Call, [0, lengths(bytes.len(), 0), STACK, 0, 0, 0, 0]);
+        assert_eq!(result(kernel, server), (0, bytes.len() as u32));
+    };
+    call(&mut kernel, &[1; 40]);
+    let old = kernel.processes[server].lookup(&kernel.machine, DATA).unwrap().phys;
+    assert_eq!(kernel.machine.ram(old, 40), [1; 40]);
+
+    kernel.end(server, Ending::Exit(1));
+    // Whatever is free now goes to someone else, so the restart takes other frames.
+    let mut taken = Vec::new();
+    while kernel.machine.frames_in_use < sim::FRAME_COUNT - 40
+        && let Some(frame) = kernel.machine.alloc_frames(1)
+    {
+        taken.push(frame);
+    }
+    tick(&mut kernel, 1000, None, false);
+    assert_eq!(kernel.processes[server].state, State::Ready, "restarted");
+    let new = kernel.processes[server].lookup(&kernel.machine, DATA).unwrap().phys;
+    assert_ne!(new, old);
+    assert_eq!(result(&kernel, client), (status(Error::Pipe), 0));
+
+    call(&mut kernel, &[2; 40]);
+    assert_eq!(kernel.machine.ram(new, 40), [2; 40], "the message is in the new run's buffer");
+    assert!(taken.contains(&(old & !0xfff)), "the old buffer's frame went to someone else");
+    assert_eq!(kernel.machine.ram(old, 40), [0; 40], "which got it zeroed and nothing since");
 }
 
 /// A small deterministic random source for the model test.

@@ -60,26 +60,11 @@ impl UserRange {
     }
 }
 
-/// Checks that every page of `range` is mapped with `access`, using `lookup` (the app's
-/// page table: the page's physical address and writability, or `None` if unmapped or not
-/// ordinary memory).
-pub fn check(
-    range: UserRange,
-    access: Access,
-    lookup: impl Fn(u32) -> Option<PageAccess>,
-) -> Result<(), Fault> {
-    for (va, _) in pages(range) {
-        let page = lookup(va & !(PAGE - 1)).ok_or(Fault)?;
-        if access == Access::Write && !page.writable {
-            return Err(Fault);
-        }
-    }
-    Ok(())
-}
-
-/// Checks `range` (at most one page long) like [`check`] and says where its bytes are:
-/// two physical pieces `(address, length)`, the second empty unless the range crosses a
-/// page boundary. One page-table lookup per page, so a copy needs no second pass.
+/// Checks that every page of `range` (at most one page long) is mapped with `access`, using
+/// `lookup` (the app's page table: the page's physical address and writability, or `None`
+/// if unmapped or not ordinary memory), and says where its bytes are: two physical pieces
+/// `(address, length)`, the second empty unless the range crosses a page boundary. One
+/// page-table lookup per page, so a copy needs no second pass.
 #[inline(always)]
 pub fn locate(
     range: UserRange,
@@ -195,7 +180,7 @@ mod tests {
     }
 
     fn claim(addr: u32, len: u32, access: Access) -> Result<(), Fault> {
-        check(UserRange::new(addr, len)?, access, lookup)
+        locate(UserRange::new(addr, len)?, access, lookup).map(drop)
     }
 
     #[test]
@@ -203,6 +188,20 @@ mod tests {
         assert_eq!(claim(0x10010, 100, Access::Read), Ok(()));
         assert_eq!(claim(0x10ff0, 0x20, Access::Read), Ok(()), "straddles two readable pages");
         assert_eq!(claim(0x11000, 0x1000, Access::Write), Ok(()));
+    }
+
+    #[test]
+    fn a_claim_keeps_exactly_the_pieces_located_for_it() {
+        use crate::process::Claim;
+        for (addr, len) in
+            [(0x10010, 16), (0x10ff8, 16), (0x10ff8, 8), (0x11000, 0), (0x10000, 0x1000), (0x10001, 0x1000)]
+        {
+            let pieces = locate(UserRange::new(addr, len).unwrap(), Access::Read, |va| {
+                lookup(va).or(Some(PageAccess { phys: 0x4300_0000, writable: true }))
+            })
+            .unwrap();
+            assert_eq!(Claim::located(addr, len, pieces).pieces(), pieces, "{addr:#x} + {len}");
+        }
     }
 
     #[test]
