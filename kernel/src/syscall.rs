@@ -247,7 +247,7 @@ impl<M: Machine> Kernel<M> {
     /// Gives `server` the message and badge of `caller` (its buffers were checked and
     /// located when they were named) and lends it the caller's priority if that is more
     /// urgent. Returns the message length.
-    fn deliver(&mut self, caller: usize, server: usize) -> Result<u32, Error> {
+    pub(crate) fn deliver(&mut self, caller: usize, server: usize) -> Result<u32, Error> {
         let message = self.processes[caller].message;
         let target = self.processes[server].receive_buffer;
         self.transfer(caller, message, server, target)?;
@@ -278,7 +278,7 @@ impl<M: Machine> Kernel<M> {
     /// most 16 bytes go from the sender's r2–r5 (or its memory) to the receiver's r2–r5, the
     /// bytes past the message cleared; more go from memory to memory, between the physical
     /// pieces the two claims located.
-    fn transfer(
+    pub(crate) fn transfer(
         &mut self,
         sender: usize,
         message: Claim,
@@ -550,11 +550,12 @@ impl<M: Machine> Kernel<M> {
     }
 }
 
-/// Whether a buffer for what comes back needs no check: at most 16 bytes of room (what fits
-/// comes in registers; its claim is unlocated), or the buffer the process named last, `last`
-/// (checked and located then, see [`Claim`]; its claim stays).
-pub(crate) fn needs_no_check(address: u32, room: u32, last: Claim) -> bool {
-    room as usize <= REGISTER_MESSAGE || last.names(address, room)
+/// Whether a message or a buffer for what comes back needs no check: at most 16 bytes (what
+/// fits travels in registers; its claim is unlocated), or the same one as `last`, the claim
+/// for it the process made last in that role (checked and located then, see [`Claim`]; it
+/// stays).
+pub(crate) fn needs_no_check(address: u32, len: u32, last: Claim) -> bool {
+    len as usize <= REGISTER_MESSAGE || last.names(address, len)
 }
 
 /// Where a user range is in physical memory: `(address, length)` pieces from `locate`, the
