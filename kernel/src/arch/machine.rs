@@ -4,7 +4,7 @@
 //! the library asks for is checked to lie in the frame region (where every app page, table
 //! and DMA pool comes from), so a kernel bug there cannot reach the kernel's own memory.
 
-use super::{GPIO, GpioController, IRQS, InterruptController, mmu, timer};
+use super::{GPIO, GpioController, IRQS, InterruptController, copy, mmu, timer};
 use crate::console::console;
 use crate::frames;
 use core::sync::atomic::{AtomicUsize, Ordering};
@@ -100,21 +100,28 @@ impl Machine for Armv7 {
     fn read_phys(&self, phys: u32, out: &mut [u8]) {
         let at = frame_range(phys, out.len());
         // SAFETY: the range lies in one-to-one mapped frames (checked above), which no
-        // Rust reference covers: they are only reached through these methods.
-        unsafe { core::ptr::copy_nonoverlapping(at as *const u8, out.as_mut_ptr(), out.len()) };
+        // Rust reference covers (so `out` cannot overlap it): they are only reached through
+        // these methods.
+        unsafe { copy::copy(at as *const u8, out.as_mut_ptr(), out.len()) };
     }
 
     fn write_phys(&mut self, phys: u32, bytes: &[u8]) {
         let at = frame_range(phys, bytes.len());
         // SAFETY: as in `read_phys`.
-        unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), at as *mut u8, bytes.len()) };
+        unsafe { copy::copy(bytes.as_ptr(), at as *mut u8, bytes.len()) };
     }
 
     fn copy_phys(&mut self, from: u32, to: u32, len: u32) {
         let (from, to) = (frame_range(from, len as usize), frame_range(to, len as usize));
-        // SAFETY: both ranges lie in one-to-one mapped frames (checked above); `copy` allows
-        // them to overlap, though frames of different processes never do.
-        unsafe { core::ptr::copy(from as *const u8, to as *mut u8, len as usize) };
+        if from.abs_diff(to) < len as usize {
+            // SAFETY: both ranges lie in one-to-one mapped frames (checked above); `ptr::copy`
+            // allows them to overlap (frames of different processes never do).
+            unsafe { core::ptr::copy(from as *const u8, to as *mut u8, len as usize) };
+            return;
+        }
+        // SAFETY: both ranges lie in one-to-one mapped frames (checked above) and do not
+        // overlap (checked just now).
+        unsafe { copy::copy(from as *const u8, to as *mut u8, len as usize) };
     }
 
     fn smc(&mut self, function: u32, args: [u32; 3], _page: &mut SharedPage) -> [u32; 4] {

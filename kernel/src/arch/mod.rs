@@ -3,6 +3,7 @@
 //! - [`entry`]: the vector table, saving a process's registers into its [`Context`] on any
 //!   exception from user mode, and the return to user mode;
 //! - [`mmu`]: the kernel's translation tables, turning the MMU on, switching TTBR0/ASID;
+//! - [`copy`]: copies of physical memory, word-aligned ones with `ldm`/`stm`;
 //! - [`timer`]: the tick (the ARM generic timer, the same on every board);
 //! - the board's interrupt and GPIO controllers behind [`InterruptController`] and
 //!   [`GpioController`]: the GIC and the PL061 on `qemu-virt`, the BCM2836 local
@@ -12,6 +13,7 @@
 pub mod bcm2835_gpio;
 #[cfg(feature = "raspi2b")]
 pub mod bcm2836;
+pub mod copy;
 pub mod entry;
 #[cfg(not(feature = "raspi2b"))]
 pub mod gic;
