@@ -51,22 +51,23 @@ impl<M: Machine> Kernel<M> {
             return None;
         };
         let server = self.ipc.receiving(endpoint).filter(|&server| server as usize != pid)? as usize;
-        let (words, room_there) = ([r[2], r[3], r[4], r[5]], self.processes[server].receive_buffer.len);
-        let (message, reply) = (r[2], r[8]);
 
+        // From here on the caller's registers are read where they are used (they do not
+        // change during the syscall) rather than carried across its steps.
         self.ipc.hand_over(pid as u8, server as u8);
         let caller = &mut self.processes[pid];
         caller.syscalls = caller.syscalls.wrapping_add(1);
         // What needs no check keeps its claim: the same message or buffer as last time.
         if len as usize <= REGISTER_MESSAGE {
-            caller.message = Claim::unlocated(message, len);
+            caller.message = Claim::unlocated(caller.context.r[2], len);
         }
         if room as usize <= REGISTER_MESSAGE {
-            caller.reply_buffer = Claim::unlocated(reply, room);
+            caller.reply_buffer = Claim::unlocated(caller.context.r[8], room);
         }
         self.block(pid, State::Blocked);
         if len as usize <= REGISTER_MESSAGE {
-            self.put_message(server, words, len.min(room_there));
+            let room_there = self.processes[server].receive_buffer.len;
+            self.put_message(server, self.message_words(pid), len.min(room_there));
             self.badge_and_priority(pid, server);
             self.wake(server, Ok(len));
         } else {
@@ -100,18 +101,20 @@ impl<M: Machine> Kernel<M> {
         if self.ipc.has_callers(endpoint) {
             return None;
         }
-        let (words, room_there) = ([r[2], r[3], r[4], r[5]], self.processes[caller].reply_buffer.len);
-        let (base, buffer) = (server.base_priority(), r[8]);
+        let base = server.base_priority();
 
+        // Registers read where they are used, as in `fast_call`.
         let server = &mut self.processes[pid];
         server.syscalls = server.syscalls.wrapping_add(1);
         if room as usize <= REGISTER_MESSAGE {
-            server.receive_buffer = Claim::unlocated(buffer, room); // else the same buffer as last time
+            // Else the same buffer as last time, whose claim stays.
+            server.receive_buffer = Claim::unlocated(server.context.r[8], room);
         }
         self.ipc.answered(caller as u8, pid as u8);
         self.set_priority(pid, base);
         if len as usize <= REGISTER_MESSAGE {
-            self.put_message(caller, words, len.min(room_there));
+            let room_there = self.processes[caller].reply_buffer.len;
+            self.put_message(caller, self.message_words(pid), len.min(room_there));
             self.wake(caller, Ok(len));
         } else {
             self.reply_from_memory(pid, caller);
@@ -128,6 +131,12 @@ impl<M: Machine> Kernel<M> {
         let (message, target) = (self.processes[server].message, self.processes[caller].reply_buffer);
         let result = self.transfer(server, message, caller, target).map(|()| message.len);
         self.wake(caller, result);
+    }
+
+    /// The message words in `pid`'s r2–r5.
+    fn message_words(&self, pid: usize) -> [u32; 4] {
+        let r = &self.processes[pid].context.r;
+        [r[2], r[3], r[4], r[5]]
     }
 
     /// Runs `partner` next: straight away when it alone is the most urgent ready process,
