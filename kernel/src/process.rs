@@ -98,6 +98,11 @@ impl Claim {
         (self.address, self.len) == (address, len)
     }
 
+    /// The physical address of a located buffer that lies within one page.
+    pub fn in_one_page(&self) -> Option<u32> {
+        (self.address % PAGE + self.len <= PAGE).then_some(self.phys[0])
+    }
+
     /// The physical pieces `(address, length)` of a located buffer, as `locate` gave them.
     pub fn pieces(&self) -> [(u32, u32); 2] {
         let first = (PAGE - self.address % PAGE).min(self.len);

@@ -298,7 +298,12 @@ impl<M: Machine> Kernel<M> {
             self.put_message(receiver, words_of(bytes), len);
             return Ok(());
         }
-        // User to user, no bounce buffer; a plan that does not fit is `EFAULT`, nothing copied.
+        // User to user, no bounce buffer: in one piece when neither side crosses a page (both
+        // hold at least `len` bytes), else by a plan; one that does not fit is `EFAULT`.
+        if let (Some(from), Some(to)) = (message.in_one_page(), target.in_one_page()) {
+            self.machine.copy_phys(from, to, len);
+            return Ok(());
+        }
         for (from, to, n) in user::copy_plan(message.pieces(), target.pieces(), len).ok_or(Error::Fault)? {
             self.machine.copy_phys(from, to, n);
         }

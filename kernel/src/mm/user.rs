@@ -200,7 +200,9 @@ mod tests {
                 lookup(va).or(Some(PageAccess { phys: 0x4300_0000, writable: true }))
             })
             .unwrap();
-            assert_eq!(Claim::located(addr, len, pieces).pieces(), pieces, "{addr:#x} + {len}");
+            let claim = Claim::located(addr, len, pieces);
+            assert_eq!(claim.pieces(), pieces, "{addr:#x} + {len}");
+            assert_eq!(claim.in_one_page(), (pieces[1].1 == 0).then_some(pieces[0].0), "{addr:#x} + {len}");
         }
     }
 
