@@ -1,5 +1,5 @@
-//! The IPC fast path: the two syscalls of every client–server exchange, when they need
-//! nothing but registers.
+//! The IPC fast path: the two syscalls of every client–server exchange, when nothing in
+//! them needs a check.
 //!
 //! A `call` to a server already waiting in `recv`, and a `reply_recv` to a caller waiting
 //! for it while no other call is queued, are the round trip of every driver and service.
@@ -131,12 +131,6 @@ impl<M: Machine> Kernel<M> {
         let (message, target) = (self.processes[server].message, self.processes[caller].reply_buffer);
         let result = self.transfer(server, message, caller, target).map(|()| message.len);
         self.wake(caller, result);
-    }
-
-    /// The message words in `pid`'s r2–r5.
-    fn message_words(&self, pid: usize) -> [u32; 4] {
-        let r = &self.processes[pid].context.r;
-        [r[2], r[3], r[4], r[5]]
     }
 
     /// Runs `partner` next: straight away when it alone is the most urgent ready process,

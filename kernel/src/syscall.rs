@@ -267,6 +267,12 @@ impl<M: Machine> Kernel<M> {
         }
     }
 
+    /// The message words in `pid`'s r2–r5.
+    pub(crate) fn message_words(&self, pid: usize) -> [u32; 4] {
+        let r = &self.processes[pid].context.r;
+        [r[2], r[3], r[4], r[5]]
+    }
+
     /// The register half of `transfer`: the first `len` (at most 16) bytes of
     /// `words` into `receiver`'s r2–r5, the bytes past them cleared.
     #[inline(always)]
@@ -287,9 +293,7 @@ impl<M: Machine> Kernel<M> {
     ) -> Result<(), Error> {
         let len = message.len.min(target.len);
         if message.len as usize <= REGISTER_MESSAGE {
-            let r = &self.processes[sender].context.r;
-            let words = [r[2], r[3], r[4], r[5]];
-            self.put_message(receiver, words, len);
+            self.put_message(receiver, self.message_words(sender), len);
             return Ok(());
         }
         if len as usize <= REGISTER_MESSAGE {
