@@ -67,7 +67,7 @@ impl<M: Machine> Kernel<M> {
         self.block(pid, State::Blocked);
         if len as usize <= REGISTER_MESSAGE {
             let room_there = self.processes[server].receive_buffer.len;
-            self.put_message(server, self.message_words(pid), len.min(room_there));
+            self.put_message(server, self.words_sent_by(pid), len.min(room_there));
             self.badge_and_priority(pid, server);
             self.wake(server, Ok(len));
         } else {
@@ -114,7 +114,7 @@ impl<M: Machine> Kernel<M> {
         self.set_priority(pid, base);
         if len as usize <= REGISTER_MESSAGE {
             let room_there = self.processes[caller].reply_buffer.len;
-            self.put_message(caller, self.message_words(pid), len.min(room_there));
+            self.put_message(caller, self.words_sent_by(pid), len.min(room_there));
             self.wake(caller, Ok(len));
         } else {
             self.reply_from_memory(pid, caller);

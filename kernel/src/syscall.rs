@@ -268,7 +268,7 @@ impl<M: Machine> Kernel<M> {
     }
 
     /// The message words in `pid`'s r2–r5.
-    pub(crate) fn message_words(&self, pid: usize) -> [u32; 4] {
+    pub(crate) fn words_sent_by(&self, pid: usize) -> [u32; 4] {
         let r = &self.processes[pid].context.r;
         [r[2], r[3], r[4], r[5]]
     }
@@ -293,12 +293,12 @@ impl<M: Machine> Kernel<M> {
     ) -> Result<(), Error> {
         let len = message.len.min(target.len);
         if message.len as usize <= REGISTER_MESSAGE {
-            self.put_message(receiver, self.message_words(sender), len);
+            self.put_message(receiver, self.words_sent_by(sender), len);
             return Ok(());
         }
         if len as usize <= REGISTER_MESSAGE {
             let mut bytes = [0u8; REGISTER_MESSAGE];
-            self.read_pieces(message.pieces(), &mut bytes[..len as usize]);
+            read_pieces(&self.machine, message.pieces(), &mut bytes[..len as usize]);
             self.put_message(receiver, words_of(bytes), len);
             return Ok(());
         }
@@ -485,25 +485,19 @@ impl<M: Machine> Kernel<M> {
         // straight back: no staging buffers on the hot path.
         let page = self.shared.as_mut().ok_or(Error::Io)?;
         let bytes = page.bytes();
-        let mut at = m::REQUEST_OFFSET;
-        for (phys, piece) in from.pieces().into_iter().filter(|&(_, len)| len > 0) {
-            self.machine.read_phys(phys, &mut bytes[at..at + piece as usize]);
-            at += piece as usize;
-        }
+        read_pieces(
+            &self.machine,
+            from.pieces(),
+            &mut bytes[m::REQUEST_OFFSET..m::REQUEST_OFFSET + len as usize],
+        );
         bytes[m::CALLER_OFFSET..m::CALLER_OFFSET + 16].copy_from_slice(&caller);
         bytes[m::QUOTA_OFFSET..m::QUOTA_OFFSET + 4].copy_from_slice(&quota.to_le_bytes());
         let [status, written, ..] = self.machine.smc(septa_abi::smc::SERVICE, [service as u32, len, 0], page);
         match status {
             m::OK if written <= room => {
                 let page = self.shared.as_mut().ok_or(Error::Io)?.bytes();
-                let (mut at, mut left) = (m::RESPONSE_OFFSET, written as usize);
-                for (phys, piece) in to.pieces() {
-                    let n = (piece as usize).min(left);
-                    if n > 0 {
-                        self.machine.write_phys(phys, &page[at..at + n]);
-                    }
-                    (at, left) = (at + n, left - n);
-                }
+                let response = &page[m::RESPONSE_OFFSET..m::RESPONSE_OFFSET + written as usize];
+                write_pieces(&mut self.machine, to.pieces(), response);
                 done(written)
             }
             m::OK | m::TOO_LARGE => Err(Error::NoMemory),
@@ -520,32 +514,15 @@ impl<M: Machine> Kernel<M> {
     /// Copies `out.len()` bytes (at most a page) from the process's memory at `address`.
     fn copy_from_user(&self, pid: usize, address: u32, out: &mut [u8]) -> Result<(), Error> {
         let pieces = self.locate(pid, address, out.len() as u32, Access::Read)?;
-        self.read_pieces(pieces, out);
+        read_pieces(&self.machine, pieces, out);
         Ok(())
-    }
-
-    /// Fills `out` from the start of the physical `pieces` (from `locate`, holding at least
-    /// `out.len()` bytes).
-    fn read_pieces(&self, pieces: Pieces, out: &mut [u8]) {
-        let mut done = 0;
-        for (phys, len) in pieces {
-            let n = (len as usize).min(out.len() - done);
-            if n > 0 {
-                self.machine.read_phys(phys, &mut out[done..done + n]);
-            }
-            done += n;
-        }
     }
 
     /// Copies `bytes` (at most a page) into the process's memory at `address`, which must
     /// be writable.
     fn copy_to_user(&mut self, pid: usize, address: u32, bytes: &[u8]) -> Result<(), Error> {
         let pieces = self.locate(pid, address, bytes.len() as u32, Access::Write)?;
-        let mut done = 0;
-        for (phys, len) in pieces.into_iter().filter(|&(_, len)| len > 0) {
-            self.machine.write_phys(phys, &bytes[done..done + len as usize]);
-            done += len as usize;
-        }
+        write_pieces(&mut self.machine, pieces, bytes);
         Ok(())
     }
 
@@ -570,6 +547,30 @@ pub(crate) fn needs_no_check(address: u32, len: u32, last: Claim) -> bool {
 /// Where a user range is in physical memory: `(address, length)` pieces from `locate`, the
 /// second empty unless the range crosses a page.
 type Pieces = [(u32, u32); 2];
+
+/// Fills `out` from the start of the physical `pieces` (holding at least `out.len()` bytes).
+fn read_pieces(machine: &impl Machine, pieces: Pieces, out: &mut [u8]) {
+    let mut done = 0;
+    for (phys, len) in pieces {
+        let n = (len as usize).min(out.len() - done);
+        if n > 0 {
+            machine.read_phys(phys, &mut out[done..done + n]);
+        }
+        done += n;
+    }
+}
+
+/// Writes `bytes` to the start of the physical `pieces` (holding at least `bytes.len()`).
+fn write_pieces(machine: &mut impl Machine, pieces: Pieces, bytes: &[u8]) {
+    let mut done = 0;
+    for (phys, len) in pieces {
+        let n = (len as usize).min(bytes.len() - done);
+        if n > 0 {
+            machine.write_phys(phys, &bytes[done..done + n]);
+        }
+        done += n;
+    }
+}
 
 /// Whether a syscall left its caller blocked, or its immediate result.
 enum Blocked {

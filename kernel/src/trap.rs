@@ -19,9 +19,7 @@ extern "C" fn kernel_syscall() -> ! {
     let pid = kernel.current.expect("a syscall comes from the current process");
     if let Some(partner) = kernel.fast_ipc(pid) {
         drop(kernel);
-        // SAFETY: `fast_ipc` returned the context of a live, ready process in the static
-        // process table and installed that process's address space.
-        unsafe { entry::resume(partner) }
+        resume_or_idle(Some(partner))
     }
     let next = general_syscall(&mut kernel, pid);
     drop(kernel);
@@ -73,8 +71,8 @@ extern "C" fn kernel_mode_fault(kind: u32, context: &Context) -> ! {
 #[inline(always)]
 fn resume_or_idle(next: Option<*const Context>) -> ! {
     if let Some(context) = next {
-        // SAFETY: `schedule` returned the context of a live, ready process in the static
-        // process table and installed that process's address space.
+        // SAFETY: the scheduler (or the IPC fast path) returned the context of a live, ready
+        // process in the static process table and installed that process's address space.
         unsafe { entry::resume(context) }
     }
     run(None)

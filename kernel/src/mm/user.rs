@@ -98,11 +98,6 @@ pub fn copy_plan(
         return None;
     }
     let mut runs = [(0, 0, 0); 3];
-    if from[0].1 >= len && to[0].1 >= len {
-        // The common case: neither side breaks within the copy, one run.
-        runs[0] = (from[0].0, to[0].0, len);
-        return Some(runs.into_iter().take((len > 0) as usize));
-    }
     let mut count = 0;
     let (mut sources, mut targets) =
         (from.into_iter().filter(|p| p.1 > 0), to.into_iter().filter(|p| p.1 > 0));

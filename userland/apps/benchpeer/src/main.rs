@@ -16,11 +16,11 @@ fn main() {
     let endpoint = sys::lookup(HandleKind::Serve, "bench-peer").expect("the manifest serves bench-peer");
     let mut buffer = [0u8; MESSAGE_MAX];
     let at = buffer.as_mut_ptr() as u32;
-    let room = lengths(0, MESSAGE_MAX);
-    let mut received = sys::raw_ipc(Syscall::Recv as u32, endpoint.0, room, [0; 4], at);
+    let recv = || sys::raw_ipc(Syscall::Recv as u32, endpoint.0, lengths(0, MESSAGE_MAX), [0; 4], at);
+    let mut received = recv();
     loop {
         if received.status != 0 {
-            received = sys::raw_ipc(Syscall::Recv as u32, endpoint.0, room, [0; 4], at);
+            received = recv();
             continue;
         }
         let len = (received.value as usize).min(MESSAGE_MAX);
@@ -34,7 +34,7 @@ fn main() {
             for _ in 0..rounds {
                 sys::yield_now();
             }
-            sys::raw_ipc(Syscall::Recv as u32, endpoint.0, room, [0; 4], at)
+            recv()
         } else {
             sys::raw_ipc(Syscall::ReplyRecv as u32, endpoint.0, reply, received.words, at)
         };
