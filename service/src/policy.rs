@@ -222,6 +222,13 @@ pub fn status_after_applied(status: TargetStatus, attested: &str, release: &str)
     if status == TargetStatus::OnTrial && attested == release { TargetStatus::Updated } else { status }
 }
 
+/// Whether a target whose status after this attestation is `status` is offered the release:
+/// while undecided and not already running it (a device on trial attests the release's
+/// measurements and must not fetch it again).
+pub fn is_offered(status: TargetStatus, attested: &str, release: &str) -> bool {
+    !status.is_final() && attested != release
+}
+
 /// The rank of a device in a deployment's order: a hash of both ids, so each deployment
 /// picks its first 1 % differently and nobody can choose to be first.
 pub fn rank(deployment_id: &str, device_id: &str) -> i64 {
@@ -425,6 +432,18 @@ mod tests {
         assert_eq!(status_after_attestation(Downloaded, "other", "new", "old"), Downloaded);
         assert_eq!(status_after_attestation(TimedOut, "new", "new", "old"), TimedOut);
         assert_eq!(status_after_attestation(RolledBack, "new", "new", "old"), RolledBack);
+    }
+
+    #[test]
+    fn only_a_device_not_yet_running_the_release_is_offered_it() {
+        use TargetStatus::*;
+        assert!(is_offered(Pending, "old", "new"));
+        assert!(is_offered(Offered, "old", "new"));
+        assert!(is_offered(Downloaded, "other", "new"));
+        assert!(!is_offered(OnTrial, "new", "new"), "on trial: it runs the release");
+        for done in [Updated, RolledBack, TimedOut] {
+            assert!(!is_offered(done, "old", "new"), "{done:?}");
+        }
     }
 
     #[test]

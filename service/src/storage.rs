@@ -682,7 +682,10 @@ impl Storage {
                 if next != status {
                     set_status(&mut tx, &deployment, c.device_id, next, c.now).await?;
                     evaluate(&mut tx, &deployment, c.now).await?;
-                } else if opened.is_some() && !next.is_final() && offer_release.is_none() {
+                } else if opened.is_some()
+                    && policy::is_offered(next, c.fingerprint, &target)
+                    && offer_release.is_none()
+                {
                     if next == TargetStatus::Pending {
                         sqlx::query(
                             "UPDATE deployment_targets SET status = $1, offered_at = $2 WHERE deployment_id = $3 AND device_id = $4",

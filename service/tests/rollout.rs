@@ -56,6 +56,9 @@ async fn phased_rollout_updates_then_halts_on_roll_backs(db: Db) {
             ["status"]
             .clone();
         assert_eq!(status, "on trial");
+        // Still on trial at the next check-in (the confirmation not yet sent): no offer either.
+        let again = client.checkin(&devices[i]).await.unwrap();
+        assert!(again.offer.is_none(), "a device on trial is offered the release it runs");
         client.confirm_update(&devices[i]).await.unwrap();
     }
     let deployment = service.deployment(&id).await;
