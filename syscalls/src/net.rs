@@ -38,6 +38,10 @@ pub mod op {
     /// `[interest: u32 LE]` → the readiness bits of `interest` that hold now; 0: none yet,
     /// and the service sets [`super::READY_NOTIFICATION`] on the caller once one does.
     pub const WAIT: u8 = 8;
+    /// The caller starts afresh: every socket it holds (left by an earlier run of the same
+    /// app, which has the same badge) is aborted and freed. The client sends it before a
+    /// process's first socket.
+    pub const RESET: u8 = 9;
     /// Driver only: `[MAC: 6 bytes]`, the driver (re)started; every socket is reset.
     pub const ATTACH: u8 = 16;
     /// Driver only: `[frame]` received; if the socket byte is 1 (the driver has a free
@@ -56,6 +60,9 @@ pub const TX_PENDING: u32 = 1 << 31;
 /// The notification bit the service sets on an app when a socket it waits on (`WAIT`)
 /// became ready.
 pub const READY_NOTIFICATION: u32 = 1 << 30;
+/// The most sockets (connections and listeners) one app holds at a time; one more is
+/// `ENOMEM`.
+pub const SOCKETS_PER_APP: usize = 4;
 /// Status + op header sizes.
 pub const STATUS_LEN: usize = 4;
 pub const REQUEST_HEADER: usize = 2;
@@ -89,6 +96,7 @@ pub use client::*;
 mod client {
     use super::*;
     use crate::{Handle, HandleKind, MESSAGE_MAX};
+    use core::sync::atomic::{AtomicBool, Ordering};
 
     /// The default timeout of a blocking call, in ms of guest time.
     pub const DEFAULT_TIMEOUT_MS: u32 = 10_000;
@@ -149,6 +157,20 @@ mod client {
         Ok((status, rest.len()))
     }
 
+    /// The network service. Once per process, before its first socket, the service is told
+    /// the app starts afresh ([`op::RESET`]): sockets an earlier run left open (it crashed or
+    /// was restarted, and nobody closed them) would otherwise keep the app's share and the
+    /// service's.
+    fn service() -> Result<Handle, Error> {
+        static STARTED_AFRESH: AtomicBool = AtomicBool::new(false);
+        let service = crate::lookup(HandleKind::Call, "net")?;
+        if !STARTED_AFRESH.load(Ordering::Relaxed) {
+            request(service, op::RESET, 0, &[], &mut [0u8; 16])?;
+            STARTED_AFRESH.store(true, Ordering::Relaxed);
+        }
+        Ok(service)
+    }
+
     /// Milliseconds since boot.
     fn now() -> u32 {
         crate::info().uptime_ms
@@ -158,7 +180,7 @@ mod client {
         /// Connects to `host:port` (a name from the image's host table or an IPv4 address),
         /// waiting until the connection is established.
         pub fn connect(host: &str, port: u16) -> Result<TcpStream, Error> {
-            let service = crate::lookup(HandleKind::Call, "net")?;
+            let service = service()?;
             if host.len() > PAYLOAD_MAX - 2 {
                 return Err(Error::Invalid);
             }
@@ -291,7 +313,7 @@ mod client {
         /// Listens on `port`, which the app's manifest must name (`listen = [port]`):
         /// `EACCES` otherwise.
         pub fn bind(port: u16) -> Result<TcpListener, Error> {
-            let service = crate::lookup(HandleKind::Call, "net")?;
+            let service = service()?;
             let mut reply = [0u8; 16];
             let (socket, _) = request(service, op::LISTEN, 0, &port.to_le_bytes(), &mut reply)?;
             Ok(TcpListener { service, socket: socket as u8, timeout_ms: u32::MAX })

@@ -23,7 +23,8 @@
 //!   `echo-small`, `denied`, `nocap`, `cutoff`, `server`), each with its own destinations
 //!   and listening ports;
 //! - `net-crash/`: the same with a driver that faults mid-transfer (`netdev-crash`), a
-//!   `survivor` client and `counter` (an app without network, which must not notice);
+//!   `survivor` client, `leaker` (which faults holding all its sockets, restarted each
+//!   time) and `counter` (an app without network, which must not notice);
 //! - `agent/`: the network apps, `agent` and `crasher` (which faults now and then), with
 //!   `v1.bundle` (the same software: the factory release the service must know) and
 //!   `v2.bundle` (security version 2 everywhere) and `v3-crash.bundle` (version 3 with a
@@ -153,6 +154,9 @@ fn net_image(root: &Path, dir: &str, crash: bool) -> Result<ImageSpec> {
         driver.manifest.name = "netdev-crash".into();
         apps.extend([driver, AppSpec::from_crate(root, "netsvc")?]);
         apps.push(net_client(&client, "survivor", 1, &["devhost:7"]));
+        let mut leaker = net_client(&client, "leaker", 7, &["devhost:7"]);
+        leaker.manifest.restart = Restart::Always;
+        apps.push(leaker);
         apps.push(AppSpec::from_crate(root, "counter")?);
     } else {
         apps.extend([driver, AppSpec::from_crate(root, "netsvc")?]);

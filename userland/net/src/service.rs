@@ -20,6 +20,8 @@
 //! - `wait` answers at once with the readiness that holds, or records the interest; once it
 //!   holds (or the socket failed), [`Service::take_wakeups`] names the app to notify — the
 //!   service never holds a reply, and a waiting app is not scheduled until then;
+//! - an app that starts afresh (`RESET`, which the client sends before a process's first
+//!   socket) loses every socket an earlier run of it left open: a crash frees its share;
 //! - when the driver (re)attaches, every open connection fails with `ECONNRESET`; listening
 //!   sockets listen on.
 
@@ -28,6 +30,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 use septa_abi::net::{Policy, resolve};
 use septa_syscalls::Error;
+pub use septa_syscalls::net::SOCKETS_PER_APP;
 use septa_syscalls::net::{CONNECTED, READABLE, REQUEST_HEADER, STATUS_LEN, WRITABLE, op, put_status};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -40,7 +43,6 @@ pub const ADDRESS: [u8; 4] = [10, 0, 2, 15];
 pub const PREFIX: u8 = 24;
 pub const GATEWAY: [u8; 4] = [10, 0, 2, 2];
 pub const MAX_SOCKETS: usize = 8;
-pub const SOCKETS_PER_APP: usize = 4;
 /// Each socket's receive and send buffer.
 pub const BUFFER: usize = 16 * 1024;
 /// Frames waiting for the driver, and received frames waiting for the stack (more are
@@ -216,6 +218,7 @@ impl Service {
             op::LISTEN => (self.listen(badge, payload), 0),
             op::ACCEPT => (self.accept(badge, socket), 0),
             op::WAIT => (self.wait(badge, socket, payload), 0),
+            op::RESET => (self.reset(badge), 0),
             op::ATTACH => (self.attach(payload), 0),
             // A driver with no free transmit buffer says so (socket byte 0) on `FRAME`.
             op::FRAME | op::TAKE if op == op::TAKE || socket != 0 => {
@@ -519,6 +522,26 @@ impl Service {
         slot.deadline = now + CLOSE_TIMEOUT_MS;
         if let Some(handle) = slot.handle {
             self.sockets.get_mut::<tcp::Socket>(handle).close();
+        }
+        Ok(0)
+    }
+
+    /// The caller starts afresh: the sockets it holds were left by an earlier run of the same
+    /// app (a badge names the component, the same after a restart). Each is aborted — the
+    /// peer gets a reset, sent before the socket goes — and its slot freed at once, so the
+    /// new run has its whole share.
+    fn reset(&mut self, badge: &[u8; 16]) -> Result<u32, Error> {
+        let left = |slot: &Slot| slot.owner == *badge;
+        for slot in self.slots.iter().flatten().filter(|s| left(s)) {
+            if let Some(handle) = slot.handle {
+                self.sockets.get_mut::<tcp::Socket>(handle).abort();
+            }
+        }
+        self.iface.poll(self.instant(), &mut self.frames, &mut self.sockets);
+        for entry in self.slots.iter_mut() {
+            if let Some(Slot { handle: Some(handle), .. }) = entry.take_if(|s| left(s)) {
+                self.sockets.remove(handle);
+            }
         }
         Ok(0)
     }

@@ -10,14 +10,17 @@
 //!   logging how long `accept` and the first `read` waited and how many syscalls that took;
 //! - `nocap`: no network capability at all: cannot even look the service up;
 //! - `cutoff`: transfer to `devhost:9`, whose server goes away mid-transfer;
-//! - `survivor`: echo 1 MiB while the driver is killed, then connect again and echo 4 KiB.
+//! - `survivor`: echo 1 MiB while the driver is killed, then connect again and echo 4 KiB;
+//! - `leaker`: open its whole share of sockets to `devhost:7`, then fault with all of them
+//!   open (restarted each time: every run must get its whole share again).
 //!
-//! Every outcome is logged as one line the test checks; nothing here panics.
+//! Every outcome is logged as one line the test checks; nothing here panics (`leaker`
+//! faults on purpose).
 
 #![no_std]
 #![no_main]
 
-use septa_syscalls::net::{READABLE, TcpListener, TcpStream, WRITABLE};
+use septa_syscalls::net::{READABLE, SOCKETS_PER_APP, TcpListener, TcpStream, WRITABLE};
 use septa_syscalls::{self as sys, Error, HandleKind, Hex};
 use sha2::{Digest, Sha256};
 
@@ -89,6 +92,24 @@ fn echo_case(name: &str, total: usize) {
         Ok(hash) => sys::log!("echoed {total} bytes, sha256 {}", Hex(&hash)),
         Err((e, got)) => sys::log!("echo failed after {got} bytes: {e}"),
     }
+}
+
+/// Opens [`SOCKETS_PER_APP`] connections and faults with them open, as a crashing app
+/// would; a connection that fails is logged instead (and the app ends normally).
+fn leak_then_fault() {
+    let mut open: [Option<TcpStream>; SOCKETS_PER_APP] = Default::default();
+    for (n, slot) in open.iter_mut().enumerate() {
+        match TcpStream::connect("devhost", 7) {
+            Ok(stream) => *slot = Some(stream),
+            Err(e) => {
+                sys::log!("leaker: connection {} of {SOCKETS_PER_APP}: {e}", n + 1);
+                return;
+            }
+        }
+    }
+    sys::log!("leaker: {SOCKETS_PER_APP} connections open; faulting");
+    // SAFETY: deliberately faults (nothing is mapped at 0): the crash under test.
+    unsafe { core::ptr::read_volatile(core::ptr::null::<u32>()) };
 }
 
 /// Accepts one connection on `listener` and echoes it until the peer ends it; returns the
@@ -190,6 +211,7 @@ fn main() {
                 sys::sleep(200);
             }
         }
+        "leaker" => leak_then_fault(),
         other => sys::log!("no test case named {other}"),
     }
 }

@@ -94,6 +94,14 @@ impl Peer {
             .count()
     }
 
+    /// Connections to the peer that are up.
+    fn established(&self) -> usize {
+        self.listeners
+            .iter()
+            .filter(|&&h| self.sockets.get::<tcp::Socket>(h).state() == State::Established)
+            .count()
+    }
+
     fn poll(&mut self, now: u64) {
         self.iface.poll(Instant::from_millis(now as i64), &mut self.frames, &mut self.sockets);
     }
@@ -263,6 +271,37 @@ fn each_app_has_a_bounded_number_of_sockets() {
     }
     assert_eq!(net.connect(&APP, 7), Err(Error::NoMemory));
     assert!(net.connect(&OTHER, 7).is_ok(), "another app is not starved");
+}
+
+#[test]
+fn an_app_starting_afresh_frees_what_its_earlier_run_left_and_nothing_else() {
+    let mut net = Net::new();
+    net.peer.listen(7);
+    let other = net.connect(&OTHER, 7).unwrap();
+    // An earlier run of APP left its whole share open (a crash closes nothing).
+    let left: Vec<u8> = (0..SOCKETS_PER_APP).map(|_| net.connect(&APP, 7).unwrap()).collect();
+    assert_eq!(net.connect(&APP, 7), Err(Error::NoMemory));
+    assert_eq!(net.peer.established(), 4);
+
+    net.call(&APP, op::RESET, 0, &[]).unwrap();
+    net.pump();
+    assert_eq!(net.peer.established(), 1, "each connection left was reset at the peer");
+    for socket in left {
+        let sent = net.call(&APP, op::SEND, socket, b"x").map(|r| r.0);
+        assert_eq!(sent, Err(Error::Invalid), "socket {socket} is gone");
+    }
+    // The new run has its whole share; the other app's connection is untouched.
+    for _ in 0..SOCKETS_PER_APP {
+        net.peer.listen(7);
+    }
+    let fresh: Vec<u8> = (0..SOCKETS_PER_APP).map(|_| net.connect(&APP, 7).unwrap()).collect();
+    assert_eq!(echo(&mut net, &APP, fresh[3], b"anew"), b"anew");
+    assert_eq!(echo(&mut net, &OTHER, other, b"still here"), b"still here");
+    // Starting afresh with nothing left changes nothing for anyone else.
+    net.call(&STRANGER, op::RESET, 0, &[]).map(|r| r.0).unwrap_err();
+    net.call(&OTHER, op::RESET, 0, &[]).unwrap();
+    net.call(&OTHER, op::RESET, 0, &[]).unwrap();
+    assert_eq!(echo(&mut net, &APP, fresh[0], b"mine"), b"mine");
 }
 
 #[test]
