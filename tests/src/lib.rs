@@ -16,6 +16,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use std::{fs, thread};
 
@@ -182,14 +183,15 @@ impl Boot {
                 panic!("starting {}: {e} (run `cargo xtask test`, which installs it)", qemu.display())
             });
         let console = Arc::new(Mutex::new(String::new()));
-        for stream in [
+        let readers = [
             Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>,
             Box::new(child.stderr.take().unwrap()),
-        ] {
+        ]
+        .map(|stream| {
             let console = Arc::clone(&console);
-            thread::spawn(move || collect(stream, &console));
-        }
-        Running { child, console, monitor_socket: self.config.monitor_socket }
+            thread::spawn(move || collect(stream, &console))
+        });
+        Running { child, console, readers, monitor_socket: self.config.monitor_socket }
     }
 
     /// Boots and waits until QEMU exits (or the hang guard fires).
@@ -198,8 +200,7 @@ impl Boot {
         let deadline = Instant::now() + HANG_GUARD;
         loop {
             if let Some(status) = running.child.try_wait().expect("waiting for QEMU") {
-                // Let the reader threads drain the pipes.
-                thread::sleep(Duration::from_millis(50));
+                running.drain();
                 return Outcome { console: running.console(), status: status.code(), hung: false };
             }
             if Instant::now() > deadline {
@@ -226,6 +227,8 @@ fn collect(mut stream: Box<dyn Read + Send>, console: &Mutex<String>) {
 pub struct Running {
     child: Child,
     console: Arc<Mutex<String>>,
+    /// The threads copying QEMU's stdout and stderr into `console`.
+    readers: [JoinHandle<()>; 2],
     monitor_socket: Option<PathBuf>,
 }
 
@@ -238,33 +241,35 @@ impl Running {
     /// test that reads the rest of that line sees all of it); panics with the console on a
     /// timeout or exit.
     pub fn wait_for(&mut self, text: &str) {
+        self.wait_for_nth(text, 1);
+    }
+
+    /// Waits until the console contains `text` at least `n` times and the line of the `n`-th
+    /// has ended; panics with the console on a timeout or exit.
+    pub fn wait_for_nth(&mut self, text: &str, n: usize) {
         let deadline = Instant::now() + HANG_GUARD;
-        while !holds_whole_line(&self.console(), text) {
+        while !holds_nth_whole_line(&self.console(), text, n) {
             if let Ok(Some(status)) = self.child.try_wait() {
-                thread::sleep(Duration::from_millis(50));
+                self.drain();
                 let console = self.console();
                 panic!(
-                    "QEMU exited ({status}) before printing {text:?}; {}console:\n{console}",
+                    "QEMU exited ({status}) before printing {text:?} (occurrence {n}); {}console:\n{console}",
                     missing_file(&console)
                 );
             }
             if Instant::now() > deadline {
                 self.kill();
-                panic!("no {text:?} within {HANG_GUARD:?}; console:\n{}", self.console());
+                panic!("no {text:?} (occurrence {n}) within {HANG_GUARD:?}; console:\n{}", self.console());
             }
             thread::sleep(Duration::from_millis(20));
         }
     }
 
-    /// Waits until the console contains `text` at least `n` times.
-    pub fn wait_for_nth(&mut self, text: &str, n: usize) {
-        let deadline = Instant::now() + HANG_GUARD;
-        while self.console().matches(text).count() < n {
-            if Instant::now() > deadline {
-                self.kill();
-                panic!("{text:?} not seen {n} times within {HANG_GUARD:?}; console:\n{}", self.console());
-            }
-            self.wait_for(text);
+    /// Once QEMU has exited: waits until the reader threads have copied all it wrote (they
+    /// end at the pipes' end of file), so the console is complete however busy the host is.
+    fn drain(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.readers.iter().all(JoinHandle::is_finished) && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(5));
         }
     }
@@ -296,8 +301,18 @@ impl Drop for Running {
 }
 
 /// Whether `console` contains `text` and the line it is on has ended.
+#[cfg(test)]
 fn holds_whole_line(console: &str, text: &str) -> bool {
-    console.find(text).is_some_and(|at| text.ends_with('\n') || console[at + text.len()..].contains('\n'))
+    holds_nth_whole_line(console, text, 1)
+}
+
+/// Whether `console` contains `text` at least `n` times and the line of the `n`-th has ended.
+fn holds_nth_whole_line(console: &str, text: &str, n: usize) -> bool {
+    let Some(nth) = n.checked_sub(1) else { return true };
+    console
+        .match_indices(text)
+        .nth(nth)
+        .is_some_and(|(at, _)| text.ends_with('\n') || console[at + text.len()..].contains('\n'))
 }
 
 fn read_until_prompt(stream: &mut impl Read) -> String {
@@ -435,7 +450,7 @@ pub mod tamper {
 
 #[cfg(test)]
 mod tests {
-    use super::holds_whole_line;
+    use super::{holds_nth_whole_line, holds_whole_line};
 
     #[test]
     fn a_line_counts_only_once_it_has_ended() {
@@ -443,5 +458,14 @@ mod tests {
         assert!(holds_whole_line("[spinner] still spinning (round 3) at 1200 ms\n", "(round 3)"));
         assert!(holds_whole_line("ready\n", "ready\n"));
         assert!(!holds_whole_line("other line\n", "ready"));
+    }
+
+    #[test]
+    fn the_nth_line_counts_only_once_it_has_ended() {
+        let console = "[counter] count 1\n[counter] count 2\n[counter] count 3";
+        assert!(holds_nth_whole_line(console, "[counter] count ", 2));
+        assert!(!holds_nth_whole_line(console, "[counter] count ", 3), "the third has not ended");
+        assert!(!holds_nth_whole_line(console, "[counter] count ", 4));
+        assert!(holds_nth_whole_line(console, "[counter] count ", 0));
     }
 }

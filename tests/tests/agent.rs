@@ -244,20 +244,20 @@ fn updates_then_rolls_back(fleet: Fleet) {
     assert!(!after_download.contains("updated"), "updated before any new attestation: {after_download}");
     device.wait_for("confirming the update");
     device.wait_for("applied and confirmed");
+    let checked = "agent: checked in: trusted";
     let console = device.console();
     let confirmed_at = console.find("applied and confirmed").unwrap();
-    device.wait_for_nth(
-        "agent: checked in: trusted",
-        console[..confirmed_at].matches("agent: checked in: trusted").count() + 1,
-    );
+    let first_after = console[..confirmed_at].matches(checked).count() + 1;
+    device.wait_for_nth(checked, first_after);
     assert!(eventually(Duration::from_secs(10), || status(&fleet).contains("updated")), "{}", status(&fleet));
-    // No offer after that: the device runs the release.
-    let offers = device.console().matches("agent: offered a").count();
-    device.wait_for_nth(
-        "agent: checked in: trusted",
-        device.console().matches("agent: checked in: trusted").count() + 1,
-    );
-    assert_eq!(device.console().matches("agent: offered a").count(), offers);
+    // No offer after that: the device runs the release. A check-in's offer comes after its
+    // line, while the device may still be printing, so each check-in is judged by the console
+    // up to the next one's line: none in the first check-in after the confirmation or the next.
+    device.wait_for_nth(checked, first_after + 2);
+    let console = device.console();
+    let line_of = |n: usize| console.match_indices(checked).nth(n - 1).unwrap().0;
+    let offers = console[..line_of(first_after)].matches("agent: offered a").count();
+    assert_eq!(console[..line_of(first_after + 2)].matches("agent: offered a").count(), offers, "{console}");
 
     // v3 (on the same device, now running v2): its crasher must keep running but faults at
     // start, so the trial fails and the device rolls back to v2 by itself; the service sees

@@ -120,6 +120,9 @@ fn a_new_app_outside_the_tree_is_sideloaded_debugged_and_checked_like_ours() {
     let mut run = XtaskRun::start(&["run", "--app", app, "--gdb", "hello", "--gdb-port", "1237"]);
     let command = run.wait_for("xtask: in another terminal: gdb-multiarch");
     run.wait_for("xtask: QEMU waits for gdb on 127.0.0.1:1237");
+    // That comes before xtask builds the tool and starts the services; QEMU (and its gdb
+    // stub) starts only after this line, and gdb retries its connection for a while after.
+    run.wait_for("xtask: quit QEMU with Ctrl-A X");
     let script = command.split(" -x ").nth(1).and_then(|rest| rest.split(' ').next()).unwrap().to_string();
     let session = dir.join("session.gdb");
     fs::write(&session, GDB_SESSION.replace("PORT", "1237")).unwrap();

@@ -35,10 +35,13 @@ fn boot_reaches_the_kernel_with_each_stage_in_its_world() {
     assert!(order.windows(2).all(|w| w[0] < w[1]), "stages out of order:\n{console}");
 
     // QEMU's own view of the CPU, independent of anything the guest prints: once `hello`'s
-    // exit is reported (the kernel has the monitor sign it), these apps make no more monitor
-    // calls, so it runs apps (non-secure user mode) or the kernel (non-secure SVC, or IRQ
-    // mode on its way into an interrupt handler) only.
-    qemu.wait_for("septa: supervisor: signed report ");
+    // exit and the spinner's one overrun are reported (the kernel has the monitor sign each:
+    // two reports), these apps make no more monitor calls, so it runs apps (non-secure user
+    // mode) or the kernel (non-secure SVC, or IRQ mode on its way into an interrupt handler)
+    // only.
+    qemu.wait_for("septa: kernel: app hello exited");
+    qemu.wait_for("septa: kernel: app spinner overran its CPU budget");
+    qemu.wait_for_nth("septa: supervisor: signed report ", 2);
     for _ in 0..5 {
         let registers = qemu.monitor("info registers");
         let psr = registers.lines().find(|line| line.starts_with("PSR=")).unwrap_or_default();
