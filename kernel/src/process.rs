@@ -11,7 +11,7 @@ use crate::cap::CapTable;
 use crate::elf::{self, ElfError};
 use crate::machine::{Context, Machine};
 use crate::mm::pagetable::{self, MapError, MemoryKind, PagePerms, UserPageTable, UserTables};
-use crate::mm::user::PageAccess;
+use crate::mm::user::{PageAccess, Pieces};
 use crate::ratelimit::LogLimit;
 use crate::sched::Budget;
 use alloc::vec::Vec;
@@ -89,7 +89,7 @@ impl Claim {
     }
 
     /// A buffer and its physical pieces, as `mm::user::locate` found them.
-    pub fn located(address: u32, len: u32, pieces: [(u32, u32); 2]) -> Claim {
+    pub fn located(address: u32, len: u32, pieces: Pieces) -> Claim {
         Claim { address, len, phys: [pieces[0].0, pieces[1].0] }
     }
 
@@ -104,7 +104,7 @@ impl Claim {
     }
 
     /// The physical pieces `(address, length)` of a located buffer, as `locate` gave them.
-    pub fn pieces(&self) -> [(u32, u32); 2] {
+    pub fn pieces(&self) -> Pieces {
         let first = (PAGE - self.address % PAGE).min(self.len);
         [(self.phys[0], first), (self.phys[1], self.len - first)]
     }

@@ -11,7 +11,7 @@ use crate::cap::{Cap, Kind};
 use crate::ipc::{CallOutcome, RecvOutcome};
 use crate::kprintln;
 use crate::machine::Machine;
-use crate::mm::user::{self, Access, UserRange};
+use crate::mm::user::{self, Access, Pieces, UserRange};
 use crate::process::{Claim, State};
 use crate::ratelimit;
 use crate::system::{Ending, Kernel};
@@ -543,10 +543,6 @@ impl<M: Machine> Kernel<M> {
 pub(crate) fn needs_no_check(address: u32, len: u32, last: Claim) -> bool {
     len as usize <= REGISTER_MESSAGE || last.names(address, len)
 }
-
-/// Where a user range is in physical memory: `(address, length)` pieces from `locate`, the
-/// second empty unless the range crosses a page.
-type Pieces = [(u32, u32); 2];
 
 /// Fills `out` from the start of the physical `pieces` (holding at least `out.len()` bytes).
 fn read_pieces(machine: &impl Machine, pieces: Pieces, out: &mut [u8]) {

@@ -300,12 +300,6 @@ impl Drop for Running {
     }
 }
 
-/// Whether `console` contains `text` and the line it is on has ended.
-#[cfg(test)]
-fn holds_whole_line(console: &str, text: &str) -> bool {
-    holds_nth_whole_line(console, text, 1)
-}
-
 /// Whether `console` contains `text` at least `n` times and the line of the `n`-th has ended.
 fn holds_nth_whole_line(console: &str, text: &str, n: usize) -> bool {
     let Some(nth) = n.checked_sub(1) else { return true };
@@ -450,14 +444,14 @@ pub mod tamper {
 
 #[cfg(test)]
 mod tests {
-    use super::{holds_nth_whole_line, holds_whole_line};
+    use super::holds_nth_whole_line;
 
     #[test]
     fn a_line_counts_only_once_it_has_ended() {
-        assert!(!holds_whole_line("[spinner] still spinning (round 3) at 12", "(round 3)"));
-        assert!(holds_whole_line("[spinner] still spinning (round 3) at 1200 ms\n", "(round 3)"));
-        assert!(holds_whole_line("ready\n", "ready\n"));
-        assert!(!holds_whole_line("other line\n", "ready"));
+        assert!(!holds_nth_whole_line("[spinner] still spinning (round 3) at 12", "(round 3)", 1));
+        assert!(holds_nth_whole_line("[spinner] still spinning (round 3) at 1200 ms\n", "(round 3)", 1));
+        assert!(holds_nth_whole_line("ready\n", "ready\n", 1));
+        assert!(!holds_nth_whole_line("other line\n", "ready", 1));
     }
 
     #[test]

@@ -60,6 +60,10 @@ impl UserRange {
     }
 }
 
+/// Where a user range of at most a page is in physical memory: `(address, length)` pieces,
+/// the second empty unless the range crosses a page boundary.
+pub type Pieces = [(u32, u32); 2];
+
 /// Checks that every page of `range` (at most one page long) is mapped with `access`, using
 /// `lookup` (the app's page table: the page's physical address and writability, or `None`
 /// if unmapped or not ordinary memory), and says where its bytes are: two physical pieces
@@ -70,7 +74,7 @@ pub fn locate(
     range: UserRange,
     access: Access,
     lookup: impl Fn(u32) -> Option<PageAccess>,
-) -> Result<[(u32, u32); 2], Fault> {
+) -> Result<Pieces, Fault> {
     if range.len > PAGE {
         return Err(Fault);
     }
@@ -88,12 +92,8 @@ pub fn locate(
 /// How to copy the first `len` bytes of the physical pieces `from` into the pieces `to` (both
 /// from [`locate`]): at most three `(from, to, length)` runs, since each side breaks at most
 /// once. `None` if either side holds fewer than `len` bytes — the copy must not start then.
-pub fn copy_plan(
-    from: [(u32, u32); 2],
-    to: [(u32, u32); 2],
-    len: u32,
-) -> Option<impl Iterator<Item = (u32, u32, u32)>> {
-    let total = |pieces: [(u32, u32); 2]| pieces[0].1 as u64 + pieces[1].1 as u64;
+pub fn copy_plan(from: Pieces, to: Pieces, len: u32) -> Option<impl Iterator<Item = (u32, u32, u32)>> {
+    let total = |pieces: Pieces| pieces[0].1 as u64 + pieces[1].1 as u64;
     if total(from) < len as u64 || total(to) < len as u64 {
         return None;
     }
