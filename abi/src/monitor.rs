@@ -4,9 +4,16 @@
 //! The kernel's `monitor_call` checks the app's `monitor` capability for the service,
 //! writes the app's component id and the postcard-encoded [`Request`] into the shared page
 //! (a fixed non-secure page the monitor learned at boot, never an address from the call)
-//! and issues `SERVICE` with the service number and the request length. The monitor copies
-//! the request into secure memory, decodes and checks it again — the variant must match the
-//! service number, every length must be in bounds — and writes the response bytes back.
+//! and issues `SERVICE` with the service number, the request length and where in the page
+//! the request starts. The monitor copies the request into secure memory, decodes and
+//! checks it again — the variant must match the service number, every length must be in
+//! bounds — and writes the response bytes back.
+//!
+//! A request whose last field is bytes (the data to hash or sign, an update's chunk) may
+//! reach the kernel in two ranges of the app's memory: the encoding before that field, and
+//! the field's bytes (its tail) where the app keeps them. The kernel writes the two one
+//! after the other, so the page holds the very same encoding, and the app never copies its
+//! data into a request.
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +24,25 @@ pub const QUOTA_OFFSET: usize = 16;
 pub const REQUEST_OFFSET: usize = 64;
 /// (Room for a device certificate of `device_auth::CERTIFICATE_MAX` bytes.)
 pub const REQUEST_MAX: usize = 960;
+/// A request starts at most this many bytes before [`REQUEST_OFFSET`] ([`request_start`]).
+pub const REQUEST_SLACK: usize = 3;
+
+/// Where the kernel writes a request whose first `head_len` bytes come from one range of the
+/// app and the rest (its tail) from `tail_address`: at [`REQUEST_OFFSET`] or up to
+/// [`REQUEST_SLACK`] bytes before it, so that the tail lies at the same place within a word
+/// in the page as in the app's memory, and its copy moves whole words.
+pub fn request_start(head_len: usize, tail_address: u32) -> usize {
+    let misplaced = (REQUEST_OFFSET + head_len).wrapping_sub(tail_address as usize) % 4;
+    REQUEST_OFFSET - misplaced
+}
+
+/// The bytes of the shared page that hold a request of `len` bytes starting at `start`, as
+/// the `SERVICE` call names them; `None` unless the kernel may have put a request there.
+pub fn request_range(start: u32, len: u32) -> Option<core::ops::Range<usize>> {
+    let (start, len) = (start as usize, len as usize);
+    let placed = REQUEST_OFFSET.wrapping_sub(start) <= REQUEST_SLACK;
+    (placed && len <= REQUEST_MAX).then_some(start..start + len)
+}
 pub const RESPONSE_OFFSET: usize = 1024;
 pub const RESPONSE_MAX: usize = 3072;
 
@@ -306,5 +332,24 @@ mod tests {
         let seq: (u8, &[u8]) = (1, &[7, 8, 9]);
         let mut out = [0u8; 32];
         assert_eq!(postcard::to_slice(&seq, &mut out).unwrap(), [1, 3, 7, 8, 9], "as a sequence");
+    }
+
+    #[test]
+    fn a_request_starts_where_its_tail_lies_as_in_the_app_and_nowhere_else() {
+        for head_len in 0..8 {
+            for tail_address in 0x1000..0x1008u32 {
+                let start = request_start(head_len, tail_address);
+                assert!((REQUEST_OFFSET - REQUEST_SLACK..=REQUEST_OFFSET).contains(&start));
+                assert_eq!((start + head_len) % 4, tail_address as usize % 4, "{head_len} {tail_address:#x}");
+                let range = request_range(start as u32, REQUEST_MAX as u32).unwrap();
+                assert!(range.end <= RESPONSE_OFFSET, "the request stays out of the response");
+            }
+        }
+        assert_eq!(request_range(64, 10), Some(64..74));
+        for (start, len) in
+            [(60, 1), (65, 1), (0, 4), (u32::MAX, 4), (64, REQUEST_MAX as u32 + 1), (61, u32::MAX)]
+        {
+            assert_eq!(request_range(start, len), None, "{start} {len}");
+        }
     }
 }

@@ -139,8 +139,10 @@ pub struct Process {
     pub reply_buffer: Claim,
     /// Where a server in `recv` wants the next message (the badge comes in registers).
     pub receive_buffer: Claim,
-    /// The request and response buffers of the last `monitor_call`.
+    /// The request (its tail apart: the last with one) and response buffers of the last
+    /// `monitor_call`.
     pub monitor_request: Claim,
+    pub monitor_tail: Claim,
     pub monitor_response: Claim,
     /// The DMA pool: physical address of its contiguous frames and their number.
     pub dma: Option<(u32, u32)>,
@@ -174,6 +176,7 @@ impl Process {
         reply_buffer: Claim::unlocated(0, 0),
         receive_buffer: Claim::unlocated(0, 0),
         monitor_request: Claim::unlocated(0, 0),
+        monitor_tail: Claim::unlocated(0, 0),
         monitor_response: Claim::unlocated(0, 0),
         dma: None,
         tables: 0,
@@ -305,7 +308,7 @@ impl Process {
         self.pages_used = 0;
         // Buffers checked and located in the freed mappings must be checked again.
         (self.message, self.reply_buffer, self.receive_buffer) = Default::default();
-        (self.monitor_request, self.monitor_response) = Default::default();
+        (self.monitor_request, self.monitor_tail, self.monitor_response) = Default::default();
         self.context = Context::default();
         self.priority = self.base_priority();
     }

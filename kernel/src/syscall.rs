@@ -64,7 +64,7 @@ impl<M: Machine> Kernel<M> {
             Some(Syscall::MapDevice) => self.map_device(pid, args[0]),
             Some(Syscall::IrqAck) => self.irq_ack(pid, args[0]),
             Some(Syscall::GpioSet) => self.gpio_set(pid, args[0], args[1], args[2]),
-            Some(Syscall::MonitorCall) => self.monitor_service(pid, args),
+            Some(Syscall::MonitorCall) => self.monitor_service(pid, args, buffer),
             Some(Syscall::ReplyRecv) => self.reply_recv(pid, args, buffer),
             Some(Syscall::DmaPool) => self.dma_pool(pid, args[0]),
             None => Err(Error::NoSys),
@@ -209,10 +209,17 @@ impl<M: Machine> Kernel<M> {
 
     /// `[address, address + len)` of process `pid` checked for `access` and located; `last`
     /// itself if it names that range (it was checked and located for `access` then).
+    #[inline(always)] // a comparison when it is the same buffer again
     fn claim(&self, pid: usize, address: u32, len: u32, access: Access, last: Claim) -> Result<Claim, Error> {
         if last.names(address, len) {
             return Ok(last);
         }
+        self.new_claim(pid, address, len, access)
+    }
+
+    /// `[address, address + len)` of process `pid` checked for `access` and located.
+    #[inline(never)]
+    fn new_claim(&self, pid: usize, address: u32, len: u32, access: Access) -> Result<Claim, Error> {
         Ok(Claim::located(address, len, self.locate(pid, address, len, access)?))
     }
 
@@ -459,7 +466,8 @@ impl<M: Machine> Kernel<M> {
     fn monitor_service(
         &mut self,
         pid: usize,
-        [handle, service, request, len, response, capacity]: [u32; 6],
+        [handle, service, request, lengths, response, capacity]: [u32; 6],
+        tail_address: u32,
     ) -> Outcome {
         use septa_abi::monitor as m;
         let Cap::Monitor { services } = self.processes[pid].caps.get(handle, Kind::Monitor)? else {
@@ -469,30 +477,47 @@ impl<M: Machine> Kernel<M> {
         if services & service.capability_bit() == 0 {
             return Err(Error::Access);
         }
-        if len as usize > m::REQUEST_MAX {
+        // The request: its first `len` bytes at `request`, the rest (its tail, if any) at
+        // `tail_address`.
+        let (len, tail_len) = (lengths & 0xffff, lengths >> 16);
+        let total = len + tail_len;
+        if total as usize > m::REQUEST_MAX {
             return Err(Error::Invalid);
         }
         // Where the response goes, located once: the monitor writes at most RESPONSE_MAX.
         // The buffers of the caller's last call need neither check nor walk again.
         let room = capacity.min(m::RESPONSE_MAX as u32);
-        let to = self.claim(pid, response, room, Access::Write, self.processes[pid].monitor_response)?;
-        let from = self.claim(pid, request, len, Access::Read, self.processes[pid].monitor_request)?;
+        let last = &self.processes[pid];
+        let to = self.claim(pid, response, room, Access::Write, last.monitor_response)?;
+        let from = self.claim(pid, request, len, Access::Read, last.monitor_request)?;
+        let tail = match tail_len {
+            0 => None,
+            _ => Some(self.claim(pid, tail_address, tail_len, Access::Read, last.monitor_tail)?),
+        };
         let process = &mut self.processes[pid];
         (process.monitor_request, process.monitor_response) = (from, to);
+        let start = match tail {
+            None => m::REQUEST_OFFSET,
+            Some(tail) => {
+                process.monitor_tail = tail;
+                m::request_start(len as usize, tail_address)
+            }
+        };
         let quota = process.manifest.as_ref().map_or(0, |m| m.storage_kib) * 1024;
         let caller = process.component_id();
         // The request goes straight from the app into the shared page and the response
         // straight back: no staging buffers on the hot path.
         let page = self.shared.as_mut().ok_or(Error::Io)?;
         let bytes = page.bytes();
-        read_pieces(
-            &self.machine,
-            from.pieces(),
-            &mut bytes[m::REQUEST_OFFSET..m::REQUEST_OFFSET + len as usize],
-        );
+        let (head, rest) = bytes[start..start + total as usize].split_at_mut(len as usize);
+        read_pieces(&self.machine, from.pieces(), head);
+        if let Some(tail) = tail {
+            read_pieces(&self.machine, tail.pieces(), rest);
+        }
         bytes[m::CALLER_OFFSET..m::CALLER_OFFSET + 16].copy_from_slice(&caller);
         bytes[m::QUOTA_OFFSET..m::QUOTA_OFFSET + 4].copy_from_slice(&quota.to_le_bytes());
-        let [status, written, ..] = self.machine.smc(septa_abi::smc::SERVICE, [service as u32, len, 0], page);
+        let args = [service as u32, total, start as u32];
+        let [status, written, ..] = self.machine.smc(septa_abi::smc::SERVICE, args, page);
         match status {
             m::OK if written <= room => {
                 let page = self.shared.as_mut().ok_or(Error::Io)?.bytes();

@@ -147,7 +147,7 @@ pub(crate) fn kernel_state(kernel: &Kernel<SimMachine>, caller: usize) -> String
             (context.r[0], context.r[1]) = (0, 0);
         }
         out += &format!(
-            "{pid}: {:?} {:?} {:?} {} {:?} {:?} {:?} {:?} {:?} {}\n",
+            "{pid}: {:?} {:?} {:?} {} {:?} {:?} {:?} {:?} {:?} {:?} {}\n",
             p.state,
             context,
             p.caps,
@@ -156,6 +156,7 @@ pub(crate) fn kernel_state(kernel: &Kernel<SimMachine>, caller: usize) -> String
             p.reply_buffer,
             p.receive_buffer,
             p.monitor_request,
+            p.monitor_tail,
             p.monitor_response,
             p.pages_used()
         );
@@ -223,6 +224,9 @@ fn every_syscall_refuses_bad_handles_pointers_kinds_and_lengths_and_changes_noth
         (MonitorCall, [3, 0, DATA, 4096, DATA, 4, 0], Invalid),
         (MonitorCall, [3, 0, UNMAPPED, 4, DATA, 4, 0], Fault),
         (MonitorCall, [3, 0, DATA, 4, TEXT, 4, 0], Fault),
+        (MonitorCall, [3, 0, DATA, lengths(4, 64), DATA, 4, UNMAPPED], Fault), // the tail
+        (MonitorCall, [3, 0, DATA, lengths(4, 64), DATA, 4, WRAPS], Fault),
+        (MonitorCall, [3, 0, DATA, lengths(4, 957), DATA, 4, DATA], Invalid), // 961 in all
         (DmaPool, [DATA, 0, 0, 0, 0, 0, 0], Access),
     ];
     for (call, args, expected) in cases {
@@ -627,7 +631,11 @@ fn a_monitor_call_puts_the_callers_id_and_quota_where_the_monitor_reads_them() {
     kernel.machine.write_phys(data, b"want");
     let args = [0, Service::Random as u32, DATA, 4, DATA + 64, 16];
     assert_eq!(syscall(&mut kernel, pid, Syscall::MonitorCall, args), (0, 0));
-    assert_eq!(kernel.machine.smcs.last(), Some(&(septa_abi::smc::SERVICE, [Service::Random as u32, 4, 0])));
+    let request_at = REQUEST_OFFSET as u32;
+    assert_eq!(
+        kernel.machine.smcs.last(),
+        Some(&(septa_abi::smc::SERVICE, [Service::Random as u32, 4, request_at]))
+    );
     // The monitor reads the page at these offsets from its start (issue 19: it once indexed
     // the quota from the caller's offset, right only while that was 0).
     let component_id = kernel.processes[pid].component_id();
@@ -635,4 +643,33 @@ fn a_monitor_call_puts_the_callers_id_and_quota_where_the_monitor_reads_them() {
     assert_eq!(page[CALLER_OFFSET..CALLER_OFFSET + 16], component_id, "the caller's id");
     assert_eq!(page[QUOTA_OFFSET..QUOTA_OFFSET + 4], (7u32 * 1024).to_le_bytes(), "the storage quota");
     assert_eq!(&page[REQUEST_OFFSET..REQUEST_OFFSET + 4], b"want", "the request");
+}
+
+#[test]
+fn a_request_with_a_tail_reaches_the_monitor_as_one_encoding_its_tail_placed_as_in_the_app() {
+    use septa_abi::monitor::{REQUEST_OFFSET, Service};
+    let mut app = manifest("hasher");
+    app.monitor.push("sha256").unwrap();
+    let mut kernel = sim::booted(&[app]);
+    let pid = pid_of(&kernel, "hasher");
+    let data = kernel.processes[pid].lookup(&kernel.machine, DATA).unwrap().phys;
+    let tail: alloc::vec::Vec<u8> = (0..200u32).map(|i| (i * 7 + 1) as u8).collect();
+    kernel.machine.write_phys(data, &[1, 0xc8, 0x01]); // Sha256, 200 bytes (a varint)
+    for misaligned in 0..4u32 {
+        // The tail at each place within a word.
+        let at = DATA + 0x801 + misaligned;
+        kernel.machine.write_phys(data + at - DATA, &tail);
+        let args = [0, Service::Sha256 as u32, DATA, lengths(3, 200), DATA + 64, 32];
+        kernel.processes[pid].context.r[8] = at;
+        assert_eq!(syscall(&mut kernel, pid, Syscall::MonitorCall, args), (0, 0));
+        let &(_, [service, len, start]) = kernel.machine.smcs.last().unwrap();
+        assert_eq!((service, len), (Service::Sha256 as u32, 203));
+        let start = start as usize;
+        assert!((REQUEST_OFFSET - 3..=REQUEST_OFFSET).contains(&start), "{start}");
+        assert_eq!((start + 3) % 4, at as usize % 4, "the tail lies in the page as in the app");
+        let page = kernel.shared_page().unwrap();
+        assert_eq!(page[start..start + 3], [1, 0xc8, 0x01], "the head");
+        assert_eq!(page[start + 3..start + 203], tail[..], "the tail, right after it");
+        assert_eq!(kernel.processes[pid].monitor_tail.address, at, "the tail's claim kept");
+    }
 }

@@ -303,23 +303,25 @@ fn seed_once(state: &mut State) {
     }
 }
 
-/// Serves a request in the shared page: copies it (and the caller's component id and
-/// storage quota) into secure memory, lets `handle` answer it, writes the response back.
-/// With `in_place`, `handle` gets the request where it lies in the shared page instead of a
-/// copy: only for a request whose content is never checked, only hashed (SHA-256), where
-/// the copy would guard nothing. Returns r0 (status) and r1 (response length).
+/// Serves the request of `len` bytes at `start` in the shared page: copies it (and the
+/// caller's component id and storage quota) into secure memory, lets `handle` answer it,
+/// writes the response back. With `in_place`, `handle` gets the request where it lies in the
+/// shared page instead of a copy: only for a request whose content is never checked, only
+/// hashed (SHA-256), where the copy would guard nothing. Returns r0 (status) and r1
+/// (response length).
 fn serve(
+    start: u32,
     len: u32,
     in_place: bool,
     handle: impl FnOnce(&mut State, &[u8; 16], usize, &[u8], &mut [u8]) -> Result<usize, u32>,
 ) -> [u32; 4] {
-    let len = len as usize;
-    if len > REQUEST_MAX {
+    let Some(range) = septa_abi::monitor::request_range(start, len) else {
         return [septa_abi::monitor::BAD_REQUEST, 0, 0, 0];
-    }
+    };
     let page = board::MONITOR_SHARED.base;
     // SAFETY: MONITOR_SHARED is the fixed non-secure page for requests; the monitor reads
-    // and writes only inside it (offsets and `len` are bounded above) and never follows a
+    // and writes only inside it (offsets and the request's range are bounded, the range by
+    // `request_range`, within the request area) and never follows a
     // pointer from the normal world. The caller's id and quota are read once, as words (the
     // page and both offsets are 4-aligned). Copying the request first (unless `in_place`)
     // means the normal world cannot change it while it is checked. The response area is
@@ -329,7 +331,7 @@ fn serve(
         (
             core::ptr::read((page + CALLER_OFFSET) as *const [u32; 4]),
             core::ptr::read((page + QUOTA_OFFSET) as *const u32),
-            core::slice::from_raw_parts((page + REQUEST_OFFSET) as *const u8, len),
+            core::slice::from_raw_parts((page + range.start) as *const u8, range.len()),
             core::slice::from_raw_parts_mut((page + RESPONSE_OFFSET) as *mut u8, RESPONSE_MAX),
         )
     };
@@ -341,7 +343,7 @@ fn serve(
     let request = if in_place {
         shared_request
     } else {
-        let _ = copy.extend_from_slice(shared_request); // cannot fail: `len` ≤ REQUEST_MAX
+        let _ = copy.extend_from_slice(shared_request); // cannot fail: ≤ REQUEST_MAX bytes
         &copy
     };
     let result = match SERVICES.lock().first_mut() {
@@ -374,10 +376,10 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
     let call = Call { function: frame.r[0], args: [frame.r[1], frame.r[2], frame.r[3]], caller_world };
     match dispatch(call) {
         Action::Return(values) => frame.r[..4].copy_from_slice(&values),
-        Action::Service { service, len } => {
+        Action::Service { service, len, start } => {
             let mut reset_after = false;
             let in_place = service == Service::Sha256 as u32;
-            let result = serve(len, in_place, |state, caller, quota, request, out| {
+            let result = serve(start, len, in_place, |state, caller, quota, request, out| {
                 if service == Service::Random as u32 || service == Service::StoragePut as u32 {
                     seed_once(state);
                 }
@@ -405,7 +407,7 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
             frame.r[..4].copy_from_slice(&result)
         }
         Action::StoreReport { len } => {
-            let result = serve(len, false, |state, _, _, batch, out| {
+            let result = serve(REQUEST_OFFSET as u32, len, false, |state, _, _, batch, out| {
                 let batch = postcard::from_bytes(batch).map_err(|_| septa_abi::monitor::BAD_REQUEST)?;
                 persistent().store_report(state, batch, out)
             });
@@ -427,7 +429,7 @@ extern "C" fn monitor_smc(frame: &mut SmcFrame) {
         Action::TrialFailed { len } => {
             let mut name = [0u8; 16];
             // The name is at most 16 bytes of the request area; anything longer is cut.
-            serve(len.min(16), false, |_, _, _, request, _| {
+            serve(REQUEST_OFFSET as u32, len.min(16), false, |_, _, _, request, _| {
                 name[..request.len()].copy_from_slice(request);
                 Ok(0)
             });

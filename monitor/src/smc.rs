@@ -19,8 +19,9 @@ pub enum Action {
     PowerOff(u32),
     /// Reset the system.
     Reset,
-    /// Serve an app's request from the shared page (see `septa_abi::monitor`).
-    Service { service: u32, len: u32 },
+    /// Serve an app's request of `len` bytes at `start` in the shared page (see
+    /// `septa_abi::monitor`).
+    Service { service: u32, len: u32, start: u32 },
     /// Sign and store the kernel's failure-report batch in the shared page.
     StoreReport { len: u32 },
     /// Report the booted slot, whether it is on trial, and the boot count.
@@ -65,7 +66,7 @@ pub fn dispatch(call: Call) -> Action {
         PSCI_SYSTEM_RESET => Action::Reset,
         MONITOR_VERSION => Action::Return([MONITOR_VERSION_VALUE, call.caller_world, 0, 0]),
         POWER_OFF => Action::PowerOff(call.args[0]),
-        SERVICE => Action::Service { service: call.args[0], len: call.args[1] },
+        SERVICE => Action::Service { service: call.args[0], len: call.args[1], start: call.args[2] },
         STORE_REPORT => Action::StoreReport { len: call.args[0] },
         BOOT_INFO => Action::BootInfo,
         CONFIRM_BOOT => Action::ConfirmBoot,
@@ -100,6 +101,12 @@ mod tests {
     fn arch_features_answers_for_implemented_ids_only() {
         assert_eq!(call(SMCCC_ARCH_FEATURES, PSCI_SYSTEM_OFF), Action::Return([0, 0, 0, 0]));
         assert_eq!(call(SMCCC_ARCH_FEATURES, 0xB200_0042), Action::Return([NOT_SUPPORTED, 0, 0, 0]));
+    }
+
+    #[test]
+    fn a_service_call_names_the_service_the_length_and_where_the_request_starts() {
+        let call = Call { function: SERVICE, args: [1, 203, 61], caller_world: WORLD_NON_SECURE };
+        assert_eq!(dispatch(call), Action::Service { service: 1, len: 203, start: 61 });
     }
 
     #[test]

@@ -31,6 +31,21 @@ pub fn raw_syscall6(number: u32, args: [u32; 6]) -> Result<u32, Error> {
     Error::result(status, value)
 }
 
+/// [`raw_syscall6`] with a seventh argument in r8 (what IPC calls the buffer).
+#[inline(always)]
+pub fn raw_syscall7(number: u32, args: [u32; 6], r8: u32) -> Result<u32, Error> {
+    let (status, value): (u32, u32);
+    // SAFETY: as in `raw_syscall6`: the kernel validates every argument, r8 included, and
+    // changes no app register except r0 and r1.
+    unsafe {
+        asm!("svc #0",
+            inlateout("r0") args[0] => status, inlateout("r1") args[1] => value, in("r2") args[2],
+            in("r3") args[3], in("r4") args[4], in("r5") args[5], in("r7") number, in("r8") r8,
+            options(nostack));
+    }
+    Error::result(status, value)
+}
+
 /// A capability handle, found with [`lookup`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Handle(pub u32);

@@ -26,6 +26,7 @@ pub use api::*;
 #[cfg(target_arch = "arm")]
 pub mod monitor;
 pub mod net;
+pub mod request;
 
 /// Syscall numbers (r7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

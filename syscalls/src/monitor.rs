@@ -4,7 +4,8 @@
 //! the kernel answers `EACCES` and the monitor is never called. Keys are the app's own:
 //! derived by the monitor from the boot's CDI and the app's component id, never exported.
 
-use crate::{Error, Handle, HandleKind, Syscall, lookup, raw_syscall6};
+use crate::request::encode;
+use crate::{Error, Handle, HandleKind, Syscall, lengths, lookup, raw_syscall7};
 use core::sync::atomic::{AtomicU32, Ordering};
 use septa_abi::monitor::{REQUEST_MAX, Request};
 
@@ -13,6 +14,12 @@ use septa_abi::monitor::{REQUEST_MAX, Request};
 static MONITOR: AtomicU32 = AtomicU32::new(u32::MAX);
 
 fn call(request: &Request<'_>, response: &mut [u8]) -> Result<usize, Error> {
+    call_apart(request, &[], response)
+}
+
+/// [`call`] with `tail`, the request's last field, left where it lies for the kernel to
+/// copy (`crate::request`).
+fn call_apart(request: &Request<'_>, tail: &[u8], response: &mut [u8]) -> Result<usize, Error> {
     let monitor = match MONITOR.load(Ordering::Relaxed) {
         u32::MAX => {
             let handle = lookup(HandleKind::Monitor, "monitor")?;
@@ -21,47 +28,26 @@ fn call(request: &Request<'_>, response: &mut [u8]) -> Result<usize, Error> {
         }
         cached => Handle(cached),
     };
-    call_with(monitor, request, response)
-}
-
-/// Postcard output into a `heapless::Vec`, which (unlike an array) need not be zeroed first:
-/// a call costs the bytes of its request, not the 960 of the largest one.
-struct Encoder<'a>(&'a mut heapless::Vec<u8, REQUEST_MAX>);
-
-impl postcard::ser_flavors::Flavor for Encoder<'_> {
-    type Output = ();
-
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.0.push(byte).map_err(|_| postcard::Error::SerializeBufferFull)
-    }
-
-    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(bytes).map_err(|_| postcard::Error::SerializeBufferFull)
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
-/// Encodes `request` into `out` (empty); a request over `REQUEST_MAX` bytes is `Invalid`.
-fn encode(request: &Request<'_>, out: &mut heapless::Vec<u8, REQUEST_MAX>) -> Result<(), Error> {
-    postcard::serialize_with_flavor(request, Encoder(out)).map_err(|_| Error::Invalid)
+    send(monitor, request, tail, response)
 }
 
 /// One `monitor_call` with an explicit handle.
 pub fn call_with(monitor: Handle, request: &Request<'_>, response: &mut [u8]) -> Result<usize, Error> {
+    send(monitor, request, &[], response)
+}
+
+fn send(monitor: Handle, request: &Request<'_>, tail: &[u8], response: &mut [u8]) -> Result<usize, Error> {
     let mut encoded = heapless::Vec::<u8, REQUEST_MAX>::new();
-    encode(request, &mut encoded)?;
+    encode(request, tail, &mut encoded)?;
     let args = [
         monitor.0,
         request.service() as u32,
         encoded.as_ptr() as u32,
-        encoded.len() as u32,
+        lengths(encoded.len(), tail.len()),
         response.as_mut_ptr() as u32,
         response.len() as u32,
     ];
-    raw_syscall6(Syscall::MonitorCall as u32, args).map(|n| n as usize)
+    raw_syscall7(Syscall::MonitorCall as u32, args, tail.as_ptr() as u32).map(|n| n as usize)
 }
 
 /// Fills `buffer` (at most 256 bytes) with random bytes from the monitor's DRBG.
@@ -73,7 +59,7 @@ pub fn random(buffer: &mut [u8]) -> Result<(), Error> {
 /// SHA-256 of `data`, computed in the secure world.
 pub fn sha256(data: &[u8]) -> Result<[u8; 32], Error> {
     let mut digest = [0u8; 32];
-    call(&Request::Sha256 { data }, &mut digest)?;
+    call_apart(&Request::Sha256 { data }, data, &mut digest)?;
     Ok(digest)
 }
 
@@ -87,7 +73,7 @@ pub fn public_key() -> Result<[u8; 65], Error> {
 /// ECDSA P-256 (SHA-256) signature of `message` with the app's own key: r ‖ s.
 pub fn sign(message: &[u8]) -> Result<[u8; 64], Error> {
     let mut signature = [0u8; 64];
-    call(&Request::Sign { message }, &mut signature)?;
+    call_apart(&Request::Sign { message }, message, &mut signature)?;
     Ok(signature)
 }
 
@@ -130,7 +116,7 @@ pub fn update_begin(header: &[u8]) -> Result<(), Error> {
 /// The next chunk (at most [`septa_abi::monitor::UPDATE_CHUNK_MAX`] bytes, a multiple of 4
 /// except the last) of the bundle's slot image, which starts right after the header.
 pub fn update_write(offset: u32, data: &[u8]) -> Result<(), Error> {
-    call(&Request::UpdateWrite { offset, data }, &mut []).map(|_| ())
+    call_apart(&Request::UpdateWrite { offset, data }, data, &mut []).map(|_| ())
 }
 
 /// Has the monitor check the whole bundle and install it; on success the device resets
@@ -177,30 +163,5 @@ pub fn wall_clock() -> Result<u64, Error> {
     match call(&Request::WallClock, &mut now)? {
         8 => Ok(u64::from_le_bytes(now)),
         _ => Err(Error::Invalid),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn requests_encode_as_postcard_does_and_oversized_ones_are_invalid() {
-        let data = [0x5a; 448];
-        let requests = [
-            Request::Random { len: 16 },
-            Request::Sha256 { data: &data },
-            Request::Verify { public_key: &[4; 65], message: b"m", signature: &[1; 64] },
-        ];
-        for request in requests {
-            let mut expected = [0u8; REQUEST_MAX];
-            let expected = postcard::to_slice(&request, &mut expected).unwrap();
-            let mut encoded = heapless::Vec::new();
-            encode(&request, &mut encoded).unwrap();
-            assert_eq!(&encoded[..], &expected[..], "{request:?}");
-        }
-        let big = [0u8; REQUEST_MAX];
-        let mut encoded = heapless::Vec::new();
-        assert_eq!(encode(&Request::Sha256 { data: &big }, &mut encoded), Err(Error::Invalid));
     }
 }

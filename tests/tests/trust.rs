@@ -4,6 +4,7 @@
 
 use septa_tests::tamper::{development_key, packages, resign, stranger_key, write_packages};
 use septa_tests::{Boot, images_dir, scratch_copy, septa, variant_images};
+use sha2::Digest;
 
 /// What the `keys` and `attest` apps printed in one boot.
 struct Boot1 {
@@ -44,6 +45,12 @@ fn monitor_services_give_random_bytes_hashes_and_stable_per_app_keys() {
         first.value("[keys] sha256(abc) "),
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
+    // Data the kernel copies from the app's memory, across a page, from each place in a word.
+    let pattern: Vec<u8> = (0..700usize).map(|i| (i * 7 + 1) as u8).collect();
+    let expected = hex::encode(sha2::Sha256::digest(&pattern));
+    for misaligned in 0..4 {
+        assert_eq!(first.value(&format!("[keys] sha256 of 700 bytes at +{misaligned} ")), expected);
+    }
     let key = first.value("[keys] public key ");
     assert_eq!(key.len(), 130);
     assert_eq!(key, second.value("[keys] public key "), "an app's key changed across reboots");

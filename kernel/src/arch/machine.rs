@@ -111,6 +111,7 @@ impl Machine for Armv7 {
         unsafe { copy::copy(bytes.as_ptr(), at as *mut u8, bytes.len()) };
     }
 
+    #[inline(always)] // on the fast path of IPC messages in memory
     fn copy_phys(&mut self, from: u32, to: u32, len: u32) {
         let (from, to) = (frame_range(from, len as usize), frame_range(to, len as usize));
         if from.abs_diff(to) < len as usize {

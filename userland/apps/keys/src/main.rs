@@ -17,6 +17,7 @@ fn main() {
     if let Ok(digest) = monitor::sha256(b"abc") {
         sys::log!("sha256(abc) {}", Hex(&digest));
     }
+    hash_across_a_page();
     let Ok(key) = monitor::public_key() else {
         sys::log!("no public key");
         return;
@@ -40,4 +41,24 @@ fn main() {
     let args = [handle.0, 3, encoded.as_ptr() as u32, encoded.len() as u32, response.as_mut_ptr() as u32, 64];
     let result = sys::raw_syscall6(Syscall::MonitorCall as u32, args);
     sys::log!("mismatched service number -> {result:?}");
+}
+
+/// Hashes the same 700 bytes (`i * 7 + 1` for byte `i`) from four addresses, one at each
+/// place within a word, each range crossing a page: the kernel takes the data from there.
+fn hash_across_a_page() {
+    const LEN: usize = 700;
+    let mut buffer = [0u8; 5000];
+    // A page boundary inside the buffer with 300 bytes before it and room after.
+    let first = (buffer.as_ptr() as usize).wrapping_neg() % 4096;
+    let boundary = if first >= 300 { first } else { first + 4096 };
+    for misaligned in 0..4 {
+        let data = &mut buffer[boundary - 300 + misaligned..][..LEN];
+        for (i, byte) in data.iter_mut().enumerate() {
+            *byte = (i * 7 + 1) as u8;
+        }
+        match monitor::sha256(data) {
+            Ok(digest) => sys::log!("sha256 of 700 bytes at +{misaligned} {}", Hex(&digest)),
+            Err(error) => sys::log!("sha256 of 700 bytes at +{misaligned} {error:?}"),
+        }
+    }
 }
