@@ -36,6 +36,7 @@ pub fn call_with(monitor: Handle, request: &Request<'_>, response: &mut [u8]) ->
     send(monitor, request, &[], response)
 }
 
+#[inline(never)] // one copy for every service's stub
 fn send(monitor: Handle, request: &Request<'_>, tail: &[u8], response: &mut [u8]) -> Result<usize, Error> {
     let mut encoded = heapless::Vec::<u8, REQUEST_MAX>::new();
     encode(request, tail, &mut encoded)?;

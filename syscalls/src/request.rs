@@ -7,47 +7,30 @@ use crate::Error;
 use septa_abi::monitor::{REQUEST_MAX, Request};
 
 /// Postcard output into a `heapless::Vec`, which (unlike an array) need not be zeroed first:
-/// a call costs the bytes of its request, not the 960 of the largest one.
-struct Encoder<'a>(&'a mut heapless::Vec<u8, REQUEST_MAX>);
-
-impl postcard::ser_flavors::Flavor for Encoder<'_> {
-    type Output = ();
-
-    fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.0.push(byte).map_err(|_| postcard::Error::SerializeBufferFull)
-    }
-
-    fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(bytes).map_err(|_| postcard::Error::SerializeBufferFull)
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
-/// An [`Encoder`] that leaves out the bytes of `tail` — the request's last field, known by
-/// its address: the kernel takes them from where they lie.
-struct Apart<'a> {
-    head: Encoder<'a>,
+/// a call costs the bytes of its request, not the 960 of the largest one. The bytes of
+/// `tail` — the request's last field, known by its address — are not written: the kernel
+/// takes them from where they lie.
+struct Encoder<'a> {
+    out: &'a mut heapless::Vec<u8, REQUEST_MAX>,
     tail: &'a [u8],
     /// How much was written when `tail` was left out (`usize::MAX`: not yet).
     head_len: usize,
 }
 
-impl postcard::ser_flavors::Flavor for Apart<'_> {
+impl postcard::ser_flavors::Flavor for Encoder<'_> {
     type Output = usize;
 
     fn try_push(&mut self, byte: u8) -> postcard::Result<()> {
-        self.head.try_push(byte)
+        self.out.push(byte).map_err(|_| postcard::Error::SerializeBufferFull)
     }
 
     fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
-        if core::ptr::eq(bytes, self.tail) {
-            self.head_len = self.head.0.len();
+        // The length first: no tail (empty) is never matched, and rarely anything else.
+        if bytes.len() == self.tail.len() && !bytes.is_empty() && bytes.as_ptr() == self.tail.as_ptr() {
+            self.head_len = self.out.len();
             return Ok(());
         }
-        self.head.try_extend(bytes)
+        self.out.extend_from_slice(bytes).map_err(|_| postcard::Error::SerializeBufferFull)
     }
 
     fn finalize(self) -> postcard::Result<usize> {
@@ -62,13 +45,11 @@ pub fn encode(
     tail: &[u8],
     out: &mut heapless::Vec<u8, REQUEST_MAX>,
 ) -> Result<(), Error> {
-    if tail.is_empty() {
-        return postcard::serialize_with_flavor(request, Encoder(out)).map_err(|_| Error::Invalid);
-    }
-    let apart = Apart { head: Encoder(&mut *out), tail, head_len: usize::MAX };
-    let head_len = postcard::serialize_with_flavor(request, apart).map_err(|_| Error::Invalid)?;
-    // Left out, with nothing written after it.
-    if head_len != out.len() || out.len() + tail.len() > REQUEST_MAX {
+    let encoder = Encoder { out: &mut *out, tail, head_len: usize::MAX };
+    let head_len = postcard::serialize_with_flavor(request, encoder).map_err(|_| Error::Invalid)?;
+    // A tail is left out, with nothing written after it.
+    let expected = if tail.is_empty() { usize::MAX } else { out.len() };
+    if head_len != expected || out.len() + tail.len() > REQUEST_MAX {
         return Err(Error::Invalid);
     }
     Ok(())
