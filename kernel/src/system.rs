@@ -411,15 +411,24 @@ impl<M: Machine> Kernel<M> {
     /// the CPU.
     #[inline(always)] // on every trap's way out: no call of its own
     pub fn schedule(&mut self, keep_current: bool) -> Option<*const Context> {
-        if let (true, Some(pid)) = (keep_current, self.current) {
-            // The common case after a syscall: the caller goes on, its tables installed.
-            let process = &self.processes[pid];
-            if matches!(process.state, State::Ready) && self.run_queue.may_continue(process.priority) {
-                return Some(&process.context);
-            }
+        if let (true, Some(pid)) = (keep_current, self.current)
+            && let Some(context) = self.may_keep(pid)
+        {
+            return Some(context);
         }
         let next = self.run_queue.pick()?;
         Some(self.install(next))
+    }
+
+    /// The context of the current process `pid` if it may go on: it is ready and nothing
+    /// more urgent is (its tables are installed). The common case after a syscall, which
+    /// the trap code asks with the caller it already knows (a syscall after which the caller
+    /// may go on leaves it the current process).
+    #[inline(always)]
+    pub fn may_keep(&self, pid: usize) -> Option<*const Context> {
+        let process = &self.processes[pid];
+        let ready = matches!(process.state, State::Ready);
+        (ready && self.run_queue.may_continue(process.priority)).then_some(&process.context)
     }
 
     /// Makes `next` the current process, its tables installed; returns its context.

@@ -1,37 +1,48 @@
 //! Where the exception entry code lands: syscalls, interrupts and faults, each ending in
 //! the scheduler and a return to user mode (or the idle loop).
 
+use crate::KERNEL;
 use crate::arch::{Context, entry};
 use crate::console::console;
 use crate::monitor;
-use crate::{KERNEL, Kernel};
 use septa_abi::exit;
 use septa_armv7::crash::{self, ExceptionKind, FaultRegisters, Interrupted};
 use septa_armv7::regs;
 use septa_kernel::syscall::After;
 use septa_kernel::system::{Ending, UserFault};
 
-/// `svc #0` from a process: the number (r7) and arguments (r0–r5) are in its saved
-/// registers.
+/// `call` or `reply_recv` from a process: the IPC fast path resumes the partner, or leaves
+/// the call, nothing changed, to [`kernel_syscall`]. (It never returns, so it saves none of
+/// the registers it uses.)
 #[unsafe(no_mangle)]
-extern "C" fn kernel_syscall() -> ! {
+extern "C" fn kernel_fast_ipc() -> ! {
     let mut kernel = KERNEL.lock();
     let pid = kernel.current.expect("a syscall comes from the current process");
     if let Some(partner) = kernel.fast_ipc(pid) {
         drop(kernel);
         resume_or_idle(Some(partner))
     }
-    let next = general_syscall(&mut kernel, pid);
     drop(kernel);
-    resume_or_idle(next)
+    kernel_syscall()
 }
 
-/// Every syscall the fast path does not take, then the scheduler. Out of line, so that the
-/// fast path does not pay for the general path's stack frame.
-#[inline(never)]
-fn general_syscall(kernel: &mut Kernel, pid: usize) -> Option<*const Context> {
-    let keep = matches!(kernel.syscall(pid), After::Continue);
-    kernel.schedule(keep)
+/// `svc #0` from a process, unless the fast path took it: the number (r7) and arguments
+/// (r0–r5, r8) are in its saved registers. Then the caller again, or the scheduler's choice.
+#[unsafe(no_mangle)]
+extern "C" fn kernel_syscall() -> ! {
+    let mut kernel = KERNEL.lock();
+    let pid = kernel.current.expect("a syscall comes from the current process");
+    if matches!(kernel.syscall(pid), After::Continue)
+        && let Some(context) = kernel.may_keep(pid)
+    {
+        drop(kernel);
+        // SAFETY: the context of `pid`, the live and ready process that made this syscall
+        // and still has the CPU (its address space installed, nothing ran since its trap).
+        unsafe { entry::resume_caller(context) }
+    }
+    let next = kernel.schedule(false);
+    drop(kernel);
+    resume_or_idle(next)
 }
 
 /// An IRQ taken in user mode.

@@ -86,6 +86,9 @@ pub enum Syscall {
 }
 
 impl Syscall {
+    /// How many numbers there are: they run from 0 to `COUNT - 1`.
+    pub const COUNT: u32 = 18;
+
     pub fn from_u32(number: u32) -> Option<Syscall> {
         Some(match number {
             0 => Syscall::Exit,
@@ -359,6 +362,16 @@ mod tests {
         assert_eq!(Error::result(0x1234, 0), Err(Error::Io));
         assert_eq!(Syscall::from_u32(4), Some(Syscall::Info));
         assert_eq!(Syscall::from_u32(999), None);
+    }
+
+    #[test]
+    fn the_numbers_are_exactly_those_below_count() {
+        // The kernel's entry code routes by a table of `COUNT` entries.
+        for number in 0..Syscall::COUNT + 8 {
+            let syscall = Syscall::from_u32(number);
+            assert_eq!(syscall.is_some(), number < Syscall::COUNT, "{number}");
+            assert!(syscall.is_none_or(|s| s as u32 == number), "{number}");
+        }
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! [`return_to_user`], which loads a context (perhaps another process's) and leaves with
 //! `rfeia`, leaving SP pointing past that context's CPSR for the next trap. The return also
 //! loads the process's own TPIDRURW and clears the exclusive monitor, so no register and no
-//! pending `ldrex` carries anything from one process to the next. (TPIDRURO, read-only to
+//! pending `ldrex` carries anything from one process to the next — except the return to the
+//! very process that trapped, with nothing else run between ([`resume_caller`]), where both
+//! are still its own. (TPIDRURO, read-only to
 //! user mode, is never written; VFP/NEON stay disabled, so their registers do not exist for
 //! apps.)
 //!
@@ -52,7 +54,24 @@ kernel_svc_entry:
     save_user_context
     save_thread_id r0
     ldr sp, =__stack_top
-    bl kernel_syscall
+    @ By the number, still in r7: `call` and `reply_recv` to the IPC fast path, which hands
+    @ what it does not take to the general path; every other number to the general path
+    @ (the table's entries, or the branch after the load for a number past them: the load
+    @ reads PC as its own address + 8, where the table starts).
+    cmp r7, #{numbers} - 1
+    ldrls pc, [pc, r7, lsl #2]
+    b kernel_syscall
+    .rept {call}
+    .word kernel_syscall
+    .endr
+    .word kernel_fast_ipc
+    .rept {reply_recv} - {call} - 1
+    .word kernel_syscall
+    .endr
+    .word kernel_fast_ipc
+    .rept {numbers} - {reply_recv} - 1
+    .word kernel_syscall
+    .endr
 
 kernel_irq_entry:
     sub lr, lr, #4
@@ -94,6 +113,10 @@ return_to_user:
     ldr r1, [r0, #68]
     mcr p15, 0, r1, c13, c0, 2
     clrex
+    @ return_to_caller(context): the same, for the process that trapped, nothing of another
+    @ process run since: its TPIDRURW and exclusive monitor are still its own.
+    .global return_to_caller
+return_to_caller:
     mov sp, r0
     ldmia sp, {{r0-r14}}^
     add sp, sp, #60
@@ -104,11 +127,15 @@ return_to_user:
     .endif
 "#,
     tpidrurw = const core::mem::offset_of!(Context, tpidrurw),
+    call = const septa_syscalls::Syscall::Call as u32,
+    reply_recv = const septa_syscalls::Syscall::ReplyRecv as u32,
+    numbers = const septa_syscalls::Syscall::COUNT,
 );
 
 unsafe extern "C" {
     static kernel_vectors: u8;
     fn return_to_user(context: *const Context) -> !;
+    fn return_to_caller(context: *const Context) -> !;
 }
 
 /// The kernel's vector table, for VBAR.
@@ -127,4 +154,19 @@ pub fn vectors() -> u32 {
 pub unsafe fn resume(context: *const Context) -> ! {
     // SAFETY: delegated to the caller.
     unsafe { return_to_user(context) }
+}
+
+/// Resumes the process that made the syscall being answered, as [`resume`] does but without
+/// loading its TPIDRURW and clearing the exclusive monitor: no other process ran since its
+/// trap, so both are still as it left them (the kernel writes neither for the running
+/// process).
+///
+/// # Safety
+///
+/// As for [`resume`], and `context` is that of the process whose trap this is, with nothing
+/// of another process run since that trap.
+#[inline(always)]
+pub unsafe fn resume_caller(context: *const Context) -> ! {
+    // SAFETY: delegated to the caller.
+    unsafe { return_to_caller(context) }
 }

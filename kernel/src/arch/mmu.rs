@@ -131,14 +131,16 @@ pub fn no_process_tables() -> u32 {
 pub fn switch_address_space(tables_phys: u32, asid: u8) {
     // SAFETY: ARM ARM B3.10.4: switching through the reserved ASID 0, which no non-global
     // entry uses, keeps the old ASID from being paired with the new tables. The tables
-    // belong to a live process and map only its own pages.
+    // belong to a live process and map only its own pages. The new ASID needs no ISB of its
+    // own: the kernel reaches no user address itself (it copies through the one-to-one
+    // mapped frames, which are global), and the return to user mode that follows is a
+    // context synchronization event.
     unsafe {
         regs::write_contextidr(0);
         regs::isb();
         regs::write_ttbr0(tables_phys | WALK_ATTRIBUTES);
         regs::isb();
         regs::write_contextidr(asid as u32);
-        regs::isb();
     }
 }
 
