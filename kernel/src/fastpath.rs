@@ -7,8 +7,9 @@
 //! most 16 bytes go from one saved context to the other, and a longer one sent again from
 //! where the process sent its last goes between the physical pieces its claim and the
 //! receiver's buffer located when they were named (`process::Claim`). The partner runs next
-//! when it alone is the most urgent ready process (what [`RunQueue::pick`] would choose); no
-//! page table, heap or queue is walked and no generic dispatch runs. Anything else — a
+//! when it is what [`RunQueue::pick`] would choose — nothing queued is as urgent — and then
+//! the run queue is not touched at all (the running process is in no queue); no page
+//! table, heap or queue is walked and no generic dispatch runs. Anything else — a
 //! buffer not seen before, nobody waiting, any error — leaves every bit of state as it was
 //! and the general path (`Kernel::syscall`) takes the call. The result is the same either
 //! way: the model test below runs random sequences both ways and compares the whole kernel
@@ -69,7 +70,7 @@ impl<M: Machine> Kernel<M> {
             let room_there = self.processes[server].receive_buffer.len;
             self.put_message(server, self.words_sent_by(pid), len.min(room_there));
             self.badge_and_priority(pid, server);
-            self.wake(server, Ok(len));
+            self.wake_for_hand_over(server, Ok(len));
         } else {
             self.deliver_from_memory(pid, server);
         }
@@ -82,7 +83,7 @@ impl<M: Machine> Kernel<M> {
     #[inline(never)]
     fn deliver_from_memory(&mut self, caller: usize, server: usize) {
         let delivered = self.deliver(caller, server);
-        self.wake(server, delivered);
+        self.wake_for_hand_over(server, delivered);
     }
 
     /// `reply` to the waiting caller + `recv` that finds nothing queued, as
@@ -115,7 +116,7 @@ impl<M: Machine> Kernel<M> {
         if len as usize <= REGISTER_MESSAGE {
             let room_there = self.processes[caller].reply_buffer.len;
             self.put_message(caller, self.words_sent_by(pid), len.min(room_there));
-            self.wake(caller, Ok(len));
+            self.wake_for_hand_over(caller, Ok(len));
         } else {
             self.reply_from_memory(pid, caller);
         }
@@ -130,24 +131,26 @@ impl<M: Machine> Kernel<M> {
     fn reply_from_memory(&mut self, server: usize, caller: usize) {
         let (message, target) = (self.processes[server].message, self.processes[caller].reply_buffer);
         let result = self.transfer(server, message, caller, target).map(|()| message.len);
-        self.wake(caller, result);
+        self.wake_for_hand_over(caller, result);
     }
 
-    /// Runs `partner` next: straight away when it alone is the most urgent ready process,
-    /// else through the scheduler (which then decides exactly as after the general path).
+    /// Runs `partner` (woken, not queued) next: straight away when it is what the scheduler
+    /// would pick — nothing queued is as urgent — with the run queue untouched, else through
+    /// the scheduler (which then decides exactly as after the general path).
     fn run_partner(&mut self, partner: usize) -> *const Context {
         let priority = self.processes[partner].priority;
-        if self.run_queue.pick_if_alone(partner, priority) {
+        if self.run_queue.hand_over(partner, priority) {
             return self.install(partner);
         }
-        self.reschedule()
+        self.reschedule(partner, priority)
     }
 
-    /// The scheduler's choice after a hand-over the partner does not win alone (rare: kept
-    /// out of the fast path's code).
+    /// The scheduler's choice after a hand-over the partner does not win at once (rare:
+    /// kept out of the fast path's code): the partner queued like any woken process.
     #[cold]
     #[inline(never)]
-    fn reschedule(&mut self) -> *const Context {
+    fn reschedule(&mut self, partner: usize, priority: u8) -> *const Context {
+        self.run_queue.make_ready(partner, priority);
         self.schedule(false).expect("the partner is ready")
     }
 }
@@ -166,7 +169,7 @@ mod tests {
     /// One syscall of `pid` as the trap code makes it, with or without the fast path;
     /// returns the process that runs next.
     fn trap(kernel: &mut Kernel<SimMachine>, pid: usize, fast: bool) -> (Option<usize>, bool) {
-        kernel.install(pid);
+        kernel.put_on_cpu(pid);
         let taken = if fast { kernel.fast_ipc(pid) } else { None };
         let next = match taken {
             Some(next) => Some(next),

@@ -5,6 +5,12 @@
 //! picking is a find-first-set over a bit set of the non-empty priorities and a rotate
 //! within one — no lists, no allocation, constant time.
 //!
+//! The queue holds the ready processes but the one running: a picked process leaves it,
+//! and goes back when it loses the CPU still ready (the kernel's `schedule`). So an IPC
+//! hand-over — the caller blocks, the server runs — changes nothing here when the server
+//! is the one to run ([`RunQueue::hand_over`]), as in seL4, whose running thread is in no
+//! queue either.
+//!
 //! Each process also has a CPU [`Budget`]: it may run so long in every period of its own.
 //! The kernel charges the time between two ticks to the process the tick interrupts (a tick
 //! delayed by a monitor call is charged in full to the caller); a process that has used its
@@ -52,8 +58,9 @@ impl RunQueue {
         (self.occupied != 0).then(|| self.occupied.trailing_zeros() as u8)
     }
 
-    /// Picks the next process: the most urgent priority, and within it the first ready id
-    /// after the one picked last (wrapping), so equal priorities take turns.
+    /// Picks the next process and takes it out of the queue: the most urgent priority, and
+    /// within it the first ready id after the one picked last (wrapping), so equal
+    /// priorities take turns.
     pub fn pick(&mut self) -> Option<usize> {
         let priority = self.top_priority()?;
         let set = self.ready[priority as usize];
@@ -63,17 +70,24 @@ impl RunQueue {
         let candidates = if above != 0 { above } else { set };
         let pid = candidates.trailing_zeros() as usize;
         self.last[priority as usize] = pid as u8;
+        let rest = set & !(1 << pid);
+        self.ready[priority as usize] = rest;
+        if rest == 0 {
+            self.occupied &= !(1 << priority);
+        }
         Some(pid)
     }
 
-    /// [`RunQueue::pick`] when `pid` (ready at `priority`) alone is the most urgent — as
-    /// after an IPC hand-over — without a search; `false` (and nothing changed) otherwise.
-    pub fn pick_if_alone(&mut self, pid: usize, priority: u8) -> bool {
-        let alone = self.top_priority() == Some(priority) && self.ready[priority as usize] == 1 << pid;
-        if alone {
+    /// Whether `pid`, ready at `priority` but not queued (a server or caller an IPC
+    /// hand-over wakes), is what [`RunQueue::pick`] would choose were it queued: nothing
+    /// queued is as urgent. If so its turn is recorded as `pick` records it, and the queue
+    /// is otherwise unchanged; if not, nothing changes.
+    pub fn hand_over(&mut self, pid: usize, priority: u8) -> bool {
+        let first = self.top_priority().is_none_or(|top| top > priority);
+        if first {
             self.last[priority as usize] = pid as u8;
         }
-        alone
+        first
     }
 
     /// Whether `pid` (ready at `priority`) may keep the CPU: nothing more urgent is ready.
@@ -136,13 +150,14 @@ mod tests {
     }
 
     #[test]
-    fn most_urgent_priority_wins() {
+    fn most_urgent_priority_wins_and_leaves_the_queue() {
         let mut q = RunQueue::new();
         q.make_ready(5, 3);
         q.make_ready(2, 1);
         assert_eq!(q.pick(), Some(2));
-        q.remove(2, 1);
+        assert!(!q.is_ready(2, 1), "the picked process runs, out of the queue");
         assert_eq!(q.pick(), Some(5));
+        assert_eq!(q.pick(), None);
     }
 
     #[test]
@@ -151,8 +166,36 @@ mod tests {
         for pid in [1, 4, 31] {
             q.make_ready(pid, 2);
         }
-        let order: [_; 6] = core::array::from_fn(|_| q.pick().unwrap());
+        // Each runs, then goes back still ready (a yield, a time slice over).
+        let order: [_; 6] = core::array::from_fn(|_| {
+            let pid = q.pick().unwrap();
+            q.make_ready(pid, 2);
+            pid
+        });
         assert_eq!(order, [1, 4, 31, 1, 4, 31]);
+    }
+
+    #[test]
+    fn a_hand_over_runs_the_partner_only_where_pick_would() {
+        let mut q = RunQueue::new();
+        assert!(q.hand_over(3, 4), "nothing queued");
+        q.make_ready(7, 5);
+        assert!(q.hand_over(3, 4), "only less urgent ones queued");
+        let before = q.clone();
+        q.make_ready(9, 4);
+        let with_equal = q.clone();
+        assert!(!q.hand_over(3, 4), "an equal one queued: its turn may come first");
+        assert_eq!(q, with_equal, "refused: nothing changed");
+        q.remove(9, 4);
+        q.make_ready(8, 2);
+        assert!(!q.hand_over(3, 4), "a more urgent one queued");
+        // Where it runs, it is what pick would have chosen, with the same turn recorded.
+        let mut picked = before.clone();
+        picked.make_ready(3, 4);
+        assert_eq!(picked.pick(), Some(3));
+        let mut handed = before;
+        assert!(handed.hand_over(3, 4));
+        assert_eq!(handed, picked);
     }
 
     #[test]

@@ -112,23 +112,36 @@ impl<M: Machine> Kernel<M> {
         ms * self.machine.frequency() / 1000
     }
 
+    /// Makes `pid` ready: queued, unless it is the current process (which is in no queue).
     pub fn make_ready(&mut self, pid: usize) {
         let process = &mut self.processes[pid];
         process.state = State::Ready;
-        self.run_queue.make_ready(pid, process.priority);
+        if self.current != Some(pid) {
+            self.run_queue.make_ready(pid, process.priority);
+        }
     }
 
-    /// Takes process `pid` off the CPU in `state` (sleeping or blocked).
+    /// Takes process `pid` off the CPU in `state` (sleeping or blocked); the current
+    /// process is in no queue, so only its state changes.
     pub fn block(&mut self, pid: usize, state: State) {
         let process = &mut self.processes[pid];
         process.state = state;
-        self.run_queue.remove(pid, process.priority);
+        if self.current != Some(pid) {
+            self.run_queue.remove(pid, process.priority);
+        }
     }
 
     /// Wakes a blocked process with `result` (see [`Kernel::set_result`]).
     pub fn wake(&mut self, pid: usize, result: Result<u32, Error>) {
         self.set_result(pid, result);
         self.make_ready(pid);
+    }
+
+    /// Wakes `pid` with `result` for an IPC hand-over: ready but not yet queued — the fast
+    /// path then runs it at once or queues it (`fastpath.rs`).
+    pub(crate) fn wake_for_hand_over(&mut self, pid: usize, result: Result<u32, Error>) {
+        self.set_result(pid, result);
+        self.processes[pid].state = State::Ready;
     }
 
     /// A syscall's result in the caller's registers: status in r0 (0, or a negative
@@ -411,10 +424,15 @@ impl<M: Machine> Kernel<M> {
     /// the CPU.
     #[inline(always)] // on every trap's way out: no call of its own
     pub fn schedule(&mut self, keep_current: bool) -> Option<*const Context> {
-        if let (true, Some(pid)) = (keep_current, self.current)
-            && let Some(context) = self.may_keep(pid)
-        {
-            return Some(context);
+        if let Some(pid) = self.current {
+            if keep_current && let Some(context) = self.may_keep(pid) {
+                return Some(context);
+            }
+            // It loses the CPU: back into the queue if it could still run.
+            let process = &self.processes[pid];
+            if matches!(process.state, State::Ready) {
+                self.run_queue.make_ready(pid, process.priority);
+            }
         }
         let next = self.run_queue.pick()?;
         Some(self.install(next))
@@ -431,7 +449,23 @@ impl<M: Machine> Kernel<M> {
         (ready && self.run_queue.may_continue(process.priority)).then_some(&process.context)
     }
 
-    /// Makes `next` the current process, its tables installed; returns its context.
+    /// Gives the CPU to `pid` as the scheduler would have chosen it (for tests that run any
+    /// process they like): the process running before goes back to the queue if it could
+    /// still run, `pid` leaves it.
+    #[cfg(test)]
+    pub(crate) fn put_on_cpu(&mut self, pid: usize) -> *const Context {
+        if let Some(previous) = self.current {
+            let process = &self.processes[previous];
+            if previous != pid && matches!(process.state, State::Ready) {
+                self.run_queue.make_ready(previous, process.priority);
+            }
+        }
+        self.run_queue.remove(pid, self.processes[pid].priority);
+        self.install(pid)
+    }
+
+    /// Makes `next` (not queued) the current process, its tables installed; returns its
+    /// context.
     pub(crate) fn install(&mut self, next: usize) -> *const Context {
         if self.installed != Some(next) {
             self.machine.switch_address_space(Some(self.processes[next].tables_phys()), asid(next));

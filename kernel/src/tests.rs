@@ -39,6 +39,7 @@ fn result(kernel: &Kernel<SimMachine>, pid: usize) -> (u32, u32) {
 
 /// Puts syscall `number` in `pid`'s registers: r0–r5 and r8 from `args`, r7 the number.
 pub(crate) fn load(kernel: &mut Kernel<SimMachine>, pid: usize, number: u32, args: [u32; 7]) {
+    kernel.put_on_cpu(pid); // a process traps while it has the CPU
     let r = &mut kernel.processes[pid].context.r;
     r[..6].copy_from_slice(&args[..6]);
     (r[7], r[8]) = (number, args[6]);
@@ -46,7 +47,7 @@ pub(crate) fn load(kernel: &mut Kernel<SimMachine>, pid: usize, number: u32, arg
 
 /// Makes the syscall loaded in `pid`'s registers; returns its status and value.
 fn run(kernel: &mut Kernel<SimMachine>, pid: usize) -> (u32, u32) {
-    kernel.current = Some(pid);
+    kernel.put_on_cpu(pid);
     kernel.syscall(pid);
     result(kernel, pid)
 }
@@ -360,8 +361,9 @@ fn alive(kernel: &Kernel<SimMachine>, pid: u8) -> bool {
 /// Checks the invariants the kernel promises at every step.
 fn check_invariants(kernel: &Kernel<SimMachine>, caps_at_boot: &[crate::cap::CapTable], step: &str) {
     for (pid, p) in kernel.processes.iter().enumerate() {
-        let ready = kernel.run_queue().is_ready(pid, p.priority);
-        assert_eq!(ready, p.state == State::Ready, "{step}: pid {pid} run queue vs state {:?}", p.state);
+        let queued = kernel.run_queue().is_ready(pid, p.priority);
+        let runnable = p.state == State::Ready && kernel.current != Some(pid);
+        assert_eq!(queued, runnable, "{step}: pid {pid} run queue vs state {:?}", p.state);
         assert_eq!(p.caps, caps_at_boot[pid], "{step}: pid {pid}'s capabilities changed");
         match kernel.ipc.state(pid as u8) {
             IpcState::Calling { endpoint } => {
