@@ -24,6 +24,8 @@ pub const QUOTA_OFFSET: usize = 16;
 pub const REQUEST_OFFSET: usize = 64;
 /// (Room for a device certificate of `device_auth::CERTIFICATE_MAX` bytes.)
 pub const REQUEST_MAX: usize = 960;
+pub const RESPONSE_OFFSET: usize = 1024;
+pub const RESPONSE_MAX: usize = 3072;
 /// A request starts at most this many bytes before [`REQUEST_OFFSET`] ([`request_start`]).
 pub const REQUEST_SLACK: usize = 3;
 
@@ -43,8 +45,6 @@ pub fn request_range(start: u32, len: u32) -> Option<core::ops::Range<usize>> {
     let placed = REQUEST_OFFSET.wrapping_sub(start) <= REQUEST_SLACK;
     (placed && len <= REQUEST_MAX).then_some(start..start + len)
 }
-pub const RESPONSE_OFFSET: usize = 1024;
-pub const RESPONSE_MAX: usize = 3072;
 
 /// Services, numbered as in `septa_abi::app::MONITOR_SERVICES` order where they share a
 /// capability name.

@@ -52,7 +52,13 @@ pub fn run(shared: &mut septa_kernel::machine::SharedPage) {
         for byte in shared[..1024].iter_mut().take(64 + next() as usize % 960) {
             *byte = next() as u8;
         }
-        let args = [next() % 24, next() % 600, next()];
+        // `SERVICE`'s third argument is where the request starts: mostly where the kernel
+        // may put one (so the services decode what is there), now and then anything.
+        let start = match next() % 4 {
+            0 => next(),
+            _ => (septa_abi::monitor::REQUEST_OFFSET - next() as usize % 4) as u32,
+        };
+        let args = [next() % 24, next() % 600, start];
         let [r0, r1, ..] = monitor::call(function, args);
         let fine = match function {
             smc::SERVICE | smc::STORE_REPORT => r0 <= BUSY && (r0 != 0 || r1 as usize <= RESPONSE_MAX),

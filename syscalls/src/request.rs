@@ -27,6 +27,10 @@ impl postcard::ser_flavors::Flavor for Encoder<'_> {
     fn try_extend(&mut self, bytes: &[u8]) -> postcard::Result<()> {
         // The length first: no tail (empty) is never matched, and rarely anything else.
         if bytes.len() == self.tail.len() && !bytes.is_empty() && bytes.as_ptr() == self.tail.as_ptr() {
+            if self.head_len != usize::MAX {
+                // The same bytes twice in the request: the first must stay in the head.
+                return Err(postcard::Error::SerializeBufferFull);
+            }
             self.head_len = self.out.len();
             return Ok(());
         }
@@ -102,6 +106,9 @@ mod tests {
         out.clear();
         let copy = [7u8; 64];
         assert_eq!(encode(&verify, &copy, &mut out), Err(Error::Invalid), "equal bytes elsewhere");
+        out.clear();
+        let twice = Request::Verify { public_key: &data[..64], message: &data[..5], signature: &data[..64] };
+        assert_eq!(encode(&twice, &data[..64], &mut out), Err(Error::Invalid), "the tail's bytes twice");
         for whole in [true, false] {
             for (len, fits) in [(REQUEST_MAX, false), (REQUEST_MAX - 2, false), (REQUEST_MAX - 3, true)] {
                 let request = Request::Sha256 { data: &data[..len] };

@@ -158,8 +158,10 @@ pub unsafe fn resume(context: *const Context) -> ! {
 
 /// Resumes the process that made the syscall being answered, as [`resume`] does but without
 /// loading its TPIDRURW and clearing the exclusive monitor: no other process ran since its
-/// trap, so both are still as it left them (the kernel writes neither for the running
-/// process).
+/// trap, so TPIDRURW is still its own (neither the kernel nor the monitor writes it), and
+/// whatever exclusive state the kernel or the monitor left (their own `ldrex`/`strex`
+/// pairs end with the monitor open) can only make the process's next `strex` fail, never
+/// let another process's succeed.
 ///
 /// # Safety
 ///
