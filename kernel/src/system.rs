@@ -428,14 +428,19 @@ impl<M: Machine> Kernel<M> {
             if keep_current && let Some(context) = self.may_keep(pid) {
                 return Some(context);
             }
-            // It loses the CPU: back into the queue if it could still run.
-            let process = &self.processes[pid];
-            if matches!(process.state, State::Ready) {
-                self.run_queue.make_ready(pid, process.priority);
-            }
+            self.leave_cpu(pid);
         }
         let next = self.run_queue.pick()?;
         Some(self.install(next))
+    }
+
+    /// The current process `pid` loses the CPU: back into the queue if it could still run.
+    #[inline(always)]
+    fn leave_cpu(&mut self, pid: usize) {
+        let process = &self.processes[pid];
+        if matches!(process.state, State::Ready) {
+            self.run_queue.make_ready(pid, process.priority);
+        }
     }
 
     /// The context of the current process `pid` if it may go on: it is ready and nothing
@@ -454,11 +459,8 @@ impl<M: Machine> Kernel<M> {
     /// still run, `pid` leaves it.
     #[cfg(test)]
     pub(crate) fn put_on_cpu(&mut self, pid: usize) -> *const Context {
-        if let Some(previous) = self.current {
-            let process = &self.processes[previous];
-            if previous != pid && matches!(process.state, State::Ready) {
-                self.run_queue.make_ready(previous, process.priority);
-            }
+        if let Some(previous) = self.current.filter(|&previous| previous != pid) {
+            self.leave_cpu(previous);
         }
         self.run_queue.remove(pid, self.processes[pid].priority);
         self.install(pid)
